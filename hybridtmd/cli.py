@@ -1,0 +1,205 @@
+"""Command line: ``hybridtmd --help``.
+
+Batch commands never stop at a bad file: they process the good ones, then list every bad file
+with its reason. The exit code is 0 when all files worked, 1 when some were skipped (the others
+are still processed and written), 2 on usage errors.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .errors import HybridTMDError
+
+app = typer.Typer(
+    name="hybridtmd",
+    help="Explainable classification of TMD films from AFM height maps.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err_console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def _report_errors(errors: list[tuple[str, str]], what: str = "file") -> None:
+    if not errors:
+        return
+    table = Table(title=f"{len(errors)} {what}(s) skipped", title_style="bold yellow")
+    table.add_column("file")
+    table.add_column("reason")
+    for path, reason in errors:
+        table.add_row(str(path), reason)
+    err_console.print(table)
+
+
+def _exit_for(errors: list) -> None:
+    """Exit 1 when some files failed (they were reported); the good ones were processed."""
+    if errors:
+        raise typer.Exit(1)
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        console.print(f"hybridtmd {__version__}")
+        raise typer.Exit(0)
+
+
+@app.command()
+def synth(
+    outdir: Annotated[Path, typer.Argument(help="Folder to write TIFFs, manifest.csv and samples.json into.")],
+    n_samples: Annotated[int, typer.Option(help="Number of samples (split over classes as in the paper).")] = 60,
+    images_per_sample: Annotated[int, typer.Option(help="Images per sample.")] = 2,
+    size: Annotated[int, typer.Option(help="Image side in pixels.")] = 128,
+    scan_min_um: Annotated[float, typer.Option(help="Smallest scan size (µm).")] = 1.0,
+    scan_max_um: Annotated[float, typer.Option(help="Largest scan size (µm).")] = 4.0,
+    spread: Annotated[float, typer.Option(help="Within-class spread of sample parameters (1 = default).")] = 1.0,
+    artefacts: Annotated[bool, typer.Option(help="Add instrument artefacts (tip, tilt, bow, offsets, scars, noise).")] = True,
+    float16: Annotated[bool, typer.Option(help="Store heights as float16 (half the size).")] = False,
+    seed: Annotated[int, typer.Option(help="Random seed; same seed, same files.")] = 0,
+) -> None:
+    """Write a synthetic TMD AFM dataset (paper's file-name convention + manifest)."""
+    from .datasets import Artefacts, write_synthetic_dataset
+
+    if scan_min_um <= 0 or scan_max_um < scan_min_um:
+        _fail("scan sizes must satisfy 0 < --scan-min-um <= --scan-max-um")
+    try:
+        with console.status(f"rendering {n_samples * images_per_sample} images..."):
+            ds = write_synthetic_dataset(
+                outdir, n_samples=n_samples, images_per_sample=images_per_sample, size_px=size,
+                scan_size_um=(scan_min_um, scan_max_um), spread=spread, seed=seed,
+                artefacts=None if artefacts else Artefacts.none(), tiff_dtype="float16" if float16 else "float32",
+            )
+    except (ValueError, HybridTMDError) as exc:
+        _fail(str(exc))
+    console.print(f"wrote {len(ds)} images of {len(set(ds.groups))} samples to {outdir}")
+    console.print(ds.summary().to_string())
+
+
+@app.command()
+def info(
+    files: Annotated[list[Path], typer.Argument(help="AFM files to describe.")],
+    pixel_size_nm: Annotated[float | None, typer.Option(help="Pixel size (nm) for files that lack one.")] = None,
+) -> None:
+    """Shape, pixel size, scan size and height range of AFM files."""
+    from .io import image_info, load_images
+
+    report = load_images(files, pixel_size_nm=pixel_size_nm, on_error="skip")
+    if report.images:
+        rows = [image_info(im) for im in report.images]
+        table = Table()
+        for key in rows[0]:
+            table.add_column(key)
+        for row in rows:
+            table.add_row(*[str(v) for v in row.values()])
+        console.print(table)
+    _report_errors(report.errors)
+    _exit_for(report.errors)
+
+
+@app.command()
+def dataset(
+    source: Annotated[Path, typer.Argument(help="Folder of AFM files or manifest CSV.")],
+    pattern: Annotated[str | None, typer.Option(help="File-name regex with (?P<label>) and (?P<group>).")] = None,
+) -> None:
+    """How many images and samples per class a dataset has (checks it parses)."""
+    from .io import DEFAULT_FILENAME_PATTERN, load_dataset
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = load_dataset(source, pattern=pattern or DEFAULT_FILENAME_PATTERN)
+    except (HybridTMDError, ValueError) as exc:
+        _fail(str(exc))
+    console.print(ds.summary().to_string())
+    console.print(f"{len(ds)} images, {len(set(ds.groups.tolist()))} samples, {len(ds.classes)} classes")
+    _report_errors(ds.skipped)
+
+
+@app.command()
+def level(
+    inputs: Annotated[list[Path], typer.Argument(help="AFM files, or one dataset folder/manifest.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for levelled TIFFs.")],
+    config: Annotated[Path | None, typer.Option(help="TOML config with a [level] table.")] = None,
+    pixel_size_nm: Annotated[float | None, typer.Option(help="Pixel size (nm) for files that lack one.")] = None,
+) -> None:
+    """Level AFM files (row alignment, background, scars...) and write float32 TIFFs in nm."""
+    from rich.progress import track
+
+    from .config import load_config
+    from .io import load_images, save_image
+    from .preprocess import level as level_image
+
+    try:
+        cfg = load_config(config)
+    except HybridTMDError as exc:
+        _fail(str(exc))
+    paths = _expand_inputs(inputs)
+    report = load_images(paths, pixel_size_nm=pixel_size_nm, on_error="skip", progress=len(paths) > 20)
+    errors = list(report.errors)
+    written = 0
+    for image in track(report.images, description="levelling", disable=len(report.images) < 20):
+        try:
+            save_image(level_image(image, cfg.level), output / (Path(image.source).stem + ".tif"))
+            written += 1
+        except (HybridTMDError, ValueError, OSError) as exc:
+            errors.append((str(image.source), str(exc)))
+    console.print(f"levelled {written} of {len(paths)} file(s) into {output}")
+    _report_errors(errors)
+    _exit_for(errors)
+
+
+@app.command()
+def gallery(
+    source: Annotated[Path, typer.Argument(help="Folder of AFM files or manifest CSV.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="PNG file to write.")] = Path("gallery.png"),
+    per_class: Annotated[int, typer.Option(help="Images per class.")] = 4,
+    config: Annotated[Path | None, typer.Option(help="TOML config with a [level] table.")] = None,
+) -> None:
+    """Save a figure with example levelled height maps of every class."""
+    from .config import load_config
+    from .io import load_dataset
+
+    try:
+        cfg = load_config(config)
+        ds = load_dataset(source)
+    except (HybridTMDError, ValueError) as exc:
+        _fail(str(exc))
+    from .plotting import save_class_gallery
+
+    errors = save_class_gallery(ds, output, per_class=per_class, level_config=cfg.level)
+    console.print(f"wrote {output}")
+    _report_errors(errors)
+
+
+def _expand_inputs(inputs: list[Path]) -> list[Path]:
+    """One dataset folder/manifest, or a list of files."""
+    from .io import SUPPORTED_SUFFIXES, load_dataset
+
+    if len(inputs) == 1 and (inputs[0].is_dir() or inputs[0].suffix.lower() == ".csv"):
+        try:
+            return load_dataset(inputs[0]).paths
+        except HybridTMDError:
+            if inputs[0].is_dir():
+                return sorted(p for p in inputs[0].iterdir() if p.suffix.lower() in SUPPORTED_SUFFIXES)
+            raise
+    return list(inputs)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

@@ -1,0 +1,383 @@
+"""Levelling AFM height maps: background removal, line alignment, scars, outliers, resampling, tiling.
+
+The default pipeline follows TopoStats' ``Filters`` and Gwyddion's usual sequence:
+
+1. row alignment by the median of differences between neighbouring fast-scan lines (Gwyddion's
+   "median of differences") - removes line-to-line offsets and the slow-axis tilt without the
+   bands that plain row medians leave where film coverage changes from line to line;
+2. polynomial background of order 1 (plane) fitted by least squares - removes the remaining tilt;
+3. a second pass that ignores *features* (pixels more than ``mask_sigma`` standard deviations
+   from the median), aligning each line by the median of its background pixels (TopoStats), so
+   raised domains and particles do not bias the background;
+4. optional scar removal and outlier clipping;
+5. heights set to 0 at the median of the background pixels (the substrate / film reference).
+
+All functions take and return arrays in nanometres; :func:`level` and :class:`Preprocessor`
+work on :class:`~hybridtmd.io.AFMImage`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+
+from .io import AFMImage
+
+RowMethod = Literal["median_diff", "median", "mean", "polynomial"]
+
+
+# --------------------------------------------------------------------------------------------
+# Array functions
+# --------------------------------------------------------------------------------------------
+
+
+def _poly_design(shape: tuple[int, int], order: int) -> np.ndarray:
+    """Design matrix of the 2-D monomials x^i y^j, i + j <= order, on coordinates in [-1, 1]."""
+    rows, cols = shape
+    y, x = np.meshgrid(np.linspace(-1, 1, rows), np.linspace(-1, 1, cols), indexing="ij")
+    terms = [x**i * y**j for total in range(order + 1) for j in range(total + 1) for i in [total - j]]
+    return np.stack([t.ravel() for t in terms], axis=1)
+
+
+def fit_polynomial_background(height: np.ndarray, order: int = 1, mask: np.ndarray | None = None) -> np.ndarray:
+    """Least-squares 2-D polynomial surface of total degree ``order`` (0-3) through ``height``.
+
+    ``mask`` marks pixels to *ignore* (features); the surface is fitted to the others and
+    evaluated everywhere. Order 1 is a plane; 2 and 3 remove scanner bow.
+    """
+    if order not in (0, 1, 2, 3):
+        raise ValueError(f"polynomial order must be 0-3, got {order}")
+    design = _poly_design(height.shape, order)
+    use = np.ones(height.size, bool) if mask is None else ~np.asarray(mask, bool).ravel()
+    if use.sum() < design.shape[1] * 4:  # too few background pixels: fit everything
+        use[:] = True
+    coef, *_ = np.linalg.lstsq(design[use], height.ravel()[use], rcond=None)
+    return (design @ coef).reshape(height.shape)
+
+
+def remove_polynomial_background(height: np.ndarray, order: int = 1, mask: np.ndarray | None = None) -> np.ndarray:
+    """``height`` minus its least-squares polynomial background (see :func:`fit_polynomial_background`)."""
+    return height - fit_polynomial_background(height, order, mask)
+
+
+def align_rows(
+    height: np.ndarray,
+    method: RowMethod = "median",
+    order: int = 1,
+    mask: np.ndarray | None = None,
+) -> np.ndarray:
+    """Remove the per-line offsets of the slow-scan axis (rows = fast-scan lines).
+
+    ``median_diff`` shifts each row so the median of its difference to the previous row is 0
+    (robust to features that cover different fractions of different rows);
+    ``median`` (TopoStats' default) or ``mean`` subtracts each row's statistic;
+    ``polynomial`` subtracts a per-row polynomial of ``order`` in x (removes line bow too).
+    ``mask`` marks pixels to ignore; a row that is entirely masked uses all its pixels.
+    """
+    h = np.asarray(height, dtype=float)
+    m = np.zeros_like(h, bool) if mask is None else np.asarray(mask, bool)
+    m = m & ~m.all(axis=1, keepdims=True)  # fully masked rows: use every pixel
+    if method == "median_diff":
+        diff = np.where(m[1:] | m[:-1], np.nan, np.diff(h, axis=0))
+        all_nan = np.isnan(diff).all(axis=1)
+        diff[all_nan] = np.diff(h, axis=0)[all_nan]
+        offsets = np.concatenate([[0.0], np.cumsum(np.nanmedian(diff, axis=1))])
+        return h - offsets[:, None] - np.median(h[0])
+    if method in ("median", "mean"):
+        valued = np.where(m, np.nan, h)
+        stat = np.nanmedian(valued, axis=1) if method == "median" else np.nanmean(valued, axis=1)
+        return h - stat[:, None]
+    if method != "polynomial":
+        raise ValueError(f"row alignment must be median_diff, median, mean or polynomial, got {method!r}")
+    x = np.linspace(-1, 1, h.shape[1])
+    vander = np.vander(x, order + 1)
+    if not m.any():  # one least-squares solve for all rows
+        coef, *_ = np.linalg.lstsq(vander, h.T, rcond=None)
+        return h - (vander @ coef).T
+    out = np.empty_like(h)
+    for i, (row, mrow) in enumerate(zip(h, m, strict=True)):
+        use = ~mrow if (~mrow).sum() > order + 1 else np.ones_like(mrow)
+        coef, *_ = np.linalg.lstsq(vander[use], row[use], rcond=None)
+        out[i] = row - vander @ coef
+    return out
+
+
+def robust_sigma(values: np.ndarray) -> float:
+    """Standard deviation estimated from the median absolute deviation (1.4826 x MAD)."""
+    v = np.asarray(values, float).ravel()
+    return float(1.4826 * np.median(np.abs(v - np.median(v))))
+
+
+def feature_mask(height: np.ndarray, sigma: float = 1.0) -> np.ndarray:
+    """Pixels more than ``sigma`` standard deviations above or below the median: the features
+    (domains, particles, holes) that background fits should ignore, as TopoStats does."""
+    h = np.asarray(height, float)
+    return np.abs(h - np.median(h)) > sigma * h.std()
+
+
+def remove_scars(
+    height: np.ndarray,
+    threshold: float = 3.0,
+    min_length: int = 16,
+    max_width: int = 2,
+) -> np.ndarray:
+    """Replace horizontal scars (streaks along the fast-scan axis) by interpolation across rows.
+
+    A band of 1..``max_width`` rows is a scar where it differs from *both* the row above and
+    the row below, with the same sign, by more than ``threshold`` robust standard deviations of
+    the row-to-row differences, over at least ``min_length`` contiguous pixels (Gwyddion's
+    "mark scars" criterion). Scar pixels become the linear interpolation between the rows that
+    bound the band.
+    """
+    from scipy import ndimage
+
+    h = np.asarray(height, float).copy()
+    rows = h.shape[0]
+    noise = robust_sigma(np.diff(h, axis=0)) or float(np.std(np.diff(h, axis=0))) or 1.0
+    limit = threshold * noise
+    structure = np.array([[0, 0, 0], [1, 1, 1], [0, 0, 0]], bool)  # runs along x only
+    for width in range(1, max_width + 1):
+        if rows < width + 2:
+            break
+        positions = rows - width - 1  # band starting at row p + 1, bounded by rows p and p + width + 1
+        band = np.mean([h[1 + k : 1 + k + positions] for k in range(width)], axis=0)
+        above, below = h[:positions], h[width + 1 :]
+        up, down = band - above, band - below
+        scar = ((up > limit) & (down > limit)) | ((up < -limit) & (down < -limit))
+        scar = ndimage.binary_opening(scar, structure=np.ones((1, min_length), bool)) if min_length > 1 else scar
+        if not scar.any():
+            continue
+        labels, _ = ndimage.label(scar, structure=structure)
+        r, c = np.nonzero(labels)
+        for k in range(1, width + 1):
+            t = k / (width + 1)
+            h[r + k, c] = (1 - t) * above[r, c] + t * below[r, c]
+    return h
+
+
+def clip_outliers(height: np.ndarray, z: float = 8.0) -> np.ndarray:
+    """Clip heights whose robust z-score ``|h - median| / (1.4826 MAD)`` exceeds ``z``."""
+    h = np.asarray(height, float)
+    med, sig = np.median(h), robust_sigma(h)
+    if sig == 0:
+        return h.copy()
+    return np.clip(h, med - z * sig, med + z * sig)
+
+
+# --------------------------------------------------------------------------------------------
+# Image-level operations
+# --------------------------------------------------------------------------------------------
+
+
+def resample(image: AFMImage, pixel_size_nm: float | Sequence[float]) -> AFMImage:
+    """Resample ``image`` to a new pixel size (bilinear; anti-aliased when downsampling)."""
+    from skimage.transform import resize
+
+    target = np.broadcast_to(np.asarray(pixel_size_nm, float), (2,))
+    if np.any(target <= 0):
+        raise ValueError("pixel size must be positive")
+    w, h = image.size_nm
+    shape = (max(1, round(h / target[1])), max(1, round(w / target[0])))
+    if shape == image.shape:
+        return image
+    down = shape[0] < image.shape[0] or shape[1] < image.shape[1]
+    new = resize(image.height, shape, order=1, anti_aliasing=down, preserve_range=True, mode="reflect")
+    actual = (w / shape[1], h / shape[0])
+    return AFMImage(new, actual, image.channel, image.source, {**image.metadata, "resampled_from_nm": list(image.pixel_size_nm)})
+
+
+def tile(image: AFMImage, size_px: int, stride_px: int | None = None) -> list[AFMImage]:
+    """Cut ``image`` into square ``size_px`` crops every ``stride_px`` pixels (default: no overlap).
+
+    Only complete tiles are returned; each records its origin in ``metadata["tile_origin_px"]``.
+    """
+    stride = stride_px or size_px
+    if size_px < 1 or stride < 1:
+        raise ValueError("tile size and stride must be positive")
+    rows, cols = image.shape
+    tiles = []
+    for r in range(0, rows - size_px + 1, stride):
+        for c in range(0, cols - size_px + 1, stride):
+            crop = image.height[r : r + size_px, c : c + size_px]
+            tiles.append(AFMImage(crop.copy(), image.pixel_size_nm, image.channel, image.source,
+                                  {**image.metadata, "tile_origin_px": [r, c]}))
+    return tiles
+
+
+@dataclass(frozen=True)
+class LevelConfig:
+    """Levelling settings (TopoStats-like defaults). Set a step to ``None``/``False`` to skip it.
+
+    Attributes
+    ----------
+    row_alignment : "median_diff" | "median" | "mean" | "polynomial" | None
+        Per-line offset removal along the slow-scan axis (first pass; the masked second pass
+        uses the median of background pixels when this is ``median_diff``).
+    row_order : int
+        Polynomial order for ``row_alignment="polynomial"``.
+    background_order : int | None
+        Order (0-3) of the 2-D polynomial background; 1 = plane.
+    mask_features : bool
+        Repeat alignment and background fitting ignoring features (|h - median| > mask_sigma std).
+    mask_sigma : float
+        Feature threshold in standard deviations.
+    remove_scars : bool
+        Interpolate over horizontal scars (see :func:`remove_scars`).
+    scar_threshold, scar_min_length, scar_max_width :
+        Scar criterion parameters.
+    clip_z : float | None
+        Clip heights beyond this robust z-score. Off by default: bilayer islands and particles
+        are real, tall features of TMD films and carry class information.
+    zero : "background" | "min" | "median" | None
+        Height reference after levelling: median of background pixels (default), minimum,
+        median of all pixels, or unchanged.
+    pixel_size_nm : float | None
+        Resample every image to this pixel size (common scale for descriptors and CNNs).
+    """
+
+    row_alignment: RowMethod | None = "median_diff"
+    row_order: int = 1
+    background_order: int | None = 1
+    mask_features: bool = True
+    mask_sigma: float = 1.0
+    remove_scars: bool = True
+    scar_threshold: float = 3.0
+    scar_min_length: int = 16
+    scar_max_width: int = 2
+    clip_z: float | None = None
+    zero: Literal["background", "min", "median"] | None = "background"
+    pixel_size_nm: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.row_alignment not in (None, "median_diff", "median", "mean", "polynomial"):
+            raise ValueError(f"row_alignment must be median_diff, median, mean, polynomial or None, "
+                             f"not {self.row_alignment!r}")
+        if self.background_order not in (None, 0, 1, 2, 3):
+            raise ValueError(f"background_order must be 0-3 or None, not {self.background_order!r}")
+        if self.zero not in (None, "background", "min", "median"):
+            raise ValueError(f"zero must be background, min, median or None, not {self.zero!r}")
+        if self.mask_sigma <= 0 or (self.clip_z is not None and self.clip_z <= 0):
+            raise ValueError("mask_sigma and clip_z must be positive")
+        if self.pixel_size_nm is not None and self.pixel_size_nm <= 0:
+            raise ValueError("pixel_size_nm must be positive")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> LevelConfig:
+        unknown = set(values) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown levelling option(s): {sorted(unknown)}")
+        return cls(**values)
+
+
+def level_array(height: np.ndarray, config: LevelConfig | None = None) -> np.ndarray:
+    """Apply the levelling pipeline of ``config`` to a height array (nm); see module docstring."""
+    cfg = config or LevelConfig()
+    h = np.asarray(height, dtype=float)
+
+    def flatten(arr: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+        if cfg.row_alignment:
+            method = "median" if mask is not None and cfg.row_alignment == "median_diff" else cfg.row_alignment
+            arr = align_rows(arr, method, cfg.row_order, mask)
+        if cfg.background_order is not None:
+            arr = remove_polynomial_background(arr, cfg.background_order, mask)
+        return arr
+
+    if cfg.remove_scars:  # before fitting, so scars do not bias line offsets
+        h = remove_scars(h, cfg.scar_threshold, cfg.scar_min_length, cfg.scar_max_width)
+    h = flatten(h, None)
+    mask = feature_mask(h, cfg.mask_sigma) if cfg.mask_features else None
+    if mask is not None:
+        h = flatten(h, mask)
+    if cfg.clip_z is not None:
+        h = clip_outliers(h, cfg.clip_z)
+    if cfg.zero == "background":
+        background = h[~mask] if mask is not None and (~mask).any() else h
+        h = h - np.median(background)
+    elif cfg.zero == "min":
+        h = h - h.min()
+    elif cfg.zero == "median":
+        h = h - np.median(h)
+    return h
+
+
+def level(image: AFMImage, config: LevelConfig | None = None) -> AFMImage:
+    """Level an :class:`AFMImage` (see :func:`level_array`), resampling if the config asks."""
+    cfg = config or LevelConfig()
+    if cfg.pixel_size_nm is not None:
+        image = resample(image, cfg.pixel_size_nm)
+    out = image.with_height(level_array(image.height, cfg), levelled=True)
+    out.metadata["levelling"] = cfg.to_dict()
+    return out
+
+
+class Preprocessor(TransformerMixin, BaseEstimator):
+    """scikit-learn transformer levelling a sequence of :class:`AFMImage`.
+
+    Parameters
+    ----------
+    config : LevelConfig, optional
+        Levelling settings; ``None`` uses the defaults.
+    tile_size_px : int, optional
+        If set, each levelled image is cut into square tiles of this size (the output is then
+        longer than the input; ``tile_index_`` maps tiles to inputs after ``transform``).
+
+    Stateless: ``fit`` only checks the input.
+    """
+
+    def __init__(self, config: LevelConfig | None = None, tile_size_px: int | None = None):
+        self.config = config
+        self.tile_size_px = tile_size_px
+
+    def fit(self, X: Sequence[AFMImage], y=None):
+        _check_images(X)
+        return self
+
+    def transform(self, X: Sequence[AFMImage]) -> list[AFMImage]:
+        images = _check_images(X)
+        out: list[AFMImage] = []
+        index: list[int] = []
+        for i, image in enumerate(images):
+            levelled = level(image, self.config)
+            parts = tile(levelled, self.tile_size_px) if self.tile_size_px else [levelled]
+            out.extend(parts)
+            index.extend([i] * len(parts))
+        self.tile_index_ = np.asarray(index, dtype=int)
+        return out
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.requires_fit = False
+        return tags
+
+
+def _check_images(X: Sequence[AFMImage]) -> list[AFMImage]:
+    images = list(X) if not isinstance(X, AFMImage) else [X]
+    for i, im in enumerate(images):
+        if not isinstance(im, AFMImage):
+            raise TypeError(f"item {i} is {type(im).__name__}, expected AFMImage (use hybridtmd.io.load_image)")
+    return images
+
+
+__all__ = [
+    "LevelConfig",
+    "Preprocessor",
+    "align_rows",
+    "clip_outliers",
+    "feature_mask",
+    "fit_polynomial_background",
+    "level",
+    "level_array",
+    "remove_polynomial_background",
+    "remove_scars",
+    "resample",
+    "robust_sigma",
+    "tile",
+]
