@@ -28,7 +28,8 @@ def main(out: Path) -> None:
     levelled = Preprocessor(LevelConfig()).fit_transform(report.images)
 
     rows = []
-    for image, label, group in zip(levelled, dataset.labels[report.indices], dataset.groups[report.indices], strict=True):
+    labels, groups = dataset.labels[report.indices], dataset.groups[report.indices]
+    for image, label, group in zip(levelled, labels, groups, strict=True):
         w, h = image.size_nm
         rows.append({"label": label, "group": group, "scan_um": w / 1000, "pixel_nm": image.pixel_size_nm[0],
                      "rms_nm": float(np.std(image.height)), "p2v_nm": float(np.ptp(image.height))})

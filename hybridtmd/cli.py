@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
 
 from . import __version__
 from .errors import HybridTMDError
@@ -35,14 +35,12 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 def _report_errors(errors: list[tuple[str, str]], what: str = "file") -> None:
+    """One line per bad input on stderr, never truncated: ``skipped <file>: <reason>``."""
     if not errors:
         return
-    table = Table(title=f"{len(errors)} {what}(s) skipped", title_style="bold yellow")
-    table.add_column("file")
-    table.add_column("reason")
+    err_console.print(f"[bold yellow]{len(errors)} {what}(s) skipped:[/]")
     for path, reason in errors:
-        table.add_row(str(path), reason)
-    err_console.print(table)
+        err_console.print(f"  skipped {escape(str(path))}: {escape(reason)}", soft_wrap=True, highlight=False)
 
 
 def _exit_for(errors: list) -> None:
@@ -51,13 +49,19 @@ def _exit_for(errors: list) -> None:
         raise typer.Exit(1)
 
 
-@app.callback()
-def _main(
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
-) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         console.print(f"hybridtmd {__version__}")
         raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.", callback=_print_version, is_eager=True)
+    ] = False,
+) -> None:
+    """Explainable classification of TMD films from AFM height maps."""
 
 
 @app.command()
@@ -69,7 +73,9 @@ def synth(
     scan_min_um: Annotated[float, typer.Option(help="Smallest scan size (µm).")] = 1.0,
     scan_max_um: Annotated[float, typer.Option(help="Largest scan size (µm).")] = 4.0,
     spread: Annotated[float, typer.Option(help="Within-class spread of sample parameters (1 = default).")] = 1.0,
-    artefacts: Annotated[bool, typer.Option(help="Add instrument artefacts (tip, tilt, bow, offsets, scars, noise).")] = True,
+    artefacts: Annotated[
+        bool, typer.Option(help="Add instrument artefacts (tip, tilt, bow, offsets, scars, noise).")
+    ] = True,
     float16: Annotated[bool, typer.Option(help="Store heights as float16 (half the size).")] = False,
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same files.")] = 0,
 ) -> None:
@@ -100,14 +106,11 @@ def info(
     from .io import image_info, load_images
 
     report = load_images(files, pixel_size_nm=pixel_size_nm, on_error="skip")
-    if report.images:
-        rows = [image_info(im) for im in report.images]
-        table = Table()
-        for key in rows[0]:
-            table.add_column(key)
-        for row in rows:
-            table.add_row(*[str(v) for v in row.values()])
-        console.print(table)
+    for image in report.images:  # one greppable line per file
+        facts = image_info(image)
+        facts.pop("file")
+        line = ", ".join(f"{key} {value}" for key, value in facts.items())
+        console.print(f"[bold]{escape(image.name)}[/]: {escape(line)}", soft_wrap=True, highlight=False)
     _report_errors(report.errors)
     _exit_for(report.errors)
 

@@ -428,10 +428,14 @@ def make_synthetic_dataset(
         sample_id = f"{index + 1:04d}"
         p = sample_parameters(material, rng, sample_id=sample_id, scan_size_um=scan_size_um, spread=spread)
         params.append(p)
-        k = images_per_sample if isinstance(images_per_sample, int) else int(rng.integers(images_per_sample[0], images_per_sample[1] + 1))
+        if isinstance(images_per_sample, int):
+            k = images_per_sample
+        else:
+            k = int(rng.integers(images_per_sample[0], images_per_sample[1] + 1))
         for j, img_seq in enumerate(seq.spawn(k)):
             name = synthetic_filename(p, j)
-            images.append(render_image(p, np.random.default_rng(img_seq), size_px=size_px, artefacts=artefacts, source=name))
+            image_rng = np.random.default_rng(img_seq)
+            images.append(render_image(p, image_rng, size_px=size_px, artefacts=artefacts, source=name))
             labels.append(material)
             groups.append(sample_id)
     return SyntheticDataset(images, np.array(labels, dtype=object), np.array(groups, dtype=object), params)

@@ -212,7 +212,7 @@ def check_height(array: Any, source: str | Path | None = None) -> np.ndarray:
     """Validate raw data as a usable height map and return it as 2-D float64.
 
     Rules (each failure is one :class:`AFMInputError` naming ``source``):
-    singleton dimensions are squeezed; the result must be 2-D, non-empty, at least
+    singleton dimensions of 3-D+ data are squeezed; the result must be 2-D, non-empty, at least
     :data:`MIN_SIDE_PX` pixels per side and not constant. Non-finite pixels are filled by
     interpolation with an :class:`AFMInputWarning` when they are under
     :data:`MAX_NONFINITE_FRACTION` of the image, otherwise the image is rejected.
@@ -227,13 +227,15 @@ def check_height(array: Any, source: str | Path | None = None) -> np.ndarray:
         raise AFMInputError(src, f"data is not numeric ({exc})") from None
     if height.size == 0:
         raise AFMInputError(src, "image is empty (no pixels)")
-    height = np.squeeze(height)
+    if height.ndim > 2:  # (1, rows, cols) pages and (rows, cols, 1) channels are still maps
+        height = np.squeeze(height)
     if height.ndim != 2:
         raise AFMInputError(
             src, f"expected a 2-D height map, got shape {np.shape(array)} (stacks and RGB volumes are not height maps)"
         )
     if min(height.shape) < MIN_SIDE_PX:
-        raise AFMInputError(src, f"image is {height.shape[0]}x{height.shape[1]} px; at least {MIN_SIDE_PX} px per side needed")
+        rows, cols = height.shape
+        raise AFMInputError(src, f"image is {rows}x{cols} px; at least {MIN_SIDE_PX} px per side needed")
     bad = ~np.isfinite(height)
     if bad.any():
         fraction = bad.mean()

@@ -7,8 +7,9 @@ The default pipeline follows TopoStats' ``Filters`` and Gwyddion's usual sequenc
    bands that plain row medians leave where film coverage changes from line to line;
 2. polynomial background of order 1 (plane) fitted by least squares - removes the remaining tilt;
 3. a second pass that ignores *features* (pixels more than ``mask_sigma`` standard deviations
-   from the median), aligning each line by the median of its background pixels (TopoStats), so
-   raised domains and particles do not bias the background;
+   from the median, as TopoStats masks them) and fits line offsets and the polynomial background
+   jointly by least squares on the background pixels, so raised domains and particles bias
+   neither;
 4. optional scar removal and outlier clipping;
 5. heights set to 0 at the median of the background pixels (the substrate / film reference).
 
@@ -106,6 +107,35 @@ def align_rows(
     return out
 
 
+def fit_rows_and_background(height: np.ndarray, order: int = 1, mask: np.ndarray | None = None) -> np.ndarray:
+    """Jointly fit per-line offsets and a 2-D polynomial background by least squares.
+
+    Model: ``h[i, j] = o_i + sum c_ab x_j^a y_i^b`` over monomials with ``a >= 1`` (terms
+    without x are absorbed by the line offsets ``o_i``), fitted to unmasked pixels only. The
+    offsets are eliminated exactly by subtracting each line's mean, so the fit is one small
+    least-squares solve. Returns the fitted surface (offsets + background). Lines with no
+    unmasked pixel use all their pixels.
+    """
+    h = np.asarray(height, float)
+    rows, cols = h.shape
+    use = np.ones_like(h, bool) if mask is None else ~np.asarray(mask, bool)
+    use[~use.any(axis=1)] = True
+    y, x = np.meshgrid(np.linspace(-1, 1, rows), np.linspace(-1, 1, cols), indexing="ij")
+    terms = [x**a * y**b for total in range(1, order + 1) for a in range(1, total + 1) for b in [total - a]]
+    weights = use / use.sum(axis=1, keepdims=True)
+
+    def demean(arr: np.ndarray) -> np.ndarray:  # subtract each line's mean over used pixels
+        return arr - (arr * weights).sum(axis=1, keepdims=True)
+
+    surface = np.zeros_like(h)
+    if terms:
+        design = np.stack([demean(t)[use] for t in terms], axis=1)
+        coef, *_ = np.linalg.lstsq(design, demean(h)[use], rcond=None)
+        surface = sum(c * t for c, t in zip(coef, terms, strict=True))
+    offsets = ((h - surface) * weights).sum(axis=1, keepdims=True)
+    return surface + offsets
+
+
 def robust_sigma(values: np.ndarray) -> float:
     """Standard deviation estimated from the median absolute deviation (1.4826 x MAD)."""
     v = np.asarray(values, float).ravel()
@@ -187,7 +217,8 @@ def resample(image: AFMImage, pixel_size_nm: float | Sequence[float]) -> AFMImag
     down = shape[0] < image.shape[0] or shape[1] < image.shape[1]
     new = resize(image.height, shape, order=1, anti_aliasing=down, preserve_range=True, mode="reflect")
     actual = (w / shape[1], h / shape[0])
-    return AFMImage(new, actual, image.channel, image.source, {**image.metadata, "resampled_from_nm": list(image.pixel_size_nm)})
+    metadata = {**image.metadata, "resampled_from_nm": list(image.pixel_size_nm)}
+    return AFMImage(new, actual, image.channel, image.source, metadata)
 
 
 def tile(image: AFMImage, size_px: int, stride_px: int | None = None) -> list[AFMImage]:
@@ -215,8 +246,9 @@ class LevelConfig:
     Attributes
     ----------
     row_alignment : "median_diff" | "median" | "mean" | "polynomial" | None
-        Per-line offset removal along the slow-scan axis (first pass; the masked second pass
-        uses the median of background pixels when this is ``median_diff``).
+        Per-line offset removal along the slow-scan axis (first pass; with ``mask_features`` the
+        second pass fits line offsets and background jointly, see
+        :func:`fit_rows_and_background`, except for ``polynomial`` rows).
     row_order : int
         Polynomial order for ``row_alignment="polynomial"``.
     background_order : int | None
@@ -282,9 +314,12 @@ def level_array(height: np.ndarray, config: LevelConfig | None = None) -> np.nda
     h = np.asarray(height, dtype=float)
 
     def flatten(arr: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+        if mask is not None and cfg.row_alignment in ("median_diff", "median", "mean"):
+            # second pass: line offsets and background fitted together on background pixels,
+            # which is exact where sequential fits leave a tilt-dependent error in each line
+            return arr - fit_rows_and_background(arr, cfg.background_order or 0, mask)
         if cfg.row_alignment:
-            method = "median" if mask is not None and cfg.row_alignment == "median_diff" else cfg.row_alignment
-            arr = align_rows(arr, method, cfg.row_order, mask)
+            arr = align_rows(arr, cfg.row_alignment, cfg.row_order, mask)
         if cfg.background_order is not None:
             arr = remove_polynomial_background(arr, cfg.background_order, mask)
         return arr
@@ -373,6 +408,7 @@ __all__ = [
     "clip_outliers",
     "feature_mask",
     "fit_polynomial_background",
+    "fit_rows_and_background",
     "level",
     "level_array",
     "remove_polynomial_background",

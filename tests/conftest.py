@@ -1,0 +1,30 @@
+"""Shared fixtures: small synthetic surfaces and files written by hybridtmd's own writers."""
+
+from __future__ import annotations
+
+import matplotlib
+import numpy as np
+import pytest
+
+matplotlib.use("Agg")  # tests never open windows
+
+from hybridtmd.io import AFMImage  # noqa: E402
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(12345)
+
+
+@pytest.fixture
+def rough_image(rng) -> AFMImage:
+    """A 64 x 80 px random surface, 5 nm pixels, heights around 1 nm."""
+    return AFMImage(rng.normal(1.0, 0.3, (64, 80)), (5.0, 5.0), source="rough.tif")
+
+
+@pytest.fixture(scope="session")
+def small_synthetic():
+    """A tiny synthetic dataset (10 samples x 2 images, 64 px) shared by several tests."""
+    from hybridtmd.datasets import make_synthetic_dataset
+
+    return make_synthetic_dataset(n_samples=10, images_per_sample=2, size_px=64, seed=7)

@@ -1,0 +1,92 @@
+"""Command line: help, synth, info/level with bad files, dataset, gallery."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+from typer.testing import CliRunner
+
+from hybridtmd.cli import app
+from hybridtmd.io import load_dataset, load_image
+
+runner = CliRunner()
+
+
+def test_help_lists_commands():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("synth", "info", "dataset", "level", "gallery"):
+        assert command in result.output
+
+
+def test_python_dash_m_works():
+    out = subprocess.run([sys.executable, "-m", "hybridtmd", "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("hybridtmd ")
+
+
+def _synth(tmp_path):
+    out = tmp_path / "synth"
+    result = runner.invoke(app, ["synth", str(out), "--n-samples", "5", "--images-per-sample", "2", "--size", "48",
+                                 "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_synth_writes_a_loadable_dataset(tmp_path):
+    out = _synth(tmp_path)
+    ds = load_dataset(out)
+    assert len(ds) == 10 and len(set(ds.groups)) == 5
+    result = runner.invoke(app, ["dataset", str(out)])
+    assert result.exit_code == 0 and "10 images, 5 samples, 5 classes" in result.output
+
+
+def test_info_reports_bad_files_and_describes_good_ones(tmp_path):
+    out = _synth(tmp_path)
+    bad = tmp_path / "broken.tif"
+    bad.write_bytes(b"not a tiff")
+    good = sorted(out.glob("*.tif"))[:2]
+    result = runner.invoke(app, ["info", *map(str, good), str(bad)])
+    assert result.exit_code == 1
+    assert good[0].name in result.output
+    assert "broken.tif" in result.output and "cannot read" in result.output
+
+
+def test_level_writes_good_files_and_skips_bad(tmp_path):
+    out = _synth(tmp_path)
+    files = sorted(out.glob("*.tif"))[:3]
+    bad = tmp_path / "x_MoS2_c_9_a.tif"
+    bad.write_bytes(b"")
+    config = tmp_path / "cfg.toml"
+    config.write_text("[level]\nbackground_order = 2\n")
+    args = ["level", *map(str, files), str(bad), "-o", str(tmp_path / "lev"), "--config", str(config)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    written = sorted((tmp_path / "lev").glob("*.tif"))
+    assert [p.name for p in written] == [f.name for f in files]
+    levelled = load_image(written[0])
+    assert levelled.pixel_size_nm == load_image(files[0]).pixel_size_nm
+    assert abs(np.median(levelled.height)) < 0.5
+    assert "x_MoS2_c_9_a.tif" in result.output and "file is empty" in result.output
+
+
+def test_level_rejects_a_bad_config(tmp_path):
+    out = _synth(tmp_path)
+    config = tmp_path / "cfg.toml"
+    config.write_text("[level]\nbackground_order = 9\n")
+    result = runner.invoke(app, ["level", str(out), "-o", str(tmp_path / "lev"), "--config", str(config)])
+    assert result.exit_code == 2
+    assert "cfg.toml" in result.output and "background_order" in result.output
+
+
+def test_gallery_png(tmp_path):
+    out = _synth(tmp_path)
+    png = tmp_path / "g.png"
+    result = runner.invoke(app, ["gallery", str(out), "-o", str(png), "--per-class", "2"])
+    assert result.exit_code == 0, result.output
+    from PIL import Image
+
+    with Image.open(png) as im:
+        assert im.size[0] > 300 and im.size[1] > 300
+        assert np.asarray(im.convert("L")).std() > 10  # not a blank canvas
