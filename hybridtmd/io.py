@@ -146,36 +146,15 @@ class AFMImage:
         """A copy with new heights (same pixel size and provenance), metadata updated."""
         return replace(self, height=height, metadata={**self.metadata, **metadata})
 
-    def plot(
-        self,
-        ax=None,
-        *,
-        cmap: str = "afmhot",
-        scale_bar_nm: float | None = None,
-        colorbar: bool = True,
-        title: str | None = None,
-        robust: bool = True,
-    ):
+    def plot(self, ax=None, **kwargs: Any):
         """Show the height map with a nm colourbar and a physical scale bar.
 
-        Parameters
-        ----------
-        ax : matplotlib Axes, optional
-        cmap : str
-            Colour map (``afmhot`` is the Gwyddion/TopoStats convention).
-        scale_bar_nm : float, optional
-            Length of the scale bar; by default a round number near a fifth of the width.
-        colorbar : bool
-            Add a colourbar labelled in nm.
-        robust : bool
-            Colour limits at the 1st/99th percentiles so a few particles don't wash out terraces.
+        Keyword arguments go to :func:`hybridtmd.plotting.plot_height_map` (``cmap``,
+        ``scale_bar_nm``, ``colorbar``, ``title``, ``robust``). Returns the ``AxesImage``.
         """
         from .plotting import plot_height_map
 
-        return plot_height_map(
-            self, ax=ax, cmap=cmap, scale_bar_nm=scale_bar_nm, colorbar=colorbar, title=title,
-            robust=robust,
-        )
+        return plot_height_map(self, ax=ax, **kwargs)
 
 
 # --------------------------------------------------------------------------------------------
