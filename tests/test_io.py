@@ -312,3 +312,14 @@ def test_dataset_load_reports_bad_files(tmp_path, rough_image):
     report = load_dataset(tmp_path).load()
     assert len(report.images) == 1 and len(report.errors) == 1
     assert "x_WS2_c_2_a.tif" in report.errors[0][0]
+
+
+def test_plot_has_nm_colourbar_and_scale_bar(rough_image):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    im = rough_image.plot(ax=ax, scale_bar_nm=100)
+    assert im.get_extent() == [0, 400.0, 320.0, 0]  # physical coordinates, nm
+    assert fig.axes[-1].get_ylabel() == "height (nm)"
+    assert any(t.get_text() == "100 nm" for t in ax.texts)
+    plt.close(fig)
