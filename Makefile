@@ -25,7 +25,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check hybridtmd tests examples benchmarks
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/run_all.py
+	@for script in benchmarks/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:
 	rm -rf outputs .pytest_cache

@@ -71,7 +71,7 @@ def synth(
     images_per_sample: Annotated[int, typer.Option(help="Images per sample.")] = 2,
     size: Annotated[int, typer.Option(help="Image side in pixels.")] = 128,
     scan_min_um: Annotated[float, typer.Option(help="Smallest scan size (µm).")] = 1.0,
-    scan_max_um: Annotated[float, typer.Option(help="Largest scan size (µm).")] = 4.0,
+    scan_max_um: Annotated[float, typer.Option(help="Largest scan size (µm).")] = 2.5,
     spread: Annotated[float, typer.Option(help="Within-class spread of sample parameters (1 = default).")] = 1.0,
     artefacts: Annotated[
         bool, typer.Option(help="Add instrument artefacts (tip, tilt, bow, offsets, scars, noise).")
@@ -138,7 +138,7 @@ def dataset(
 def level(
     inputs: Annotated[list[Path], typer.Argument(help="AFM files, or one dataset folder/manifest.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for levelled TIFFs.")],
-    config: Annotated[Path | None, typer.Option(help="TOML config with a [level] table.")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML config with a \\[level] table.")] = None,
     pixel_size_nm: Annotated[float | None, typer.Option(help="Pixel size (nm) for files that lack one.")] = None,
 ) -> None:
     """Level AFM files (row alignment, background, scars...) and write float32 TIFFs in nm."""
@@ -172,7 +172,7 @@ def gallery(
     source: Annotated[Path, typer.Argument(help="Folder of AFM files or manifest CSV.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="PNG file to write.")] = Path("gallery.png"),
     per_class: Annotated[int, typer.Option(help="Images per class.")] = 4,
-    config: Annotated[Path | None, typer.Option(help="TOML config with a [level] table.")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML config with a \\[level] table.")] = None,
 ) -> None:
     """Save a figure with example levelled height maps of every class."""
     from .config import load_config
@@ -188,6 +188,128 @@ def gallery(
     errors = save_class_gallery(ds, output, per_class=per_class, level_config=cfg.level)
     console.print(f"wrote {output}")
     _report_errors(errors)
+
+
+@app.command()
+def embed(
+    source: Annotated[Path, typer.Argument(help="Dataset folder or manifest CSV.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="CSV to write: path,label,group,latent_...")] = Path(
+        "embeddings.csv"),
+    backbone: Annotated[str, typer.Option(help="efficientnet_lite0 (offline default), resnet18..resnet152.")] = (
+        "efficientnet_lite0"),
+    weights: Annotated[Path | None, typer.Option(help="Weights file (e.g. torchvision's resnet18-*.pth).")] = None,
+    tta: Annotated[str, typer.Option(help="Test-time augmentation: none, or d4 (8 rotations/flips).")] = "none",
+    input_size: Annotated[int | None, typer.Option(help="CNN input side in pixels (default: backbone's).")] = None,
+    tile_size: Annotated[int | None, typer.Option(help="Embed square tiles of this many pixels, averaged.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 32,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
+    cache_dir: Annotated[Path | None, typer.Option(help="Embedding cache folder (reruns load vectors).")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML config with a \\[level] table.")] = None,
+    level: Annotated[bool, typer.Option(help="Level images before embedding.")] = True,
+    pattern: Annotated[str | None, typer.Option(help="File-name regex with (?P<label>) and (?P<group>).")] = None,
+) -> None:
+    """Frozen-CNN embeddings of every image of a dataset, one CSV row per image."""
+    import pandas as pd
+
+    from .config import load_config
+    from .embeddings import CNNEmbedder
+    from .io import DEFAULT_FILENAME_PATTERN, load_dataset
+    from .preprocess import level as level_image
+    from .utils import atomic_path
+
+    if output.suffix.lower() != ".csv":
+        _fail(f"output must be a .csv file, got {output.name}")
+    embedder = CNNEmbedder(backbone, weights=weights, tta=tta, input_size=input_size, tile_size_px=tile_size,
+                           batch_size=batch_size, device=device, cache_dir=cache_dir)
+    try:
+        cfg = load_config(config)
+        n_features = len(embedder.get_feature_names_out())  # checks every option and finds the weights now
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = load_dataset(source, pattern=pattern or DEFAULT_FILENAME_PATTERN)
+    except (HybridTMDError, ValueError) as exc:
+        _fail(str(exc))
+    report = ds.load(on_error="skip", progress=len(ds) > 20)
+    errors = list(report.errors)
+    images, rows = [], []
+    for image, index in zip(report.images, report.indices, strict=True):
+        try:
+            images.append(level_image(image, cfg.level) if level else image)
+            rows.append(index)
+        except (HybridTMDError, ValueError) as exc:
+            errors.append((str(image.source), str(exc)))
+    if not images:
+        _report_errors(errors)
+        _fail("no image could be read", code=1)
+    table = pd.concat([ds.to_frame().iloc[rows][["path", "label", "group"]].reset_index(drop=True),
+                       embedder.fit_transform(images)], axis=1)
+    with atomic_path(output) as tmp:
+        table.to_csv(tmp, index=False)
+    cached = f", {embedder.n_cache_hits_} from cache" if cache_dir is not None else ""
+    console.print(f"embedded {len(images)} of {len(ds)} image(s) with {backbone} ({n_features}-d, tta {tta}{cached}) "
+                  f"into {output}", soft_wrap=True, highlight=False)
+    _report_errors(ds.skipped + errors)
+    _exit_for(errors)
+
+
+@app.command()
+def extract(
+    source: Annotated[Path, typer.Argument(help="Dataset folder or manifest CSV.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="CSV file to write.")] = Path("features.csv"),
+    families: Annotated[str | None, typer.Option(help="Comma-separated descriptor families (default: all).")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML config with a \\[level] table.")] = None,
+    level_images: Annotated[bool, typer.Option("--level/--no-level", help="Level images first.")] = True,
+    n_jobs: Annotated[int, typer.Option(help="Parallel workers (-1 = all cores).")] = 1,
+    pattern: Annotated[str | None, typer.Option(help="File-name regex with (?P<label>) and (?P<group>).")] = None,
+) -> None:
+    """Physical descriptors of every image of a dataset, one CSV row per image.
+
+    Columns: path, label, group (and split if the dataset has one), then one column per
+    descriptor (see `hybridtmd.descriptors.list_descriptors()` for units and definitions).
+    CSV, not parquet: parquet would need pyarrow, which is not a core dependency. Undefined
+    values are empty cells; their reasons go to <output>.reasons.csv. Bad files are reported
+    and skipped; the others are written.
+    """
+    from .config import load_config
+    from .descriptors import DescriptorExtractor
+    from .io import DEFAULT_FILENAME_PATTERN, load_dataset
+    from .utils import atomic_path
+
+    if output.suffix.lower() != ".csv":
+        _fail(f"{output}: only .csv output is supported (parquet would need pyarrow, not a core dependency)")
+    try:
+        cfg = load_config(config)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = load_dataset(source, pattern=pattern or DEFAULT_FILENAME_PATTERN)
+        names = None if families is None else [f.strip() for f in families.split(",") if f.strip()]
+        extractor = DescriptorExtractor(families=names, level=level_images, level_config=cfg.level, n_jobs=n_jobs,
+                                        progress=len(ds) >= 20)
+        extractor.get_feature_names_out()  # unknown family names fail here, before any work
+    except (HybridTMDError, ValueError) as exc:
+        _fail(str(exc))
+    report = ds.load(on_error="skip", progress=len(ds) >= 20)
+    errors = list(ds.skipped) + list(report.errors)
+    if not report.images:
+        _report_errors(errors)
+        _fail("no readable image in the dataset", code=1)
+    import pandas as pd
+
+    features = extractor.fit_transform(report.images)
+    meta = ds.to_frame().iloc[report.indices].reset_index(drop=True)
+    table = pd.concat([meta, features], axis=1)
+    with atomic_path(output) as tmp:
+        table.to_csv(tmp, index=False)
+    reasons = extractor.reasons_
+    reasons_path = output.with_name(output.stem + ".reasons.csv")
+    if len(reasons):
+        reasons = reasons.assign(path=[str(ds.paths[report.indices[i]]) for i in reasons["image"]])
+        with atomic_path(reasons_path) as tmp:
+            reasons[["path", "feature", "reason"]].to_csv(tmp, index=False)
+        console.print(f"{len(reasons)} undefined value(s) (NaN); reasons in {reasons_path}")
+    console.print(f"wrote {len(table)} row(s) x {features.shape[1]} descriptor(s) to {output}")
+    _report_errors(errors)
+    _exit_for(errors)
 
 
 def _expand_inputs(inputs: list[Path]) -> list[Path]:

@@ -68,20 +68,20 @@ class MaterialMorphology:
 MATERIALS: dict[str, MaterialMorphology] = {
     m.name: m
     for m in [
-        MaterialMorphology("MoS2", 0.46, (150, 0.40), (9.0, 0.45), (0.00, 0.18), (0.4, 0.9), (0.0, 0.25),
-                           (0.02, 0.08), (0.65, 0.04), (0.10, 0.40), (3.0, 0.6), (2.5, 0.35), (0.08, 0.3),
+        MaterialMorphology("MoS2", 0.46, (150, 0.30), (9.0, 0.35), (0.00, 0.10), (0.6, 1.0), (0.0, 0.15),
+                           (0.02, 0.06), (0.65, 0.03), (0.10, 0.35), (3.0, 0.5), (2.5, 0.3), (0.08, 0.25),
                            (0.05, 0.20)),
-        MaterialMorphology("WS2", 0.18, (260, 0.40), (4.0, 0.45), (0.00, 0.12), (0.5, 1.0), (0.0, 0.20),
-                           (0.02, 0.06), (0.70, 0.04), (0.05, 0.25), (2.0, 0.6), (2.5, 0.35), (0.07, 0.3),
+        MaterialMorphology("WS2", 0.18, (300, 0.30), (3.5, 0.35), (0.00, 0.08), (0.7, 1.0), (0.0, 0.10),
+                           (0.02, 0.05), (0.70, 0.03), (0.05, 0.20), (2.0, 0.5), (2.5, 0.3), (0.07, 0.25),
                            (0.05, 0.15)),
-        MaterialMorphology("WSe2", 0.13, (210, 0.40), (5.0, 0.45), (0.12, 0.33), (0.3, 0.8), (0.0, 0.30),
-                           (0.02, 0.08), (0.70, 0.04), (0.15, 0.45), (5.0, 0.6), (3.0, 0.35), (0.09, 0.3),
+        MaterialMorphology("WSe2", 0.13, (220, 0.30), (5.0, 0.35), (0.22, 0.33), (0.2, 0.6), (0.0, 0.20),
+                           (0.02, 0.06), (0.71, 0.03), (0.15, 0.40), (5.0, 0.5), (3.0, 0.3), (0.09, 0.25),
                            (0.05, 0.20)),
-        MaterialMorphology("MoSe2", 0.13, (130, 0.40), (11.0, 0.45), (0.15, 0.33), (0.2, 0.7), (0.1, 0.40),
-                           (0.03, 0.10), (0.68, 0.04), (0.25, 0.55), (6.0, 0.6), (3.0, 0.35), (0.10, 0.3),
+        MaterialMorphology("MoSe2", 0.13, (120, 0.30), (12.0, 0.35), (0.18, 0.33), (0.1, 0.5), (0.2, 0.50),
+                           (0.03, 0.08), (0.68, 0.03), (0.40, 0.70), (6.0, 0.5), (3.0, 0.3), (0.10, 0.25),
                            (0.08, 0.25)),
-        MaterialMorphology("Mo-WSe2", 0.10, (180, 0.40), (7.0, 0.45), (0.05, 0.30), (0.0, 0.5), (0.35, 0.80),
-                           (0.06, 0.16), (0.70, 0.04), (0.15, 0.45), (7.0, 0.6), (3.5, 0.35), (0.11, 0.3),
+        MaterialMorphology("Mo-WSe2", 0.10, (180, 0.30), (7.0, 0.35), (0.05, 0.25), (0.0, 0.3), (0.50, 0.90),
+                           (0.08, 0.18), (0.70, 0.03), (0.15, 0.40), (8.0, 0.5), (3.5, 0.3), (0.11, 0.25),
                            (0.10, 0.25)),
     ]
 }
@@ -394,7 +394,7 @@ def make_synthetic_dataset(
     images_per_sample: int | tuple[int, int] = 2,
     *,
     size_px: int = 128,
-    scan_size_um: tuple[float, float] = (1.0, 4.0),
+    scan_size_um: tuple[float, float] = (1.0, 2.5),
     materials: Sequence[str] | None = None,
     artefacts: Artefacts | None = None,
     spread: float = 1.0,
@@ -470,8 +470,8 @@ def write_synthetic_dataset(outdir: str | Path, *, tiff_dtype: str = "float32", 
 
 
 #: Arguments that produced the bundled ``data/synthetic_tmd`` set (see data/README.md).
-BUNDLED_ARGUMENTS: dict = {"n_samples": 60, "images_per_sample": 2, "size_px": 128, "scan_size_um": (1.0, 4.0),
-                           "seed": 2024, "tiff_dtype": "float16"}
+BUNDLED_ARGUMENTS: dict = {"n_samples": 100, "images_per_sample": 2, "size_px": 128, "scan_size_um": (1.0, 2.5),
+                           "spread": 1.0, "seed": 2024, "artefacts": None, "tiff_dtype": "float16"}
 
 
 def example_data_path() -> Path:
@@ -480,7 +480,7 @@ def example_data_path() -> Path:
 
 
 def load_example_dataset(path: str | Path | None = None) -> Dataset:
-    """The bundled synthetic TMD dataset (120 images, 60 samples, 5 classes, 128x128 px).
+    """The bundled synthetic TMD dataset (200 images, 100 samples, 5 classes, 128x128 px).
 
     If the repository's ``data/`` folder is not there (e.g. a wheel install), the identical
     dataset is regenerated deterministically into ``path`` or ``~/.cache/hybridtmd``.

@@ -86,12 +86,12 @@ def test_written_dataset_loads_by_manifest_and_by_file_names(tmp_path):
 
 def test_bundled_example_dataset():
     ds = load_example_dataset()
-    assert len(ds) == 120
-    assert len(set(ds.groups.tolist())) == 60
+    assert len(ds) == 200
+    assert len(set(ds.groups.tolist())) == 100
     assert ds.classes == sorted(MATERIALS)
     image = ds[0]
     assert image.shape == (128, 128)
-    assert 1000 / 128 <= image.pixel_size_nm[0] <= 4000 / 128
+    assert 1000 / 128 <= image.pixel_size_nm[0] <= 2500 / 128
 
 
 def test_example_dataset_regenerates_identically(tmp_path):

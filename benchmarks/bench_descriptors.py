@@ -1,0 +1,111 @@
+"""Descriptor throughput per family, and the fast-vs-paper DoG blob equivalence check.
+
+For 256² and 512² synthetic TMD images (levelled beforehand), prints for each descriptor family
+and for the full default set: milliseconds per image, images per second on one core, and the
+ratio of that time to one ``scipy.ndimage.gaussian_filter(image, 1)`` pass on the same image
+(the memory-bound floor, which makes the numbers comparable across machines). Levelling is
+timed separately. Target: full default set >= 10 images/s/core at 512².
+
+Then compares ``blob_method="fast"`` (2x block mean, halved sigmas) with the paper-exact
+``blob_dog`` on the bundled dataset and on 512² images: Pearson r of the counts and the median
+relative difference.
+
+Run: ``python benchmarks/bench_descriptors.py [--images 6] [--repeats 3]``. Single-threaded
+(BLAS/OpenMP threads pinned to 1) so the numbers are per core.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+from scipy import ndimage  # noqa: E402
+
+from hybridtmd.datasets import load_example_dataset, make_synthetic_dataset  # noqa: E402
+from hybridtmd.descriptors import DescriptorConfig  # noqa: E402
+from hybridtmd.descriptors.core import Surface, normalise_height  # noqa: E402
+from hybridtmd.descriptors.paper import dog_blob_count  # noqa: E402
+from hybridtmd.descriptors.registry import resolve_families  # noqa: E402
+from hybridtmd.preprocess import level  # noqa: E402
+
+
+def best_time(func, repeats: int) -> float:
+    """Minimum wall time of ``repeats`` calls (the least disturbed by other load)."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def per_image(images, func, repeats: int) -> float:
+    """Mean over images of the best-of-``repeats`` time of ``func(image)``."""
+    return float(np.mean([best_time(lambda im=im: func(im), repeats) for im in images]))
+
+
+def bench_size(size: int, n_images: int, repeats: int, config: DescriptorConfig) -> None:
+    data = make_synthetic_dataset(n_samples=max(n_images, 5), images_per_sample=1, size_px=size, seed=11)
+    raw = data.images[:: max(1, len(data.images) // n_images)][:n_images]
+    images = [level(im) for im in raw]
+    for im in images:  # warm caches (per-shape spectral/Gabor geometry, imports)
+        for fam in resolve_families(None):
+            fam.compute(Surface(im, config))
+    floor = per_image(images, lambda im: ndimage.gaussian_filter(im.height, 1.0), repeats)
+    print(f"\n{size}x{size} px, {len(images)} images; gaussian_filter(sigma=1) = {floor * 1e3:.2f} ms")
+    print(f"{'family':<22}{'ms/image':>10}{'images/s/core':>15}{'x gaussian':>12}")
+
+    def row(name: str, seconds: float) -> None:
+        print(f"{name:<22}{seconds * 1e3:>10.1f}{1 / seconds:>15.2f}{seconds / floor:>12.1f}")
+
+    for fam in resolve_families(None):
+        row(fam.name, per_image(images, lambda im, f=fam: f.compute(Surface(im, config)), repeats))
+
+    def full(im):
+        surface = Surface(im, config)
+        for fam in resolve_families(None):
+            fam.compute(surface)
+
+    row("ALL (default set)", per_image(images, full, repeats))
+    row("levelling (default)", per_image(raw, level, repeats))
+
+
+def blob_equivalence(repeats: int) -> None:
+    print("\nDoG blob count, blob_method='fast' vs the paper-exact blob_dog")
+    sets = {
+        "bundled 128 px": [load_example_dataset()[i] for i in range(0, 120, 2)],
+        "synthetic 512 px": make_synthetic_dataset(n_samples=10, images_per_sample=1, size_px=512, seed=5).images,
+    }
+    for name, raw in sets.items():
+        imgs = [normalise_height(level(im).height) for im in raw]
+        exact = np.array([dog_blob_count(im, "paper") for im in imgs], float)
+        fast = np.array([dog_blob_count(im, "fast") for im in imgs], float)
+        r = np.corrcoef(exact, fast)[0, 1]
+        rel = np.median(np.abs(fast - exact) / np.maximum(exact, 1))
+        t_exact = per_image(imgs[:4], lambda im: dog_blob_count(im, "paper"), repeats)
+        t_fast = per_image(imgs[:4], lambda im: dog_blob_count(im, "fast"), repeats)
+        print(f"  {name:<18} n={len(imgs):<3} mean count exact {exact.mean():7.1f} fast {fast.mean():7.1f}  "
+              f"Pearson r = {r:.4f}  median |rel diff| = {rel:.3f}  "
+              f"time exact {t_exact * 1e3:.1f} ms, fast {t_fast * 1e3:.1f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=5, help="images per size (one per class)")
+    parser.add_argument("--repeats", type=int, default=3, help="timing repeats (best is kept)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    args = parser.parse_args()
+    config = DescriptorConfig()
+    for size in args.sizes:
+        bench_size(size, args.images, args.repeats, config)
+    blob_equivalence(args.repeats)
+
+
+if __name__ == "__main__":
+    main()

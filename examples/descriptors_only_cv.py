@@ -1,0 +1,84 @@
+"""How well do the physical descriptors alone separate the classes of the bundled synthetic set?
+
+Extracts every default descriptor family from the 120 bundled images (60 samples, 5 classes),
+then runs grouped cross-validation - StratifiedGroupKFold(5) by *sample*, so images of one
+sample are never in both train and test - repeated over several shuffling seeds, for two
+classifiers: XGBoost (NaN handled natively) and a standardised logistic regression (NaN imputed
+by the training-fold median). Prints mean ± std of accuracy and macro-F1 over all folds and
+writes the per-fold table and the descriptor table to ``--out``.
+
+Run: ``python examples/descriptors_only_cv.py --out outputs``
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, f1_score
+from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import LabelEncoder, StandardScaler
+from xgboost import XGBClassifier
+
+from hybridtmd.datasets import load_example_dataset
+from hybridtmd.descriptors import DescriptorExtractor
+
+SEEDS = (0, 1, 2, 3, 4)
+
+
+def classifiers(seed: int) -> dict:
+    return {
+        "xgboost": XGBClassifier(n_estimators=300, max_depth=3, learning_rate=0.05, subsample=0.8,
+                                 colsample_bytree=0.5, random_state=seed, n_jobs=2, verbosity=0),
+        "logistic": make_pipeline(SimpleImputer(strategy="median"), StandardScaler(),
+                                  LogisticRegression(C=0.1, max_iter=5000)),
+    }
+
+
+def main(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    dataset = load_example_dataset()
+    report = dataset.load(on_error="skip")
+    labels, groups = dataset.labels[report.indices], dataset.groups[report.indices]
+    t0 = time.perf_counter()
+    extractor = DescriptorExtractor(n_jobs=2, progress=False)
+    X = extractor.fit_transform(report.images)
+    print(f"{X.shape[1]} descriptors of {X.shape[0]} images in {time.perf_counter() - t0:.1f} s "
+          f"({X.isna().to_numpy().sum()} undefined values)")
+    pd.concat([dataset.to_frame().iloc[report.indices].reset_index(drop=True), X], axis=1).to_csv(
+        out / "descriptors_bundled.csv", index=False)
+
+    y = LabelEncoder().fit_transform(labels)
+    rows = []
+    for seed in SEEDS:
+        cv = StratifiedGroupKFold(n_splits=5, shuffle=True, random_state=seed)
+        for fold, (train, test) in enumerate(cv.split(X, y, groups)):
+            assert not set(groups[train]) & set(groups[test])  # grouped: no sample on both sides
+            for name, model in classifiers(seed).items():
+                model.fit(X.iloc[train], y[train])
+                pred = model.predict(X.iloc[test])
+                rows.append({"classifier": name, "seed": seed, "fold": fold,
+                             "accuracy": accuracy_score(y[test], pred),
+                             "macro_f1": f1_score(y[test], pred, average="macro")})
+    folds = pd.DataFrame(rows)
+    folds.to_csv(out / "descriptors_only_cv_folds.csv", index=False)
+    summary = folds.groupby("classifier")[["accuracy", "macro_f1"]].agg(["mean", "std"])
+    print(f"grouped CV: StratifiedGroupKFold(5) by sample x seeds {list(SEEDS)} "
+          f"({len(folds) // 2} folds per classifier), mean ± std over folds")
+    chance = np.bincount(y).max() / len(y)
+    for name, row in summary.iterrows():
+        print(f"  {name:<9} accuracy {row[('accuracy', 'mean')]:.3f} ± {row[('accuracy', 'std')]:.3f}   "
+              f"macro-F1 {row[('macro_f1', 'mean')]:.3f} ± {row[('macro_f1', 'std')]:.3f}")
+    print(f"  (majority-class accuracy {chance:.3f})")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("outputs"))
+    main(parser.parse_args().out)

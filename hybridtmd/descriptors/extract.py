@@ -1,0 +1,221 @@
+"""Descriptor extraction: one image (:func:`extract_descriptors`) or many, as a scikit-learn
+transformer (:class:`DescriptorExtractor`).
+
+Levelling. Descriptors are defined on *levelled* heights. Both entry points level each image
+with :func:`hybridtmd.preprocess.level` by default (``level=True``, settings ``level_config``,
+default :class:`~hybridtmd.preprocess.LevelConfig`); pass ``level=False`` for images that are
+already levelled (e.g. the output of :class:`~hybridtmd.preprocess.Preprocessor`).
+
+Undefined values. A descriptor that does not exist for an image (flat image, no grains, a
+family that failed) is NaN and its reason is kept: in ``Series.attrs["reasons"]`` for one image,
+in ``DescriptorExtractor.reasons_`` (one row per NaN value) for a batch. Nothing about one
+image stops a batch.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+
+from ..io import AFMImage
+from ..preprocess import LevelConfig, _check_images
+from ..preprocess import level as level_image
+from .core import DescriptorConfig, Surface
+from .registry import Family, resolve_families
+
+
+def _compute_one(image: AFMImage, families: list[Family], config: DescriptorConfig, level: bool,
+                 level_config: LevelConfig | None) -> tuple[list[float], dict[str, str]]:
+    """Values (in the families' column order) and NaN reasons of one image; never raises."""
+    names = [n for fam in families for n in fam.names]
+    reasons: dict[str, str] = {}
+    try:
+        levelled = level_image(image, level_config) if level else image
+    except Exception as exc:  # a broken image must not stop the batch: every column NaN
+        why = f"levelling failed: {type(exc).__name__}: {exc}"
+        return [math.nan] * len(names), dict.fromkeys(names, why)
+    surface = Surface(levelled, config)
+    values: list[float] = []
+    for fam in families:
+        try:
+            with warnings.catch_warnings():
+                # numpy/skimage warnings on degenerate inputs become NaN + reason below
+                warnings.simplefilter("ignore", RuntimeWarning)
+                result = fam.compute(surface)
+            fam_reasons = getattr(result, "reasons", {})
+        except Exception as exc:
+            result, why = {}, f"family {fam.name!r} failed: {type(exc).__name__}: {exc}"
+            fam_reasons = dict.fromkeys(fam.names, why)
+        for name in fam.names:
+            value = result.get(name, math.nan)
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                value = math.nan
+                fam_reasons.setdefault(name, "value is not a number")
+            if not np.isfinite(value):
+                value = math.nan
+                reasons[name] = fam_reasons.get(name) or (
+                    f"not returned by family {fam.name!r}" if name not in result else "not finite (degenerate input)")
+            values.append(value)
+    return values, reasons
+
+
+def extract_descriptors(
+    image: AFMImage,
+    families: str | Sequence[str] | None = None,
+    config: DescriptorConfig | None = None,
+    *,
+    level: bool = True,
+    level_config: LevelConfig | None = None,
+) -> pd.Series:
+    """Physical descriptors of one AFM image.
+
+    Parameters
+    ----------
+    image : AFMImage
+    families : str or list of str, optional
+        Family names (see :func:`list_descriptors`); default: all default families
+        (``paper, areal, spectral, grains, texture``).
+    config : DescriptorConfig, optional
+        Descriptor settings.
+    level : bool
+        Level the image first (default) with ``level_config``; False for levelled input.
+    level_config : LevelConfig, optional
+
+    Returns
+    -------
+    pandas.Series
+        Indexed by descriptor name, named after the image. NaN values have their reason in
+        ``series.attrs["reasons"]`` (a dict name -> reason).
+    """
+    if not isinstance(image, AFMImage):
+        raise TypeError(f"expected an AFMImage, got {type(image).__name__} (use hybridtmd.io.load_image)")
+    fams = resolve_families(families)
+    values, reasons = _compute_one(image, fams, config or DescriptorConfig(), level, level_config)
+    series = pd.Series(values, index=[n for f in fams for n in f.names], name=image.name, dtype=float)
+    series.attrs["reasons"] = reasons
+    return series
+
+
+class DescriptorExtractor(TransformerMixin, BaseEstimator):
+    """scikit-learn transformer: a sequence of :class:`AFMImage` -> a DataFrame of descriptors.
+
+    Parameters
+    ----------
+    families : str or list of str, optional
+        Descriptor families (default: all default families, in registry order).
+    config : DescriptorConfig, optional
+        Descriptor settings.
+    level : bool
+        Level every image first (default True); False if the input is already levelled.
+    level_config : LevelConfig, optional
+        Levelling settings (default :class:`LevelConfig`).
+    n_jobs : int, optional
+        Parallel workers (joblib; None or 1 = sequential, -1 = all cores). Results are identical
+        for any ``n_jobs``.
+    progress : bool or "auto"
+        Show a rich progress bar; "auto" shows one for 50 images or more.
+
+    Attributes (after ``fit``/``transform``)
+    ----------------------------------------
+    feature_names_out_ : ndarray of str
+        Column names, in a stable order (families in the given order, descriptors in
+        registration order).
+    feature_families_ : dict
+        column -> family name.
+    feature_groups_ : dict
+        family name -> list of columns.
+    reasons_ : DataFrame
+        After ``transform``: one row per NaN value (``image``, ``source``, ``feature``,
+        ``reason``); ``image`` is the position in the input.
+
+    The transformer is stateless: ``fit`` only validates the input and fixes the columns.
+    """
+
+    def __init__(
+        self,
+        families: str | Sequence[str] | None = None,
+        config: DescriptorConfig | None = None,
+        level: bool = True,
+        level_config: LevelConfig | None = None,
+        n_jobs: int | None = None,
+        progress: bool | str = "auto",
+    ):
+        self.families = families
+        self.config = config
+        self.level = level
+        self.level_config = level_config
+        self.n_jobs = n_jobs
+        self.progress = progress
+
+    def _resolve(self) -> list[Family]:
+        fams = resolve_families(self.families)
+        names = [n for f in fams for n in f.names]
+        self.feature_names_out_ = np.asarray(names, dtype=object)
+        self.feature_families_ = {n: f.name for f in fams for n in f.names}
+        self.feature_groups_ = {f.name: list(f.names) for f in fams}
+        self.n_features_out_ = len(names)
+        return fams
+
+    def fit(self, X: Sequence[AFMImage], y: Any = None) -> DescriptorExtractor:
+        _check_images(X)
+        self._resolve()
+        return self
+
+    def transform(self, X: Sequence[AFMImage]) -> pd.DataFrame:
+        images = _check_images(X)
+        fams = self._resolve()
+        config = self.config or DescriptorConfig()
+        results = self._run(images, fams, config)
+        frame = pd.DataFrame([v for v, _ in results], columns=list(self.feature_names_out_), dtype=float)
+        rows = [
+            {"image": i, "source": images[i].source, "feature": name, "reason": reason}
+            for i, (_, reasons) in enumerate(results)
+            for name, reason in reasons.items()
+        ]
+        self.reasons_ = pd.DataFrame(rows, columns=["image", "source", "feature", "reason"])
+        return frame
+
+    def _run(self, images: list[AFMImage], fams: list[Family], config: DescriptorConfig) -> list:
+        from joblib import Parallel, delayed
+
+        show = len(images) >= 50 if self.progress == "auto" else bool(self.progress)
+        args = (fams, config, self.level, self.level_config)
+        if self.n_jobs in (None, 1) or len(images) < 2:
+            iterator = (_compute_one(im, *args) for im in images)
+        else:
+            # loky workers receive the Family objects themselves, so user-registered families
+            # (even ones defined in __main__) work in parallel too
+            parallel = Parallel(n_jobs=self.n_jobs, return_as="generator")
+            iterator = parallel(delayed(_compute_one)(im, *args) for im in images)
+        if not show:
+            return list(iterator)
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        out = []
+        with Progress(TextColumn("descriptors"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      transient=False) as bar:
+            task = bar.add_task("descriptors", total=len(images))
+            for item in iterator:
+                out.append(item)
+                bar.advance(task)
+        return out
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Descriptor column names (available before ``fit``: they depend only on ``families``)."""
+        if not hasattr(self, "feature_names_out_"):
+            return np.asarray([n for f in resolve_families(self.families) for n in f.names], dtype=object)
+        return self.feature_names_out_.copy()
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.requires_fit = False
+        return tags

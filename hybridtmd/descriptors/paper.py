@@ -1,0 +1,406 @@
+"""The seed paper's interpretability descriptors (family ``paper``).
+
+Moses & Reinhart correlated their CNN embeddings with physical descriptors computed by
+``codes/utils_analysis.py`` of their repository. This module re-implements the same definitions
+(same operators and parameters; independent code):
+
+* **RMS roughness** - rms of the image minus its Gaussian-smoothed version (sigma 1 px,
+  ``scipy.ndimage.gaussian_filter``, reflect border): a high-pass roughness.
+* **Step edges** - Canny edges (sigma 0.3, skimage default thresholds), 3x3 binary dilation then
+  erosion (erosion border value True, as skimage's ``binary_erosion``), count of 4-connected
+  components.
+* **Defect density** - local maxima (``peak_local_max``, min_distance 1, 1-px border excluded) of
+  the image smoothed by ``skimage.filters.gaussian`` (sigma 1, nearest border), per pixel.
+  The paper divided by ``H*W*3`` because its arrays carried three identical RGB channels; we
+  divide by ``H*W`` (a constant factor 3; correlations and trees are unaffected).
+* **Anisotropy** - std of the gradient angle ``arctan2(d/dcol, d/drow)`` divided by the mean
+  gradient magnitude (``numpy.gradient``).
+* **Local variation** - mean of ``|image - gaussian(image, 1)|`` divided by its maximum.
+* **DoG blobs** - number of ``skimage.feature.blob_dog`` blobs, sigma 5-40 px, threshold 0.001
+  on the normalised image (the paper ran it on the H x W x 3 array; with identical channels the
+  detections are those of the 2-D image). :func:`blob_dog` reproduces skimage's detector
+  exactly with a faster pruning step. ``DescriptorConfig.blob_method="fast"`` (default) runs it on
+  the 2x block-averaged image with halved sigmas; its agreement with the exact version is
+  measured by ``benchmarks/bench_descriptors.py``.
+* **GLCM** - contrast, dissimilarity, homogeneity, energy, correlation, ASM of the symmetric,
+  normalised grey-level co-occurrence matrix at distance 1 px, angle 0, 256 grey levels.
+* **Grains and domains** - Gaussian sigma 1 (skimage, nearest border), Otsu threshold, 8-connected
+  labelling: grain count, density, mean equivalent diameter. Domains: the binary image opened with
+  a disk of radius 5 px, labelled: count, density, mean area. (The paper's "grain density" plot
+  used the *domain* density.)
+
+Inputs and units. The paper's descriptors were computed on 8-bit images scaled to [0, 1]; here on
+the levelled heights normalised by :func:`~hybridtmd.descriptors.core.normalise_height`
+(0.5-99.5 percentile clip, 256 levels). Those values are in pixel / normalised-height units and
+depend on pixel size and scan size like the paper's. Each comes with a physical counterpart: the
+same operator on heights in nm (``..._nm``, ``..._rad``) or the count per µm² of scanned area
+(``..._per_um2``), lengths converted with the pixel size.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from .core import Surface
+from .registry import DescriptorValues, register_family
+
+PAPER_REFERENCE = (
+    "Moses & Reinhart, transfer learning for multi-material classification of TMDs; "
+    "github.com/reinhart-group/Transfer-Learning-for-Multi-material-Classification-of-"
+    "Transition-Metal-Dichalcogenides codes/utils_analysis.py"
+)
+
+_NORM = "on the 0.5-99.5 % clipped, [0, 1]-normalised 8-bit height image"
+
+DESCRIPTORS = [
+    ("paper_rms_roughness", "1", f"rms of image - Gaussian(sigma 1 px) {_NORM}"),
+    ("paper_rms_roughness_nm", "nm", "rms of height - Gaussian(sigma 1 px) of the levelled height"),
+    ("paper_step_edge_count", "count", f"Canny(sigma 0.3) edges closed by 3x3 dilation+erosion, connected components, {_NORM}"),
+    ("paper_step_edge_density_per_um2", "per µm²", "paper_step_edge_count per µm² of scanned area"),
+    ("paper_defect_density_per_px", "per px", f"local maxima of Gaussian(sigma 1) smoothed image per pixel, {_NORM}"),
+    ("paper_defect_density_per_um2", "per µm²", "local maxima of the Gaussian(sigma 1) smoothed image per µm²"),
+    ("paper_anisotropy", "rad px", f"std(gradient angle) / mean(gradient magnitude) {_NORM}"),
+    ("paper_anisotropy_rad", "rad", "std(gradient angle) / mean(surface slope nm/nm) of the levelled height"),
+    ("paper_local_variation", "1", f"mean |image - Gaussian(sigma 1)| / max |image - Gaussian(sigma 1)| {_NORM}"),
+    ("paper_local_variation_nm", "nm", "mean |height - Gaussian(sigma 1 px)| of the levelled height"),
+    ("paper_dog_blob_count", "count", f"blob_dog blobs, sigma 5-40 px, threshold 0.001, {_NORM}"),
+    ("paper_dog_blob_density_per_um2", "per µm²", "paper_dog_blob_count per µm² of scanned area"),
+    ("paper_glcm_contrast", "1", "GLCM contrast (distance 1 px, angle 0, 256 levels, symmetric, normed)"),
+    ("paper_glcm_dissimilarity", "1", "GLCM dissimilarity (distance 1 px, angle 0, 256 levels)"),
+    ("paper_glcm_homogeneity", "1", "GLCM homogeneity (distance 1 px, angle 0, 256 levels)"),
+    ("paper_glcm_energy", "1", "GLCM energy, sqrt(ASM) (distance 1 px, angle 0, 256 levels)"),
+    ("paper_glcm_correlation", "1", "GLCM correlation (distance 1 px, angle 0, 256 levels)"),
+    ("paper_glcm_asm", "1", "GLCM angular second moment (distance 1 px, angle 0, 256 levels)"),
+    ("paper_grain_count", "count", f"8-connected regions above Otsu's threshold of Gaussian(sigma 1), {_NORM}"),
+    ("paper_grain_density_per_px", "per px", "paper_grain_count / number of pixels"),
+    ("paper_grain_density_per_um2", "per µm²", "paper_grain_count per µm² of scanned area"),
+    ("paper_grain_mean_eq_diameter_px", "px", "mean equivalent-circle diameter of the paper's grains"),
+    ("paper_grain_mean_eq_diameter_nm", "nm", "mean equivalent-circle diameter of the paper's grains"),
+    ("paper_domain_count", "count", "regions of the grain mask opened with a disk of radius 5 px"),
+    ("paper_domain_density_per_px", "per px", "paper_domain_count / number of pixels (the paper's 'grain density')"),
+    ("paper_domain_density_per_um2", "per µm²", "paper_domain_count per µm² of scanned area"),
+    ("paper_domain_mean_area_px", "px²", "mean area of the paper's domains"),
+    ("paper_domain_mean_area_nm2", "nm²", "mean area of the paper's domains"),
+]
+NAMES = [d[0] for d in DESCRIPTORS]
+#: the descriptors computed on the levelled heights in nm (defined even without contrast)
+_PHYSICAL_HEIGHT = ("paper_rms_roughness_nm", "paper_local_variation_nm")
+
+
+# --------------------------------------------------------------------------------------------
+# Array functions (image in normalised units unless stated)
+# --------------------------------------------------------------------------------------------
+
+
+def smoothing_residual(image: np.ndarray, sigma: float = 1.0) -> np.ndarray:
+    """``image - gaussian_filter(image, sigma)`` (reflect border), the high-pass part the paper's
+    RMS roughness and local variation are computed from. Same unit as ``image``."""
+    image = np.asarray(image, float)
+    return image - ndimage.gaussian_filter(image, sigma)
+
+
+def rms_roughness(image: np.ndarray, sigma: float = 1.0) -> float:
+    """The paper's RMS roughness: ``sqrt(mean((image - gaussian(image, sigma))²))``, unit of ``image``."""
+    residual = smoothing_residual(image, sigma)
+    return float(np.sqrt(np.mean(residual**2)))
+
+
+def local_variation(image: np.ndarray, sigma: float = 1.0) -> float:
+    """The paper's local variation: mean |image - gaussian(image, sigma)| over its maximum (0-1);
+    NaN when the residual is identically 0."""
+    residual = np.abs(smoothing_residual(image, sigma))
+    peak = residual.max()
+    return float(residual.mean() / peak) if peak > 0 else float("nan")
+
+
+def step_edge_count(image: np.ndarray, sigma: float = 0.3) -> int:
+    """Number of step edges: Canny edges (``sigma``; skimage's default thresholds 0.1/0.2 for
+    float images), closed by a 3x3 dilation and erosion, counted as 4-connected components."""
+    from skimage.feature import canny
+
+    edges = canny(np.asarray(image, float), sigma=sigma)
+    square = np.ones((3, 3), bool)
+    # border values as skimage's binary_dilation (False) / binary_erosion (True) used by the paper
+    closed = ndimage.binary_erosion(ndimage.binary_dilation(edges, square), square, border_value=1)
+    return int(ndimage.label(closed)[1])
+
+
+def paper_smoothing(image: np.ndarray) -> np.ndarray:
+    """``skimage.filters.gaussian(image, sigma=1)`` (nearest border), the smoothing of the paper's
+    defect and grain analyses."""
+    return ndimage.gaussian_filter(np.asarray(image, float), 1.0, mode="nearest")
+
+
+def defect_count(image: np.ndarray, min_distance: int = 1, *, smoothed: np.ndarray | None = None) -> int:
+    """Number of local maxima of ``skimage.filters.gaussian(image, 1)`` found by
+    ``peak_local_max(min_distance=min_distance)`` (border of ``min_distance`` px excluded).
+    ``smoothed`` can pass :func:`paper_smoothing` of ``image`` when it is already computed."""
+    from skimage.feature import peak_local_max
+
+    smoothed = paper_smoothing(image) if smoothed is None else smoothed
+    return int(len(peak_local_max(smoothed, min_distance=min_distance)))
+
+
+def gradient_anisotropy(image: np.ndarray, spacing: tuple[float, float] = (1.0, 1.0)) -> float:
+    """The paper's anisotropy: ``std(arctan2(g_col, g_row)) / mean(hypot(g_row, g_col))`` with
+    ``numpy.gradient`` derivatives along rows (axis 0) and columns (axis 1) at ``spacing`` =
+    (row step, column step). NaN for a flat image."""
+    g_row, g_col = np.gradient(np.asarray(image, float), *spacing)
+    magnitude = np.hypot(g_row, g_col)
+    mean = magnitude.mean()
+    if not mean > 0:
+        return float("nan")
+    return float(np.std(np.arctan2(g_col, g_row)) / mean)
+
+
+def gaussian_stack(image: np.ndarray, sigmas: list[float], truncate: float = 4.0) -> list[np.ndarray]:
+    """``[scipy.ndimage.gaussian_filter(image, s, mode="reflect", truncate=truncate) for s in sigmas]``
+    computed with one forward FFT and one inverse FFT per sigma.
+
+    The image is padded by reflection (scipy's ``reflect`` = numpy's ``symmetric``) by the largest
+    kernel radius, so the circular FFT convolution with each truncated, normalised kernel equals
+    ndimage's direct convolution up to rounding (~1e-15) - at a fraction of the cost for the
+    large sigmas of a DoG scale space (radius 4 sigma = 210 px at sigma 52).
+    """
+    from scipy import fft
+
+    image = np.asarray(image, float)
+    radii = [int(truncate * float(s) + 0.5) for s in sigmas]
+    pad = max(radii)
+    padded = np.pad(image, pad, mode="symmetric")
+    shape = tuple(fft.next_fast_len(n, real=True) for n in padded.shape)
+    spectrum = fft.rfft2(padded, s=shape)
+    rows, cols = image.shape
+    out = []
+    for s, r in zip(sigmas, radii, strict=True):
+        x = np.arange(-r, r + 1)
+        kernel = np.exp(-0.5 / float(s) ** 2 * x**2)
+        kernel /= kernel.sum()
+        k_rows = np.zeros(shape[0])
+        k_rows[x % shape[0]] = kernel
+        k_cols = np.zeros(shape[1])
+        k_cols[x % shape[1]] = kernel
+        transfer = fft.fft(k_rows)[:, None] * fft.rfft(k_cols)[None, :]
+        blurred = fft.irfft2(spectrum * transfer, s=shape)
+        out.append(blurred[pad : pad + rows, pad : pad + cols])
+    return out
+
+
+def blob_dog(image: np.ndarray, min_sigma: float = 5.0, max_sigma: float = 40.0, threshold: float = 0.001,
+             sigma_ratio: float = 1.6, overlap: float = 0.5) -> np.ndarray:
+    """``skimage.feature.blob_dog`` for a 2-D float image with scalar sigmas: same scale space,
+    same peak detection, same pruning - same blobs ``(row, col, sigma)``.
+
+    Only the pruning is rewritten: skimage calls a numpy function for every pair of nearby
+    blobs (most of its run time at low thresholds); this loop does the identical arithmetic on
+    Python floats, in the same pair order, so the sequential elimination gives the same result.
+    """
+    from skimage.feature import peak_local_max
+
+    image = np.asarray(image, float)
+    k = int(np.log(max_sigma / min_sigma) / np.log(sigma_ratio) + 1)
+    sigmas = [min_sigma * sigma_ratio**i for i in range(k + 1)]
+    cube = np.empty(image.shape + (k,))
+    blurred = gaussian_stack(image, sigmas)
+    for i in range(k):
+        cube[..., i] = blurred[i] - blurred[i + 1]
+    cube *= 1 / (sigma_ratio - 1)
+    peaks = peak_local_max(cube, threshold_abs=threshold, exclude_border=(0, 0, 0), footprint=np.ones((3, 3, 3)))
+    if peaks.size == 0:
+        return np.empty((0, 3))
+    blobs = np.column_stack([peaks[:, :2].astype(float), np.asarray(sigmas)[peaks[:, 2]]])
+    return _prune_blobs(blobs, overlap)
+
+
+def _prune_blobs(blobs: np.ndarray, overlap: float) -> np.ndarray:
+    """skimage's ``_prune_blobs`` for 2-D blobs with one sigma, vectorised.
+
+    skimage walks the nearby pairs in ``cKDTree.query_pairs`` order and, when two blobs overlap
+    by more than ``overlap``, sets the smaller one's sigma to 0. A blob with sigma 0 can never
+    eliminate a live one (it is always the smaller), so a pair changes anything only if both
+    blobs are still alive, and then their sigmas are the original ones. Hence: evaluate every
+    pair's overlap once with the original sigmas (numpy, same formulas), then replay only the
+    eliminating pairs in order.
+    """
+    from scipy.spatial import cKDTree
+
+    sigma = blobs[:, 2]
+    pairs = np.array(list(cKDTree(blobs[:, :2]).query_pairs(2 * sigma.max() * np.sqrt(2))), dtype=int)
+    if pairs.size == 0:
+        return blobs
+    i, j = pairs[:, 0], pairs[:, 1]
+    s1, s2 = sigma[i], sigma[j]
+    first_bigger = s1 > s2
+    big = np.where(first_bigger, s1, s2)
+    r1 = np.where(first_bigger, 1.0, s1 / s2)
+    r2 = np.where(first_bigger, s2 / s1, 1.0)
+    scale = big * np.sqrt(2)
+    d = np.sqrt((blobs[j, 0] / scale - blobs[i, 0] / scale) ** 2 + (blobs[j, 1] / scale - blobs[i, 1] / scale) ** 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio1 = np.clip((d**2 + r1**2 - r2**2) / (2 * d * r1), -1, 1)
+        ratio2 = np.clip((d**2 + r2**2 - r1**2) / (2 * d * r2), -1, 1)
+        lens = np.sqrt(np.abs((-d + r2 + r1) * (d - r2 + r1) * (d + r2 - r1) * (d + r2 + r1)))
+        area = r1**2 * np.arccos(ratio1) + r2**2 * np.arccos(ratio2) - 0.5 * lens
+        fraction = area / (np.pi * np.minimum(r1, r2) ** 2)
+    fraction = np.where(d > r1 + r2, 0.0, np.where(d <= np.abs(r1 - r2), 1.0, fraction))
+    loser = np.where(first_bigger, j, i)
+    other = np.where(first_bigger, i, j)
+    alive = np.ones(len(blobs), bool)
+    for k in np.nonzero(fraction > overlap)[0].tolist():
+        if alive[loser[k]] and alive[other[k]]:
+            alive[loser[k]] = False
+    return blobs[alive]
+
+
+def dog_blob_count(image: np.ndarray, method: str = "paper", min_sigma: float = 5.0, max_sigma: float = 40.0,
+                   threshold: float = 0.001) -> int:
+    """Number of difference-of-Gaussian blobs (:func:`blob_dog`: sigma ratio 1.6, overlap 0.5).
+
+    ``method="paper"`` runs on ``image`` as given. ``"fast"`` runs on the 2x2 block mean with
+    halved sigmas and the same threshold: the Gaussian scale space of the downsampled image is
+    the downsampled scale space for sigma >= 2.5 output pixels (the block mean is a small extra
+    blur), and skimage's DoG normalisation ``1 / (sigma_ratio - 1)`` does not depend on sigma,
+    so the responses and the threshold keep their meaning. About 8x fewer operations.
+    """
+    image = np.asarray(image, float)
+    if method not in ("paper", "fast"):
+        raise ValueError(f"method must be 'paper' or 'fast', not {method!r}")
+    if method == "fast" and min(image.shape) >= 16:
+        rows, cols = (image.shape[0] // 2) * 2, (image.shape[1] // 2) * 2
+        image = image[:rows, :cols].reshape(rows // 2, 2, cols // 2, 2).mean(axis=(1, 3))
+        min_sigma, max_sigma = min_sigma / 2, max_sigma / 2
+    return int(len(blob_dog(image, min_sigma, max_sigma, threshold)))
+
+
+def paper_glcm(image_uint8: np.ndarray) -> dict[str, float]:
+    """GLCM properties of the paper (distance 1, angle 0, 256 levels, symmetric, normed)."""
+    from skimage.feature import graycomatrix, graycoprops
+
+    glcm = graycomatrix(image_uint8, distances=[1], angles=[0], levels=256, symmetric=True, normed=True)
+    return {prop.lower(): float(graycoprops(glcm, prop).mean())
+            for prop in ("contrast", "dissimilarity", "homogeneity", "energy", "correlation", "ASM")}
+
+
+def disk_morphology(mask: np.ndarray, radius: int, operation: str) -> np.ndarray:
+    """Binary ``erosion``/``dilation``/``opening`` by ``skimage.morphology.disk(radius)`` with a
+    reflect border - identical to ``skimage.morphology.opening(mask, disk(radius))`` but about 4x
+    faster: the disk is a union of horizontal chords, so the operation is 1-D min/max filters
+    along rows combined over row shifts."""
+    from skimage.morphology import disk
+
+    if operation == "opening":
+        return disk_morphology(disk_morphology(mask, radius, "erosion"), radius, "dilation")
+    if operation not in ("erosion", "dilation"):
+        raise ValueError(f"operation must be erosion, dilation or opening, not {operation!r}")
+    erode = operation == "erosion"
+    half_widths = (disk(radius).sum(axis=1) - 1) // 2
+    padded = np.pad(np.asarray(mask, np.uint8), radius, mode="symmetric")
+    filt = ndimage.minimum_filter1d if erode else ndimage.maximum_filter1d
+    lines = {w: filt(padded, 2 * w + 1, axis=1, mode="nearest") for w in set(half_widths.tolist())}
+    rows, cols = mask.shape
+    out = None
+    for dy, w in enumerate(half_widths.tolist()):
+        part = lines[w][dy : dy + rows, radius : radius + cols]
+        if out is None:
+            out = part.copy()
+        elif erode:
+            np.minimum(out, part, out=out)
+        else:
+            np.maximum(out, part, out=out)
+    return out.astype(bool)
+
+
+def paper_grains(image: np.ndarray, domain_radius: int = 5, *, smoothed: np.ndarray | None = None) -> dict[str, float]:
+    """The paper's grain/domain analysis on a normalised image (pixel units).
+
+    Returns ``grain_count``, ``grain_mean_eq_diameter_px`` (NaN without grains), ``domain_count``,
+    ``domain_mean_area_px`` (NaN without domains). ``smoothed``: :func:`paper_smoothing` of
+    ``image`` if already computed.
+    """
+    from skimage.filters import threshold_otsu
+    from skimage.measure import label
+
+    smoothed = paper_smoothing(image) if smoothed is None else smoothed
+    binary = smoothed > threshold_otsu(smoothed)
+    grains, n_grains = label(binary, connectivity=2, return_num=True)
+    areas = np.bincount(grains.ravel())[1:]
+    domains, n_domains = label(disk_morphology(binary, domain_radius, "opening"), connectivity=2, return_num=True)
+    domain_areas = np.bincount(domains.ravel())[1:]
+    return {
+        "grain_count": n_grains,
+        "grain_mean_eq_diameter_px": float(np.mean(np.sqrt(4 * areas / np.pi))) if n_grains else float("nan"),
+        "domain_count": n_domains,
+        "domain_mean_area_px": float(np.mean(domain_areas)) if n_domains else float("nan"),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Family
+# --------------------------------------------------------------------------------------------
+
+
+def _compute(surface: Surface) -> DescriptorValues:
+    out = DescriptorValues()
+    h = surface.height
+    residual_nm = h - surface.smoothed(1.0)
+    out["paper_rms_roughness_nm"] = float(np.sqrt(np.mean(residual_nm**2)))
+    out["paper_local_variation_nm"] = float(np.mean(np.abs(residual_nm)))
+    img = surface.normalised
+    if img is None:
+        reason = ("flat image: no height contrast to normalise" if surface.is_flat
+                  else "no height contrast between the normalisation percentiles")
+        out.undefined([n for n in NAMES if n not in _PHYSICAL_HEIGHT], reason)
+        return out
+    cfg = surface.config
+    area, npx, px_len = surface.area_um2, img.size, surface.pixel_length_nm
+    dx, dy = surface.pixel_size_nm
+
+    residual = smoothing_residual(img, 1.0)
+    out["paper_rms_roughness"] = float(np.sqrt(np.mean(residual**2)))
+    abs_res = np.abs(residual)
+    out["paper_local_variation"] = float(abs_res.mean() / abs_res.max()) if abs_res.max() > 0 else float("nan")
+    if not abs_res.max() > 0:
+        out.reasons["paper_local_variation"] = "image equals its Gaussian smoothing (no local variation)"
+
+    steps = step_edge_count(img)
+    out["paper_step_edge_count"] = steps
+    out["paper_step_edge_density_per_um2"] = steps / area
+    smoothed = paper_smoothing(img)
+    defects = defect_count(img, smoothed=smoothed)
+    out["paper_defect_density_per_px"] = defects / npx
+    out["paper_defect_density_per_um2"] = defects / area
+
+    out["paper_anisotropy"] = gradient_anisotropy(img)
+    out["paper_anisotropy_rad"] = gradient_anisotropy(h, (dy, dx))
+
+    blobs = dog_blob_count(img, cfg.blob_method)
+    out["paper_dog_blob_count"] = blobs
+    out["paper_dog_blob_density_per_um2"] = blobs / area
+
+    for prop, value in paper_glcm(surface.uint8).items():
+        out[f"paper_glcm_{prop}"] = value
+
+    grains = paper_grains(img, smoothed=smoothed)
+    out["paper_grain_count"] = grains["grain_count"]
+    out["paper_grain_density_per_px"] = grains["grain_count"] / npx
+    out["paper_grain_density_per_um2"] = grains["grain_count"] / area
+    out["paper_grain_mean_eq_diameter_px"] = grains["grain_mean_eq_diameter_px"]
+    out["paper_grain_mean_eq_diameter_nm"] = grains["grain_mean_eq_diameter_px"] * px_len
+    out["paper_domain_count"] = grains["domain_count"]
+    out["paper_domain_density_per_px"] = grains["domain_count"] / npx
+    out["paper_domain_density_per_um2"] = grains["domain_count"] / area
+    out["paper_domain_mean_area_px"] = grains["domain_mean_area_px"]
+    out["paper_domain_mean_area_nm2"] = grains["domain_mean_area_px"] * dx * dy
+    if not grains["grain_count"]:
+        out.undefined(["paper_grain_mean_eq_diameter_px", "paper_grain_mean_eq_diameter_nm"], "no grains found")
+    if not grains["domain_count"]:
+        out.undefined(["paper_domain_mean_area_px", "paper_domain_mean_area_nm2"],
+                      "no domain survives the opening with a disk of radius 5 px")
+    return out
+
+
+register_family(
+    "paper", _compute, default=True, reference=PAPER_REFERENCE, descriptors=DESCRIPTORS,
+    description="the seed paper's interpretability descriptors, in its pixel units and in physical units",
+)

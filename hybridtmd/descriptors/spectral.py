@@ -1,0 +1,229 @@
+"""Spatial and spectral descriptors (family ``spectral``): power spectral density, fractal
+dimension, autocorrelation length and texture aspect ratio (ISO 25178-2 Sal, Str), orientation.
+
+Conventions
+-----------
+* Frequencies are spatial frequencies in cycles per nm (reported per µm where named so).
+* The PSD is the Hann-windowed periodogram of the levelled, mean-free heights (see
+  :attr:`~hybridtmd.descriptors.core.Surface.power_spectrum`), in nm⁴, radially averaged in
+  rings of width ``1 / L`` (L the longer image side).
+* Angles are in degrees in ``[0, 180)``, counter-clockwise from the +x (column) axis as the image
+  is displayed (rows downwards), i.e. with +y pointing *up* the screen.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from .core import Surface
+from .registry import DescriptorValues, register_family
+
+REFERENCE = ("ISO 25178-2:2021 (Sal, Str, Std); Jacobs, Junge & Pastewka, Surf. Topogr.: Metrol. Prop. 5, "
+             "013001 (2017) for PSD and fractal dimension")
+
+DESCRIPTORS = [
+    ("psd_loglog_slope", "1", "slope of log PSD vs log frequency between wavelengths L/4 and 4 px (-(2H+2) for a self-affine surface)"),
+    ("fractal_dimension", "1", "fractal dimension from the PSD slope, D = (8 + slope) / 2 (meaningful for 2 <= D <= 3)"),
+    ("psd_corner_frequency_per_um", "per µm", "frequency where the low-frequency PSD plateau meets the high-frequency power law (roll-off)"),
+    ("psd_peak_wavelength_nm", "nm", "wavelength of the maximum of f²·PSD(f), the band carrying most height variance per octave"),
+    ("sal_nm", "nm", "ISO 25178 Sal: shortest lag at which the normalised autocorrelation decays to 0.2"),
+    ("str", "1", "ISO 25178 Str: texture aspect ratio, shortest / longest autocorrelation decay length (1 isotropic)"),
+    ("dominant_orientation_deg", "deg", "lay direction of the surface (ridges/steps) from the PSD-weighted doubled-angle mean, 0-180"),
+    ("orientation_strength", "1", "|PSD-weighted mean of exp(2i·angle)| over the spectrum: 0 isotropic, 1 single direction"),
+]
+NAMES = [d[0] for d in DESCRIPTORS]
+
+
+# --------------------------------------------------------------------------------------------
+# Array functions
+# --------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=4)
+def _frequency_geometry(rows: int, cols: int, dfy: float, dfx: float) -> tuple[np.ndarray, int, float, np.ndarray]:
+    """Per-grid quantities of the ``fftfreq`` layout, cached per image geometry: ring index of
+    every frequency (0 = DC or beyond Nyquist), number of rings, ring width, and
+    ``exp(2i phi)`` of every frequency direction inside the Nyquist circle (0 elsewhere)."""
+    from scipy import fft
+
+    fy, fx = fft.fftfreq(rows, 1.0 / (rows * dfy)), fft.fftfreq(cols, 1.0 / (cols * dfx))
+    df = max(dfx if cols > 1 else 0.0, dfy if rows > 1 else 0.0)
+    FY, FX = np.meshgrid(fy, fx, indexing="ij")
+    radius = np.hypot(FY, FX)
+    nyquist = min(np.abs(fx).max(), np.abs(fy).max())
+    n_rings = int(np.floor(nyquist / df + 1e-9))
+    ring = np.rint(radius / df).astype(np.int64)
+    ring[(ring < 1) | (ring > n_rings)] = 0
+    # rows grow downwards, so +y (up the screen) is -fy; strictly inside Nyquist so the
+    # unpaired Nyquist row/column of even sizes adds no direction of its own
+    inside = (radius > 0) & (radius < nyquist)
+    unit = np.where(inside, np.exp(2j * np.arctan2(-FY, FX)), 0)
+    return ring.ravel(), n_rings, df, unit.ravel()
+
+
+def _geometry(psd: np.ndarray, fy: np.ndarray, fx: np.ndarray):
+    rows, cols = psd.shape
+    dfy = float(abs(fy[1] - fy[0])) if rows > 1 else 1.0
+    dfx = float(abs(fx[1] - fx[0])) if cols > 1 else 1.0
+    return _frequency_geometry(rows, cols, dfy, dfx)
+
+
+def radial_psd(psd: np.ndarray, fy: np.ndarray, fx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Radially average a 2-D PSD (``fftfreq`` layout) in rings of width ``max(dfx, dfy)``.
+
+    Returns ``(f, p)``: ring-centre frequencies (1/nm, excluding DC, up to the lower Nyquist
+    frequency) and the mean PSD in each ring. Empty rings are dropped.
+    """
+    ring, n_rings, df, _ = _geometry(psd, fy, fx)
+    sums = np.bincount(ring, weights=psd.ravel(), minlength=n_rings + 1)
+    counts = np.bincount(ring, minlength=n_rings + 1)
+    keep = counts > 0
+    keep[0] = False
+    return np.nonzero(keep)[0] * df, sums[keep] / counts[keep]
+
+
+def psd_fit(f: np.ndarray, p: np.ndarray, f_low: float, f_high: float) -> tuple[float, float]:
+    """Least-squares line through ``log10 p`` vs ``log10 f`` on ``f_low <= f <= f_high``:
+    ``(slope, intercept)``; NaNs when fewer than 3 positive points."""
+    use = (f >= f_low) & (f <= f_high) & (p > 0)
+    if use.sum() < 3:
+        return float("nan"), float("nan")
+    slope, intercept = np.polyfit(np.log10(f[use]), np.log10(p[use]), 1)
+    return float(slope), float(intercept)
+
+
+def autocorrelation(height: np.ndarray) -> np.ndarray:
+    """Normalised areal autocorrelation of the mean-free heights for lags up to half the image.
+
+    Linear (zero-padded) correlation divided by the number of overlapping pixel pairs at each
+    lag, then by its value at lag 0 (ISO 25178-2's ACF). Returned centred: shape
+    ``(2*(rows//2)+1, 2*(cols//2)+1)``, lag 0 at the centre, row lag increasing downwards.
+    """
+    from scipy import fft
+
+    z = np.asarray(height, float)
+    z = z - z.mean()
+    rows, cols = z.shape
+    hr, hc = rows // 2, cols // 2
+    shape = (fft.next_fast_len(rows + hr), fft.next_fast_len(cols + hc))
+    spec = fft.rfft2(z, s=shape)
+    corr = fft.irfft2(spec * np.conj(spec), s=shape)
+    lags_r = np.r_[-hr : hr + 1]
+    lags_c = np.r_[-hc : hc + 1]
+    acf = corr[np.ix_(lags_r % shape[0], lags_c % shape[1])]
+    overlap = (rows - np.abs(lags_r))[:, None] * (cols - np.abs(lags_c))[None, :]
+    acf = acf / overlap
+    return acf / acf[hr, hc]
+
+
+def acf_decay_lengths(acf: np.ndarray, pixel_size_nm: tuple[float, float], threshold: float = 0.2,
+                      n_angles: int = 180) -> tuple[np.ndarray, np.ndarray]:
+    """Distance (nm) along each direction at which a centred ACF first falls to ``threshold``.
+
+    Rays at ``n_angles`` directions in [0, 180) degrees (the ACF is point-symmetric), sampled
+    every half pixel by bilinear interpolation up to the edge of the lag window; the crossing is
+    interpolated linearly between samples. Directions that never decay give ``inf``.
+    Returns ``(angles_deg, lengths_nm)``.
+    """
+    from scipy.ndimage import map_coordinates
+
+    dx, dy = pixel_size_nm
+    cr, cc = (acf.shape[0] - 1) / 2, (acf.shape[1] - 1) / 2
+    r_max = min(cr * dy, cc * dx)
+    step = 0.5 * min(dx, dy)
+    radii = np.arange(0.0, r_max + step / 2, step)
+    angles = np.arange(n_angles) * (180.0 / n_angles)
+    theta = np.deg2rad(angles)
+    rows = cr - np.outer(np.sin(theta), radii) / dy  # +y up the screen = decreasing row
+    cols = cc + np.outer(np.cos(theta), radii) / dx
+    samples = map_coordinates(acf, [rows.ravel(), cols.ravel()], order=1, mode="nearest").reshape(rows.shape)
+    below = samples <= threshold
+    lengths = np.full(n_angles, np.inf)
+    has = below.any(axis=1)
+    first = np.argmax(below, axis=1)
+    for i in np.nonzero(has)[0]:
+        k = first[i]
+        if k == 0:
+            lengths[i] = 0.0
+            continue
+        a, b = samples[i, k - 1], samples[i, k]
+        t = (a - threshold) / (a - b) if a != b else 0.0
+        lengths[i] = radii[k - 1] + t * (radii[k] - radii[k - 1])
+    return angles, lengths
+
+
+def spectral_orientation(psd: np.ndarray, fy: np.ndarray, fx: np.ndarray) -> tuple[float, float]:
+    """Dominant lay direction (deg, [0, 180)) and its strength (0-1) from a 2-D PSD.
+
+    The PSD-weighted mean of ``exp(2i phi)`` over frequency directions ``phi`` (strictly inside
+    the circle of the lower Nyquist frequency, DC excluded, so the square frequency grid adds no
+    anisotropy of its own) gives the dominant *frequency* direction; the lay (ridges, step
+    edges) is perpendicular to it. Angles as in the module docstring.
+    """
+    ring, _, _, unit = _geometry(psd, fy, fx)
+    weights = np.where(unit != 0, psd.ravel(), 0.0)
+    total = weights.sum()
+    if not total > 0:
+        return float("nan"), float("nan")
+    vector = np.dot(weights, unit) / total
+    freq_dir = np.rad2deg(np.angle(vector) / 2)
+    return float((freq_dir + 90.0) % 180.0), float(np.abs(vector))
+
+
+# --------------------------------------------------------------------------------------------
+# Family
+# --------------------------------------------------------------------------------------------
+
+
+def spectral_descriptors(surface: Surface) -> DescriptorValues:
+    """All ``spectral`` descriptors of a :class:`Surface` (see the module table)."""
+    out = DescriptorValues()
+    if surface.is_flat:
+        out.undefined(NAMES, "flat image: no height variation to analyse")
+        return out
+    psd, fy, fx = surface.power_spectrum
+    f, p = radial_psd(psd, fy, fx)
+    rows, cols = surface.height.shape
+    dx, dy = surface.pixel_size_nm
+    length = max(cols * dx, rows * dy)
+    f_low, f_high = 4.0 / length, 1.0 / (4.0 * max(dx, dy))
+    slope, intercept = psd_fit(f, p, f_low, f_high)
+    out["psd_loglog_slope"] = slope
+    out["fractal_dimension"] = (8.0 + slope) / 2.0
+    if np.isnan(slope):
+        out.undefined(["psd_loglog_slope", "fractal_dimension"], "image too small for a PSD fit (< 3 frequencies)")
+    # corner: where the plateau of the three lowest rings meets the power law fitted above
+    plateau = np.log10(np.mean(p[:3])) if p.size >= 3 and np.all(p[:3] > 0) else np.nan
+    if np.isnan(slope) or np.isnan(plateau) or slope >= 0:
+        out.undefined("psd_corner_frequency_per_um", "PSD has no decaying power law to meet a plateau")
+    else:
+        fc = 10 ** ((plateau - intercept) / slope)
+        if f[0] <= fc <= f[-1]:
+            out["psd_corner_frequency_per_um"] = fc * 1e3
+        else:
+            out.undefined("psd_corner_frequency_per_um", "roll-off lies outside the measured frequency band")
+    weighted = f**2 * p
+    out["psd_peak_wavelength_nm"] = float(1.0 / f[np.argmax(weighted)]) if f.size else np.nan
+
+    acf = autocorrelation(surface.height)
+    _, lengths = acf_decay_lengths(acf, surface.pixel_size_nm, surface.config.acf_threshold)
+    if np.all(np.isinf(lengths)):
+        out.undefined(["sal_nm", "str"], "autocorrelation does not decay to 0.2 within half the image")
+    else:
+        out["sal_nm"] = float(lengths.min())
+        if np.isinf(lengths.max()):
+            out.undefined("str", "autocorrelation does not decay to 0.2 in some direction within half the image")
+        else:
+            out["str"] = float(lengths.min() / lengths.max()) if lengths.max() > 0 else np.nan
+    angle, strength = spectral_orientation(psd, fy, fx)
+    out["dominant_orientation_deg"] = angle
+    out["orientation_strength"] = strength
+    return out
+
+
+register_family(
+    "spectral", spectral_descriptors, default=True, reference=REFERENCE, descriptors=DESCRIPTORS,
+    description="power spectrum, fractal dimension, autocorrelation (Sal, Str) and orientation",
+)

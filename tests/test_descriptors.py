@@ -1,0 +1,355 @@
+"""Descriptor library: analytic surfaces, invariances, NaN reasons, registry, extractor, CLI."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import ndimage
+
+from hybridtmd.descriptors import (
+    DescriptorConfig,
+    DescriptorExtractor,
+    RegistryError,
+    extract_descriptors,
+    list_descriptors,
+    register_descriptor,
+    register_family,
+    unregister_family,
+)
+from hybridtmd.descriptors.areal import areal_parameters
+from hybridtmd.io import AFMImage
+
+PX = 4.0  # nm
+
+
+def sinusoid(amplitude=1.0, period_px=32, size=128, px=PX) -> AFMImage:
+    x = np.arange(size) * px
+    z = amplitude * np.sin(2 * np.pi * x / (period_px * px))
+    return AFMImage(np.tile(z, (size, 1)), (px, px), source="sinusoid")
+
+
+def disks(centres_nm, radius_nm, size_nm=1024.0, px=PX, height=1.0) -> AFMImage:
+    n = int(round(size_nm / px))
+    c = (np.arange(n) + 0.5) * px
+    yy, xx = np.meshgrid(c, c, indexing="ij")
+    z = np.zeros((n, n))
+    for cy, cx in centres_nm:
+        z[(yy - cy) ** 2 + (xx - cx) ** 2 <= radius_nm**2] = height
+    return AFMImage(z, (px, px), source="disks")
+
+
+def anisotropic_surface(seed=3, size=128) -> AFMImage:
+    rng = np.random.default_rng(seed)
+    z = ndimage.gaussian_filter(rng.normal(size=(size, size)), (2, 6), mode="wrap")
+    return AFMImage(z / z.std(), (PX, PX), source="aniso")
+
+
+# --------------------------------------------------------------------------------------------
+# Analytic surfaces
+# --------------------------------------------------------------------------------------------
+
+
+def test_sinusoid_areal_and_spectral_values():
+    a = 1.5
+    image = sinusoid(a)
+    s = extract_descriptors(image, ["areal", "spectral"], level=False)
+    assert s["sq_nm"] == pytest.approx(a / math.sqrt(2), rel=1e-9)
+    assert s["sa_nm"] == pytest.approx(2 * a / math.pi, rel=5e-3)  # 32 samples/period: 0.3 % below 2A/pi
+    assert abs(s["ssk"]) < 1e-9
+    assert s["sku"] == pytest.approx(1.5, abs=1e-9)
+    assert s["sz_nm"] == pytest.approx(2 * a, rel=1e-3)
+    k = 2 * np.pi / (32 * PX)
+    assert s["sdq"] == pytest.approx(a * k / math.sqrt(2), rel=1e-2)  # central differences: sinc factor
+    assert s["psd_peak_wavelength_nm"] == pytest.approx(32 * PX, rel=1e-9)
+    # ridges run along y (rows): lay direction 90 degrees, fully oriented
+    assert s["dominant_orientation_deg"] == pytest.approx(90.0, abs=0.5)
+    assert s["orientation_strength"] > 0.95
+
+
+def test_gaussian_white_noise_moments():
+    sigma = 0.4
+    rng = np.random.default_rng(0)
+    values = areal_parameters(rng.normal(0, sigma, (256, 256)), (PX, PX))
+    assert values["sq_nm"] == pytest.approx(sigma, rel=0.01)
+    assert abs(values["ssk"]) < 0.03
+    assert values["sku"] == pytest.approx(3.0, abs=0.06)
+    assert values["sa_nm"] == pytest.approx(sigma * math.sqrt(2 / math.pi), rel=0.01)
+
+
+def test_plane_is_flat_after_levelling_and_undefined_values_have_reasons():
+    y, x = np.mgrid[0:96, 0:96]
+    image = AFMImage(3.0 + 0.02 * x - 0.015 * y, (PX, PX), source="plane.tif")
+    s = extract_descriptors(image)  # default: levels first, all families
+    for name in ("sa_nm", "sq_nm", "sz_nm", "sdq", "sdr_pct", "paper_rms_roughness_nm"):
+        assert abs(s[name]) < 1e-9, name
+    reasons = s.attrs["reasons"]
+    assert np.isnan(s["ssk"]) and "flat" in reasons["ssk"]
+    assert np.isnan(s["paper_glcm_contrast"]) and "flat" in reasons["paper_glcm_contrast"]
+    assert np.isnan(s["sal_nm"]) and "sal_nm" in reasons
+    assert set(s.index[s.isna()]) == set(reasons)  # every NaN is explained
+
+
+def test_disks_grain_count_and_area():
+    rng = np.random.default_rng(1)
+    centres = []
+    while len(centres) < 7:  # non-overlapping, away from the border
+        c = rng.uniform(120, 904, 2)
+        if all(np.hypot(*(c - d)) > 200 for d in centres):
+            centres.append(c)
+    radius = 60.0  # 15 px
+    s = extract_descriptors(disks(centres, radius), "grains", level=False)
+    assert s["grain_count"] == 7
+    assert s["grain_area_mean_nm2"] == pytest.approx(math.pi * radius**2, rel=0.02)
+    assert s["grain_eq_diameter_mean_nm"] == pytest.approx(2 * radius, rel=0.01)
+    assert s["grain_density_per_um2"] == pytest.approx(7 / 1.024**2, rel=1e-9)
+    assert s["grain_solidity_mean"] > 0.9
+    assert 0.6 < s["grain_triangularity_mean"] < 0.75  # disc: 0.68
+    assert s["grain_height_mean_nm"] == pytest.approx(1.0, abs=1e-9)
+    # the same disks survive the default levelling
+    assert extract_descriptors(disks(centres, radius), "grains")["grain_count"] == 7
+
+
+def test_triangles_are_more_triangular_than_disks():
+    from hybridtmd.descriptors.grains import triangularity
+
+    n = 200
+    yy, xx = np.mgrid[0:n, 0:n].astype(float)
+    tri = (yy > 40) & (yy < 160) & (np.abs(xx - 100) < (yy - 40) * 0.577)
+    m = ndimage.center_of_mass(tri)
+    d = yy - m[0], xx - m[1]
+    mu = lambda p, q: float(np.sum(tri * d[0] ** p * d[1] ** q))  # noqa: E731
+    assert triangularity(mu(2, 0), mu(0, 2), mu(1, 1), mu(0, 0)) == pytest.approx(1.0, abs=0.02)
+
+
+@pytest.mark.parametrize(("steps_nm", "expected"), [((0.0, 0.7, 1.4), 3), ((0.0, 1.4), 2), ((0.0,), 1)])
+def test_terraces_give_layer_count(steps_nm, expected):
+    rng = np.random.default_rng(2)
+    size = 120
+    z = np.zeros((size, size))
+    bands = np.array_split(np.arange(size), len(steps_nm))
+    for level_nm, cols in zip(steps_nm, bands, strict=True):
+        z[:, cols] = level_nm
+    z += rng.normal(0, 0.03, z.shape)
+    s = extract_descriptors(AFMImage(z, (PX, PX)), "grains", level=False)
+    assert s["layer_count"] == expected
+    span = (steps_nm[-1] - steps_nm[0]) / 0.7
+    assert s["layer_span_monolayers"] == pytest.approx(span, abs=0.1)
+    if expected > 1:
+        assert s["layer_spacing_nm"] == pytest.approx(np.diff(steps_nm).mean(), abs=0.05)
+    else:
+        assert np.isnan(s["layer_spacing_nm"]) and "single" in s.attrs["reasons"]["layer_spacing_nm"]
+
+
+# --------------------------------------------------------------------------------------------
+# Invariances
+# --------------------------------------------------------------------------------------------
+
+ROTATION_INVARIANT = [
+    "sa_nm", "sq_nm", "ssk", "sku", "sz_nm", "sdq", "sdr_pct",
+    "psd_loglog_slope", "fractal_dimension", "psd_peak_wavelength_nm", "sal_nm", "str", "orientation_strength",
+    "grain_count", "grain_coverage_fraction", "grain_area_mean_nm2", "grain_perimeter_mean_nm",
+    "grain_triangularity_mean", "layer_count",
+    "paper_rms_roughness", "paper_local_variation", "paper_grain_count", "paper_defect_density_per_px",
+    "glcm_contrast_d1px", "glcm_correlation_d2px", "glcm_entropy_d4px", "glcm_contrast_anisotropy_d1px",
+    "lbp_p8r1_entropy_bits", "lbp_p8r2_uniform_fraction", "gabor_energy_fraction_8px", "gabor_anisotropy_16px",
+]
+
+
+def test_rotation_by_90_degrees():
+    image = anisotropic_surface()
+    rotated = AFMImage(np.rot90(image.height), image.pixel_size_nm)
+    a = extract_descriptors(image, level=False)
+    b = extract_descriptors(rotated, level=False)
+    for name in ROTATION_INVARIANT:
+        assert b[name] == pytest.approx(a[name], rel=1e-6, abs=1e-9), name
+    # orientation turns by 90 degrees; the paper's anisotropy (angle std) is not invariant
+    turn = (b["dominant_orientation_deg"] - a["dominant_orientation_deg"]) % 180
+    assert turn == pytest.approx(90.0, abs=0.5)
+    assert a["orientation_strength"] > 0.3
+    assert abs(b["paper_anisotropy"] - a["paper_anisotropy"]) > 1e-3 * abs(a["paper_anisotropy"])
+    assert b["paper_glcm_contrast"] != pytest.approx(a["paper_glcm_contrast"], rel=1e-3)  # angle 0 only
+
+
+def test_physical_features_agree_across_pixel_sizes():
+    """The same surface sampled at 4 and 8 nm pixels: physical descriptors agree within the
+    stated tolerances (discretisation of disk edges and of the spectrum)."""
+    rng = np.random.default_rng(4)
+    centres = rng.uniform(100, 924, (12, 2))
+    fine, coarse = disks(centres, 45.0, px=4.0), disks(centres, 45.0, px=8.0)
+    families = ["areal", "spectral", "grains"]
+    a = extract_descriptors(fine, families, level=False)
+    b = extract_descriptors(coarse, families, level=False)
+    tolerances = {"sq_nm": 0.03, "sa_nm": 0.05, "ssk": 0.05, "grain_density_per_um2": 1e-9,
+                  "grain_coverage_fraction": 0.05, "grain_area_mean_nm2": 0.05, "grain_eq_diameter_mean_nm": 0.03,
+                  "sal_nm": 0.10, "layer_count": 0}
+    for name, tol in tolerances.items():
+        assert b[name] == pytest.approx(a[name], rel=tol, abs=1e-12), name
+
+
+# --------------------------------------------------------------------------------------------
+# Exactness of the re-implementations against scikit-image
+# --------------------------------------------------------------------------------------------
+
+
+def test_reimplementations_match_skimage():
+    from skimage.feature import blob_dog as sk_blob_dog
+    from skimage.feature import local_binary_pattern
+    from skimage.measure import regionprops
+    from skimage.morphology import disk, opening
+
+    from hybridtmd.descriptors.grains import label_perimeters, segment_grains
+    from hybridtmd.descriptors.paper import blob_dog, disk_morphology, gaussian_stack
+    from hybridtmd.descriptors.texture import uniform_lbp
+
+    rng = np.random.default_rng(5)
+    img = ndimage.gaussian_filter(rng.random((90, 110)), 2)
+    img = (img - img.min()) / np.ptp(img)
+    ours, theirs = blob_dog(img, 2, 10, 0.001), sk_blob_dog(img, min_sigma=2, max_sigma=10, threshold=0.001)
+    assert np.array_equal(np.sort(ours, axis=0), np.sort(theirs, axis=0))
+    for s in (1.0, 12.0, 60.0):
+        assert np.allclose(gaussian_stack(img, [s])[0], ndimage.gaussian_filter(img, s), atol=1e-12)
+    u8 = np.rint(img * 255).astype(np.uint8)
+    for p, r in ((8, 1), (8, 2), (16, 2)):
+        assert np.array_equal(uniform_lbp(u8, p, r), local_binary_pattern(u8, p, r, "uniform"))
+    mask = img > 0.5
+    assert np.array_equal(disk_morphology(mask, 5, "opening"), opening(mask, disk(5)))
+    labels, _ = segment_grains(img, smoothing_px=0)
+    perimeters, _ = label_perimeters(labels)
+    assert np.allclose(perimeters, [r.perimeter for r in regionprops(labels)])
+
+
+# --------------------------------------------------------------------------------------------
+# Registry
+# --------------------------------------------------------------------------------------------
+
+
+def test_registry_lists_every_descriptor_with_unit_and_definition():
+    table = list_descriptors()
+    assert list(table.columns) == ["name", "family", "unit", "definition", "reference"]
+    assert table["name"].is_unique
+    assert {"paper", "areal", "spectral", "grains", "texture"} <= set(table["family"])
+    assert (table["unit"].str.len() > 0).all() and (table["definition"].str.len() > 10).all()
+    assert (table["reference"].str.len() > 0).all()
+    for name in ("grain_density_per_um2", "sq_nm", "sal_nm", "paper_dog_blob_count", "paper_grain_density_per_um2"):
+        assert name in set(table["name"])
+    assert list(list_descriptors("areal")["name"][:2]) == ["sa_nm", "sq_nm"]
+
+
+def test_user_family_registration_and_errors():
+    def mean_height(surface):
+        return {"my_mean_height_nm": float(surface.height.mean())}
+
+    register_family("mine", mean_height, descriptors=[("my_mean_height_nm", "nm", "mean height of the image")])
+    try:
+        register_descriptor("my_unused", "mine", "1", "never returned by the family")
+        image = AFMImage(np.full((40, 40), 2.0) + np.eye(40), (PX, PX))
+        s = extract_descriptors(image, ["mine"], level=False)
+        assert s["my_mean_height_nm"] == pytest.approx(2.025)
+        assert np.isnan(s["my_unused"]) and "not returned" in s.attrs["reasons"]["my_unused"]
+        assert "mine" in set(list_descriptors()["family"])
+        with pytest.raises(RegistryError, match="already registered"):
+            register_descriptor("sq_nm", "mine", "nm", "duplicate")
+        with pytest.raises(RegistryError, match="already registered"):
+            register_family("mine", mean_height)
+        # not a default family: only used when asked for
+        assert "my_mean_height_nm" not in DescriptorExtractor().get_feature_names_out()
+    finally:
+        unregister_family("mine")
+    with pytest.raises(RegistryError, match="unknown descriptor family"):
+        extract_descriptors(image, ["mine"])
+
+
+# --------------------------------------------------------------------------------------------
+# Extractor: batches, NaN reasons, scikit-learn behaviour, parallelism
+# --------------------------------------------------------------------------------------------
+
+
+def test_family_failure_and_flat_image_do_not_stop_a_batch(small_synthetic):
+    def broken(surface):
+        raise RuntimeError("boom")
+
+    register_family("broken", broken, descriptors=[("broken_value", "1", "always fails")])
+    try:
+        flat = AFMImage(np.zeros((64, 64)), (PX, PX), source="flat.tif")
+        images = [small_synthetic.images[0], flat]
+        ex = DescriptorExtractor(families=["areal", "grains", "broken"])
+        X = ex.fit_transform(images)
+    finally:
+        unregister_family("broken")
+    assert X.shape == (2, 9 + 16 + 1)
+    assert X["broken_value"].isna().all()
+    r = ex.reasons_
+    assert set(r.columns) == {"image", "source", "feature", "reason"}
+    assert "boom" in r.loc[r.feature == "broken_value", "reason"].iloc[0]
+    flat_rows = r[r.image == 1]
+    assert "ssk" in set(flat_rows.feature) and flat_rows.source.iloc[0] == "flat.tif"
+    assert X.loc[0, ["sq_nm", "grain_count"]].notna().all()
+    # every NaN has a reason, and nothing else does
+    nan_cells = {(i, c) for i, c in zip(*np.nonzero(X.isna().to_numpy()), strict=True)}
+    assert nan_cells == {(i, X.columns.get_loc(f)) for i, f in zip(r.image, r.feature, strict=True)}
+
+
+def test_extractor_is_a_well_behaved_sklearn_transformer(small_synthetic):
+    from sklearn.base import clone
+
+    images = small_synthetic.images[:4]
+    ex = DescriptorExtractor(families=["paper", "areal"], n_jobs=1, progress=False)
+    assert clone(ex).get_params() == ex.get_params()
+    assert ex.get_params()["families"] == ["paper", "areal"]  # stored unchanged
+    X1 = ex.fit_transform(images)
+    assert isinstance(X1, pd.DataFrame) and X1.shape[0] == 4
+    assert list(X1.columns) == list(ex.get_feature_names_out())
+    assert list(X1.columns) == list(list_descriptors(["paper", "areal"])["name"])
+    assert ex.feature_families_["sq_nm"] == "areal" and ex.feature_families_["paper_glcm_asm"] == "paper"
+    assert sum(len(v) for v in ex.feature_groups_.values()) == X1.shape[1]
+    X2 = clone(ex).set_params(n_jobs=2).fit_transform(images)
+    pd.testing.assert_frame_equal(X1, X2)
+    again = DescriptorExtractor(families=["paper", "areal"]).fit_transform(images)
+    pd.testing.assert_frame_equal(X1, again)  # same input, same output
+    with pytest.raises(TypeError, match="AFMImage"):
+        ex.transform([np.zeros((8, 8))])
+
+
+def test_extract_descriptors_default_levels_and_names_series(small_synthetic):
+    image = small_synthetic.images[0]
+    s = extract_descriptors(image, "areal")
+    assert s.name == image.name
+    raw = extract_descriptors(image, "areal", level=False)
+    assert s["sq_nm"] != raw["sq_nm"]  # the synthetic scans carry tilt and bow, levelling removes them
+    custom = extract_descriptors(image, "grains", DescriptorConfig(grain_threshold=0.3))
+    assert custom["grain_threshold_nm"] == 0.3
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------
+
+
+def test_cli_extract_writes_good_rows_and_reports_bad_file(tmp_path):
+    from typer.testing import CliRunner
+
+    from hybridtmd.cli import app
+
+    runner = CliRunner()
+    data = tmp_path / "ds"
+    result = runner.invoke(app, ["synth", str(data), "--n-samples", "5", "--images-per-sample", "1", "--size", "48",
+                                 "--seed", "2"])
+    assert result.exit_code == 0, result.output
+    (data / "broken_MoS2_x_0099_img0.tif").write_bytes(b"not a tiff")
+    with open(data / "manifest.csv", "a", encoding="utf-8") as fh:
+        fh.write("broken_MoS2_x_0099_img0.tif,MoS2,0099\n")
+    out = tmp_path / "features.csv"
+    result = runner.invoke(app, ["extract", str(data), "-o", str(out), "--families", "areal,grains"])
+    assert result.exit_code == 1, result.output  # some files skipped, others written
+    assert "broken_MoS2_x_0099_img0.tif" in result.output
+    table = pd.read_csv(out)
+    assert list(table.columns[:3]) == ["path", "label", "group"]
+    assert len(table) == 5 and "sq_nm" in table.columns and "grain_density_per_um2" in table.columns
+    assert not any("broken" in p for p in table["path"])
+    bad = runner.invoke(app, ["extract", str(data), "-o", str(tmp_path / "f.parquet")])
+    assert bad.exit_code == 2 and "pyarrow" in bad.output
+    unknown = runner.invoke(app, ["extract", str(data), "-o", str(out), "--families", "nope"])
+    assert unknown.exit_code == 2 and "nope" in unknown.output
