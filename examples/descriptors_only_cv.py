@@ -1,6 +1,6 @@
 """How well do the physical descriptors alone separate the classes of the bundled synthetic set?
 
-Extracts every default descriptor family from the 120 bundled images (60 samples, 5 classes),
+Extracts every default descriptor family from the bundled images (200 images, 100 samples, 5 classes),
 then runs grouped cross-validation - StratifiedGroupKFold(5) by *sample*, so images of one
 sample are never in both train and test - repeated over several shuffling seeds, for two
 classifiers: XGBoost (NaN handled natively) and a standardised logistic regression (NaN imputed
