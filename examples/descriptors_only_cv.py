@@ -20,14 +20,13 @@ import numpy as np
 import pandas as pd
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, f1_score
-from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import LabelEncoder, StandardScaler
 from xgboost import XGBClassifier
 
 from hybridtmd.datasets import load_example_dataset
 from hybridtmd.descriptors import DescriptorExtractor
+from hybridtmd.evaluate import format_summary, grouped_cross_validate
 
 SEEDS = (0, 1, 2, 3, 4)
 
@@ -55,26 +54,12 @@ def main(out: Path) -> None:
         out / "descriptors_bundled.csv", index=False)
 
     y = LabelEncoder().fit_transform(labels)
-    rows = []
-    for seed in SEEDS:
-        cv = StratifiedGroupKFold(n_splits=5, shuffle=True, random_state=seed)
-        for fold, (train, test) in enumerate(cv.split(X, y, groups)):
-            assert not set(groups[train]) & set(groups[test])  # grouped: no sample on both sides
-            for name, model in classifiers(seed).items():
-                model.fit(X.iloc[train], y[train])
-                pred = model.predict(X.iloc[test])
-                rows.append({"classifier": name, "seed": seed, "fold": fold,
-                             "accuracy": accuracy_score(y[test], pred),
-                             "macro_f1": f1_score(y[test], pred, average="macro")})
-    folds = pd.DataFrame(rows)
+    folds = grouped_cross_validate(classifiers, X, y, groups, seeds=SEEDS)
     folds.to_csv(out / "descriptors_only_cv_folds.csv", index=False)
-    summary = folds.groupby("classifier")[["accuracy", "macro_f1"]].agg(["mean", "std"])
     print(f"grouped CV: StratifiedGroupKFold(5) by sample x seeds {list(SEEDS)} "
           f"({len(folds) // 2} folds per classifier), mean ± std over folds")
+    print(format_summary(folds))
     chance = np.bincount(y).max() / len(y)
-    for name, row in summary.iterrows():
-        print(f"  {name:<9} accuracy {row[('accuracy', 'mean')]:.3f} ± {row[('accuracy', 'std')]:.3f}   "
-              f"macro-F1 {row[('macro_f1', 'mean')]:.3f} ± {row[('macro_f1', 'std')]:.3f}")
     print(f"  (majority-class accuracy {chance:.3f})")
 
 

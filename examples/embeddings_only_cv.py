@@ -23,14 +23,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, f1_score
-from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import LabelEncoder, StandardScaler
 from xgboost import XGBClassifier
 
 from hybridtmd.datasets import load_example_dataset
 from hybridtmd.embeddings import CNNEmbedder
+from hybridtmd.evaluate import format_summary, grouped_cross_validate
 from hybridtmd.preprocess import LevelConfig, Preprocessor
 
 
@@ -60,23 +59,10 @@ def main(out: Path, backbone: str, tta: str, seeds: list[int], pixel_size_nm: fl
           f"in {time.perf_counter() - start:.1f} s ({embedder.n_cache_hits_} from cache)")
 
     y = LabelEncoder().fit_transform(labels)
-    rows = []
-    for seed in seeds:
-        cv = StratifiedGroupKFold(n_splits=5, shuffle=True, random_state=seed)
-        for fold, (train, test) in enumerate(cv.split(X, y, groups)):
-            assert not set(groups[train]) & set(groups[test])  # grouped: no sample on both sides
-            for name, model in classifiers(seed).items():
-                pred = model.fit(X[train], y[train]).predict(X[test])
-                rows.append({"classifier": name, "seed": seed, "fold": fold, "n_test": len(test),
-                             "accuracy": accuracy_score(y[test], pred),
-                             "macro_f1": f1_score(y[test], pred, average="macro")})
-    table = pd.DataFrame(rows)
+    table = grouped_cross_validate(classifiers, X, y, groups, seeds=seeds)
     table.to_csv(out / "embeddings_only_cv.csv", index=False)
-    summary = table.groupby("classifier")[["accuracy", "macro_f1"]].agg(["mean", "std"])
-    print(f"grouped CV: StratifiedGroupKFold(5) x seeds {seeds}, mean +- std over {len(table) // 2} folds")
-    for name, row in summary.iterrows():
-        print(f"  {name:<20} accuracy {row[('accuracy', 'mean')]:.3f} +- {row[('accuracy', 'std')]:.3f}   "
-              f"macro-F1 {row[('macro_f1', 'mean')]:.3f} +- {row[('macro_f1', 'std')]:.3f}")
+    print(f"grouped CV: StratifiedGroupKFold(5) x seeds {seeds}, mean ± std over {len(table) // 2} folds")
+    print(format_summary(table))
     majority = np.bincount(y).max() / len(y)
     print(f"  (majority-class accuracy {majority:.3f}; chance macro-F1 ~{1 / len(set(y)):.2f})")
     return table
