@@ -70,7 +70,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .errors import HybridTMDError, MissingDependencyError
 from .io import AFMImage
-from .preprocess import _check_images
+from .preprocess import check_images
 from .utils import array_digest, atomic_path
 
 if TYPE_CHECKING:  # torch is imported lazily: `import hybridtmd.embeddings` stays cheap
@@ -807,7 +807,7 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
                 yield x
 
     def _embed(self, X: Sequence[AFMImage]) -> np.ndarray:
-        images = _check_images(X)
+        images = check_images(X)
         plan = self._plan()
         self.backbone_ = plan.backbone
         dim = plan.backbone.embedding_dim

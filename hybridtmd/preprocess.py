@@ -371,11 +371,11 @@ class Preprocessor(TransformerMixin, BaseEstimator):
         self.tile_size_px = tile_size_px
 
     def fit(self, X: Sequence[AFMImage], y=None):
-        _check_images(X)
+        check_images(X)
         return self
 
     def transform(self, X: Sequence[AFMImage]) -> list[AFMImage]:
-        images = _check_images(X)
+        images = check_images(X)
         out: list[AFMImage] = []
         index: list[int] = []
         for i, image in enumerate(images):
@@ -393,7 +393,8 @@ class Preprocessor(TransformerMixin, BaseEstimator):
         return tags
 
 
-def _check_images(X: Sequence[AFMImage]) -> list[AFMImage]:
+def check_images(X: Sequence[AFMImage] | AFMImage) -> list[AFMImage]:
+    """The input of every image transformer as a list of :class:`AFMImage` (TypeError otherwise)."""
     images = list(X) if not isinstance(X, AFMImage) else [X]
     for i, im in enumerate(images):
         if not isinstance(im, AFMImage):
@@ -405,6 +406,7 @@ __all__ = [
     "LevelConfig",
     "Preprocessor",
     "align_rows",
+    "check_images",
     "clip_outliers",
     "feature_mask",
     "fit_polynomial_background",

@@ -1,4 +1,4 @@
-"""Small shared helpers: atomic file writes, content hashing, seeding."""
+"""Small shared helpers: atomic file writes and content hashing."""
 
 from __future__ import annotations
 
@@ -35,12 +35,6 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
-
-
-def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> None:
-    """Write ``text`` to ``path`` atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding=encoding)
 
 
 def array_digest(array: np.ndarray) -> str:

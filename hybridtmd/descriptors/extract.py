@@ -24,7 +24,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from ..io import AFMImage
-from ..preprocess import LevelConfig, _check_images
+from ..preprocess import LevelConfig, check_images
 from ..preprocess import level as level_image
 from .core import DescriptorConfig, Surface
 from .registry import Family, resolve_families
@@ -165,12 +165,12 @@ class DescriptorExtractor(TransformerMixin, BaseEstimator):
         return fams
 
     def fit(self, X: Sequence[AFMImage], y: Any = None) -> DescriptorExtractor:
-        _check_images(X)
+        check_images(X)
         self._resolve()
         return self
 
     def transform(self, X: Sequence[AFMImage]) -> pd.DataFrame:
-        images = _check_images(X)
+        images = check_images(X)
         fams = self._resolve()
         config = self.config or DescriptorConfig()
         results = self._run(images, fams, config)
