@@ -649,6 +649,9 @@ def explain(
         model = HybridClassifier.load(model_dir)
     except HybridTMDError as exc:
         _fail(str(exc))
+    if type(model.classifier_).__name__ != "XGBClassifier":
+        _fail(f"{model_dir}: exact TreeSHAP explains the XGBoost head, this model has a "
+              f"{type(model.classifier_).__name__}; train with the default head to explain")
     errors: list[tuple[str, str]] = []
     labels = names = None
     if model.features_ is None:  # a table model explains rows of a feature table

@@ -23,8 +23,8 @@ Two estimators, in scikit-learn style:
     temperature-scaled probabilities fitted on grouped out-of-fold predictions, and an
     out-of-distribution score that flags images unlike any training sample.
 
-Model files are XGBoost's JSON, a JSON manifest and an ``.npz`` of arrays: no pickle, so loading
-never runs code (:meth:`HybridClassifier.save`, :meth:`HybridClassifier.load`).
+Model files are the head (XGBoost's JSON, or the kernel-SVM head's settings), a JSON manifest
+and an ``.npz`` of arrays: no pickle, so loading never runs code (:meth:`HybridClassifier.save`, :meth:`HybridClassifier.load`).
 """
 
 from __future__ import annotations
@@ -68,10 +68,11 @@ PHYS_PREFIX = "phys__"
 LATENT_PREFIX = "latent__"
 LATENT_GROUP = "latent"
 #: Version of the model directory layout written by :meth:`HybridClassifier.save`.
-MODEL_FORMAT_VERSION = 1
+MODEL_FORMAT_VERSION = 2  # 2: the "head" entry and kernel-SVM heads; format 1 (XGBoost only) still loads
 MANIFEST_NAME = "manifest.json"
 CLASSIFIER_NAME = "classifier.json"
 ARRAYS_NAME = "arrays.npz"
+HEAD_ARRAY_PREFIX = "head__"
 
 
 class FeatureMismatchError(HybridTMDError, ValueError):
@@ -343,8 +344,18 @@ class KernelSVMHead(ClassifierMixin, BaseEstimator):
     ``fit`` gets ``groups``), never by test folds. Probabilities: a multinomial logistic regression on the
     out-of-fold SVM decision values of the chosen ``C`` (multiclass Platt scaling).
 
+    The fitted head is plain arrays (imputation values, standardisation, support vectors, dual
+    coefficients, intercepts, calibration weights): ``decision_function`` evaluates scikit-learn's
+    one-vs-one RBF decision and its one-vs-rest vote transform from them, so a model saves to
+    ``.npz`` + JSON without pickle (:meth:`to_state`, :meth:`from_state`).
+
     Explanations of this head are not exact TreeSHAP; use the XGBoost head to explain.
     """
+
+    #: fitted arrays, the ``.npz`` part of :meth:`to_state`
+    STATE_ARRAYS = ("classes_", "impute_values_", "center_", "scale_", "support_vectors_", "dual_coef_",
+                    "intercept_", "n_support_", "calibration_coef_", "calibration_intercept_",
+                    "calibration_classes_")
 
     def __init__(self, C_grid: Sequence[float] = (1.0, 3.0, 10.0, 30.0, 100.0),
                  gamma_grid: Sequence[float] = (0.5, 1.0, 2.0), inner_folds: int = 3, random_state: int | None = 0):
@@ -379,45 +390,119 @@ class KernelSVMHead(ClassifierMixin, BaseEstimator):
             for params in itertools.product(self.C_grid, self.gamma_grid):
                 values = np.full((len(y), self._width()), np.nan)
                 for tr, te in splits:
+                    if len(np.unique(y_enc[tr][weights[tr] > 0])) < len(self.classes_):
+                        continue  # zero weights removed a class from this inner fold's training side
                     model = self._pipeline(params).fit(X[tr], y_enc[tr], svm__sample_weight=weights[tr])
-                    values[te] = self._decision(model, X[te])
+                    values[te] = model.decision_function(X[te]).reshape(len(te), -1)
                 seen = ~np.isnan(values).any(axis=1)
                 scores[params] = float(np.mean(self._vote(values[seen]) == y_enc[seen])) if seen.any() else -1.0
                 oof[params] = (values, seen)
         best = max(scores, key=scores.get) if scores else (float(np.median(self.C_grid)), 1.0)
         self.best_C_, self.best_gamma_factor_ = best
         self.cv_scores_ = scores
-        self.svm_ = self._pipeline(best).fit(X, y_enc, svm__sample_weight=weights)
-        self.calibrator_ = None
+        self._keep(self._pipeline(best).fit(X, y_enc, svm__sample_weight=weights))
+        self.calibration_coef_ = self.calibration_intercept_ = self.calibration_classes_ = None
         if best in oof and oof[best][1].sum() > len(self.classes_):
             values, seen = oof[best]
-            self.calibrator_ = LogisticRegression(C=1.0, max_iter=1000).fit(values[seen], y_enc[seen])
+            calibrator = LogisticRegression(C=1.0, max_iter=1000).fit(values[seen], y_enc[seen])
+            self.calibration_coef_, self.calibration_intercept_ = calibrator.coef_, calibrator.intercept_
+            self.calibration_classes_ = calibrator.classes_
         return self
+
+    def _keep(self, pipeline: Any) -> None:
+        """The fitted pipeline's arrays, which are all :meth:`decision_function` needs."""
+        svm = pipeline["svm"]
+        self.impute_values_ = pipeline["impute"].statistics_
+        self.center_, self.scale_ = pipeline["scale"].mean_, pipeline["scale"].scale_
+        self.gamma_ = float(svm.gamma)
+        self.support_vectors_, self.n_support_ = svm.support_vectors_, svm.n_support_
+        # public dual_coef_/intercept_: for two classes scikit-learn has already flipped their
+        # signs so that K @ dual_coef_[0] + intercept_[0] is its decision function
+        self.dual_coef_, self.intercept_ = svm.dual_coef_, svm.intercept_
 
     def _width(self) -> int:
         return 1 if len(self.classes_) == 2 else len(self.classes_)
-
-    def _decision(self, model: Any, X: np.ndarray) -> np.ndarray:
-        return model.decision_function(X).reshape(len(X), -1)
 
     def _vote(self, values: np.ndarray) -> np.ndarray:
         return (values[:, 0] > 0).astype(int) if values.shape[1] == 1 else values.argmax(axis=1)
 
     def decision_function(self, X: Any) -> np.ndarray:
-        check_is_fitted(self, "svm_")
+        """scikit-learn's ``SVC.decision_function`` (``"ovr"`` shape ``(n, n_classes)``; ``(n,)``
+        for two classes) of the fitted head, evaluated from its arrays."""
+        values = self._decisions(X)
+        return values[:, 0] if values.shape[1] == 1 else values
+
+    def _decisions(self, X: Any) -> np.ndarray:
+        """Decision values as a 2-D array (one column for two classes)."""
+        from sklearn.metrics.pairwise import rbf_kernel
+
+        check_is_fitted(self, "support_vectors_")
         X = validate_data(self, X, ensure_all_finite="allow-nan", reset=False)
-        return self._decision(self.svm_, X)
+        Z = (signed_sqrt(np.where(np.isnan(X), self.impute_values_, X)) - self.center_) / self.scale_
+        kernel = rbf_kernel(Z, self.support_vectors_, gamma=self.gamma_)
+        if len(self.classes_) == 2:
+            return (kernel @ self.dual_coef_[0] + self.intercept_[0])[:, None]
+        # libsvm's one-vs-one decisions: for classes i < j, the support vectors of i weighted by
+        # row j - 1 of the dual coefficients plus those of j weighted by row i
+        bounds = np.r_[0, np.cumsum(self.n_support_)]
+        n = len(self.classes_)
+        votes, confidence = np.zeros((len(X), n)), np.zeros((len(X), n))
+        for k, (i, j) in enumerate(itertools.combinations(range(n), 2)):
+            si, sj = slice(bounds[i], bounds[i + 1]), slice(bounds[j], bounds[j + 1])
+            ovo = kernel[:, si] @ self.dual_coef_[j - 1, si] + kernel[:, sj] @ self.dual_coef_[i, sj] + self.intercept_[k]
+            # scikit-learn's one-vs-rest transform: votes plus confidences squashed below 1/3
+            votes[:, i] += ovo > 0
+            votes[:, j] += ovo <= 0
+            confidence[:, i] += ovo
+            confidence[:, j] -= ovo
+        return votes + confidence / (3 * (np.abs(confidence) + 1))
 
     def predict(self, X: Any) -> np.ndarray:
-        return self.classes_[self._vote(self.decision_function(X))]
+        votes = self._vote(self._decisions(X))
+        return self.classes_[votes]
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        values = self.decision_function(X)
-        if self.calibrator_ is None:  # too little data for out-of-fold calibration: one-hot votes
+        from scipy.special import expit, softmax
+
+        values = self._decisions(X)
+        if self.calibration_coef_ is None:  # too little data for out-of-fold calibration: one-hot votes
             return np.eye(len(self.classes_))[self._vote(values)]
+        logits = values @ self.calibration_coef_.T + self.calibration_intercept_
+        if logits.shape[1] == 1:  # scikit-learn's binary logistic regression
+            calibrated = np.column_stack([expit(-logits[:, 0]), expit(logits[:, 0])])
+        else:
+            calibrated = softmax(logits, axis=1)
         proba = np.zeros((len(values), len(self.classes_)))
-        proba[:, self.calibrator_.classes_] = self.calibrator_.predict_proba(values)
+        proba[:, self.calibration_classes_] = calibrated
         return proba
+
+    def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """``(settings, arrays)``: JSON-serialisable settings and scalars, and plain numeric arrays
+        (:attr:`STATE_ARRAYS`; the classes must be numbers or strings) - a fitted head without pickle."""
+        check_is_fitted(self, "support_vectors_")
+        arrays = {name: np.asarray(getattr(self, name)) for name in self.STATE_ARRAYS
+                  if getattr(self, name) is not None}
+        settings = {"params": {k: list(v) if isinstance(v, (tuple, list)) else v for k, v in self.get_params().items()},
+                    "n_features_in": int(self.n_features_in_), "gamma": self.gamma_,
+                    "best_C": self.best_C_, "best_gamma_factor": self.best_gamma_factor_,
+                    "cv_scores": [[c, g, s] for (c, g), s in self.cv_scores_.items()]}
+        return settings, arrays
+
+    @classmethod
+    def from_state(cls, settings: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> KernelSVMHead:
+        """The head :meth:`to_state` described (``KeyError``/``TypeError`` on a malformed state)."""
+        params = dict(settings["params"])
+        head = cls(**{**params, "C_grid": tuple(params["C_grid"]), "gamma_grid": tuple(params["gamma_grid"])})
+        for name in cls.STATE_ARRAYS:
+            setattr(head, name, arrays[name] if name in arrays else None)
+        for name in ("classes_", "impute_values_", "support_vectors_", "dual_coef_", "intercept_", "n_support_"):
+            if getattr(head, name) is None:
+                raise KeyError(name)
+        head.n_features_in_ = int(settings["n_features_in"])
+        head.gamma_ = float(settings["gamma"])
+        head.best_C_, head.best_gamma_factor_ = float(settings["best_C"]), float(settings["best_gamma_factor"])
+        head.cv_scores_ = {(float(c), float(g)): float(s) for c, g, s in settings["cv_scores"]}
+        return head
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -436,8 +521,8 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
     classifier : estimator, "xgboost", "svm" or None
         The head. ``None``/``"xgboost"``: :func:`default_head` (XGBoost; exact TreeSHAP
         explanations, saved as JSON). ``"svm"``: :class:`KernelSVMHead` (RBF SVM tuned by inner
-        grouped CV; more accurate on embedding-dominated tables, not saveable without pickle,
-        no TreeSHAP). Any scikit-learn classifier works for fit/predict.
+        grouped CV; more accurate on embedding-dominated tables; saved as JSON + npz; no
+        TreeSHAP). Any scikit-learn classifier works for fit/predict.
     class_weight : "balanced", dict or None
         ``balanced`` weights each image by ``n / (n_classes * n_class)`` (multiplied with any
         ``sample_weight``), so rare materials count as much as common ones; a dict gives a weight
@@ -750,21 +835,31 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         """Write the fitted model to ``directory`` (created): ``classifier.json`` (XGBoost's own
         JSON), ``arrays.npz`` (OOD reference) and ``manifest.json`` (settings, classes, feature
         names and groups, library versions, training-data hash, ``metrics``, SHA-256 of the other
-        files). No pickle: loading runs no code. Every file is written atomically."""
+        files). The :class:`KernelSVMHead` is saved as its settings in ``classifier.json`` and
+        its arrays in ``arrays.npz``. No pickle: loading runs no code. Every file is written
+        atomically."""
         check_is_fitted(self, "classifier_")
         from xgboost import XGBClassifier
 
-        if not isinstance(self.classifier_, XGBClassifier):
-            raise ModelFileError("only XGBoost heads can be saved without pickle, "
-                                 f"not {type(self.classifier_).__name__}")
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        with atomic_path(directory / CLASSIFIER_NAME, suffix=".json") as tmp:  # the suffix picks XGBoost's format
-            self.classifier_.save_model(tmp)
         arrays = {}
+        if isinstance(self.classifier_, XGBClassifier):
+            head_kind = "xgboost"
+            directory.mkdir(parents=True, exist_ok=True)
+            with atomic_path(directory / CLASSIFIER_NAME, suffix=".json") as tmp:  # the suffix picks XGBoost's format
+                self.classifier_.save_model(tmp)
+        elif isinstance(self.classifier_, KernelSVMHead):
+            head_kind = "kernel_svm"
+            settings, head_arrays = self.classifier_.to_state()
+            arrays.update({HEAD_ARRAY_PREFIX + k: v for k, v in head_arrays.items()})
+            directory.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(directory / CLASSIFIER_NAME, json.dumps(settings, indent=2, default=_json_default))
+        else:
+            raise ModelFileError("only the XGBoost and the kernel-SVM heads can be saved without pickle, "
+                                 f"not {type(self.classifier_).__name__}")
         if self.ood_threshold_ is not None:
-            arrays = {"ood_reference": self.ood_reference_, "ood_center": self.ood_center_,
-                      "ood_scale": self.ood_scale_}
+            arrays.update({"ood_reference": self.ood_reference_, "ood_center": self.ood_center_,
+                           "ood_scale": self.ood_scale_})
         with atomic_path(directory / ARRAYS_NAME) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
         manifest = {
@@ -772,6 +867,7 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
             "format_version": MODEL_FORMAT_VERSION,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "versions": _library_versions(),
+            "head": head_kind,
             "params": {k: self.get_params(deep=False)[k] for k in
                        ("class_weight", "calibration", "calibration_folds", "ood_neighbors", "ood_quantile",
                         "random_state", "n_jobs")},
@@ -810,11 +906,21 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         params = manifest["params"]
         features = None if manifest["features"] is None else _features_from_dict(manifest["features"])
         model = cls(features=features, **params)
-        head = XGBClassifier(**manifest.get("classifier_params", {}))
-        try:
-            head.load_model(directory / CLASSIFIER_NAME)
-        except Exception as exc:
-            raise ModelFileError(f"{directory / CLASSIFIER_NAME}: not a readable XGBoost model ({exc})") from None
+        arrays = _read_arrays(directory / ARRAYS_NAME)
+        if manifest.get("head", "xgboost") == "xgboost":  # format 1 had XGBoost heads only
+            head = XGBClassifier(**manifest.get("classifier_params", {}))
+            try:
+                head.load_model(directory / CLASSIFIER_NAME)
+            except Exception as exc:
+                raise ModelFileError(f"{directory / CLASSIFIER_NAME}: not a readable XGBoost model ({exc})") from None
+        else:
+            try:
+                settings = json.loads((directory / CLASSIFIER_NAME).read_text(encoding="utf-8"))
+                head = KernelSVMHead.from_state(settings, {k[len(HEAD_ARRAY_PREFIX):]: v for k, v in arrays.items()
+                                                           if k.startswith(HEAD_ARRAY_PREFIX)})
+            except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                raise ModelFileError(f"{directory / CLASSIFIER_NAME}: not a readable kernel-SVM head "
+                                     f"({type(exc).__name__}: {exc})") from None
         model.classifier_ = head
         model.set_params(classifier=clone(head))  # refitting a loaded model uses the same head settings
         model.classes_ = np.asarray(manifest["classes"], dtype=np.dtype(manifest["classes_dtype"]))
@@ -830,16 +936,24 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
             model.features_ = clone(features)._restore(manifest["feature_names"])
         else:
             model.features_ = None
-        try:  # allow_pickle=False: an object array or a pickle is refused, never unpickled
-            with np.load(directory / ARRAYS_NAME, allow_pickle=False) as arrays:
-                if model.ood_threshold_ is not None:
-                    model.ood_reference_ = arrays["ood_reference"]
-                    model.ood_center_ = arrays["ood_center"]
-                    model.ood_scale_ = arrays["ood_scale"]
-        except (OSError, ValueError, KeyError) as exc:
-            raise ModelFileError(f"{directory / ARRAYS_NAME}: not a plain-array npz ({type(exc).__name__}: "
-                                 f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+        if model.ood_threshold_ is not None:
+            missing = {"ood_reference", "ood_center", "ood_scale"} - set(arrays)
+            if missing:
+                raise ModelFileError(f"{directory / ARRAYS_NAME}: lacks the OOD arrays {sorted(missing)}")
+            model.ood_reference_ = arrays["ood_reference"]
+            model.ood_center_ = arrays["ood_center"]
+            model.ood_scale_ = arrays["ood_scale"]
         return model
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every array of a model's npz; :class:`ModelFileError` naming it if it is not plain arrays."""
+    try:  # allow_pickle=False: an object array or a pickle is refused, never unpickled
+        with np.load(path, allow_pickle=False) as arrays:
+            return {name: arrays[name] for name in arrays.files}
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelFileError(f"{path}: not a plain-array npz ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
 
 
 def _temper(proba: np.ndarray, temperature: float) -> np.ndarray:
@@ -936,6 +1050,8 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
                 "metrics", "files"}
     if missing := required - set(manifest):
         raise ModelFileError(f"{path}: manifest lacks {sorted(missing)}")
+    if manifest.get("head", "xgboost") not in ("xgboost", "kernel_svm"):
+        raise ModelFileError(f"{path}: unknown head {manifest['head']!r} (expected 'xgboost' or 'kernel_svm')")
     if set(manifest["files"]) != {CLASSIFIER_NAME, ARRAYS_NAME}:
         raise ModelFileError(f"{path}: manifest lists unexpected files {sorted(manifest['files'])}")
     try:  # a hand-edited manifest is a ModelFileError naming it, not a TypeError from the constructor

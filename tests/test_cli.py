@@ -126,3 +126,25 @@ def test_train_predict_evaluate_commands(tmp_path):
 
     result = runner.invoke(app, ["train", str(data), "-o", str(tmp_path / "m2"), "--config", str(bad)])
     assert result.exit_code == 2 and "broken.tif" in result.output
+
+
+def test_svm_head_trains_predicts_and_is_not_explained(tmp_path):
+    """[model] classifier = "svm" trains and saves a kernel-SVM model (no pickle), predict uses it,
+    and explain refuses it with one clear line instead of a traceback."""
+    import pandas as pd
+
+    from hybridtmd.datasets import write_synthetic_dataset
+
+    data = tmp_path / "data"
+    write_synthetic_dataset(data, n_samples=8, images_per_sample=2, size_px=64, materials=["MoS2", "WSe2"], seed=4)
+    config = tmp_path / "cfg.toml"
+    config.write_text('[descriptors]\nfamilies = ["areal", "spectral"]\n[embeddings]\nenabled = false\n'
+                      '[model]\nclassifier = "svm"\nood_neighbors = 3\n')
+    result = runner.invoke(app, ["train", str(data), "-o", str(tmp_path / "model"), "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["predict", str(tmp_path / "model"), str(data), "-o", str(tmp_path / "p.csv")])
+    assert result.exit_code == 0, result.output
+    preds = pd.read_csv(tmp_path / "p.csv")
+    assert len(preds) == 16 and set(preds["label"]) <= {"MoS2", "WSe2"}
+    result = runner.invoke(app, ["explain", str(tmp_path / "model"), str(data), "-o", str(tmp_path / "ex")])
+    assert result.exit_code == 2 and "KernelSVMHead" in result.output and "Traceback" not in result.output
