@@ -6,8 +6,10 @@ each seed - and reported as accuracy / macro-F1 mean ± std over all folds of al
 
 * ``hybrid (xgboost head)`` - ``HybridClassifier(features=None)``: the default, explainable head;
 * ``hybrid (svm head)`` - ``HybridClassifier(features=None, classifier="svm")``: signed square
-  root + standardisation + RBF SVM, C chosen by an inner grouped 3-fold CV of each training fold
-  (nested: the test fold is never seen while tuning), balanced class weights;
+  root + per-image L2 normalisation of the embedding + standardisation + RBF SVM, C and gamma
+  chosen by an inner grouped 3-fold CV of each training fold (nested: the test fold is never seen
+  while tuning; the preprocessing was chosen the same way, ``select_svm_preprocessing.py``),
+  balanced class weights;
 * ``logistic regression`` - standardised, L2 (C=1), balanced: the simple reference.
 
 Next to them, the paper's own end-to-end fine-tuning result (``ImageNet_Sequential.json``: test

@@ -24,6 +24,7 @@ from hybridtmd.model import (
     default_head,
     feature_groups_from_columns,
     latent_table,
+    power_l2_normalise,
 )
 
 
@@ -237,6 +238,33 @@ def test_svm_head_saves_without_pickle(blobs, tmp_path):
     (tmp_path / "svm" / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelFileError, match="classifier.json.*kernel-SVM"):
         HybridClassifier.load(tmp_path / "svm")
+
+
+def test_power_l2_normalise_scales_only_the_embedding_block():
+    X = np.array([[4.0, 9.0, 3.0, 4.0], [-16.0, 0.0, 0.0, 0.0]])
+    Z = power_l2_normalise(X, np.array([1, 2, 3]))
+    assert np.allclose(Z[:, 0], [2.0, -4.0])  # outside the block: signed square root only
+    assert np.allclose(Z[0, 1:], np.array([3.0, np.sqrt(3.0), 2.0]) / 4.0)  # sqrt, then unit norm (|.| = 4)
+    assert np.allclose(Z[1, 1:], 0.0)  # an all-zero block stays zero instead of dividing by zero
+    assert np.allclose(power_l2_normalise(X, np.zeros(0, int)), np.sign(X) * np.sqrt(np.abs(X)))
+
+
+def test_svm_head_l2_normalises_the_latent_columns(blobs, tmp_path):
+    X, y, groups = blobs
+    model = HybridClassifier(classifier="svm", ood_neighbors=None).fit(X, y, groups=groups)
+    assert model.classifier_.l2_columns_.tolist() == [2, 3, 4, 5]  # the latent__ columns, not phys__
+    # a per-image rescaling of the embedding changes nothing; of a physical column it would
+    scaled = X.copy()
+    scaled.iloc[:, 2:] *= 7.0
+    assert np.allclose(model.predict_proba(scaled), model.predict_proba(X))
+    assert KernelSVMHead().fit(X.to_numpy(), y).l2_columns_.tolist() == list(range(6))
+    assert KernelSVMHead(l2_normalize=None).fit(X.to_numpy(), y).l2_columns_.size == 0
+    with pytest.raises(ValueError, match="l2_normalize"):
+        KernelSVMHead(l2_normalize=[0, 9]).fit(X.to_numpy(), y)
+    # a head saved before l2_normalize existed (no l2_columns_ array) loads as square root only
+    settings, arrays = model.classifier_.to_state()
+    del settings["params"]["l2_normalize"], arrays["l2_columns_"]
+    assert KernelSVMHead.from_state(settings, arrays).l2_columns_.size == 0
 
 
 def test_same_seed_same_predictions(blobs):
