@@ -270,7 +270,9 @@ def height_levels(height: np.ndarray, step_nm: float = 0.7, bin_nm: float = 0.02
     bin_nm = max(bin_nm, (hi - lo) / 5000)
     pad = step_nm
     edges = np.arange(lo - pad, hi + pad + bin_nm, bin_nm)
-    counts, _ = np.histogram(h, edges)
+    # equal-width bins given by count and range: numpy bins those arithmetically, where an edge
+    # array would make it sort the heights (5x slower at 512²)
+    counts, _ = np.histogram(h, bins=len(edges) - 1, range=(edges[0], edges[-1]))
     density = ndimage.gaussian_filter1d(counts.astype(float), step_nm / 16 / bin_nm, mode="constant")
     peaks, props = find_peaks(density, distance=max(1, int(step_nm / 2 / bin_nm)), prominence=0)
     # a level must stand out from the valleys beside it (prominence >= 20 % of its own height);
