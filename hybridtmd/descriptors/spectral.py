@@ -130,6 +130,9 @@ def autocorrelation(height: np.ndarray) -> np.ndarray:
     return acf
 
 
+_RAY_CHUNK = 32  # radii sampled per step of acf_decay_lengths
+
+
 def acf_decay_lengths(acf: np.ndarray, pixel_size_nm: tuple[float, float], threshold: float = 0.2,
                       n_angles: int = 180) -> tuple[np.ndarray, np.ndarray]:
     """Distance (nm) along each direction at which a centred ACF first falls to ``threshold``.
@@ -148,21 +151,32 @@ def acf_decay_lengths(acf: np.ndarray, pixel_size_nm: tuple[float, float], thres
     radii = np.arange(0.0, r_max + step / 2, step)
     angles = np.arange(n_angles) * (180.0 / n_angles)
     theta = np.deg2rad(angles)
-    rows = cr - np.outer(np.sin(theta), radii) / dy  # +y up the screen = decreasing row
-    cols = cc + np.outer(np.cos(theta), radii) / dx
-    samples = map_coordinates(acf, [rows.ravel(), cols.ravel()], order=1, mode="nearest").reshape(rows.shape)
-    below = samples <= threshold
+    sin, cos = np.sin(theta), np.cos(theta)
     lengths = np.full(n_angles, np.inf)
-    has = below.any(axis=1)
-    first = np.argmax(below, axis=1)
-    for i in np.nonzero(has)[0]:
-        k = first[i]
-        if k == 0:
-            lengths[i] = 0.0
-            continue
-        a, b = samples[i, k - 1], samples[i, k]
-        t = (a - threshold) / (a - b) if a != b else 0.0
-        lengths[i] = radii[k - 1] + t * (radii[k] - radii[k - 1])
+    # rays are sampled outwards in chunks and dropped once they cross: an ACF usually decays
+    # within a fraction of the window, so most of the far samples are never needed
+    pending, previous = np.arange(n_angles), None
+    for begin in range(0, len(radii), _RAY_CHUNK):
+        r = radii[begin : begin + _RAY_CHUNK]
+        rows = cr - np.outer(sin[pending], r) / dy  # +y up the screen = decreasing row
+        cols = cc + np.outer(cos[pending], r) / dx
+        samples = map_coordinates(acf, [rows.ravel(), cols.ravel()], order=1, mode="nearest").reshape(rows.shape)
+        offset = begin
+        if previous is not None:  # the last sample before this chunk, for the interpolation
+            samples, offset = np.column_stack([previous, samples]), begin - 1
+        below = samples <= threshold
+        crossed = below.any(axis=1)
+        k = np.argmax(below, axis=1)[crossed]
+        rays = np.nonzero(crossed)[0]
+        a, b = samples[rays, np.maximum(k - 1, 0)], samples[rays, k]
+        t = np.divide(a - threshold, a - b, out=np.zeros_like(a), where=a != b)
+        at = k + offset  # index into radii; 0 only when the ACF starts below the threshold
+        lo, hi = radii[np.maximum(at - 1, 0)], radii[at]
+        found = np.where(at == 0, 0.0, lo + t * (hi - lo))
+        lengths[pending[rays]] = found
+        previous, pending = samples[~crossed, -1], pending[~crossed]
+        if not pending.size:
+            break
     return angles, lengths
 
 
