@@ -221,6 +221,38 @@ def test_reimplementations_match_skimage():
     assert np.allclose(perimeters, [r.perimeter for r in regionprops(labels)])
 
 
+def test_acf_decay_lengths_equal_sampling_every_ray_to_the_edge():
+    """Rays are sampled in chunks and stopped at their crossing; the lengths must equal those of
+    sampling every ray to the edge of the lag window (crossings beyond the first chunks included)."""
+    from hybridtmd.descriptors.spectral import acf_decay_lengths, autocorrelation
+
+    rng = np.random.default_rng(2)
+    # long correlation along columns, short along rows: crossings from ~1 px to beyond 40 px
+    acf = autocorrelation(ndimage.gaussian_filter(rng.normal(size=(160, 200)), (1.0, 25.0)))
+    reached = []
+    for spacing, threshold in (((1.0, 1.0), 0.2), ((0.5, 2.0), 0.2), ((1.0, 1.0), 0.9), ((1.0, 1.0), -1.0)):
+        angles, lengths = acf_decay_lengths(acf, spacing, threshold)
+        dx, dy = spacing
+        cr, cc = (acf.shape[0] - 1) / 2, (acf.shape[1] - 1) / 2
+        step = 0.5 * min(dx, dy)
+        radii = np.arange(0.0, min(cr * dy, cc * dx) + step / 2, step)
+        theta = np.deg2rad(angles)
+        samples = ndimage.map_coordinates(acf, [(cr - np.outer(np.sin(theta), radii) / dy).ravel(),
+                                                (cc + np.outer(np.cos(theta), radii) / dx).ravel()],
+                                          order=1, mode="nearest").reshape(len(angles), -1)
+        expected = np.full(len(angles), np.inf)
+        for i, row in enumerate(samples):
+            below = np.nonzero(row <= threshold)[0]
+            if below.size:
+                k = below[0]
+                a, b = (row[k - 1], row[k]) if k else (row[0], row[0])
+                expected[i] = 0.0 if k == 0 else radii[k - 1] + (a - threshold) / (a - b) * (radii[k] - radii[k - 1])
+        assert np.array_equal(np.isinf(lengths), np.isinf(expected))
+        assert np.allclose(lengths[np.isfinite(lengths)], expected[np.isfinite(expected)], rtol=0, atol=1e-12)
+        reached.append(lengths[np.isfinite(lengths)].max(initial=0.0))
+    assert reached[0] > 20 and reached[-1] == 0.0  # crossings beyond the first chunk; none below -1
+
+
 def _smooth_unit_image(rng, shape, sigma=2.0) -> np.ndarray:
     img = ndimage.gaussian_filter(rng.random(shape), sigma)
     return (img - img.min()) / np.ptp(img)
