@@ -21,6 +21,9 @@ import numpy as np
 
 from ..io import AFMImage
 
+#: height percentiles bounding the histogram of the layer analysis (``grains.height_levels``)
+LEVEL_PERCENTILES = (0.1, 99.9)
+
 
 @dataclass(frozen=True)
 class DescriptorConfig:
@@ -94,10 +97,11 @@ class DescriptorConfig:
 
 
 def normalise_height(height: np.ndarray, percentiles: tuple[float, float] = (0.5, 99.5),
-                     levels: int = 256) -> np.ndarray | None:
+                     levels: int = 256, *, bounds: tuple[float, float] | None = None) -> np.ndarray | None:
     """Heights clipped to the given percentiles, scaled to [0, 1] and quantised to ``levels``
-    grey levels (values ``k / (levels - 1)``). None when the percentiles coincide (no contrast)."""
-    lo, hi = np.percentile(height, percentiles)
+    grey levels (values ``k / (levels - 1)``). None when the percentiles coincide (no contrast).
+    ``bounds``: those two percentiles when already computed."""
+    lo, hi = np.percentile(height, percentiles) if bounds is None else bounds
     if not hi > lo:
         return None
     unit = np.clip((height - lo) / (hi - lo), 0.0, 1.0)
@@ -165,11 +169,19 @@ class Surface:
         return tuple(np.gradient(np.asarray(self.height, float), dy, dx))
 
     @cached_property
+    def height_percentiles(self) -> dict[float, float]:
+        """Height percentiles (nm) that several families need - the normalisation's and the
+        layer analysis's :data:`LEVEL_PERCENTILES` - from one partial sort of the heights."""
+        wanted = sorted({*self.config.normalise_percentiles, *LEVEL_PERCENTILES})
+        return dict(zip(wanted, np.percentile(self.height, wanted).tolist(), strict=True))
+
+    @cached_property
     def normalised(self) -> np.ndarray | None:
         """8-bit-quantised [0, 1] image (see :func:`normalise_height`); None if flat."""
         if self.is_flat:
             return None
-        return normalise_height(self.height, self.config.normalise_percentiles)
+        q = self.config.normalise_percentiles
+        return normalise_height(self.height, q, bounds=(self.height_percentiles[q[0]], self.height_percentiles[q[1]]))
 
     @cached_property
     def uint8(self) -> np.ndarray | None:

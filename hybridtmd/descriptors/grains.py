@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from .core import Surface, skewness
+from .core import LEVEL_PERCENTILES, Surface, skewness
 from .registry import DescriptorValues, register_family
 
 REFERENCE = ("TopoStats (Beton et al., Methods 2024, doi:10.1016/j.ymeth.2024.01.008); triangularity: "
@@ -252,19 +252,21 @@ def grain_table(labels: np.ndarray, height: np.ndarray, pixel_size_nm: tuple[flo
 
 
 def height_levels(height: np.ndarray, step_nm: float = 0.7, bin_nm: float = 0.02,
-                  min_fraction: float = 0.02) -> tuple[np.ndarray, np.ndarray]:
+                  min_fraction: float = 0.02, *, bounds: tuple[float, float] | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """Terrace/layer heights from the height histogram.
 
     The histogram of heights between the 0.1 and 99.9 percentiles (bins of ``bin_nm``, at most
     5000 bins) is smoothed by a Gaussian of ``step_nm / 16``; peaks at least ``step_nm / 2``
     apart, with a prominence of at least 20 % of their own height and at least ``min_fraction``
     of all pixels within ``±step_nm / 2``, are levels. Returns ``(levels_nm, fractions)`` sorted by
-    height. A surface with one height gives one level.
+    height. A surface with one height gives one level. ``bounds``: the 0.1 and 99.9 percentiles
+    when already computed.
     """
     from scipy.signal import find_peaks
 
     h = np.asarray(height, float).ravel()
-    lo, hi = np.percentile(h, [0.1, 99.9])
+    lo, hi = np.percentile(h, LEVEL_PERCENTILES) if bounds is None else bounds
     if not hi - lo > bin_nm:
         return np.array([float(np.median(h))]), np.array([1.0])
     bin_nm = max(bin_nm, (hi - lo) / 5000)
@@ -301,7 +303,8 @@ def grain_descriptors(surface: Surface) -> DescriptorValues:
     dx, dy = surface.pixel_size_nm
     step = cfg.monolayer_step_nm
 
-    levels, _ = height_levels(h, step, cfg.level_bin_nm, cfg.min_level_fraction)
+    bounds = tuple(surface.height_percentiles[q] for q in LEVEL_PERCENTILES)
+    levels, _ = height_levels(h, step, cfg.level_bin_nm, cfg.min_level_fraction, bounds=bounds)
     out["layer_count"] = len(levels)
     if len(levels) > 1:
         out["layer_spacing_nm"] = float(np.median(np.diff(levels)))
