@@ -114,16 +114,17 @@ def autocorrelation(height: np.ndarray) -> np.ndarray:
     rows, cols = z.shape
     hr, hc = rows // 2, cols // 2
     shape = (fft.next_fast_len(rows + hr), fft.next_fast_len(cols + hc))
-    spec = fft.rfft2(z, s=shape)
+    # rfft2 / irfft2 on the zero-padded grid, with the padding rows skipped where they are
+    # known: the row transforms of the zero rows are zero, and only the rows of lags -hr..hr
+    # are transformed back
+    spec = fft.fft(fft.rfft(z, n=shape[1], axis=1), n=shape[0], axis=0)
     power = spec.real * spec.real
     power += spec.imag * spec.imag  # = spec * conj(spec), whose imaginary part is exactly 0
-    corr = fft.irfft2(power, s=shape)
     lags_r = np.r_[-hr : hr + 1]
     lags_c = np.r_[-hc : hc + 1]
     # negative lags wrap to the end of the circular correlation
-    acf = np.block([[corr[shape[0] - hr :, shape[1] - hc :], corr[shape[0] - hr :, : hc + 1]],
-                    [corr[: hr + 1, shape[1] - hc :], corr[: hr + 1, : hc + 1]]]) if hr and hc else \
-        corr[np.ix_(lags_r % shape[0], lags_c % shape[1])]
+    corr = fft.irfft(fft.ifft(power, axis=0)[lags_r % shape[0]], n=shape[1], axis=1)
+    acf = corr[:, lags_c % shape[1]]
     overlap = (rows - np.abs(lags_r))[:, None] * (cols - np.abs(lags_c))[None, :]
     acf /= overlap
     acf /= acf[hr, hc]
