@@ -151,3 +151,18 @@ def test_levelling_is_close_to_idempotent(small_synthetic):
     once = level(small_synthetic.images[0])
     twice = level(once)
     assert np.sqrt(np.mean((twice.height - once.height) ** 2)) < 0.02 * once.height.std()
+
+
+@pytest.mark.xfail(strict=True, reason="known limitation: with about a third of a line at spikes thousands of nm "
+                   "high, the first pass leaves that line offset by ~8 noise sigmas; the second pass's scar "
+                   "detection then takes the line for a scar and interpolates it, spikes included")
+def test_levelling_idempotent_with_lines_crowded_by_spikes():
+    """A counterexample hypothesis found to test_properties' idempotence bound, rebuilt from a seed."""
+    rng = np.random.default_rng(30)
+    h = rng.normal(0, 20, (48, 40))
+    for row, fraction in ((0, 0.6), (1, 0.35)):
+        h[row, rng.random(40) < fraction] += 7180
+    spikes = rng.random((48, 40)) < 0.02
+    h[spikes] += rng.choice([7180, 14360, -5400], spikes.sum())
+    once = level_array(h)
+    assert np.sqrt(np.mean((level_array(once) - once) ** 2)) <= 0.02 * once.std()

@@ -13,7 +13,8 @@ from hybridtmd.descriptors import DescriptorExtractor, extract_descriptors
 from hybridtmd.io import AFMImage
 from hybridtmd.preprocess import level, level_array
 
-SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomize: CI sees the same examples on every run (a property that fails does so reproducibly)
+SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 SIDES = st.tuples(st.integers(32, 72), st.integers(32, 72))
 
 
@@ -75,7 +76,7 @@ def test_descriptors_are_finite_or_nan_with_a_reason(height, pixel):
     assert all(isinstance(r, str) and r for r in reasons.values())
 
 
-@settings(max_examples=5, deadline=None)
+@settings(max_examples=5, deadline=None, derandomize=True)
 @given(heights=st.lists(dense_arrays(), min_size=2, max_size=3))
 def test_batch_extractor_never_raises_and_keeps_one_row_per_image(heights):
     images = [AFMImage(h, (2.0, 2.0)) for h in heights]
@@ -108,7 +109,7 @@ def test_levelling_is_idempotent_within_two_percent_of_rms(height):
     assert change <= IDEMPOTENCE_RMS_FRACTION * once.std() + rounding, (change, once.std())
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=10, deadline=None, derandomize=True)
 @given(height=dense_arrays(), pixel=st.floats(0.5, 50.0))
 def test_level_keeps_pixel_size_and_shape(height, pixel):
     image = AFMImage(height, (pixel, 2 * pixel), source="p.tif")
