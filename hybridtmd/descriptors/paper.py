@@ -41,6 +41,7 @@ same operator on heights in nm (``..._nm``, ``..._rad``) or the count per µm² 
 from __future__ import annotations
 
 import functools
+import itertools
 
 import numpy as np
 from scipy import ndimage
@@ -473,9 +474,10 @@ def _prune_blobs(blobs: np.ndarray, overlap: float) -> np.ndarray:
     from scipy.spatial import cKDTree
 
     sigma = blobs[:, 2]
-    pairs = np.array(list(cKDTree(blobs[:, :2]).query_pairs(2 * sigma.max() * np.sqrt(2))), dtype=int)
-    if pairs.size == 0:
+    found = cKDTree(blobs[:, :2]).query_pairs(2 * sigma.max() * np.sqrt(2))  # a set: skimage's order
+    if not found:
         return blobs
+    pairs = np.fromiter(itertools.chain.from_iterable(found), dtype=np.intp, count=2 * len(found)).reshape(-1, 2)
     i, j = pairs[:, 0], pairs[:, 1]
     s1, s2 = sigma[i], sigma[j]
     first_bigger = s1 > s2
