@@ -584,8 +584,8 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         The head. ``None``/``"xgboost"``: :func:`default_head` (XGBoost; exact TreeSHAP
         explanations, saved as JSON). ``"svm"``: :class:`KernelSVMHead` (RBF SVM tuned by inner
         grouped CV; more accurate on embedding-dominated tables; its ``latent__`` columns
-        power- and L2-normalised as one block - none for a table without column names; saved as JSON + npz; no TreeSHAP). Any scikit-learn
-        classifier works for fit/predict.
+        power- and L2-normalised as one block - none for a table without column names; saved as
+        JSON + npz; no TreeSHAP). Any scikit-learn classifier works for fit/predict.
     class_weight : "balanced", dict or None
         ``balanced`` weights each image by ``n / (n_classes * n_class)`` (multiplied with any
         ``sample_weight``), so rare materials count as much as common ones; a dict gives a weight
