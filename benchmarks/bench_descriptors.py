@@ -34,6 +34,8 @@ from hybridtmd.descriptors.paper import dog_blob_count  # noqa: E402
 from hybridtmd.descriptors.registry import resolve_families  # noqa: E402
 from hybridtmd.preprocess import level  # noqa: E402
 
+TARGET_SIZE, TARGET_IMAGES_PER_S = 512, 10.0
+
 
 def best_time(func, repeats: int) -> float:
     """Minimum wall time of ``repeats`` calls (the least disturbed by other load)."""
@@ -72,8 +74,17 @@ def bench_size(size: int, n_images: int, repeats: int, config: DescriptorConfig)
         for fam in resolve_families(None):
             fam.compute(surface)
 
-    row("ALL (default set)", per_image(images, full, repeats))
+    total = per_image(images, full, repeats)
+    row("ALL (default set)", total)
     row("levelling (default)", per_image(raw, level, repeats))
+    if size == TARGET_SIZE:
+        # this VM's speed drifts between runs; the Gaussian pass, measured again, shows by how much
+        after = per_image(images, lambda im: ndimage.gaussian_filter(im.height, 1.0), repeats)
+        verdict = "met" if 1 / total >= TARGET_IMAGES_PER_S else "NOT met"
+        print(f"target >= {TARGET_IMAGES_PER_S} images/s/core at {size}²: {1 / total:.2f} ({verdict}); the full "
+              f"set costs {total / floor:.1f} Gaussian passes, so the target holds where a pass takes <= "
+              f"{1e3 / TARGET_IMAGES_PER_S / (total / floor):.2f} ms (here {floor * 1e3:.2f} ms before the "
+              f"families, {after * 1e3:.2f} ms after)")
 
 
 def blob_equivalence(repeats: int) -> None:
