@@ -12,6 +12,7 @@ from hybridtmd.preprocess import (
     Preprocessor,
     align_rows,
     clip_outliers,
+    keep_long_runs,
     level,
     level_array,
     remove_polynomial_background,
@@ -166,3 +167,14 @@ def test_levelling_idempotent_with_lines_crowded_by_spikes():
     h[spikes] += rng.choice([7180, 14360, -5400], spikes.sum())
     once = level_array(h)
     assert np.sqrt(np.mean((level_array(once) - once) ** 2)) <= 0.02 * once.std()
+
+
+def test_keep_long_runs_is_the_opening_by_a_line():
+    from scipy import ndimage
+
+    rng = np.random.default_rng(4)
+    for shape, density in (((60, 70), 0.9), ((40, 33), 0.5), ((3, 17), 0.97), ((1, 16), 1.0)):
+        mask = rng.random(shape) < density
+        for length in (2, 5, 16):
+            expected = ndimage.binary_opening(mask, structure=np.ones((1, length), bool))
+            assert np.array_equal(keep_long_runs(mask, length), expected), (shape, density, length)
