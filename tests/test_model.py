@@ -249,14 +249,16 @@ def test_power_l2_normalise_scales_only_the_embedding_block():
     assert np.allclose(power_l2_normalise(X, np.zeros(0, int)), np.sign(X) * np.sqrt(np.abs(X)))
 
 
-def test_svm_head_l2_normalises_the_latent_columns(blobs, tmp_path):
+def test_svm_head_l2_normalises_the_latent_columns(blobs):
     X, y, groups = blobs
     model = HybridClassifier(classifier="svm", ood_neighbors=None).fit(X, y, groups=groups)
     assert model.classifier_.l2_columns_.tolist() == [2, 3, 4, 5]  # the latent__ columns, not phys__
-    # a per-image rescaling of the embedding changes nothing; of a physical column it would
+    # a per-image rescaling of the embedding changes nothing; of a physical column it does
     scaled = X.copy()
     scaled.iloc[:, 2:] *= 7.0
     assert np.allclose(model.predict_proba(scaled), model.predict_proba(X))
+    scaled.iloc[:, 0] *= 7.0
+    assert not np.allclose(model.predict_proba(scaled), model.predict_proba(X))
     assert KernelSVMHead().fit(X.to_numpy(), y).l2_columns_.tolist() == list(range(6))
     assert KernelSVMHead(l2_normalize=None).fit(X.to_numpy(), y).l2_columns_.size == 0
     with pytest.raises(ValueError, match="l2_normalize"):
