@@ -760,7 +760,7 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
             if self.classifier != "svm":
                 raise ValueError(f"classifier must be an estimator, 'xgboost', 'svm' or None, not {self.classifier!r}")
             # power + L2 normalisation belongs to the embedding block only
-            latent = [i for i, c in enumerate(self._column_names()) if c.startswith(LATENT_PREFIX)]
+            latent = np.flatnonzero(self._latent_columns()).tolist()
             return KernelSVMHead(l2_normalize=tuple(latent) or None, random_state=self.random_state)
         return clone(self.classifier)
 
@@ -807,7 +807,7 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         scale = filled.std(axis=0)
         scale[scale == 0] = 1.0
         # the physical and the latent block weigh equally in the distance, whatever their widths
-        is_latent = np.array([c.startswith(LATENT_PREFIX) for c in self._column_names()])
+        is_latent = self._latent_columns()
         block = np.where(is_latent, 1.0 / math.sqrt(max(is_latent.sum(), 1)),
                          1.0 / math.sqrt(max((~is_latent).sum(), 1)))
         self.ood_center_, self.ood_scale_ = center, scale / block
@@ -817,6 +817,10 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         finite = train_scores[np.isfinite(train_scores)]
         self.ood_reference_ = reference.astype(np.float32)
         self.ood_threshold_ = float(np.quantile(finite, self.ood_quantile)) if finite.size else math.inf
+
+    def _latent_columns(self) -> np.ndarray:
+        """Which table columns are embedding dimensions (``latent__*``), as a boolean mask."""
+        return np.array([c.startswith(LATENT_PREFIX) for c in self._column_names()], bool)
 
     def _column_names(self) -> list[str]:
         return [str(c) for c in getattr(self, "feature_names_in_", [f"x{i}" for i in range(self.n_features_in_)])]
