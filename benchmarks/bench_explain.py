@@ -5,7 +5,7 @@ A :class:`~hybridtmd.model.HybridClassifier` with the default XGBoost head (400 
 (``phys__*`` descriptors ⊕ ``latent__*`` embedding dimensions, class-dependent means so the trees
 split on many columns), then
 
-* :func:`hybridtmd.explain.explain` (XGBoost's native ``pred_contribs``) on ``--n-explain`` rows
+* :func:`hybridtmd.explanation.explain` (XGBoost's native ``pred_contribs``) on ``--n-explain`` rows
   (target < 5 s for 1000 x ~1500 features on 2 cores),
 * ``predict_proba`` of the same rows,
 
@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from timing import median_time
 
-from hybridtmd.explain import explain
+from hybridtmd.explanation import explain
 from hybridtmd.model import HybridClassifier, default_head
 
 N_PHYSICAL = 98  # the default descriptor families

@@ -32,7 +32,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from hybridtmd.evaluate import evaluate, evaluate_low_data
+from hybridtmd.evaluation import evaluate, evaluate_low_data
 from hybridtmd.model import HybridClassifier, latent_table
 
 ROOT = Path(__file__).resolve().parent.parent

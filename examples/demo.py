@@ -19,8 +19,8 @@ import pandas as pd
 
 from hybridtmd.datasets import load_example_dataset
 from hybridtmd.descriptors import DescriptorExtractor, list_descriptors
-from hybridtmd.evaluate import ablation, plot_confusion, plot_evaluation
-from hybridtmd.explain import write_report
+from hybridtmd.evaluation import ablation, plot_confusion, plot_evaluation
+from hybridtmd.explanation import write_report
 from hybridtmd.model import HybridClassifier, HybridFeatures
 from hybridtmd.plotting import save_class_gallery
 from hybridtmd.preprocess import LevelConfig, Preprocessor

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hybridtmd.evaluate import evaluate
+from hybridtmd.evaluation import evaluate
 from hybridtmd.model import HybridClassifier, latent_table
 
 NPZ = Path(__file__).resolve().parent.parent / "data" / "paper_embeddings" / "mocvd1_center_resnet18_imagenet.npz"

@@ -45,7 +45,7 @@ Training recipe (the paper's, with the differences stated)
   (the offline ``efficientnet_lite0``) is trained instead, a :class:`BackboneFallbackWarning` is
   issued once per process and backbone, and ``backbone_used_`` says so. ``fallback=None`` raises
   :class:`~hybridtmd.embeddings.WeightsNotFoundError` instead.
-* **Input**: exactly the frozen-embedding preprocessing (:func:`~hybridtmd.embeddings.normalize_height`
+* **Input**: exactly the frozen-embedding preprocessing (:func:`~hybridtmd.preprocess.normalise_height`
   then :func:`~hybridtmd.embeddings.to_input_tensor`): per-image percentile clipping to [0, 1],
   bilinear resize to ``input_size`` (the backbone's 224 by default), grey repeated to 3 channels,
   ImageNet mean/std. All inputs of a fit are held in memory (about 0.6 MB per image at 224 px).
@@ -60,7 +60,7 @@ Training recipe (the paper's, with the differences stated)
   uniform over the whole symmetry group.
 * **Early stopping**: groups (sample ids) are split into train and validation by
   :func:`grouped_validation_split` (``validation_fraction`` of each class's groups, never a group
-  on both sides, checked by :func:`~hybridtmd.evaluate.check_grouped_split`). After each epoch
+  on both sides, checked by :func:`~hybridtmd.evaluation.check_grouped_split`). After each epoch
   the class-weighted validation loss is computed; the weights of the epoch with the lowest one
   are restored at the end, and training stops after ``patience`` epochs without improvement.
   ``patience=None`` runs all ``epochs`` and still keeps the best epoch (the paper's procedure,
@@ -138,20 +138,20 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from ._utils import atomic_path, atomic_write_text
 from .embeddings import (
     Backbone,
     WeightsNotFoundError,
     _pooled,
     create_backbone,
     file_sha256,
-    normalize_height,
     to_input_tensor,
 )
 from .errors import ModelFileError
-from .evaluate import Evaluation, check_grouped_split
+from .evaluation import Evaluation
 from .io import AFMImage
-from .preprocess import check_images
-from .utils import atomic_path, atomic_write_text
+from .preprocess import check_images, normalise_height
+from .splits import grouped_validation_split
 
 if TYPE_CHECKING:  # torch is imported lazily, as in hybridtmd.embeddings
     import torch
@@ -174,47 +174,6 @@ class BackboneFallbackWarning(UserWarning):
 # --------------------------------------------------------------------------------------------
 # Helpers usable on their own
 # --------------------------------------------------------------------------------------------
-
-
-def grouped_validation_split(
-    y: Sequence[Any] | np.ndarray,
-    groups: Sequence[Any] | np.ndarray | None,
-    validation_fraction: float,
-    random_state: int | np.random.RandomState | None = 0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Split positions into (train, validation) by group, stratified by class.
-
-    Each group is assigned to the class of its first image; of each class's groups,
-    ``round(validation_fraction * n_groups)`` randomly chosen ones go to validation, but at least
-    one group of every class stays in training (a class with a single group is never validated).
-    Without ``groups`` every image is its own group. The result is checked with
-    :func:`~hybridtmd.evaluate.check_grouped_split`.
-
-    Returns
-    -------
-    train, validation : ndarray of int
-        Sorted positions into ``y``; ``validation`` may be empty.
-    """
-    y = np.asarray(y, dtype=object)
-    groups = np.arange(len(y)) if groups is None else np.asarray(groups, dtype=object)
-    if len(groups) != len(y):
-        raise ValueError(f"groups has {len(groups)} entries, y has {len(y)}")
-    if not 0.0 <= validation_fraction < 1.0:
-        raise ValueError(f"validation_fraction must be in [0, 1), not {validation_fraction!r}")
-    rng = check_random_state(random_state)
-    _, first = np.unique(groups, return_index=True)  # sorted groups: the split never depends on input order
-    group_ids = groups[first]
-    group_class = y[first]
-    held_out: list[Any] = []
-    for label in sorted(set(group_class.tolist()), key=str):
-        members = group_ids[group_class == label]
-        n_val = min(int(round(validation_fraction * len(members))), len(members) - 1)
-        if n_val > 0:
-            held_out.extend(members[rng.permutation(len(members))[:n_val]].tolist())
-    is_val = np.isin(groups, np.asarray(held_out, dtype=object)) if held_out else np.zeros(len(y), dtype=bool)
-    train, val = np.flatnonzero(~is_val), np.flatnonzero(is_val)
-    check_grouped_split(train, val, groups)
-    return train, val
 
 
 def estimate_flops(model_or_backbone: nn.Module | Backbone | str, input_size: int = 224) -> int:
@@ -698,7 +657,7 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
         mean, std = self._norm
         if not images:
             return torch.empty(0, 3, self.input_size_, self.input_size_)
-        return torch.stack([to_input_tensor(normalize_height(im.height, tuple(self.clip_percentiles)),
+        return torch.stack([to_input_tensor(normalise_height(im.height, tuple(self.clip_percentiles), flat_value=0.5),
                                             self.input_size_, mean, std) for im in images])
 
     def _class_weights(self, y_index: np.ndarray) -> torch.Tensor | None:
@@ -897,7 +856,7 @@ def compare(
     hybrid's head (default :class:`~hybridtmd.model.HybridClassifier`) on the full table and on
     each half; the ``fine-tune`` row is ``fine_tune`` (default :class:`FineTuneClassifier`) on
     the levelled images. Every fold of every model is the same
-    (:func:`~hybridtmd.evaluate.evaluate_inputs`).
+    (:func:`~hybridtmd.evaluation.evaluate_inputs`).
 
     Cost columns: ``fit_seconds``/``predict_seconds`` of the table models include their share of
     feature extraction (per-image time × images of the fold); ``fit_flops``/``predict_flops``
@@ -907,7 +866,7 @@ def compare(
     """
     from sklearn.base import clone
 
-    from .evaluate import evaluate_inputs
+    from .evaluation import evaluate_inputs
     from .model import HybridClassifier, resolve_features
     from .preprocess import level
 

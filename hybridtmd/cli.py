@@ -211,11 +211,11 @@ def embed(
     """Frozen-CNN embeddings of every image of a dataset, one CSV row per image."""
     import pandas as pd
 
+    from ._utils import atomic_write_csv
     from .config import load_config
     from .embeddings import CNNEmbedder
     from .io import DEFAULT_FILENAME_PATTERN, load_dataset
     from .preprocess import level as level_image
-    from .utils import atomic_write_csv
 
     if output.suffix.lower() != ".csv":
         _fail(f"output must be a .csv file, got {output.name}")
@@ -287,10 +287,10 @@ def extract(
     another file list or other settings on the same folder is an error. Labels stay in the dataset
     manifest (join on path).
     """
+    from ._utils import atomic_write_csv
     from .config import load_config
     from .descriptors import DescriptorExtractor
     from .io import DEFAULT_FILENAME_PATTERN, load_dataset
-    from .utils import atomic_write_csv
 
     if output.suffix.lower() != ".csv":
         _fail(f"{output}: only .csv output is supported (parquet would need pyarrow, not a core dependency)")
@@ -391,7 +391,7 @@ def _save_figure(fig, path: Path) -> None:
     """Write a matplotlib figure as PNG atomically and free it."""
     import matplotlib.pyplot as plt
 
-    from .utils import atomic_path
+    from ._utils import atomic_path
 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
@@ -453,9 +453,9 @@ def predict(
     """
     import pandas as pd
 
+    from ._utils import atomic_write_csv
     from .io import load_images
     from .model import HybridClassifier
-    from .utils import atomic_write_csv
 
     if output.suffix.lower() != ".csv":
         _fail(f"output must be a .csv file, got {output.name}")
@@ -510,8 +510,8 @@ def evaluate(
     from sklearn.base import clone
     from sklearn.model_selection import StratifiedGroupKFold
 
-    from . import evaluate as ev
-    from .utils import atomic_write_csv, atomic_write_text
+    from . import evaluation as ev
+    from ._utils import atomic_write_csv, atomic_write_text
 
     model = _model_from_config(config, cache_dir)
     _, images, labels, groups, paths, errors = _labelled_images(source, pattern)
@@ -579,10 +579,10 @@ def compare(
     plt = _pyplot()
     from sklearn.model_selection import StratifiedGroupKFold
 
+    from ._utils import atomic_write_csv, atomic_write_text
     from .baseline import FineTuneClassifier, compute_ratios
     from .baseline import compare as run_compare
-    from .evaluate import plot_evaluation, split_limit
-    from .utils import atomic_write_csv, atomic_write_text
+    from .evaluation import plot_evaluation, split_limit
 
     model = _model_from_config(config)
     _, images, labels, groups, _, errors = _labelled_images(source, pattern)
@@ -641,7 +641,7 @@ def explain(
     _pyplot()  # figures are written to files, never shown
     import pandas as pd
 
-    from .explain import write_report
+    from .explanation import write_report
     from .io import load_dataset, load_images
     from .model import FeatureMismatchError, HybridClassifier, align_columns
 

@@ -37,8 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._utils import atomic_path, atomic_write_text
 from .io import AFMImage, Dataset, load_dataset, save_image
-from .utils import atomic_path, atomic_write_text
 
 SAPPHIRE_STEP_NM = 0.22  # c-plane sapphire single step (1/6 c), the terrace height below the film
 

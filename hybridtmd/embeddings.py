@@ -68,10 +68,10 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from ._utils import array_digest, atomic_path
 from .errors import HybridTMDError, MissingDependencyError
 from .io import AFMImage
-from .preprocess import check_images
-from .utils import array_digest, atomic_path
+from .preprocess import check_images, normalise_height
 
 if TYPE_CHECKING:  # torch is imported lazily: `import hybridtmd.embeddings` stays cheap
     import torch
@@ -492,20 +492,6 @@ def _built_model(backbone: Backbone, device: str) -> nn.Module:
 # --------------------------------------------------------------------------------------------
 
 
-def normalize_height(height: np.ndarray, clip_percentiles: tuple[float, float] = (1.0, 99.0),
-                     limits: tuple[float, float] | None = None) -> np.ndarray:
-    """Heights clipped to their percentiles and mapped to [0, 1] (float64).
-
-    ``limits`` (low, high) in nm overrides the percentiles (e.g. limits of a whole image for its
-    tiles). A map that is flat between the limits becomes uniform 0.5 grey.
-    """
-    h = np.asarray(height, dtype=np.float64)
-    lo, hi = limits if limits is not None else np.percentile(h, clip_percentiles)
-    if not hi > lo:
-        return np.full(h.shape, 0.5)
-    return np.clip((h - lo) / (hi - lo), 0.0, 1.0)
-
-
 def to_input_tensor(
     unit_height: np.ndarray,
     input_size: int = 224,
@@ -799,8 +785,8 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
     def _views(self, image: AFMImage, plan: _Plan) -> Iterator[torch.Tensor]:
         limits = tuple(np.percentile(image.height, plan.clip_percentiles))  # whole image: tiles share a scale
         for part in _tiles(image, plan):
-            x = to_input_tensor(normalize_height(part, limits=limits), plan.input_size, plan.backbone.mean,
-                                plan.backbone.std)
+            unit = normalise_height(part, bounds=limits, flat_value=0.5)
+            x = to_input_tensor(unit, plan.input_size, plan.backbone.mean, plan.backbone.std)
             if plan.tta == "d4":
                 yield from d4_views(x)
             else:
@@ -906,7 +892,6 @@ __all__ = [
     "file_sha256",
     "list_backbones",
     "load_efficientnet_lite0",
-    "normalize_height",
     "register_backbone",
     "state_dict_digest",
     "to_input_tensor",

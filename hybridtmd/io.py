@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from ._utils import atomic_path, atomic_write_csv
 from .errors import AFMInputError, AFMInputWarning, HybridTMDError, MissingDependencyError
-from .utils import atomic_path, atomic_write_csv
 
 #: Smallest image side accepted at load time (pixels); smaller maps carry no morphology.
 MIN_SIDE_PX = 32

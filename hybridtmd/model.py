@@ -44,7 +44,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
-from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets
@@ -57,13 +56,14 @@ from sklearn.utils.validation import (
 )
 
 from . import __version__
+from ._utils import array_digest, atomic_path, atomic_write_text
 from .config import Config
 from .descriptors import DescriptorConfig, DescriptorExtractor, list_descriptors
 from .embeddings import CNNEmbedder
 from .errors import HybridTMDError, ModelFileError
 from .io import AFMImage
 from .preprocess import LevelConfig, check_images, level
-from .utils import array_digest, atomic_path, atomic_write_text
+from .splits import inner_grouped_splits
 
 PHYS_PREFIX = "phys__"
 LATENT_PREFIX = "latent__"
@@ -307,23 +307,6 @@ def default_head(random_state: int | None = 0, n_jobs: int | None = None):
         colsample_bytree=0.3, reg_lambda=1.0, tree_method="hist", max_bin=64, n_jobs=1 if n_jobs is None else n_jobs,
         random_state=0 if random_state is None else random_state, verbosity=0,
     )
-
-
-def inner_grouped_splits(y_enc: np.ndarray, groups: np.ndarray, n_folds: int,
-                         random_state: int | None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Inner folds of *training* data for model selection or calibration, grouped by sample.
-
-    ``StratifiedGroupKFold`` with at most ``n_folds`` folds, fewer when the rarest class has fewer
-    images or there are fewer samples; folds whose training side lacks a class are dropped (a head
-    must see every class). Empty when not even two folds are possible.
-    """
-    n_splits = min(n_folds, int(np.bincount(y_enc).min()), len(np.unique(groups)))
-    if n_splits < 2:
-        return []
-    cv = StratifiedGroupKFold(n_splits, shuffle=True, random_state=random_state)
-    n_classes = len(np.unique(y_enc))
-    return [(tr, te) for tr, te in cv.split(np.zeros(len(y_enc)), y_enc, groups)
-            if len(np.unique(y_enc[tr])) == n_classes]
 
 
 def signed_sqrt(X: np.ndarray) -> np.ndarray:

@@ -97,8 +97,8 @@ def save_class_gallery(ds, output: Path, *, per_class: int = 4, level_config=Non
     """
     import matplotlib.pyplot as plt
 
+    from ._utils import atomic_path
     from .preprocess import level as level_image
-    from .utils import atomic_path
 
     chosen = [i for cls in ds.classes for i in np.flatnonzero(ds.labels == cls)[:per_class]]
     report = ds.subset(chosen).load(on_error="skip")

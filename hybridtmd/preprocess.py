@@ -245,6 +245,46 @@ def resample(image: AFMImage, pixel_size_nm: float | Sequence[float]) -> AFMImag
     return AFMImage(new, actual, image.channel, image.source, metadata)
 
 
+def normalise_height(
+    height: np.ndarray,
+    percentiles: tuple[float, float] = (0.5, 99.5),
+    *,
+    bounds: tuple[float, float] | None = None,
+    levels: int | None = None,
+    flat_value: float | None = None,
+) -> np.ndarray | None:
+    """Heights clipped to two percentiles and mapped to [0, 1] (float64): the one height
+    normalisation that the image-based branches start from.
+
+    The descriptor families that work on a grey image (the paper's 8-bit image, GLCM, LBP) pass
+    ``levels=256`` to quantise to grey levels ``k / (levels - 1)`` as an 8-bit image would; the
+    CNN input keeps the continuous values (``levels=None``).
+
+    Parameters
+    ----------
+    height : ndarray
+        Heights (any unit: the result is unitless).
+    percentiles : (low, high)
+        Height percentiles mapped to 0 and 1; values outside are clipped.
+    bounds : (low, high), optional
+        The heights mapped to 0 and 1 when already known (e.g. a whole image's limits for its
+        tiles, or percentiles computed once); overrides ``percentiles``.
+    levels : int, optional
+        Quantise to this many grey levels.
+    flat_value : float, optional
+        Value of every pixel when the map has no contrast between the bounds. None (default):
+        return None for such a map, so the caller decides.
+    """
+    h = np.asarray(height, dtype=np.float64)
+    lo, hi = np.percentile(h, percentiles) if bounds is None else bounds
+    if not hi > lo:
+        return None if flat_value is None else np.full(h.shape, float(flat_value))
+    unit = np.clip((h - lo) / (hi - lo), 0.0, 1.0)
+    if levels is not None:
+        unit = np.rint(unit * (levels - 1)) / (levels - 1)
+    return unit
+
+
 def tile(image: AFMImage, size_px: int, stride_px: int | None = None) -> list[AFMImage]:
     """Cut ``image`` into square ``size_px`` crops every ``stride_px`` pixels (default: no overlap).
 
@@ -427,6 +467,7 @@ def check_images(X: Sequence[AFMImage] | AFMImage) -> list[AFMImage]:
 
 
 __all__ = [
+    "normalise_height",
     "LevelConfig",
     "Preprocessor",
     "align_rows",

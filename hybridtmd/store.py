@@ -80,11 +80,11 @@ from typing import Any
 import pandas as pd
 
 from . import __version__
+from ._utils import atomic_path, atomic_write_text
 from .descriptors import DescriptorExtractor
 from .descriptors.registry import resolve_families
 from .errors import HybridTMDError, MissingDependencyError
 from .io import load_images
-from .utils import atomic_path, atomic_write_text
 
 MANIFEST = "store.json"
 FORMAT = "hybridtmd-feature-store"

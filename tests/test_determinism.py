@@ -31,7 +31,7 @@ def _model(n_jobs: int = 1, seed: int = 3) -> HybridClassifier:
 
 
 def test_same_seed_same_predictions_and_shap_two_runs_and_n_jobs(data, tmp_path):
-    from hybridtmd.explain import explain
+    from hybridtmd.explanation import explain
 
     frames, shap_values = [], []
     for n_jobs in (1, 1, 2):

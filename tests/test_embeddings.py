@@ -25,12 +25,11 @@ from hybridtmd.embeddings import (
     d4_views,
     list_backbones,
     load_efficientnet_lite0,
-    normalize_height,
     register_backbone,
 )
 from hybridtmd.errors import HybridTMDError
 from hybridtmd.io import AFMImage
-from hybridtmd.preprocess import Preprocessor
+from hybridtmd.preprocess import Preprocessor, normalise_height
 
 SMALL = {"input_size": 64}
 
@@ -76,9 +75,9 @@ def test_registry_lists_default_and_resnets():
 def test_normalisation_and_d4_views():
     h = np.linspace(0, 10, 100 * 100).reshape(100, 100)
     h[0, 0] = 1e4  # a dust particle must not squash the film's contrast
-    u = normalize_height(h, (1, 99))
+    u = normalise_height(h, (1, 99))
     assert u.min() == 0.0 and u.max() == 1.0 and 0.4 < np.median(u) < 0.6
-    assert np.all(normalize_height(np.ones((40, 40))) == 0.5)
+    assert np.all(normalise_height(np.ones((40, 40)), flat_value=0.5) == 0.5)
     x = torch.arange(2 * 3 * 3, dtype=torch.float32).reshape(2, 3, 3)
     views = d4_views(x)
     assert views.shape == (8, 2, 3, 3) and torch.equal(views[0], x)

@@ -37,7 +37,7 @@ from . import areal  # noqa: F401
 from . import spectral  # noqa: F401
 from . import grains  # noqa: F401
 from . import texture  # noqa: F401
-from .core import DescriptorConfig, Surface, normalise_height
+from .core import DescriptorConfig, Surface
 from .extract import DescriptorExtractor, extract_descriptors
 from .registry import (
     DescriptorSpec,
@@ -68,7 +68,6 @@ __all__ = [
     "extract_descriptors",
     "family_names",
     "list_descriptors",
-    "normalise_height",
     "register_descriptor",
     "register_family",
     "unregister_family",

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..io import AFMImage
+from ..preprocess import normalise_height
 
 #: height percentiles bounding the histogram of the layer analysis (``grains.height_levels``)
 LEVEL_PERCENTILES = (0.1, 99.9)
@@ -96,18 +97,6 @@ class DescriptorConfig:
         return cls(**values)
 
 
-def normalise_height(height: np.ndarray, percentiles: tuple[float, float] = (0.5, 99.5),
-                     levels: int = 256, *, bounds: tuple[float, float] | None = None) -> np.ndarray | None:
-    """Heights clipped to the given percentiles, scaled to [0, 1] and quantised to ``levels``
-    grey levels (values ``k / (levels - 1)``). None when the percentiles coincide (no contrast).
-    ``bounds``: those two percentiles when already computed."""
-    lo, hi = np.percentile(height, percentiles) if bounds is None else bounds
-    if not hi > lo:
-        return None
-    unit = np.clip((height - lo) / (hi - lo), 0.0, 1.0)
-    return np.rint(unit * (levels - 1)) / (levels - 1)
-
-
 class Surface:
     """A levelled height map and derived arrays, computed once and shared by the families.
 
@@ -181,7 +170,8 @@ class Surface:
         if self.is_flat:
             return None
         q = self.config.normalise_percentiles
-        return normalise_height(self.height, q, bounds=(self.height_percentiles[q[0]], self.height_percentiles[q[1]]))
+        return normalise_height(self.height, q, bounds=(self.height_percentiles[q[0]], self.height_percentiles[q[1]]),
+                                levels=256)
 
     @cached_property
     def uint8(self) -> np.ndarray | None:

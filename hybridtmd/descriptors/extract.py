@@ -170,6 +170,13 @@ class DescriptorExtractor(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X: Sequence[AFMImage]) -> pd.DataFrame:
+        """The descriptor table, one row per image (NaN where a descriptor is undefined; see
+        :meth:`transform_with_reasons` for why)."""
+        return self.transform_with_reasons(X)[0]
+
+    def transform_with_reasons(self, X: Sequence[AFMImage]) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The descriptor table and, one row per NaN value, why it is undefined: a DataFrame with
+        columns ``image`` (row position), ``source``, ``feature`` and ``reason``."""
         images = check_images(X)
         fams = self._resolve()
         config = self.config or DescriptorConfig()
@@ -180,8 +187,9 @@ class DescriptorExtractor(TransformerMixin, BaseEstimator):
             for i, (_, reasons) in enumerate(results)
             for name, reason in reasons.items()
         ]
-        self.reasons_ = pd.DataFrame(rows, columns=["image", "source", "feature", "reason"])
-        return frame
+        reasons = pd.DataFrame(rows, columns=["image", "source", "feature", "reason"])
+        self.reasons_ = reasons  # transitional: removed when callers use transform_with_reasons
+        return frame, reasons
 
     def _run(self, images: list[AFMImage], fams: list[Family], config: DescriptorConfig) -> list:
         from joblib import Parallel, delayed

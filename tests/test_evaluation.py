@@ -10,7 +10,7 @@ from sklearn.dummy import DummyClassifier
 from sklearn.model_selection import KFold
 from sklearn.neighbors import KNeighborsClassifier
 
-from hybridtmd.evaluate import (
+from hybridtmd.evaluation import (
     GroupLeakError,
     ablation,
     cap_per_class,

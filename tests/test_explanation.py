@@ -12,7 +12,7 @@ import pytest
 import shap
 from scipy import stats
 
-from hybridtmd import explain as ex
+from hybridtmd import explanation as ex
 from hybridtmd.model import HybridClassifier, default_head
 
 PHYSICAL = ["grain_density_per_um2", "sq_nm", "str", "paper_domain_density_per_px", "paper_dog_blob_count",

@@ -42,9 +42,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ._utils import atomic_path, atomic_write_csv, atomic_write_text
 from .io import AFMImage
 from .model import LATENT_GROUP, LATENT_PREFIX, PHYS_PREFIX, HybridClassifier, feature_units, is_image_sequence
-from .utils import atomic_path, atomic_write_csv, atomic_write_text
 
 #: The paper's three image properties correlated with the embeddings, as descriptor columns: its
 #: "grain density" (regions of the opened Otsu mask per pixel, see the registry definition), the

@@ -20,7 +20,6 @@ feature table computed once and is then cross-validated on the table; other mode
 
 from __future__ import annotations
 
-import copy
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,77 +30,13 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score, recall_score
-from sklearn.model_selection import StratifiedGroupKFold
 
-from .errors import HybridTMDError
+from .splits import GroupLeakError, Split, check_grouped_split, grouped_splits, split_limit
 
 #: Per-fold metric columns summarised by :meth:`Evaluation.summary`, besides ``recall[<class>]``.
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "fit_seconds", "predict_seconds", "fit_flops",
            "predict_flops")
 MULTILABEL_METRICS = ("hamming_accuracy", "subset_accuracy", "fit_seconds", "predict_seconds")
-
-
-class GroupLeakError(HybridTMDError, ValueError):
-    """A train/test split puts images of one sample (group) on both sides."""
-
-
-def check_grouped_split(train: np.ndarray, test: np.ndarray, groups: np.ndarray) -> None:
-    """Raise :class:`GroupLeakError` when a sample is in both ``train`` and ``test``."""
-    shared = set(groups[train]) & set(groups[test])
-    if shared:
-        raise GroupLeakError(f"{len(shared)} sample(s) in both train and test, e.g. {sorted(shared)[:3]}")
-
-
-@dataclass(frozen=True)
-class Split:
-    """One train/test split: indices into the data, and where it comes from."""
-
-    repeat: int
-    fold: int
-    train: np.ndarray
-    test: np.ndarray
-
-
-def grouped_splits(y: Any, groups: Any, cv: Any = None, *, n_repeats: int = 1, random_state: int = 0) -> list[Split]:
-    """The folds of every repeat, checked for sample leaks.
-
-    ``cv`` defaults to ``StratifiedGroupKFold(5, shuffle=True)``; repeat ``r`` reshuffles with
-    ``random_state + r`` (any splitter with ``shuffle``/``random_state`` is reseeded the same way).
-    A splitter that puts one sample on both sides of a split raises :class:`GroupLeakError`.
-    """
-    y, groups = np.asarray(y), np.asarray(groups)
-    if len(y) != len(groups):
-        raise ValueError(f"{len(y)} labels but {len(groups)} groups")
-    base = StratifiedGroupKFold(5, shuffle=True) if cv is None else cv
-    out = []
-    for repeat in range(n_repeats):
-        splitter = copy.deepcopy(base)
-        if getattr(splitter, "shuffle", False) or (n_repeats > 1 and hasattr(splitter, "random_state")):
-            splitter.shuffle, splitter.random_state = True, random_state + repeat
-        for fold, (train, test) in enumerate(splitter.split(np.zeros(len(y)), y, groups)):
-            check_grouped_split(train, test, groups)
-            out.append(Split(repeat, fold, np.asarray(train), np.asarray(test)))
-    return out
-
-
-class _FirstSplits:
-    """A splitter that yields only the first ``n`` splits of another (quick runs)."""
-
-    def __init__(self, cv: Any, n: int):
-        self.cv, self.n = cv, n
-        self.shuffle, self.random_state = getattr(cv, "shuffle", False), getattr(cv, "random_state", None)
-
-    def split(self, X: Any, y: Any = None, groups: Any = None) -> Iterable[tuple[np.ndarray, np.ndarray]]:
-        self.cv.shuffle, self.cv.random_state = self.shuffle, self.random_state
-        for i, split in enumerate(self.cv.split(X, y, groups)):
-            if i == self.n:
-                return
-            yield split
-
-
-def split_limit(cv: Any, n: int | None) -> Any:
-    """``cv`` restricted to its first ``n`` splits (None: all), reseeded like ``cv`` by repeats."""
-    return cv if n is None else _FirstSplits(cv, n)
 
 
 @dataclass

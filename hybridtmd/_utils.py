@@ -1,0 +1,253 @@
+"""Helpers every stage shares: atomic file writes, content hashing, one progress bar, device
+selection and the parameter checks of the estimators."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import numbers
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+T = TypeVar("T")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
+
+    Readers never see a half-written file: the data goes to a temporary file in the same
+    directory (same filesystem) and ``os.replace`` swaps it in. On error the temporary is removed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=suffix or "".join(path.suffixes) + ".tmp"
+    )
+    os.close(fd)
+    tmp_path = Path(tmp)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; give the file normal permissions
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically (:func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def atomic_write_csv(frame: Any, path: str | Path, **to_csv: Any) -> None:
+    """Write a pandas DataFrame to ``path`` as CSV atomically (``to_csv`` keywords passed on)."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, **to_csv)
+
+
+def array_digest(array: np.ndarray) -> str:
+    """SHA-256 of an array's dtype, shape and bytes: a content key that ignores file names."""
+    array = np.ascontiguousarray(array)
+    h = hashlib.sha256()
+    h.update(str(array.dtype).encode())
+    h.update(str(array.shape).encode())
+    h.update(array.tobytes())
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# Progress
+# --------------------------------------------------------------------------------------------
+
+
+class ProgressBar:
+    """One rich progress bar on stderr for every long loop (loading, descriptors, embedding,
+    training, stores); a no-op when ``show`` is false, so callers never branch.
+
+    >>> with ProgressBar(True, total=10, description="descriptors") as bar:  # doctest: +SKIP
+    ...     bar.advance(1, info="loss 0.12")
+    """
+
+    def __init__(self, show: bool, total: int | None, description: str, *, transient: bool = False):
+        self.show, self.total, self.description, self.transient = bool(show), total, description, transient
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> ProgressBar:
+        if self.show:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                                 console=Console(stderr=True), transient=self.transient)
+            self._bar.__enter__()
+            self._task = self._bar.add_task(self.description, total=self.total, info="")
+        return self
+
+    def advance(self, n: int = 1, info: str | None = None) -> None:
+        """Count ``n`` more items done; ``info`` replaces the text after the counter."""
+        if self._bar is not None:
+            self._bar.update(self._task, advance=n, **({} if info is None else {"info": info}))
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+
+def track(items: Iterable[T], *, total: int | None, description: str, show: bool) -> Iterator[T]:
+    """Yield ``items`` unchanged, advancing a :class:`ProgressBar` by one per item."""
+    with ProgressBar(show, total, description) as bar:
+        for item in items:
+            yield item
+            bar.advance()
+
+
+# --------------------------------------------------------------------------------------------
+# Devices
+# --------------------------------------------------------------------------------------------
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def select_device(device: str) -> str:
+    """The torch device string for a ``device`` parameter: "auto" takes CUDA when present.
+
+    Raises ValueError for an unknown name, or for "cuda" on a machine without CUDA.
+    """
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(map(repr, DEVICES))}, not {device!r}")
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' but CUDA is not available; use device='cpu' or 'auto'")
+    return device
+
+
+# --------------------------------------------------------------------------------------------
+# Parameter validation (one mechanism for every estimator)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Numbers of ``kind`` between ``low`` and ``high`` (None: unbounded); ``closed`` says which
+    ends are included: "both", "left", "right" or "neither". Bools are never numbers here."""
+
+    kind: type
+    low: float | None
+    high: float | None
+    closed: str = "both"
+
+    def __call__(self, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, self.kind | np.integer | np.floating):
+            return False
+        if self.kind is numbers.Integral and not isinstance(value, numbers.Integral | np.integer):
+            return False
+        if not math.isfinite(float(value)) and (self.low is not None or self.high is not None):
+            return False
+        left, right = self.closed in ("both", "left"), self.closed in ("both", "right")
+        if self.low is not None and (value < self.low or (not left and value == self.low)):
+            return False
+        return not (self.high is not None and (value > self.high or (not right and value == self.high)))
+
+    def __str__(self) -> str:
+        name = "an int" if self.kind is numbers.Integral else "a number"
+        lo = "-inf" if self.low is None else f"{self.low:g}"
+        hi = "inf" if self.high is None else f"{self.high:g}"
+        brackets = {"both": "[]", "left": "[)", "right": "(]", "neither": "()"}[self.closed]
+        return f"{name} in {brackets[0]}{lo}, {hi}{brackets[1]}"
+
+
+@dataclass(frozen=True)
+class Options:
+    """One of the given values."""
+
+    values: tuple[Any, ...]
+
+    def __call__(self, value: Any) -> bool:
+        return any(value == v and type(value) is type(v) for v in self.values)  # 1 is not True
+
+    def __str__(self) -> str:
+        return "one of " + ", ".join(map(repr, self.values))
+
+
+@dataclass(frozen=True)
+class Check:
+    """Any predicate, with the words an error message uses for it."""
+
+    predicate: Callable[[Any], bool]
+    description: str
+
+    def __call__(self, value: Any) -> bool:
+        try:
+            return bool(self.predicate(value))
+        except (TypeError, ValueError):
+            return False
+
+    def __str__(self) -> str:
+        return self.description
+
+
+def _describe(constraint: Any) -> str:
+    if constraint is None:
+        return "None"
+    if isinstance(constraint, type):
+        return f"an instance of {constraint.__name__}"
+    return str(constraint)
+
+
+def _satisfies(value: Any, constraint: Any) -> bool:
+    if constraint is None:
+        return value is None
+    if isinstance(constraint, type):
+        return isinstance(value, constraint)
+    return constraint(value)
+
+
+def validate_params(owner: Any, constraints: Mapping[str, Sequence[Any]]) -> None:
+    """Check an estimator's parameters against ``constraints`` (parameter name -> allowed
+    constraints; a value is valid when it satisfies any one of them), the way scikit-learn's
+    ``_parameter_constraints`` do: ``None``, a type, :class:`Interval`, :class:`Options` or
+    :class:`Check`. Called at the start of ``fit``; ``__init__`` stays a plain store.
+
+    Raises
+    ------
+    ValueError
+        ``The 'C' parameter of KernelSVMHead must be a number in (0, inf]; got -1.``
+    """
+    name = type(owner).__name__
+    for param, allowed in constraints.items():
+        value = getattr(owner, param)
+        if not any(_satisfies(value, c) for c in allowed):
+            wanted = " or ".join(_describe(c) for c in allowed)
+            raise ValueError(f"The {param!r} parameter of {name} must be {wanted}; got {value!r}.")
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (read in 1 MiB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

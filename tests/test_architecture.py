@@ -1,0 +1,145 @@
+"""The package's shape: a light lazy top level, stages that import one way, no import cycle."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "hybridtmd"
+
+#: Stages in the order data flows; a module may import only from its own stage or earlier ones.
+STAGES: list[set[str]] = [
+    {"errors", "_utils"},
+    {"splits"},
+    {"io"},
+    {"preprocess"},
+    {"plotting", "datasets"},
+    {"descriptors", "embeddings"},
+    {"config"},
+    {"model", "store"},
+    {"explanation", "baseline"},
+    {"evaluation"},
+    {"cli", "__main__"},
+]
+
+HEAVY = ("torch", "torchvision", "timm", "xgboost", "shap", "matplotlib", "sklearn", "skimage")
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+MODULES = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _runtime_imports(tree: ast.AST):
+    """Every import statement that can run, at any depth (function-level ones included), except
+    those under ``if TYPE_CHECKING:``, which never run."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            stack.extend(node.orelse)
+            continue
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            yield node
+        stack.extend(ast.iter_child_nodes(node))
+
+
+def imported_modules(name: str) -> set[str]:
+    """The package modules that module ``name`` imports (resolved relative imports; ``from pkg
+    import sub`` counts ``pkg.sub`` when it is a module, else ``pkg``)."""
+    path = MODULES[name]
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out: set[str] = set()
+    for node in _runtime_imports(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        else:
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                root = ".".join(base + ([node.module] if node.module else []))
+            else:
+                root = node.module or ""
+            targets = [f"{root}.{alias.name}" if f"{root}.{alias.name}" in MODULES else root
+                       for alias in node.names]
+        out.update(t for t in targets if t in MODULES and t != name)
+    return out
+
+
+GRAPH = {name: imported_modules(name) for name in MODULES}
+
+
+def _stage(name: str) -> int:
+    top = name.split(".")[1] if "." in name else "__init__"
+    for i, stage in enumerate(STAGES):
+        if top in stage:
+            return i
+    raise AssertionError(f"{name} belongs to no stage: add its folder to STAGES")
+
+
+def test_no_import_cycle():
+    """Depth-first search for a back edge; the cycle found is printed whole."""
+    state: dict[str, int] = {}
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(GRAPH[node]):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        state[node] = 2
+        path.pop()
+        return None
+
+    for node in sorted(GRAPH):
+        if node not in state and (cycle := visit(node)):
+            pytest.fail("import cycle: " + " -> ".join(cycle))
+
+
+def test_stages_import_one_way():
+    wrong = [f"{a} -> {b}" for a, deps in GRAPH.items() if a != "hybridtmd" for b in deps
+             if b != "hybridtmd" and _stage(b) > _stage(a)]
+    assert not wrong, "a stage imports a later one:\n" + "\n".join(sorted(wrong))
+
+
+def test_top_level_is_light_and_lazy():
+    code = ("import sys, hybridtmd as ht\n"
+            f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
+            "assert not heavy, heavy\n"
+            "assert ht.HybridClassifier.__name__ == 'HybridClassifier'\n"
+            "assert callable(ht.load_image) and callable(ht.explain) and callable(ht.evaluate)\n"
+            "assert sorted(ht.__all__) == sorted([*ht._EXPORTS, '__version__']), ht.__all__\n"
+            "assert set(ht.__all__) <= set(dir(ht))\n"
+            "for name in ht.__all__: getattr(ht, name)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+
+
+def test_unknown_top_level_name_is_an_attribute_error():
+    import hybridtmd
+
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        hybridtmd.nope  # noqa: B018
+
+
+def test_modules_stay_readable():
+    """No module over 500 lines: a longer one holds more than one idea."""
+    long = {name: n for name, p in MODULES.items() if (n := len(p.read_text(encoding="utf-8").splitlines())) > 500}
+    assert not long, long
