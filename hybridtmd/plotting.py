@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -109,3 +110,19 @@ def save_class_gallery(ds, output: Path, *, per_class: int = 4, level_config=Non
         fig.savefig(tmp, dpi=110)
     plt.close(fig)
     return report.errors
+
+
+def save_figure(fig: Any, path: str | Path, *, dpi: int = 120, tight: bool = False) -> Path:
+    """Write a matplotlib figure as PNG atomically (readers never see half a file) and close it.
+
+    ``tight``: crop to the drawn content (for figures whose long labels overflow their axes).
+    """
+    import matplotlib.pyplot as plt
+
+    from ._utils import atomic_path
+
+    path = Path(path)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight" if tight else None)
+    plt.close(fig)
+    return path

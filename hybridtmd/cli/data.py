@@ -1,0 +1,302 @@
+"""Commands on files and datasets: synth, info, dataset, level, gallery, embed, extract."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from ..errors import HybridTMDError
+from .common import (
+    LevelConfigOption,
+    PatternOption,
+    PixelSizeOption,
+    command,
+    console,
+    err_console,
+    exit_for,
+    expand_inputs,
+    fail,
+    load_level_config,
+    read_dataset,
+    report_errors,
+    use_file_backend,
+)
+
+
+@command("synth")
+def synth_command(
+    outdir: Annotated[Path, typer.Argument(help="Folder to write TIFFs, manifest.csv and samples.json into.")],
+    n_samples: Annotated[int, typer.Option(help="Number of samples (split over classes as in the paper).")] = 60,
+    images_per_sample: Annotated[int, typer.Option(help="Images per sample.")] = 2,
+    size: Annotated[int, typer.Option(help="Image side in pixels.")] = 128,
+    scan_min_um: Annotated[float, typer.Option(help="Smallest scan size (µm).")] = 1.0,
+    scan_max_um: Annotated[float, typer.Option(help="Largest scan size (µm).")] = 2.5,
+    spread: Annotated[float, typer.Option(help="Within-class spread of sample parameters (1 = default).")] = 1.0,
+    artefacts: Annotated[
+        bool, typer.Option(help="Add instrument artefacts (tip, tilt, bow, offsets, scars, noise).")
+    ] = True,
+    float16: Annotated[bool, typer.Option(help="Store heights as float16 (half the size).")] = False,
+    seed: Annotated[int, typer.Option(help="Random seed; same seed, same files.")] = 0,
+) -> None:
+    """Write a synthetic TMD AFM dataset (paper's file-name convention + manifest)."""
+    from ..datasets import Artefacts, write_synthetic_dataset
+
+    if scan_min_um <= 0 or scan_max_um < scan_min_um:
+        fail("scan sizes must satisfy 0 < --scan-min-um <= --scan-max-um")
+    try:
+        with console.status(f"rendering {n_samples * images_per_sample} images..."):
+            ds = write_synthetic_dataset(
+                outdir, n_samples=n_samples, images_per_sample=images_per_sample, size_px=size,
+                scan_size_um=(scan_min_um, scan_max_um), spread=spread, seed=seed,
+                artefacts=None if artefacts else Artefacts.none(), tiff_dtype="float16" if float16 else "float32",
+            )
+    except (ValueError, HybridTMDError) as exc:
+        fail(str(exc))
+    console.print(f"wrote {len(ds)} images of {len(set(ds.groups))} samples to {outdir}")
+    console.print(ds.summary().to_string())
+
+
+@command("info")
+def info_command(
+    files: Annotated[list[Path], typer.Argument(help="AFM files to describe.")],
+    pixel_size_nm: PixelSizeOption = None,
+) -> None:
+    """Shape, pixel size, scan size and height range of AFM files."""
+    from ..io import image_info, load_images
+
+    report = load_images(files, pixel_size_nm=pixel_size_nm, on_error="skip")
+    for image in report.images:  # one greppable line per file
+        facts = image_info(image)
+        facts.pop("file")
+        line = ", ".join(f"{key} {value}" for key, value in facts.items())
+        console.print(f"[bold]{escape(image.name)}[/]: {escape(line)}", soft_wrap=True, highlight=False)
+    report_errors(report.errors)
+    exit_for(report.errors)
+
+
+@command("dataset")
+def dataset_command(
+    source: Annotated[Path, typer.Argument(help="Folder of AFM files or manifest CSV.")],
+    pattern: PatternOption = None,
+) -> None:
+    """How many images and samples per class a dataset has (checks it parses)."""
+    ds = read_dataset(source, pattern)
+    console.print(ds.summary().to_string())
+    console.print(f"{len(ds)} images, {len(set(ds.groups.tolist()))} samples, {len(ds.classes)} classes")
+    report_errors(ds.skipped)
+
+
+@command("level")
+def level_command(
+    inputs: Annotated[list[Path], typer.Argument(help="AFM files, or one dataset folder/manifest.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for levelled TIFFs.")],
+    config: LevelConfigOption = None,
+    pixel_size_nm: PixelSizeOption = None,
+) -> None:
+    """Level AFM files (row alignment, background, scars...) and write float32 TIFFs in nm."""
+    from .._utils import track
+    from ..io import load_images, save_image
+    from ..preprocess import level
+
+    level_config = load_level_config(config)
+    paths = expand_inputs(inputs)
+    report = load_images(paths, pixel_size_nm=pixel_size_nm, on_error="skip", progress=len(paths) > 20)
+    errors = list(report.errors)
+    written = 0
+    for image in track(report.images, total=len(report.images), description="levelling",
+                       show=len(report.images) >= 20):
+        try:
+            save_image(level(image, level_config), output / (Path(image.source).stem + ".tif"))
+            written += 1
+        except (HybridTMDError, ValueError, OSError) as exc:
+            errors.append((str(image.source), str(exc)))
+    console.print(f"levelled {written} of {len(paths)} file(s) into {output}")
+    report_errors(errors)
+    exit_for(errors)
+
+
+@command("gallery")
+def gallery_command(
+    source: Annotated[Path, typer.Argument(help="Folder of AFM files or manifest CSV.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="PNG file to write.")] = Path("gallery.png"),
+    per_class: Annotated[int, typer.Option(help="Images per class.")] = 4,
+    config: LevelConfigOption = None,
+) -> None:
+    """Save a figure with example levelled height maps of every class."""
+    import numpy as np
+
+    from ..plotting import plot_gallery, save_figure
+    from ..preprocess import level
+
+    use_file_backend()
+    level_config = load_level_config(config)
+    ds = read_dataset(source)
+    chosen = [i for cls in ds.classes for i in np.flatnonzero(ds.labels == cls)[:per_class]]
+    report = ds.subset(chosen).load(on_error="skip")
+    images = [level(im, level_config) for im in report.images]
+    labels = ds.labels[np.asarray(chosen)[report.indices]] if len(report.indices) else []
+    save_figure(plot_gallery(images, labels, per_class=per_class, classes=ds.classes), output, dpi=110)
+    console.print(f"wrote {output}")
+    report_errors(report.errors)
+
+
+@command("embed")
+def embed_command(
+    source: Annotated[Path, typer.Argument(help="Dataset folder or manifest CSV.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="CSV to write: path,label,group,latent_...")] = Path(
+        "embeddings.csv"),
+    backbone: Annotated[str, typer.Option(help="efficientnet_lite0 (offline default), resnet18..resnet152.")] = (
+        "efficientnet_lite0"),
+    weights: Annotated[Path | None, typer.Option(help="Weights file (e.g. torchvision's resnet18-*.pth).")] = None,
+    tta: Annotated[str, typer.Option(help="Test-time augmentation: none, or d4 (8 rotations/flips).")] = "none",
+    input_size: Annotated[int | None, typer.Option(help="CNN input side in pixels (default: backbone's).")] = None,
+    tile_size: Annotated[int | None, typer.Option(help="Embed square tiles of this many pixels, averaged.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 32,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
+    cache_dir: Annotated[Path | None, typer.Option(help="Embedding cache folder (reruns load vectors).")] = None,
+    config: LevelConfigOption = None,
+    level_images: Annotated[bool, typer.Option("--level/--no-level", help="Level images before embedding.")] = True,
+    pattern: PatternOption = None,
+) -> None:
+    """Frozen-CNN embeddings of every image of a dataset, one CSV row per image."""
+    import pandas as pd
+
+    from .._utils import atomic_write_csv
+    from ..embeddings import CNNEmbedder
+    from ..preprocess import level
+
+    if output.suffix.lower() != ".csv":
+        fail(f"output must be a .csv file, got {output.name}")
+    embedder = CNNEmbedder(backbone, weights=weights, tta=tta, input_size=input_size, tile_size_px=tile_size,
+                           batch_size=batch_size, device=device, cache_dir=cache_dir)
+    level_config = load_level_config(config)
+    try:
+        n_features = len(embedder.get_feature_names_out())  # checks every option and finds the weights now
+    except (HybridTMDError, ValueError) as exc:
+        fail(str(exc))
+    ds = read_dataset(source, pattern)
+    report = ds.load(on_error="skip", progress=len(ds) > 20)
+    errors = list(report.errors)
+    images, rows = [], []
+    for image, index in zip(report.images, report.indices, strict=True):
+        try:
+            images.append(level(image, level_config) if level_images else image)
+            rows.append(index)
+        except (HybridTMDError, ValueError) as exc:
+            errors.append((str(image.source), str(exc)))
+    if not images:
+        report_errors(errors)
+        fail("no image could be read", code=1)
+    table = pd.concat([ds.to_frame().iloc[rows][["path", "label", "group"]].reset_index(drop=True),
+                       embedder.fit_transform(images)], axis=1)
+    atomic_write_csv(table, output, index=False)
+    cached = f", {embedder.n_cache_hits_} from cache" if cache_dir is not None else ""
+    console.print(f"embedded {len(images)} of {len(ds)} image(s) with {backbone} ({n_features}-d, tta {tta}{cached}) "
+                  f"into {output}", soft_wrap=True, highlight=False)
+    report_errors(ds.skipped + errors)
+    exit_for(errors)
+
+
+@command("extract")
+def extract_command(
+    source: Annotated[Path, typer.Argument(help="Dataset folder or manifest CSV.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="CSV file to write.")] = Path("features.csv"),
+    families: Annotated[str | None, typer.Option(help="Comma-separated descriptor families (default: all).")] = None,
+    config: LevelConfigOption = None,
+    level_images: Annotated[bool, typer.Option("--level/--no-level", help="Level images first.")] = True,
+    n_jobs: Annotated[int, typer.Option(help="Parallel workers (-1 = all cores).")] = 1,
+    pattern: PatternOption = None,
+    store: Annotated[
+        Path | None, typer.Option(help="Write/resume a partitioned parquet feature store in this folder instead "
+                                       "of one CSV (needs pyarrow).")
+    ] = None,
+    scheduler: Annotated[
+        str | None, typer.Option(help="With --store: serial | joblib (--n-jobs processes) | dask (default: serial, "
+                                      "dask if --address).")
+    ] = None,
+    address: Annotated[str | None, typer.Option(help="With --store: dask scheduler, e.g. tcp://host:8786.")] = None,
+    partition_size: Annotated[
+        int | None, typer.Option(help="With --store: files per partition (unit of work and of resume; default 256).")
+    ] = None,
+) -> None:
+    """Physical descriptors of every image of a dataset, one CSV row per image.
+
+    Columns: path, label, group (and split if the dataset has one), then one column per
+    descriptor (see `hybridtmd.descriptors.list_descriptors()` for units and definitions).
+    CSV, not parquet: parquet would need pyarrow, which is not a core dependency. Undefined
+    values are empty cells; their reasons go to <output>.reasons.csv. Bad files are reported
+    and skipped; the others are written.
+
+    With --store DIR: the same descriptors go to a feature store (hybridtmd.store: one parquet
+    file per partition, column path then descriptors; read it with hybridtmd.store.read_store).
+    Running the same command again after a crash computes only the unfinished partitions;
+    another file list or other settings on the same folder is an error. Labels stay in the dataset
+    manifest (join on path).
+    """
+    from ..descriptors import DescriptorExtractor
+
+    if output.suffix.lower() != ".csv":
+        fail(f"{output}: only .csv output is supported (parquet would need pyarrow, not a core dependency)")
+    level_config = load_level_config(config)
+    ds = read_dataset(source, pattern)
+    names = None if families is None else [f.strip() for f in families.split(",") if f.strip()]
+    try:
+        extractor = DescriptorExtractor(families=names, level=level_images, level_config=level_config,
+                                        n_jobs=n_jobs, progress=len(ds) >= 20)
+        extractor.get_feature_names_out()  # unknown family names fail here, before any work
+    except (HybridTMDError, ValueError) as exc:
+        fail(str(exc))
+    if store is None and (scheduler is not None or address is not None or partition_size is not None):
+        fail("--scheduler, --address and --partition-size need --store")
+    if store is not None:
+        _extract_to_store(ds, store, extractor, scheduler=scheduler, n_jobs=n_jobs, address=address,
+                          partition_size=partition_size)
+    else:
+        _extract_to_csv(ds, output, extractor)
+
+
+def _extract_to_store(ds, store: Path, extractor, *, scheduler: str | None, n_jobs: int, address: str | None,
+                      partition_size: int | None) -> None:
+    from ..store import extract_to_store
+
+    try:
+        done = extract_to_store(ds.paths, store, extractor=extractor, partition_size=partition_size or 256,
+                                scheduler=scheduler, n_jobs=n_jobs, address=address, progress=len(ds) >= 20)
+    except (HybridTMDError, ValueError) as exc:
+        fail(str(exc))
+    console.print(f"{store}: {len(done.written)} partition(s) written, {len(done.already_done)} already done, "
+                  f"{len(done.failed)} failed (of {done.n_partitions}); {done.n_rows} row(s)")
+    for index, reason in done.failed:
+        err_console.print(f"  partition {index} failed: {escape(reason)}", soft_wrap=True, highlight=False)
+    if done.failed:
+        err_console.print("run the same command again to retry the failed partition(s)")
+    errors = list(ds.skipped) + done.errors
+    report_errors(errors)
+    exit_for(errors + done.failed)
+
+
+def _extract_to_csv(ds, output: Path, extractor) -> None:
+    import pandas as pd
+
+    from .._utils import atomic_write_csv
+
+    report = ds.load(on_error="skip", progress=len(ds) >= 20)
+    errors = list(ds.skipped) + list(report.errors)
+    if not report.images:
+        report_errors(errors)
+        fail("no readable image in the dataset", code=1)
+    features, reasons = extractor.fit(report.images).transform_with_reasons(report.images)
+    meta = ds.to_frame().iloc[report.indices].reset_index(drop=True)
+    table = pd.concat([meta, features], axis=1)
+    atomic_write_csv(table, output, index=False)
+    reasons_path = output.with_name(output.stem + ".reasons.csv")
+    if len(reasons):
+        reasons = reasons.assign(path=[str(ds.paths[report.indices[i]]) for i in reasons["image"]])
+        atomic_write_csv(reasons[["path", "feature", "reason"]], reasons_path, index=False)
+        console.print(f"{len(reasons)} undefined value(s) (NaN); reasons in {reasons_path}")
+    console.print(f"wrote {len(table)} row(s) x {features.shape[1]} descriptor(s) to {output}")
+    report_errors(errors)
+    exit_for(errors)

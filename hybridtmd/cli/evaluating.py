@@ -1,0 +1,146 @@
+"""Commands that measure: evaluate (grouped cross-validation) and compare (hybrid vs fine-tuning)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..errors import HybridTMDError
+from .common import (
+    CacheDirOption,
+    ConfigOption,
+    FoldsOption,
+    LabelledDataset,
+    PatternOption,
+    RepeatsOption,
+    ReportFolder,
+    command,
+    console,
+    exit_for,
+    fail,
+    labelled_images,
+    model_from_config,
+    report_errors,
+    use_file_backend,
+)
+
+
+def _cross_validate(model: Any, table: Any, labels: Any, groups: Any, *, ablation: bool, low_data: str | None,
+                    sequential: bool, multilabel: bool, common: dict[str, Any]) -> dict[str, Any]:
+    """Every requested evaluation of ``model`` on one feature table, on the same folds."""
+    from .. import evaluation
+
+    hybrid = ({"hybrid": model}, table, labels, groups)
+    results = {"hybrid": (evaluation.ablation(model, table, labels, groups, **common) if ablation
+                          else evaluation.evaluate(*hybrid, **common))}
+    if low_data:
+        caps = [int(c) for c in low_data.split(",") if c.strip()]
+        results["low_data"] = evaluation.evaluate_low_data(*hybrid, caps=caps, **common)
+    if sequential:
+        results["sequential"] = evaluation.evaluate_sequential(*hybrid, **common)
+    if multilabel:
+        results["multilabel"] = evaluation.evaluate_multilabel(*hybrid, **common)
+    return results
+
+
+@command("evaluate")
+def evaluate_command(
+    source: LabelledDataset,
+    output: ReportFolder = Path("report"),
+    config: ConfigOption = None,
+    folds: FoldsOption = 5,
+    repeats: RepeatsOption = 1,
+    seed: Annotated[int, typer.Option(help="Seed of the fold shuffling.")] = 0,
+    ablation: Annotated[bool, typer.Option(help="Also descriptors-only and embeddings-only, same folds.")] = True,
+    low_data: Annotated[str | None, typer.Option(help="Training caps per class, e.g. 64,32,16,8.")] = None,
+    sequential: Annotated[bool, typer.Option(help="Also the sequential modality (classes added one by one).")] = False,
+    multilabel: Annotated[bool, typer.Option(help="Also the multilabel modality (elements Mo, W, S, Se).")] = False,
+    cache_dir: CacheDirOption = None,
+    pattern: PatternOption = None,
+) -> None:
+    """Grouped cross-validation report of the hybrid classifier: per-fold CSV, summary Markdown,
+    confusion matrix and ablation figure (folds never share a sample)."""
+    use_file_backend()
+    from sklearn.base import clone
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    from ..evaluation.report import report_metrics, write_evaluation_report
+
+    model = model_from_config(config, cache_dir)
+    _, images, labels, groups, _, errors = labelled_images(source, pattern)
+    with console.status(f"computing features of {len(images)} images..."):
+        table = clone(model.features).fit_transform(images)
+    common = {"cv": StratifiedGroupKFold(folds, shuffle=True), "n_repeats": repeats, "random_state": seed}
+    with console.status("cross-validating..."):
+        try:
+            results = _cross_validate(model.set_params(features=None), table, labels, groups, ablation=ablation,
+                                      low_data=low_data, sequential=sequential, multilabel=multilabel, common=common)
+        except (HybridTMDError, ValueError) as exc:
+            fail(str(exc), code=1)
+    protocol = (f"{len(images)} images, {len(set(groups.tolist()))} samples; StratifiedGroupKFold({folds}) by sample "
+                f"x {repeats} repeat(s), seed {seed}; mean ± std over folds.")
+    write_evaluation_report(results, output, title=f"Grouped cross-validation: {source}", protocol=protocol)
+    for name, result in results.items():
+        console.print(f"[bold]{name}[/]")
+        shown = report_metrics(name)[:2] if name == "multilabel" else ("accuracy", "macro_f1")
+        console.print(result.format(shown), highlight=False)
+    console.print(f"report written to {output} (summary.md, evaluation.png, *_folds.csv)")
+    report_errors(errors)
+    exit_for(errors)
+
+
+@command("compare")
+def compare_command(
+    source: LabelledDataset,
+    output: ReportFolder = Path("compare"),
+    config: ConfigOption = None,
+    folds: FoldsOption = 5,
+    max_folds: Annotated[int | None, typer.Option(help="Run only the first N folds (quick runs).")] = None,
+    repeats: RepeatsOption = 1,
+    seed: Annotated[int, typer.Option(help="Seed of folds and of the fine-tuning.")] = 0,
+    epochs: Annotated[int, typer.Option(help="Fine-tuning epochs (paper: 60, early stopping).")] = 60,
+    backbone: Annotated[str, typer.Option(help="Fine-tuned backbone (falls back to efficientnet_lite0 "
+                                          "when its weights are absent).")] = "resnet18",
+    input_size: Annotated[int | None, typer.Option(help="Fine-tuning input side (default: backbone's).")] = None,
+    frozen: Annotated[bool, typer.Option(help="Train only the fine-tuning head (the paper's transfer mode).")] = False,
+    pattern: PatternOption = None,
+) -> None:
+    """Hybrid vs descriptors-only vs embeddings-only vs end-to-end fine-tuning, identical folds:
+    accuracy, macro-F1, per-class recall, wall time and FLOPs, and the fine-tune/hybrid cost ratio."""
+    use_file_backend()
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    from ..baseline import FineTuneClassifier
+    from ..embeddings import list_backbones
+    from ..evaluation import split_limit
+    from ..evaluation.compare import compare, compute_ratios
+    from ..evaluation.report import format_ratios, write_comparison_report
+
+    model = model_from_config(config)
+    _, images, labels, groups, _, errors = labelled_images(source, pattern)
+    trained = backbone if backbone in list_backbones(available_only=True) else (
+        f"efficientnet_lite0 ({backbone} weights absent, see `hybridtmd embed --help`)")
+    fine_tune = FineTuneClassifier(backbone, epochs=epochs, input_size=input_size, frozen=frozen,
+                                   random_state=seed, progress=False)
+    cv = split_limit(StratifiedGroupKFold(folds, shuffle=True), max_folds)
+    with console.status(f"comparing on {len(images)} images ({folds} folds"
+                        f"{f', first {max_folds}' if max_folds else ''}, {epochs} fine-tuning epochs)..."):
+        try:
+            result = compare(images, labels, groups, hybrid=model, fine_tune=fine_tune,
+                             level_config=model.features.level_config, cv=cv, n_repeats=repeats, random_state=seed)
+        except (HybridTMDError, ValueError) as exc:
+            fail(str(exc), code=1)
+    ratios = compute_ratios(result)
+    n_folds = result.folds.groupby("model").size().iloc[0]
+    protocol = (f"{len(images)} images, {len(set(groups.tolist()))} samples; StratifiedGroupKFold({folds}) by sample, "
+                f"{n_folds} fold(s) run, seed {seed}; fine-tuning: {epochs} epoch(s) max, backbone {trained}"
+                f"{' (frozen)' if frozen else ''}. Mean ± std over folds.")
+    write_comparison_report(result, output, title=f"Hybrid vs fine-tuning: {source}", protocol=protocol,
+                            ratios=ratios)
+    console.print(result.format(("accuracy", "macro_f1", "fit_seconds")), highlight=False)
+    console.print(f"cost ratio fine-tune / hybrid: {format_ratios(ratios)}", highlight=False)
+    console.print(f"report written to {output} (compare.md, compare.png, compare_folds.csv)")
+    report_errors(errors)
+    exit_for(errors)

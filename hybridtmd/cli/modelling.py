@@ -1,0 +1,198 @@
+"""Commands on models: train, predict, explain."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..errors import HybridTMDError
+from .common import (
+    CacheDirOption,
+    ConfigOption,
+    LabelledDataset,
+    ModelDirArgument,
+    PatternOption,
+    PixelSizeOption,
+    ReportFolder,
+    command,
+    console,
+    exit_for,
+    expand_inputs,
+    fail,
+    labelled_images,
+    model_from_config,
+    report_errors,
+    use_file_backend,
+)
+
+
+@command("train")
+def train_command(
+    source: LabelledDataset,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Model directory to write.")] = Path("model"),
+    config: ConfigOption = None,
+    cache_dir: CacheDirOption = None,
+    pattern: PatternOption = None,
+    pixel_size_nm: PixelSizeOption = None,
+) -> None:
+    """Fit the hybrid classifier (descriptors + embeddings -> XGBoost) and save it (no pickle)."""
+    model = model_from_config(config, cache_dir)
+    _, images, labels, groups, _, errors = labelled_images(source, pattern, pixel_size_nm)
+    with console.status(f"computing features of {len(images)} images and fitting..."):
+        try:
+            model.fit(images, labels, groups=groups)
+        except (HybridTMDError, ValueError) as exc:
+            fail(str(exc), code=1)
+    model.save(output)
+    summary = model.training_summary_
+    groups_text = ", ".join(f"{g} {len(c)}" for g, c in model.feature_groups_.items())
+    console.print(f"trained on {summary['n_images']} images of {summary['n_samples']} samples, "
+                  f"{model.n_features_in_} features ({groups_text}); classes {summary['class_counts']}; "
+                  f"saved to {output}", soft_wrap=True, highlight=False)
+    report_errors(errors)
+    exit_for(errors)
+
+
+def load_classifier(model_dir: Path) -> Any:
+    """A saved HybridClassifier, or a one-line error naming the directory."""
+    from ..model import HybridClassifier
+
+    try:
+        return HybridClassifier.load(model_dir)
+    except HybridTMDError as exc:
+        fail(str(exc))
+
+
+@command("predict")
+def predict_command(
+    model_dir: ModelDirArgument,
+    inputs: Annotated[list[Path], typer.Argument(help="AFM files, or one dataset folder/manifest.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="CSV to write.")] = Path("predictions.csv"),
+    pixel_size_nm: PixelSizeOption = None,
+) -> None:
+    """Predict the material of AFM files: label, confidence, probability per class, OOD flag.
+
+    Files that cannot be read or processed are reported and skipped; the others are predicted.
+    An image flagged out_of_distribution is unlike every training sample: do not trust its label.
+    """
+    import pandas as pd
+
+    from .._utils import atomic_write_csv
+    from ..io import load_images
+
+    if output.suffix.lower() != ".csv":
+        fail(f"output must be a .csv file, got {output.name}")
+    model = load_classifier(model_dir)
+    if model.features_ is None:
+        fail(f"{model_dir}: this model was trained on a feature table; predict from images needs an image model")
+    paths = expand_inputs(inputs)
+    report = load_images(paths, pixel_size_nm=pixel_size_nm, on_error="skip", progress=len(paths) >= 20)
+    errors = list(report.errors)
+    frames = []
+    try:
+        frames.append(model.predict_frame(report.images, index=[str(im.source) for im in report.images]))
+    except (HybridTMDError, ValueError, RuntimeError):
+        for image in report.images:  # isolate the image(s) that break the batch
+            try:
+                frames.append(model.predict_frame([image], index=[str(image.source)]))
+            except (HybridTMDError, ValueError, RuntimeError) as exc:
+                errors.append((str(image.source), f"{type(exc).__name__}: {exc}"))
+    if frames:
+        table = pd.concat(frames).rename_axis("file").reset_index()
+        atomic_write_csv(table, output, index=False)
+        n_ood = int(table["out_of_distribution"].sum()) if "out_of_distribution" in table else 0
+        console.print(f"predicted {len(table)} of {len(paths)} file(s) into {output}"
+                      + (f"; {n_ood} flagged out of distribution" if n_ood else ""), soft_wrap=True)
+    report_errors(errors)
+    if not frames:
+        fail("no file could be predicted", code=1)
+    exit_for(errors)
+
+
+def _table_to_explain(model: Any, model_dir: Path, inputs: list[Path]) -> tuple[Any, list | None, list | None]:
+    """A table model explains rows of one feature-table CSV: (table, labels, names)."""
+    import pandas as pd
+
+    from ..model import FeatureMismatchError, align_columns
+
+    if len(inputs) != 1 or inputs[0].suffix.lower() != ".csv":
+        fail(f"{model_dir}: this model was trained on a feature table; pass one CSV with its columns")
+    try:
+        table = pd.read_csv(inputs[0])
+    except (OSError, ValueError) as exc:
+        fail(f"{inputs[0]}: not a readable CSV ({exc})")
+    try:
+        with warnings.catch_warnings():  # path/label columns are expected extras
+            warnings.simplefilter("ignore")
+            X = align_columns(table, model._column_names())
+    except FeatureMismatchError as exc:
+        fail(f"{inputs[0]}: {exc}")
+    labels = table["label"].astype(str).tolist() if "label" in table else None
+    names = table["path"].astype(str).tolist() if "path" in table else None
+    return X, labels, names
+
+
+def _images_to_explain(inputs: list[Path], pixel_size_nm: float | None) -> tuple[list, list | None, list]:
+    """Images of files or a dataset: (images, true labels when the input is a labelled dataset,
+    errors)."""
+    from ..io import load_dataset, load_images
+
+    paths = expand_inputs(inputs)
+    report = load_images(paths, pixel_size_nm=pixel_size_nm, on_error="skip", progress=len(paths) >= 20)
+    errors = list(report.errors)
+    if not report.images:
+        report_errors(errors)
+        fail("no file could be read", code=1)
+    labels = None
+    if len(inputs) == 1 and (inputs[0].is_dir() or inputs[0].suffix.lower() == ".csv"):
+        try:  # a labelled dataset: true classes colour the PCA scatter and sit beside predictions
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = load_dataset(inputs[0])
+            label_of = {str(p): str(c) for p, c in zip(ds.paths, ds.labels, strict=True)}
+            found = [label_of.get(str(im.source)) for im in report.images]
+            labels = found if None not in found else None
+        except (HybridTMDError, ValueError):
+            labels = None
+    return report.images, labels, errors
+
+
+@command("explain")
+def explain_command(
+    model_dir: ModelDirArgument,
+    inputs: Annotated[list[Path], typer.Argument(help="AFM files or one dataset folder/manifest; for a model "
+                                                 "trained on a table, one feature-table CSV.")],
+    output: ReportFolder = Path("explain"),
+    max_images: Annotated[int, typer.Option(help="Images that get their own waterfall and height-map figure.")] = 3,
+    top_latent: Annotated[int, typer.Option(help="Latent dimensions per class linked to descriptors.")] = 3,
+    pixel_size_nm: PixelSizeOption = None,
+) -> None:
+    """Why the model decided: exact TreeSHAP figures (beeswarm per class, top features, feature groups,
+    waterfalls, each image beside its explanation, latent-physical correlations, the paper's PCA analysis)
+    and one self-contained report.html with every figure embedded."""
+    use_file_backend()
+    from ..explanation import write_report
+
+    model = load_classifier(model_dir)
+    if type(model.classifier_).__name__ != "XGBClassifier":
+        fail(f"{model_dir}: exact TreeSHAP explains the XGBoost head, this model has a "
+             f"{type(model.classifier_).__name__}; train with the default head to explain")
+    errors: list[tuple[str, str]] = []
+    names = None
+    if model.features_ is None:
+        X, labels, names = _table_to_explain(model, model_dir, inputs)
+    else:
+        X, labels, errors = _images_to_explain(inputs, pixel_size_nm)
+    with console.status(f"explaining {len(X)} input(s)..."):
+        try:
+            page = write_report(model, X, output, labels=labels, names=names, max_images=max_images,
+                                top_latent=top_latent)
+        except (HybridTMDError, ValueError, RuntimeError) as exc:
+            fail(str(exc), code=1)
+    console.print(f"explained {len(X)} input(s); report written to {page} (figures as PNG, CSV tables)",
+                  soft_wrap=True, highlight=False)
+    report_errors(errors)
+    exit_for(errors)

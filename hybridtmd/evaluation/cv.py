@@ -1,0 +1,210 @@
+"""The cross-validation engine: every model fitted and scored on identical folds grouped by sample.
+
+Images or tables. ``X`` is a feature table or a sequence of AFM images. With images, a
+:class:`~hybridtmd.model.HybridClassifier` whose features are per-image (no embedder PCA) has its
+feature table computed once and is then cross-validated on the table; other models (e.g.
+:class:`~hybridtmd.baseline.FineTuneClassifier`) receive the images of each fold."""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score, recall_score
+
+from ..model import HybridClassifier, is_image_sequence, resolve_features
+from ..splits import Split, grouped_splits
+from .results import Evaluation
+
+
+def as_models(models: Any) -> dict[str, Any]:
+    if isinstance(models, Mapping):
+        return dict(models)
+    return {type(models).__name__: models}
+
+
+def take_rows(X: Any, idx: np.ndarray) -> Any:
+    if hasattr(X, "iloc"):
+        return X.iloc[idx]
+    if isinstance(X, np.ndarray):
+        return X[idx]
+    return [X[i] for i in idx]
+
+
+def model_inputs(models: dict[str, Any], X: Any) -> dict[str, tuple[Any, Any]]:
+    """Each model with the input it is cross-validated on: image-based hybrid classifiers get
+    their feature table, computed once (features are per image, so this equals per-fold fitting)."""
+    if not is_image_sequence(X):
+        return {name: (model, X) for name, model in models.items()}
+    out, tables = {}, {}
+    for name, model in models.items():
+        features = resolve_features(model.features) if isinstance(model, HybridClassifier) else None
+        if features is None or not features.is_per_image():
+            out[name] = (model, X)
+            continue
+        key = repr(features)
+        if key not in tables:
+            tables[key] = features.fit_transform(X)
+        out[name] = (model, tables[key])
+    return out
+
+
+def prepare(models: Any, X: Any, y: Any, groups: Any, cv: Any, n_repeats: int,
+             random_state: int) -> tuple[np.ndarray, np.ndarray, list[Split], dict[str, tuple[Any, Any]]]:
+    """Labels and groups as arrays, the checked grouped folds, and each model with its input."""
+    y, groups = np.asarray(y), np.asarray(groups)
+    splits = grouped_splits(y, groups, cv, n_repeats=n_repeats, random_state=random_state)
+    return y, groups, splits, model_inputs(as_models(models), X)
+
+
+def fit_with_groups(model: Any, X: Any, y: np.ndarray, groups: np.ndarray) -> Any:
+    """Fit passing ``groups`` to estimators whose ``fit`` takes them (hybrid, fine-tuning)."""
+    if "groups" in inspect.signature(model.fit).parameters:
+        model.fit(X, y, groups=groups)
+    else:
+        model.fit(X, y)
+    return model
+
+
+def score_fold(y_true: np.ndarray, y_pred: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    recalls = recall_score(y_true, y_pred, labels=labels, average=None, zero_division=np.nan)
+    present = set(y_true.tolist())
+    row = {
+        "accuracy": accuracy_score(y_true, y_pred),
+        "balanced_accuracy": balanced_accuracy_score(y_true, y_pred),
+        "macro_f1": f1_score(y_true, y_pred, labels=sorted(present), average="macro", zero_division=0.0),
+    }
+    row.update({f"recall[{c}]": (r if c in present else np.nan) for c, r in zip(labels, recalls, strict=True)})
+    return row
+
+
+def run_splits(
+    models: dict[str, tuple[Any, Any]],
+    y: np.ndarray,
+    groups: np.ndarray,
+    splits: list[Split],
+    *,
+    extra: Mapping[str, Any] | None = None,
+    restrict: np.ndarray | None = None,
+    train_cap: int | None = None,
+    random_state: int = 0,
+) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+    """Fit and score every model on every split. ``restrict`` keeps only those images (both
+    sides); ``train_cap`` subsamples training images per class."""
+    labels = np.unique(y if restrict is None else y[restrict])
+    rows, confusion = [], {name: np.zeros((len(labels), len(labels)), dtype=int) for name in models}
+    for split in splits:
+        train, test = split.train, split.test
+        if restrict is not None:
+            train, test = train[restrict[train]], test[restrict[test]]
+        if train_cap is not None:
+            rng = np.random.default_rng([random_state, split.repeat, split.fold, train_cap])
+            train = cap_per_class(train, y, groups, train_cap, rng)
+        for name, (model, X) in models.items():
+            fitted, pred, seconds = fit_predict(model, X, y, groups, train, test)
+            confusion[name] += confusion_matrix(y[test], pred, labels=labels)
+            rows.append(fold_row(name, extra, split, train, test, score_fold(y[test], pred, labels), seconds)
+                        | reported_flops(fitted, len(test)))
+    return rows, {n: confusion_frame(m, labels) for n, m in confusion.items()}
+
+
+def fit_predict(model: Any, X: Any, y: np.ndarray, groups: np.ndarray, train: np.ndarray, test: np.ndarray,
+                 previous: Any = None) -> tuple[Any, np.ndarray, tuple[float, float]]:
+    """Fit a clone of ``model`` on ``train`` (or continue ``previous`` when it has
+    ``fit_continue``), predict ``test``; returns the fitted model, predictions, (fit, predict) s."""
+    start = time.perf_counter()
+    if previous is not None and hasattr(previous, "fit_continue"):
+        fitted = previous
+        fitted.fit_continue(take_rows(X, train), y[train], groups=groups[train])
+    else:
+        fitted = fit_with_groups(clone(model), take_rows(X, train), y[train], groups[train])
+    fit_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    pred = np.asarray(fitted.predict(take_rows(X, test)))
+    return fitted, pred, (fit_seconds, time.perf_counter() - start)
+
+
+def reported_flops(fitted: Any, n_test: int) -> dict[str, float]:
+    """FLOPs a fitted model reports about itself (the fine-tuning baseline counts them)."""
+    out = {}
+    if hasattr(fitted, "fit_flops_"):
+        out["fit_flops"] = float(fitted.fit_flops_)
+    if hasattr(fitted, "flops_per_image_"):
+        out["predict_flops"] = float(fitted.flops_per_image_) * n_test
+    return out
+
+
+def fold_row(name: str, extra: Mapping[str, Any] | None, split: Split, train: np.ndarray, test: np.ndarray,
+         scores: Mapping[str, float], seconds: tuple[float, float]) -> dict[str, Any]:
+    return {"model": name, **(extra or {}), "repeat": split.repeat, "fold": split.fold, "n_train": len(train),
+            "n_test": len(test), **scores, "fit_seconds": seconds[0], "predict_seconds": seconds[1]}
+
+
+def confusion_frame(counts: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame(counts, index=pd.Index(labels, name="true"), columns=pd.Index(labels, name="predicted"))
+
+
+def cap_per_class(train: np.ndarray, y: np.ndarray, groups: np.ndarray, cap: int,
+                  rng: np.random.Generator) -> np.ndarray:
+    """At most ``cap`` training images per class, taken whole sample by whole sample in random
+    order (the last sample is cut to fit), so a low-data model sees as few *samples* as it would
+    in practice. Classes with fewer images keep all of them."""
+    keep = []
+    for label in np.unique(y[train]):
+        idx = train[y[train] == label]
+        if len(idx) <= cap:
+            keep.append(idx)
+            continue
+        samples = rng.permutation(np.unique(groups[idx]))
+        ordered = np.concatenate([idx[groups[idx] == s] for s in samples])
+        keep.append(ordered[:cap])
+    return np.sort(np.concatenate(keep))
+
+
+def evaluate(
+    models: Any,
+    X: Any,
+    y: Any,
+    groups: Any,
+    *,
+    cv: Any = None,
+    n_repeats: int = 1,
+    random_state: int = 0,
+) -> Evaluation:
+    """Cross-validate one model (or a dict name → model) on folds grouped by sample.
+
+    Parameters
+    ----------
+    models : estimator or dict
+        Unfitted scikit-learn classifiers (cloned per fold). Estimators whose ``fit`` takes
+        ``groups`` receive the training groups (for their own grouped inner splits).
+    X : feature table or sequence of AFMImage
+    y, groups : array-like
+        Labels and sample ids, one per image.
+    cv : splitter, optional
+        Default ``StratifiedGroupKFold(5, shuffle=True)``. Any splitter is checked for leaks.
+    n_repeats, random_state :
+        Repeat ``r`` shuffles with ``random_state + r``.
+    """
+    return evaluate_inputs(model_inputs(as_models(models), X), y, groups, cv=cv, n_repeats=n_repeats,
+                           random_state=random_state)
+
+
+def evaluate_inputs(inputs: Mapping[str, tuple[Any, Any]], y: Any, groups: Any, *, cv: Any = None,
+                    n_repeats: int = 1, random_state: int = 0) -> Evaluation:
+    """Like :func:`evaluate`, but each model comes with its own input: ``{name: (model, X)}``
+    where ``X`` is a table (e.g. a column subset) or the images, all rows in the same order. All
+    models see identical folds; this is how :func:`ablation` and ``hybridtmd compare`` put the
+    hybrid and the fine-tuned CNN side by side."""
+    y, groups = np.asarray(y), np.asarray(groups)
+    splits = grouped_splits(y, groups, cv, n_repeats=n_repeats, random_state=random_state)
+    rows, confusion = run_splits(dict(inputs), y, groups, splits, random_state=random_state)
+    return Evaluation(pd.DataFrame(rows), confusion)
+
+
+__all__ = ["cap_per_class", "evaluate", "evaluate_inputs"]
