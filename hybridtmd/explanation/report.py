@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .._utils import atomic_path, atomic_write_csv, atomic_write_text
+from .._utils import atomic_write_csv, atomic_write_text
 from ..model import LATENT_PREFIX, PHYS_PREFIX, HybridClassifier, is_image_sequence
+from ..plotting import save_figure
 from . import figures
 from .attributions import explain, feature_frame, margins, per_class
 from .groups import GroupAttribution, feature_importance, group_attributions
@@ -31,12 +32,7 @@ class _SavedFigures:
         self.entries: list[tuple[str, str, Path]] = []  # (section title, caption, file)
 
     def add(self, fig: Any, file: str, section: str, caption: str) -> None:
-        import matplotlib.pyplot as plt
-
-        path = self.output / file
-        with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=110, format="png", bbox_inches="tight")  # shap's long labels overflow the axes
-        plt.close(fig)
+        path = save_figure(fig, self.output / file, dpi=110, tight=True)  # shap's long labels overflow the axes
         self.entries.append((section, caption, path))
 
 
