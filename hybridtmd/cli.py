@@ -184,10 +184,14 @@ def gallery(
     except (HybridTMDError, ValueError) as exc:
         _fail(str(exc))
     from .plotting import save_class_gallery
+    from .preprocess import level as level_image
 
-    errors = save_class_gallery(ds, output, per_class=per_class, level_config=cfg.level)
+    examples = ds.first_per_class(per_class)
+    report = examples.load(on_error="skip")
+    images = [level_image(image, cfg.level) for image in report.images]
+    save_class_gallery(images, examples.labels[report.indices], output, per_class=per_class, classes=ds.classes)
     console.print(f"wrote {output}")
-    _report_errors(errors)
+    _report_errors(report.errors)
 
 
 @app.command()

@@ -1,13 +1,20 @@
-"""Figures of height maps: one image with nm colourbar and scale bar, and a per-class gallery."""
+"""Figures of height maps: one image with nm colourbar and scale bar, and a per-class gallery.
+
+Figures only: the images arrive loaded and levelled (:mod:`hybridtmd.io`, :mod:`hybridtmd.preprocess`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .io import AFMImage
+from ._utils import atomic_path
+
+if TYPE_CHECKING:
+    from .io import AFMImage
 
 
 def _nice_length(target: float) -> float:
@@ -90,22 +97,24 @@ def plot_gallery(
     return fig
 
 
-def save_class_gallery(ds, output: Path, *, per_class: int = 4, level_config=None) -> list[tuple[str, str]]:
-    """Level the first ``per_class`` readable images of each class of ``ds`` and save a gallery PNG.
-
-    Returns the files that could not be read (file, reason).
-    """
+def save_class_gallery(
+    images: Sequence[AFMImage],
+    labels: Sequence[str],
+    output: str | Path,
+    *,
+    per_class: int = 4,
+    classes: Sequence[str] | None = None,
+    cmap: str = "afmhot",
+) -> Path:
+    """Save :func:`plot_gallery` of ``images`` as a PNG at ``output`` (atomically); returns the path."""
     import matplotlib.pyplot as plt
 
-    from ._utils import atomic_path
-    from .preprocess import level as level_image
-
-    chosen = [i for cls in ds.classes for i in np.flatnonzero(ds.labels == cls)[:per_class]]
-    report = ds.subset(chosen).load(on_error="skip")
-    images = [level_image(im, level_config) for im in report.images]
-    labels = ds.labels[np.asarray(chosen)[report.indices]] if len(report.indices) else []
-    fig = plot_gallery(images, labels, per_class=per_class, classes=ds.classes)
+    output = Path(output)
+    fig = plot_gallery(images, labels, per_class=per_class, classes=classes, cmap=cmap)
     with atomic_path(output, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=110)
     plt.close(fig)
-    return report.errors
+    return output
+
+
+__all__ = ["plot_gallery", "plot_height_map", "save_class_gallery"]
