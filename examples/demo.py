@@ -50,7 +50,7 @@ def main(out: Path) -> None:
     summary.to_csv(out / "dataset_summary.csv")
     print(summary.to_string())
 
-    save_class_gallery(dataset, out / "gallery.png", per_class=4)
+    save_class_gallery(levelled, labels, out / "gallery.png", per_class=4, classes=dataset.classes)
 
     # images are levelled already: the extractor must not level them a second time
     extractor = DescriptorExtractor(level=False, n_jobs=2, progress=False)

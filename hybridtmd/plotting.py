@@ -1,14 +1,20 @@
-"""Figures of height maps: one image with nm colourbar and scale bar, and a per-class gallery."""
+"""Figures of height maps: one image with nm colourbar and scale bar, and a per-class gallery.
+
+Figures only: the images arrive loaded and levelled (:mod:`hybridtmd.io`, :mod:`hybridtmd.preprocess`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .io import AFMImage
+from ._utils import atomic_path
+
+if TYPE_CHECKING:
+    from .io import AFMImage
 
 
 def _nice_length(target: float) -> float:
@@ -91,25 +97,18 @@ def plot_gallery(
     return fig
 
 
-def save_class_gallery(ds, output: Path, *, per_class: int = 4, level_config=None) -> list[tuple[str, str]]:
-    """Level the first ``per_class`` readable images of each class of ``ds`` and save a gallery PNG.
-
-    Returns the files that could not be read (file, reason).
-    """
-    import matplotlib.pyplot as plt
-
-    from ._utils import atomic_path
-    from .preprocess import level as level_image
-
-    chosen = [i for cls in ds.classes for i in np.flatnonzero(ds.labels == cls)[:per_class]]
-    report = ds.subset(chosen).load(on_error="skip")
-    images = [level_image(im, level_config) for im in report.images]
-    labels = ds.labels[np.asarray(chosen)[report.indices]] if len(report.indices) else []
-    fig = plot_gallery(images, labels, per_class=per_class, classes=ds.classes)
-    with atomic_path(output, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    return report.errors
+def save_class_gallery(
+    images: Sequence[AFMImage],
+    labels: Sequence[str],
+    output: str | Path,
+    *,
+    per_class: int = 4,
+    classes: Sequence[str] | None = None,
+    cmap: str = "afmhot",
+) -> Path:
+    """Save :func:`plot_gallery` of ``images`` as a PNG at ``output`` (atomically); returns the path."""
+    fig = plot_gallery(images, labels, per_class=per_class, classes=classes, cmap=cmap)
+    return save_figure(fig, output, dpi=110)
 
 
 def save_figure(fig: Any, path: str | Path, *, dpi: int = 120, tight: bool = False) -> Path:
@@ -119,10 +118,11 @@ def save_figure(fig: Any, path: str | Path, *, dpi: int = 120, tight: bool = Fal
     """
     import matplotlib.pyplot as plt
 
-    from ._utils import atomic_path
-
     path = Path(path)
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight" if tight else None)
     plt.close(fig)
     return path
+
+
+__all__ = ["plot_gallery", "plot_height_map", "save_class_gallery", "save_figure"]

@@ -26,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from .io import AFMImage
+from .io import AFMImage, check_images
 
 RowMethod = Literal["median_diff", "median", "mean", "polynomial"]
 
@@ -425,7 +425,8 @@ class Preprocessor(TransformerMixin, BaseEstimator):
         Levelling settings; ``None`` uses the defaults.
     tile_size_px : int, optional
         If set, each levelled image is cut into square tiles of this size (the output is then
-        longer than the input; ``tile_index_`` maps tiles to inputs after ``transform``).
+        longer than the input; :meth:`transform_with_index` also says which input each tile
+        comes from).
 
     Stateless: ``fit`` only checks the input.
     """
@@ -439,6 +440,10 @@ class Preprocessor(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X: Sequence[AFMImage]) -> list[AFMImage]:
+        return self.transform_with_index(X)[0]
+
+    def transform_with_index(self, X: Sequence[AFMImage]) -> tuple[list[AFMImage], np.ndarray]:
+        """The levelled images (or tiles) and, for each, the position in ``X`` of its input image."""
         images = check_images(X)
         out: list[AFMImage] = []
         index: list[int] = []
@@ -447,8 +452,7 @@ class Preprocessor(TransformerMixin, BaseEstimator):
             parts = tile(levelled, self.tile_size_px) if self.tile_size_px else [levelled]
             out.extend(parts)
             index.extend([i] * len(parts))
-        self.tile_index_ = np.asarray(index, dtype=int)
-        return out
+        return out, np.asarray(index, dtype=int)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -457,21 +461,12 @@ class Preprocessor(TransformerMixin, BaseEstimator):
         return tags
 
 
-def check_images(X: Sequence[AFMImage] | AFMImage) -> list[AFMImage]:
-    """The input of every image transformer as a list of :class:`AFMImage` (TypeError otherwise)."""
-    images = list(X) if not isinstance(X, AFMImage) else [X]
-    for i, im in enumerate(images):
-        if not isinstance(im, AFMImage):
-            raise TypeError(f"item {i} is {type(im).__name__}, expected AFMImage (use hybridtmd.io.load_image)")
-    return images
-
-
 __all__ = [
     "normalise_height",
     "LevelConfig",
     "Preprocessor",
     "align_rows",
-    "check_images",
+    "check_images",  # defined in hybridtmd.io; re-exported here until every caller imports it from there
     "clip_outliers",
     "feature_mask",
     "fit_polynomial_background",

@@ -19,6 +19,7 @@ from hybridtmd.io import (
     unit_to_nm,
     write_manifest,
 )
+from hybridtmd.plotting import plot_height_map
 
 
 # --------------------------------------------------------------------------- round trips
@@ -318,7 +319,7 @@ def test_plot_has_nm_colourbar_and_scale_bar(rough_image):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots()
-    im = rough_image.plot(ax=ax, scale_bar_nm=100)
+    im = plot_height_map(rough_image, ax=ax, scale_bar_nm=100)
     assert im.get_extent() == [0, 400.0, 320.0, 0]  # physical coordinates, nm
     assert fig.axes[-1].get_ylabel() == "height (nm)"
     assert any(t.get_text() == "100 nm" for t in ax.texts)

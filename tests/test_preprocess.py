@@ -141,9 +141,9 @@ def test_level_config_validation_and_dict_round_trip():
 def test_preprocessor_is_a_stateless_sklearn_transformer(small_synthetic):
     pre = Preprocessor(LevelConfig(background_order=2), tile_size_px=32)
     assert clone(pre).get_params()["config"] == LevelConfig(background_order=2)
-    out = pre.fit_transform(small_synthetic.images[:3])
+    out, tile_index = pre.fit(small_synthetic.images[:3]).transform_with_index(small_synthetic.images[:3])
     assert len(out) == 3 * 4
-    assert pre.tile_index_.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    assert tile_index.tolist() == [0] * 4 + [1] * 4 + [2] * 4
     with pytest.raises(TypeError, match="expected AFMImage"):
         Preprocessor().fit_transform([np.zeros((4, 4))])
 

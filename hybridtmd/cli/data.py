@@ -126,19 +126,16 @@ def gallery_command(
     config: LevelConfigOption = None,
 ) -> None:
     """Save a figure with example levelled height maps of every class."""
-    import numpy as np
-
-    from ..plotting import plot_gallery, save_figure
+    from ..plotting import save_class_gallery
     from ..preprocess import level
 
     use_file_backend()
     level_config = load_level_config(config)
     ds = read_dataset(source)
-    chosen = [i for cls in ds.classes for i in np.flatnonzero(ds.labels == cls)[:per_class]]
-    report = ds.subset(chosen).load(on_error="skip")
-    images = [level(im, level_config) for im in report.images]
-    labels = ds.labels[np.asarray(chosen)[report.indices]] if len(report.indices) else []
-    save_figure(plot_gallery(images, labels, per_class=per_class, classes=ds.classes), output, dpi=110)
+    examples = ds.first_per_class(per_class)
+    report = examples.load(on_error="skip")
+    images = [level(image, level_config) for image in report.images]
+    save_class_gallery(images, examples.labels[report.indices], output, per_class=per_class, classes=ds.classes)
     console.print(f"wrote {output}")
     report_errors(report.errors)
 

@@ -1,0 +1,251 @@
+"""The :class:`AFMImage` container and the checks every height map passes at load time.
+
+Heights are float64 nanometres; the pixel size is ``(x, y)`` in nanometres. A problem with the
+data raises :class:`~hybridtmd.errors.AFMInputError` naming the source and the reason.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import AFMInputError, AFMInputWarning
+
+#: Smallest image side accepted at load time (pixels); smaller maps carry no morphology.
+MIN_SIDE_PX = 32
+#: Largest fraction of non-finite pixels that is filled by interpolation instead of rejected.
+MAX_NONFINITE_FRACTION = 0.05
+
+_UNIT_TO_NM = {
+    "m": 1e9,
+    "cm": 1e7,
+    "mm": 1e6,
+    "um": 1e3,
+    "µm": 1e3,
+    "μm": 1e3,  # Greek mu, as some exporters write it
+    "micron": 1e3,
+    "microns": 1e3,
+    "nm": 1.0,
+    "a": 0.1,
+    "å": 0.1,
+    "angstrom": 0.1,
+    "pm": 1e-3,
+}
+
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]
+
+
+def unit_to_nm(unit: str) -> float:
+    """Factor converting a length in ``unit`` to nanometres (``m``, ``µm``, ``nm``, ``Å``...)."""
+    key = unit.strip().replace("\\u00B5", "µ").lower()
+    if key not in _UNIT_TO_NM:
+        raise ValueError(f"unknown length unit {unit!r}; expected one of {sorted(_UNIT_TO_NM)}")
+    return _UNIT_TO_NM[key]
+
+
+def check_pixel_size(pixel_size_nm: float | Sequence[float], source: str | Path | None) -> tuple[float, float]:
+    """A pixel size (one number, or ``(x, y)``) as two positive finite floats in nm.
+
+    Raises :class:`AFMInputError` naming ``source`` otherwise.
+    """
+    values = np.atleast_1d(np.asarray(pixel_size_nm, dtype=float)).ravel()
+    if values.size == 1:
+        values = np.repeat(values, 2)
+    if values.size != 2 or not np.all(np.isfinite(values)) or np.any(values <= 0):
+        raise AFMInputError(source, f"pixel size must be one or two positive numbers, got {pixel_size_nm!r}")
+    return float(values[0]), float(values[1])
+
+
+def warn_input(message: str) -> None:
+    """Issue an :class:`AFMInputWarning` attributed to the first caller outside hybridtmd.
+
+    Input problems are found deep inside the readers; the warning points at the user's line
+    (``load_image(...)``, ``dataset.load()``...) however many package frames lie between.
+    """
+    frame = inspect.currentframe()
+    stacklevel = 1
+    while frame is not None and Path(frame.f_code.co_filename).resolve().is_relative_to(_PACKAGE_DIR):
+        frame = frame.f_back
+        stacklevel += 1
+    del frame  # frames hold references to their locals
+    warnings.warn(message, AFMInputWarning, stacklevel=stacklevel)
+
+
+@dataclass
+class AFMImage:
+    """An AFM height map in physical units.
+
+    Attributes
+    ----------
+    height : ndarray of float64, shape (rows, cols)
+        Heights in nanometres. Row index is the slow-scan axis (y), column index the fast axis (x).
+    pixel_size_nm : (float, float)
+        Pixel size along x (columns) and y (rows), in nanometres.
+    channel : str
+        Name of the channel the heights come from.
+    source : str or None
+        File the image came from (used in every error message).
+    metadata : dict
+        Anything else worth keeping (scan parameters, tile origin, levelling steps...).
+
+    Draw one with :func:`hybridtmd.plotting.plot_height_map`.
+    """
+
+    height: np.ndarray
+    pixel_size_nm: tuple[float, float]
+    channel: str = "Height"
+    source: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.source = None if self.source is None else str(self.source)
+        height = np.asarray(self.height, dtype=np.float64)
+        if height.ndim != 2:
+            raise AFMInputError(self.source, f"height map must be 2-D, got shape {height.shape}")
+        if height.size == 0:
+            raise AFMInputError(self.source, "height map is empty")
+        if not np.all(np.isfinite(height)):
+            raise AFMInputError(self.source, "height map contains NaN or infinite values")
+        self.height = height
+        self.pixel_size_nm = check_pixel_size(self.pixel_size_nm, self.source)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows, cols) in pixels."""
+        return self.height.shape  # type: ignore[return-value]
+
+    @property
+    def size_nm(self) -> tuple[float, float]:
+        """Physical scan size (width along x, height along y) in nanometres."""
+        rows, cols = self.shape
+        return cols * self.pixel_size_nm[0], rows * self.pixel_size_nm[1]
+
+    @property
+    def area_um2(self) -> float:
+        """Scanned area in µm²."""
+        w, h = self.size_nm
+        return w * h * 1e-6
+
+    @property
+    def name(self) -> str:
+        """Short name for messages and plots: the file name, or ``<array>``."""
+        return Path(self.source).name if self.source else "<array>"
+
+    def with_height(self, height: np.ndarray, **metadata: Any) -> AFMImage:
+        """A copy with new heights (same pixel size and provenance), metadata updated."""
+        return replace(self, height=height, metadata={**self.metadata, **metadata})
+
+
+def check_images(X: Sequence[AFMImage] | AFMImage) -> list[AFMImage]:
+    """The input of every image transformer as a list of :class:`AFMImage` (TypeError otherwise)."""
+    images = list(X) if not isinstance(X, AFMImage) else [X]
+    for i, im in enumerate(images):
+        if not isinstance(im, AFMImage):
+            raise TypeError(f"item {i} is {type(im).__name__}, expected AFMImage (use hybridtmd.io.load_image)")
+    return images
+
+
+def image_info(image: AFMImage) -> dict[str, Any]:
+    """One-line facts about an image, for ``hybridtmd info`` and logs."""
+    h = image.height
+    return {
+        "file": image.source,
+        "shape_px": f"{image.shape[0]}x{image.shape[1]}",
+        "pixel_size_nm": f"{image.pixel_size_nm[0]:.4g} x {image.pixel_size_nm[1]:.4g}",
+        "scan_size_um": f"{image.size_nm[0] / 1e3:.4g} x {image.size_nm[1] / 1e3:.4g}",
+        "height_range_nm": f"{h.min():.4g} .. {h.max():.4g}",
+        "rms_nm": f"{h.std():.4g}",
+        "channel": image.channel,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Validation of raw reader output
+# --------------------------------------------------------------------------------------------
+
+
+def fill_nonfinite(height: np.ndarray) -> np.ndarray:
+    """Fill NaN/inf pixels by linear interpolation from the surrounding finite pixels.
+
+    Only a ring of finite pixels around each hole is used as support, so the cost scales with
+    the hole boundary, not the image. Pixels outside the convex hull of the support (image
+    corners) take the nearest finite value.
+    """
+    from scipy import interpolate, ndimage
+
+    bad = ~np.isfinite(height)
+    if not bad.any():
+        return height
+    ring = ndimage.binary_dilation(bad, iterations=2) & ~bad
+    pts = np.argwhere(ring)
+    filled = height.copy()
+    holes = np.argwhere(bad)
+    values = interpolate.griddata(pts, height[ring], holes, method="linear")
+    missing = ~np.isfinite(values)
+    if missing.any():
+        _, (ri, ci) = ndimage.distance_transform_edt(bad, return_indices=True)
+        values[missing] = height[ri[tuple(holes[missing].T)], ci[tuple(holes[missing].T)]]
+    filled[bad] = values
+    return filled
+
+
+def check_height(array: Any, source: str | Path | None = None) -> np.ndarray:
+    """Validate raw data as a usable height map and return it as 2-D float64.
+
+    Rules (each failure is one :class:`AFMInputError` naming ``source``):
+    singleton dimensions of 3-D+ data are squeezed; the result must be 2-D, non-empty, at least
+    :data:`MIN_SIDE_PX` pixels per side and not constant. Non-finite pixels are filled by
+    interpolation with an :class:`AFMInputWarning` when they are under
+    :data:`MAX_NONFINITE_FRACTION` of the image, otherwise the image is rejected.
+    """
+    src = None if source is None else str(source)
+    try:
+        height = np.asarray(array)
+        if height.dtype.kind not in "biuf":
+            raise TypeError(f"dtype {height.dtype}")
+        height = height.astype(np.float64)
+    except (TypeError, ValueError) as exc:
+        raise AFMInputError(src, f"data is not numeric ({exc})") from None
+    if height.size == 0:
+        raise AFMInputError(src, "image is empty (no pixels)")
+    if height.ndim > 2:  # (1, rows, cols) pages and (rows, cols, 1) channels are still maps
+        height = np.squeeze(height)
+    if height.ndim != 2:
+        raise AFMInputError(
+            src, f"expected a 2-D height map, got shape {np.shape(array)} (stacks and RGB volumes are not height maps)"
+        )
+    if min(height.shape) < MIN_SIDE_PX:
+        rows, cols = height.shape
+        raise AFMInputError(src, f"image is {rows}x{cols} px; at least {MIN_SIDE_PX} px per side needed")
+    bad = ~np.isfinite(height)
+    if bad.any():
+        fraction = bad.mean()
+        if fraction >= MAX_NONFINITE_FRACTION:
+            raise AFMInputError(
+                src, f"{fraction:.1%} of pixels are NaN/inf (limit {MAX_NONFINITE_FRACTION:.0%} for interpolation)"
+            )
+        warn_input(f"{src or '<array>'}: filled {bad.sum()} NaN/inf pixels ({fraction:.2%}) by interpolation")
+        height = fill_nonfinite(height)
+    if np.ptp(height) == 0:
+        raise AFMInputError(src, "image is constant (peak-to-valley height is 0)")
+    return height
+
+
+__all__ = [
+    "MAX_NONFINITE_FRACTION",
+    "MIN_SIDE_PX",
+    "AFMImage",
+    "check_height",
+    "check_images",
+    "check_pixel_size",
+    "fill_nonfinite",
+    "image_info",
+    "unit_to_nm",
+    "warn_input",
+]
