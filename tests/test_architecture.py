@@ -143,3 +143,32 @@ def test_modules_stay_readable():
     """No module over 500 lines: a longer one holds more than one idea."""
     long = {name: n for name, p in MODULES.items() if (n := len(p.read_text(encoding="utf-8").splitlines())) > 500}
     assert not long, long
+
+
+#: A function longer than this (code lines, docstring excluded) says why in its docstring,
+#: in a sentence that starts with this phrase.
+MAX_FUNCTION_LINES = 60
+LONG_REASON = "Kept in one piece because"
+
+
+def _long_functions() -> list[str]:
+    out = []
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            body = node.body
+            doc = ast.get_docstring(node) or ""
+            if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant):
+                body = body[1:]
+            if not body:
+                continue
+            n = body[-1].end_lineno - body[0].lineno + 1
+            if n > MAX_FUNCTION_LINES and LONG_REASON not in " ".join(doc.split()):
+                out.append(f"{name}.{node.name}: {n} lines")
+    return out
+
+
+def test_functions_stay_short_or_say_why():
+    long = _long_functions()
+    assert not long, "\n".join(long)
