@@ -35,7 +35,7 @@ from .registry import Family, resolve_families
 def _compute_one(image: AFMImage, families: list[Family], config: DescriptorConfig, level_images: bool,
                  level_config: LevelConfig | None) -> tuple[list[float], dict[str, str]]:
     """Values (in the families' column order) and NaN reasons of one image; never raises."""
-    names = [n for fam in families for n in fam.names]
+    names = _columns(families)
     reasons: dict[str, str] = {}
     try:
         levelled = level(image, level_config) if level_images else image
@@ -101,12 +101,13 @@ def extract_descriptors(
         raise TypeError(f"expected an AFMImage, got {type(image).__name__} (use hybridtmd.io.load_image)")
     fams = resolve_families(families)
     values, reasons = _compute_one(image, fams, config or DescriptorConfig(), level_images, level_config)
-    series = pd.Series(values, index=[n for f in fams for n in f.names], name=image.name, dtype=float)
+    series = pd.Series(values, index=_columns(fams), name=image.name, dtype=float)
     series.attrs["reasons"] = reasons
     return series
 
 
 def _family_names(value: Any) -> bool:
+    """True for a list (any non-string iterable) of family names."""
     return not isinstance(value, str) and all(isinstance(name, str) for name in value)
 
 
