@@ -16,7 +16,7 @@ partition *i*
     Input files ``paths[i * partition_size : (i + 1) * partition_size]``; one task of work.
 finished partition
     One whose ``.parquet`` and ``.errors.json`` both exist. Each file is written to a temporary
-    name and renamed into place (:func:`hybridtmd.utils.atomic_path`) by the worker itself, the
+    name and renamed into place by the worker itself, the
     sidecar after the table, so a crash at any moment leaves only finished partitions and
     unfinished ones, never a half-written file that looks finished.
 resume
@@ -30,17 +30,15 @@ bad file
     A file :func:`hybridtmd.io.load_images` cannot read: it has no row; its path and reason are in
     the sidecar (:func:`store_errors`). Nothing about one file stops its partition.
 undefined value
-    A NaN descriptor; its reason (the same text as ``DescriptorExtractor.reasons_``) is in the
-    sidecar (:func:`read_store_reasons`).
+    A NaN descriptor; its reason (the same text as
+    ``DescriptorExtractor.transform_with_reasons`` gives) is in the sidecar
+    (:func:`read_store_reasons`).
 
-Why parquet (pandas + pyarrow), not zarr. The output is a table: one row per image, a string
-column and ~100 named float columns with their NaNs. Parquet stores exactly that, typed and
-compressed per column, and is read directly by pandas, dask.dataframe, polars, Spark and DuckDB
-(``dask.dataframe.read_parquet("store_dir/part-*.parquet")`` for a store larger than memory).
-One file per partition makes every write independent (no shared array metadata to update, no
-locking between workers) and makes resume a file-existence check. Zarr shines for large n-d
-arrays chunked along several axes; here it would need a separate string array for the paths and
-the column names kept as side metadata.
+Why parquet (pandas + pyarrow), not zarr: the output is a table (a path column and ~100 named
+float columns with NaNs), which parquet stores typed and compressed per column and pandas,
+dask.dataframe, polars, Spark and DuckDB read directly (``dask.dataframe.read_parquet(
+"store_dir/part-*.parquet")`` for a store larger than memory). One file per partition makes
+every write independent (no shared metadata, no locking) and resume a file-existence check.
 
 Where the work runs (``scheduler``)
 -----------------------------------
@@ -80,7 +78,7 @@ from typing import Any
 import pandas as pd
 
 from . import __version__
-from ._utils import atomic_path, atomic_write_text
+from ._utils import ProgressBar, atomic_path, atomic_write_text
 from .descriptors import DescriptorExtractor
 from .descriptors.registry import resolve_families
 from .errors import HybridTMDError, MissingDependencyError
@@ -93,12 +91,9 @@ SCHEDULERS = ("serial", "joblib", "dask")
 _EXTRA_HINT = "pip install 'hybridtmd[dask]'"
 
 
-def _table_name(index: int) -> str:
-    return f"part-{index:06d}.parquet"
-
-
-def _sidecar_name(index: int) -> str:
-    return f"part-{index:06d}.errors.json"
+def _part(store_dir: Path, index: int, kind: str) -> Path:
+    """File of partition ``index``: ``kind`` "parquet" (its rows) or "errors.json" (its sidecar)."""
+    return store_dir / f"part-{index:06d}.{kind}"
 
 
 @dataclass
@@ -190,7 +185,7 @@ def _manifest(paths: Sequence[str], partition_size: int, extractor: DescriptorEx
             "class": type(extractor).__name__,
             "families": families,
             "config": _plain(extractor.config),
-            "level": bool(extractor.level),
+            "level": bool(extractor.level_images),  # key kept: stores made earlier must still resume
             "level_config": _plain(extractor.level_config),
         },
         "columns": ["path", *map(str, extractor.get_feature_names_out())],
@@ -232,13 +227,9 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
     keys = [k for k in dict.fromkeys([*old_flat, *new_flat]) if old_flat.get(k) != new_flat.get(k)]
     if any(k.startswith("extractor.") for k in keys):
         keys = [k for k in keys if k != "columns"]  # follows from the extractor settings
-    parts = []
-    for key in keys:
-        if key == "paths_sha256":
-            parts.append("the list of input files differs")
-        else:
-            parts.append(f"{key} {short.repr(old_flat.get(key))} -> {short.repr(new_flat.get(key))}")
-    return "; ".join(parts)
+    return "; ".join("the list of input files differs" if key == "paths_sha256"
+                     else f"{key} {short.repr(old_flat.get(key))} -> {short.repr(new_flat.get(key))}"
+                     for key in keys)
 
 
 def _open_store(store_dir: Path, manifest: dict[str, Any]) -> None:
@@ -256,7 +247,7 @@ def _open_store(store_dir: Path, manifest: dict[str, Any]) -> None:
 
 
 def _finished(store_dir: Path, index: int) -> bool:
-    return (store_dir / _sidecar_name(index)).exists() and (store_dir / _table_name(index)).exists()
+    return _part(store_dir, index, "errors.json").exists() and _part(store_dir, index, "parquet").exists()
 
 
 def _extract_partition(task: _Task) -> tuple[int, str | None]:
@@ -274,19 +265,19 @@ def _extract_partition(task: _Task) -> tuple[int, str | None]:
         undefined: list[list[str]] = []
         if report.images:
             extractor = clone(task.extractor).set_params(n_jobs=1, progress=False)
-            features = extractor.fit_transform(report.images)
+            features, reasons = extractor.fit(report.images).transform_with_reasons(report.images)
             undefined = [[kept[int(i)], str(f), str(r)] for i, f, r in
-                         extractor.reasons_[["image", "feature", "reason"]].itertuples(index=False)]
+                         reasons[["image", "feature", "reason"]].itertuples(index=False)]
         else:  # every file bad: an empty, typed table keeps the schema of the store uniform
             features = pd.DataFrame({c: pd.Series(dtype="float64") for c in columns})
         table = pd.concat([pd.DataFrame({"path": pd.Series(kept, dtype=str)}), features], axis=1)
         store_dir = Path(task.store_dir)
-        with atomic_path(store_dir / _table_name(task.index)) as tmp:
+        with atomic_path(_part(store_dir, task.index, "parquet")) as tmp:
             table.to_parquet(tmp, engine="pyarrow", index=False)
         sidecar = {"partition": task.index, "n_files": len(task.paths), "n_rows": len(kept),
                    "bad_files": [list(e) for e in report.errors], "undefined": undefined}
         # written last: its presence marks the partition finished
-        atomic_write_text(store_dir / _sidecar_name(task.index), json.dumps(sidecar))
+        atomic_write_text(_part(store_dir, task.index, "errors.json"), json.dumps(sidecar))
         return task.index, None
     except Exception as exc:
         return task.index, f"{type(exc).__name__}: {exc}"
@@ -438,10 +429,13 @@ def extract_to_store(
             chunk = paths[i * partition_size:(i + 1) * partition_size]
             tasks.append(_Task(i, chunk, str(store_dir), extractor, pixel_size_nm, channel))
     sizes = {t.index: len(t.paths) for t in tasks}
-    with contextlib.ExitStack() as stack:
+    # the bar counts the images of the partitions finished in this run
+    with contextlib.ExitStack() as stack, ProgressBar(progress and bool(tasks), sum(sizes.values()),
+                                                      "feature store") as bar:
         if tasks:
             results = _RUNNERS[scheduler](tasks, n_jobs=n_jobs, client=client, address=address, stack=stack)
-            for index, failure in _progress(results, sum(sizes.values()), sizes, progress):
+            for index, failure in results:
+                bar.advance(sizes[index])
                 if failure is None:
                     report.written.append(index)
                 else:
@@ -455,25 +449,10 @@ def extract_to_store(
     return report
 
 
-def _progress(results: Iterator[tuple[int, str | None]], total: int, sizes: dict[int, int],
-              show: bool) -> Iterator[tuple[int, str | None]]:
-    """Pass ``results`` through, advancing a rich bar by each finished partition's file count."""
-    if not show:
-        yield from results
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    with Progress(TextColumn("feature store"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()) as bar:
-        task = bar.add_task("images", total=total)
-        for item in results:
-            bar.advance(task, sizes[item[0]])
-            yield item
-
-
 def _sidecars(store_dir: Path, n_parts: int) -> Iterator[dict[str, Any]]:
     for i in range(n_parts):
         if _finished(store_dir, i):
-            yield json.loads((store_dir / _sidecar_name(i)).read_text(encoding="utf-8"))
+            yield json.loads(_part(store_dir, i, "errors.json").read_text(encoding="utf-8"))
 
 
 def _check_complete(store_dir: Path) -> int:
@@ -495,7 +474,7 @@ def read_store(store_dir: str | Path) -> pd.DataFrame:
     store_dir = Path(store_dir)
     n_parts = _check_complete(store_dir)
     columns = read_manifest(store_dir)["columns"]
-    frames = [pd.read_parquet(store_dir / _table_name(i), engine="pyarrow") for i in range(n_parts)]
+    frames = [pd.read_parquet(_part(store_dir, i, "parquet"), engine="pyarrow") for i in range(n_parts)]
     if not frames:
         return pd.DataFrame({c: pd.Series(dtype=str if c == "path" else "float64") for c in columns})
     return pd.concat(frames, ignore_index=True)[columns]

@@ -55,7 +55,7 @@ def anisotropic_surface(seed=3, size=128) -> AFMImage:
 def test_sinusoid_areal_and_spectral_values():
     a = 1.5
     image = sinusoid(a)
-    s = extract_descriptors(image, ["areal", "spectral"], level=False)
+    s = extract_descriptors(image, ["areal", "spectral"], level_images=False)
     assert s["sq_nm"] == pytest.approx(a / math.sqrt(2), rel=1e-9)
     assert s["sa_nm"] == pytest.approx(2 * a / math.pi, rel=5e-3)  # 32 samples/period: 0.3 % below 2A/pi
     assert abs(s["ssk"]) < 1e-9
@@ -100,7 +100,7 @@ def test_disks_grain_count_and_area():
         if all(np.hypot(*(c - d)) > 200 for d in centres):
             centres.append(c)
     radius = 60.0  # 15 px
-    s = extract_descriptors(disks(centres, radius), "grains", level=False)
+    s = extract_descriptors(disks(centres, radius), "grains", level_images=False)
     assert s["grain_count"] == 7
     assert s["grain_area_mean_nm2"] == pytest.approx(math.pi * radius**2, rel=0.02)
     assert s["grain_eq_diameter_mean_nm"] == pytest.approx(2 * radius, rel=0.01)
@@ -133,7 +133,7 @@ def test_terraces_give_layer_count(steps_nm, expected):
     for level_nm, cols in zip(steps_nm, bands, strict=True):
         z[:, cols] = level_nm
     z += rng.normal(0, 0.03, z.shape)
-    s = extract_descriptors(AFMImage(z, (PX, PX)), "grains", level=False)
+    s = extract_descriptors(AFMImage(z, (PX, PX)), "grains", level_images=False)
     assert s["layer_count"] == expected
     span = (steps_nm[-1] - steps_nm[0]) / 0.7
     assert s["layer_span_monolayers"] == pytest.approx(span, abs=0.1)
@@ -161,8 +161,8 @@ ROTATION_INVARIANT = [
 def test_rotation_by_90_degrees():
     image = anisotropic_surface()
     rotated = AFMImage(np.rot90(image.height), image.pixel_size_nm)
-    a = extract_descriptors(image, level=False)
-    b = extract_descriptors(rotated, level=False)
+    a = extract_descriptors(image, level_images=False)
+    b = extract_descriptors(rotated, level_images=False)
     for name in ROTATION_INVARIANT:
         assert b[name] == pytest.approx(a[name], rel=1e-6, abs=1e-9), name
     # orientation turns by 90 degrees; the paper's anisotropy (angle std) is not invariant
@@ -180,8 +180,8 @@ def test_physical_features_agree_across_pixel_sizes():
     centres = rng.uniform(100, 924, (12, 2))
     fine, coarse = disks(centres, 45.0, px=4.0), disks(centres, 45.0, px=8.0)
     families = ["areal", "spectral", "grains"]
-    a = extract_descriptors(fine, families, level=False)
-    b = extract_descriptors(coarse, families, level=False)
+    a = extract_descriptors(fine, families, level_images=False)
+    b = extract_descriptors(coarse, families, level_images=False)
     tolerances = {"sq_nm": 0.03, "sa_nm": 0.05, "ssk": 0.05, "grain_density_per_um2": 1e-9,
                   "grain_coverage_fraction": 0.05, "grain_area_mean_nm2": 0.05, "grain_eq_diameter_mean_nm": 0.03,
                   "sal_nm": 0.10, "layer_count": 0}
@@ -200,9 +200,8 @@ def test_reimplementations_match_skimage():
     from skimage.measure import regionprops
     from skimage.morphology import disk, opening
 
-    from hybridtmd.descriptors.grains import label_perimeters, segment_grains
-    from hybridtmd.descriptors.paper import blob_dog, disk_morphology, gaussian_stack
-    from hybridtmd.descriptors.texture import uniform_lbp
+    from hybridtmd.descriptors.fast import blob_dog, disk_morphology, gaussian_stack, label_perimeters, uniform_lbp
+    from hybridtmd.descriptors.grains import segment_grains
 
     rng = np.random.default_rng(5)
     img = ndimage.gaussian_filter(rng.random((90, 110)), 2)
@@ -263,23 +262,19 @@ def test_fast_filters_equal_ndimage_and_skimage_bit_for_bit():
     from skimage.feature import canny, peak_local_max
     from skimage.morphology import dilation, disk, erosion
 
-    from hybridtmd.descriptors.paper import (
+    from hybridtmd.descriptors.fast import (
         box3_morphology,
-        canny_edges,
-        defect_count,
         disk_morphology,
         local_maxima,
         max_filter3,
-        paper_smoothing,
         reflect_and_nearest_smoothing,
     )
+    from hybridtmd.descriptors.paper import defect_count, paper_smoothing
 
     rng = np.random.default_rng(8)
     square = np.ones((3, 3), bool)
     for shape in ((96, 120), (5, 7), (3, 3)):
         img = _smooth_unit_image(rng, shape)
-        for view in (img, np.rot90(img)):  # also a non-contiguous view
-            assert np.array_equal(canny_edges(view), canny(view, sigma=0.3))
         edges = canny(img, sigma=0.3)
         assert np.array_equal(box3_morphology(edges, "dilation"), ndimage.binary_dilation(edges, square))
         assert np.array_equal(box3_morphology(edges, "erosion"), ndimage.binary_erosion(edges, square, border_value=1))
@@ -301,13 +296,9 @@ def test_fast_filters_equal_ndimage_and_skimage_bit_for_bit():
 def test_fast_paths_equal_their_definitions_up_to_rounding():
     from scipy.spatial import ConvexHull
 
+    from hybridtmd.descriptors.fast import dog_stack, gaussian_stack
     from hybridtmd.descriptors.grains import grain_table, segment_grains
-    from hybridtmd.descriptors.paper import (
-        dog_stack,
-        gaussian_stack,
-        gradient_anisotropy,
-        quantised_gradient_anisotropy,
-    )
+    from hybridtmd.descriptors.paper import gradient_anisotropy, quantised_gradient_anisotropy
 
     rng = np.random.default_rng(9)
     img = _smooth_unit_image(rng, (70, 90))
@@ -370,7 +361,7 @@ def test_user_family_registration_and_errors():
     try:
         register_descriptor("my_unused", "mine", "1", "never returned by the family")
         image = AFMImage(np.full((40, 40), 2.0) + np.eye(40), (PX, PX))
-        s = extract_descriptors(image, ["mine"], level=False)
+        s = extract_descriptors(image, ["mine"], level_images=False)
         assert s["my_mean_height_nm"] == pytest.approx(2.025)
         assert np.isnan(s["my_unused"]) and "not returned" in s.attrs["reasons"]["my_unused"]
         assert "mine" in set(list_descriptors()["family"])
@@ -400,12 +391,11 @@ def test_family_failure_and_flat_image_do_not_stop_a_batch(small_synthetic):
         flat = AFMImage(np.zeros((64, 64)), (PX, PX), source="flat.tif")
         images = [small_synthetic.images[0], flat]
         ex = DescriptorExtractor(families=["areal", "grains", "broken"])
-        X = ex.fit_transform(images)
+        X, r = ex.fit(images).transform_with_reasons(images)
     finally:
         unregister_family("broken")
     assert X.shape == (2, 9 + 16 + 1)
     assert X["broken_value"].isna().all()
-    r = ex.reasons_
     assert set(r.columns) == {"image", "source", "feature", "reason"}
     assert "boom" in r.loc[r.feature == "broken_value", "reason"].iloc[0]
     flat_rows = r[r.image == 1]
@@ -437,11 +427,76 @@ def test_extractor_is_a_well_behaved_sklearn_transformer(small_synthetic):
         ex.transform([np.zeros((8, 8))])
 
 
+def test_fitted_extractor_keeps_its_columns_when_families_are_registered_later(small_synthetic):
+    images = small_synthetic.images[:2]
+    default = DescriptorExtractor(families=None, progress=False).fit(images)
+    chosen = DescriptorExtractor(families=["areal", "late_opt_in"], progress=False)
+    register_family("late_opt_in", lambda surface: {"late_a": 1.0}, descriptors=[("late_a", "1", "always one")])
+    try:
+        chosen.fit(images)
+        before = list(chosen.transform(images).columns)
+        register_family("late_default", lambda surface: {"late_b": 2.0}, default=True,
+                        descriptors=[("late_b", "1", "always two")])
+        register_descriptor("late_c", "late_opt_in", "1", "registered after fit")
+        assert list(chosen.transform(images).columns) == before == [*list_descriptors("areal")["name"], "late_a"]
+        assert "late_b" not in default.transform(images).columns
+        assert "late_b" not in default.get_feature_names_out()
+        # an unfitted extractor uses the registry as it is at the call
+        assert "late_b" in DescriptorExtractor(progress=False).transform(images[:1]).columns
+        assert "late_c" in DescriptorExtractor(families="late_opt_in", progress=False).get_feature_names_out()
+    finally:
+        unregister_family("late_opt_in")
+        unregister_family("late_default")
+
+
+def test_transform_writes_no_fitted_state(small_synthetic):
+    images = small_synthetic.images[:2]
+    unfitted = DescriptorExtractor(families="areal", progress=False)
+    table, reasons = unfitted.transform_with_reasons(images)  # works unfitted (requires_fit=False)
+    assert table.shape == (2, 9) and list(reasons.columns) == ["image", "source", "feature", "reason"]
+    assert not [k for k in vars(unfitted) if k.endswith("_")]
+    fitted = DescriptorExtractor(families="areal", progress=False).fit(images)
+    state = {k: v for k, v in vars(fitted).items() if k.endswith("_")}
+    fitted.transform(images)
+    fitted.transform_with_reasons(images[:1])
+    assert {k: v for k, v in vars(fitted).items() if k.endswith("_")} == state
+    assert not hasattr(fitted, "reasons_")
+
+
+def test_extractor_parameters_are_checked_at_fit(small_synthetic):
+    images = small_synthetic.images[:1]
+    for params in ({"level_images": "yes"}, {"n_jobs": 0}, {"progress": "sometimes"}, {"families": 3},
+                   {"config": {"flat_tol_nm": 1}}):
+        with pytest.raises(ValueError, match=f"'{next(iter(params))}' parameter of DescriptorExtractor"):
+            DescriptorExtractor(**params).fit(images)
+
+
+def test_grain_diameter_skewness_is_the_population_skewness():
+    """``grain_eq_diameter_skew`` (scipy.stats.skew) equals mean(d³) / mean(d²)^1.5 of the
+    centred interior diameters within 1e-12."""
+    from hybridtmd.descriptors.grains import grain_table, segment_grains
+
+    n, px = 200, PX
+    yy, xx = np.mgrid[0:n, 0:n]
+    z = np.zeros((n, n))
+    for k, (cy, cx) in enumerate([(30, 30), (30, 100), (30, 165), (100, 40), (100, 120), (165, 60), (160, 150)]):
+        z[(yy - cy) ** 2 + (xx - cx) ** 2 <= (4 + 3 * k) ** 2] = 1.0
+    image = AFMImage(z, (px, px))
+    s = extract_descriptors(image, "grains", level_images=False)
+    labels, _ = segment_grains(z, min_area_px=4)
+    table = grain_table(labels, z, (px, px))
+    d = table.loc[~table["touches_border"].astype(bool), "eq_diameter_nm"].to_numpy(float)
+    assert len(d) == 7
+    centred = d - d.mean()
+    expected = np.mean(centred**3) / np.sqrt(np.mean(centred**2)) ** 3
+    assert s["grain_eq_diameter_skew"] == pytest.approx(expected, rel=1e-12, abs=0)
+
+
 def test_extract_descriptors_default_levels_and_names_series(small_synthetic):
     image = small_synthetic.images[0]
     s = extract_descriptors(image, "areal")
     assert s.name == image.name
-    raw = extract_descriptors(image, "areal", level=False)
+    raw = extract_descriptors(image, "areal", level_images=False)
     assert s["sq_nm"] != raw["sq_nm"]  # the synthetic scans carry tilt and bow, levelling removes them
     custom = extract_descriptors(image, "grains", DescriptorConfig(grain_threshold=0.3))
     assert custom["grain_threshold_nm"] == 0.3

@@ -81,10 +81,10 @@ def test_descriptors_are_finite_or_nan_with_a_reason(height, pixel):
 def test_batch_extractor_never_raises_and_keeps_one_row_per_image(heights):
     images = [AFMImage(h, (2.0, 2.0)) for h in heights]
     extractor = DescriptorExtractor(families=["areal", "spectral", "grains"], n_jobs=1, progress=False)
-    table = extractor.fit_transform(images)
+    table, reasons = extractor.fit(images).transform_with_reasons(images)
     assert table.shape == (len(images), extractor.n_features_out_)
     nan_cells = {(i, c) for i, c in zip(*np.nonzero(table.isna().to_numpy()), strict=True)}
-    recorded = {(r.image, table.columns.get_loc(r.feature)) for r in extractor.reasons_.itertuples()}
+    recorded = {(r.image, table.columns.get_loc(r.feature)) for r in reasons.itertuples()}
     assert nan_cells == recorded
 
 

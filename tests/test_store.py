@@ -36,10 +36,9 @@ def _extractor() -> DescriptorExtractor:
 def serial(paths) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Reference: DescriptorExtractor over the loaded images in one process (table, reasons)."""
     report = load_images(paths, on_error="skip")
-    extractor = _extractor()
-    table = extractor.fit_transform(report.images)
+    table, reasons = _extractor().fit(report.images).transform_with_reasons(report.images)
     table.insert(0, "path", [paths[i] for i in report.indices])
-    reasons = extractor.reasons_.rename(columns={"source": "path"})[["path", "feature", "reason"]]
+    reasons = reasons.rename(columns={"source": "path"})[["path", "feature", "reason"]]
     return table, reasons
 
 
@@ -72,12 +71,12 @@ class FailingExtractor(DescriptorExtractor):
     calls: list[str] = []
     fail_on: set[str] = set()
 
-    def transform(self, X):
+    def transform_with_reasons(self, X):
         sources = [im.source for im in X]
         type(self).calls.extend(sources)
         if type(self).fail_on & set(sources):
             raise RuntimeError("simulated crash")
-        return super().transform(X)
+        return super().transform_with_reasons(X)
 
 
 def test_resume_recomputes_only_unfinished_partitions(tmp_path, paths, serial, monkeypatch):

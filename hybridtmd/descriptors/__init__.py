@@ -13,6 +13,10 @@ Families (each a module; ``list_descriptors()`` gives every column with unit and
 ``texture``  multi-distance GLCM, uniform LBP, Gabor energies (:mod:`.texture`)
 ===========  ===============================================================================
 
+:mod:`.fast` holds the families' own implementations of scikit-image / scipy routines (DoG
+blobs, peak search, disk morphology, LBP, region perimeters and hulls), each equal to the
+library routine it replaces.
+
 Quick use::
 
     from hybridtmd.descriptors import extract_descriptors, DescriptorExtractor, list_descriptors
@@ -52,11 +56,7 @@ from .registry import (
     unregister_family,
 )
 
-#: The families computed by default, in column order.
-DEFAULT_FAMILIES = ("paper", "areal", "spectral", "grains", "texture")
-
 __all__ = [
-    "DEFAULT_FAMILIES",
     "DescriptorConfig",
     "DescriptorExtractor",
     "DescriptorSpec",

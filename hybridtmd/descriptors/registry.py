@@ -15,6 +15,7 @@ gives NaN for all its columns, with the exception as the reason, instead of stop
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -74,6 +75,10 @@ class Family:
     @property
     def names(self) -> list[str]:
         return [d.name for d in self.descriptors]
+
+    def copy(self) -> Family:
+        """The family as it is now: later :func:`register_descriptor` calls do not add to the copy."""
+        return dataclasses.replace(self, descriptors=list(self.descriptors))
 
 
 _FAMILIES: dict[str, Family] = {}

@@ -14,8 +14,8 @@ neighbourhood, Gabor at 0/45/90/135 degrees), so all of them are invariant to 90
   four angles (Haralick et al. 1973). ``glcm_contrast_anisotropy_d1px`` is the spread of the
   contrast over the angles, (max - min) / mean.
 * **LBP** - rotation-invariant uniform local binary patterns (Ojala et al. 2002; the
-  ``method="uniform"`` codes of ``skimage.feature.local_binary_pattern``, re-implemented with
-  vectorised numpy - identical codes, ~2x faster) with 8 neighbours at radius 1 and at
+  ``method="uniform"`` codes of ``skimage.feature.local_binary_pattern``, computed by
+  :func:`~hybridtmd.descriptors.fast.uniform_lbp` - identical codes) with 8 neighbours at radius 1 and at
   radius 2 on the 8-bit image. Summaries: fraction of uniform patterns, entropy of the code
   histogram, and the fractions of peaks (code 0: all neighbours lower), flat/pits (code P: no
   neighbour lower) and edges (codes P/2-1 ... P/2+1).
@@ -32,6 +32,7 @@ import functools
 import numpy as np
 
 from .core import Surface
+from .fast import uniform_lbp
 from .registry import DescriptorValues, register_family
 
 REFERENCE = ("Haralick, Shanmugam & Dinstein, IEEE TSMC 3, 610 (1973); Ojala, Pietikainen & Maenpaa, "
@@ -110,69 +111,6 @@ def glcm_features(image_uint8: np.ndarray, distances: tuple[int, ...] = GLCM_DIS
     return out
 
 
-_LBP_BLOCK_ROWS = 64  # rows per slab: a slab's temporaries stay in cache (~20 % faster at 512²)
-
-
-def uniform_lbp(image: np.ndarray, n_points: int = 8, radius: float = 1.0) -> np.ndarray:
-    """Rotation-invariant uniform LBP codes, identical to
-    ``skimage.feature.local_binary_pattern(image, n_points, radius, method="uniform")``.
-
-    Code ``k`` in ``0..P`` is a uniform pattern with ``k`` neighbours >= the centre; ``P + 1`` is
-    any non-uniform pattern (integer array; skimage returns the same values as floats).
-    Neighbours are bilinearly interpolated, zero outside the image (as skimage). Vectorised over
-    slabs of rows: one pass per neighbour, accumulating the count of set bits and of bit changes
-    in small integers, in buffers reused across passes.
-    """
-    img = np.ascontiguousarray(image, dtype=np.float64)
-    rows, cols = img.shape
-    pad = int(np.ceil(radius)) + 1
-    padded = np.pad(img, pad)  # zeros outside, skimage's constant-0 interpolation mode
-    angles = 2 * np.pi * np.arange(n_points) / n_points
-    rp = np.round(-radius * np.sin(angles), 5)
-    cp = np.round(radius * np.cos(angles), 5)
-    # skimage interpolates at the absolute position r + rp, so the fractional weights carry a
-    # position-dependent rounding; reproducing it (per row / per column) and its arithmetic
-    # order, value = (1 - dr) * top + dr * bottom with top = (1 - dc) * a + dc * b, makes ties
-    # resolve identically
-    col_weight = {c: (np.arange(cols) + c - np.floor(np.arange(cols) + c))[None, :] for c in set(cp.tolist())}
-    row_weight = [(np.arange(rows) + r - np.floor(np.arange(rows) + r))[:, None] for r in rp]
-    count_type = np.uint8 if n_points < 255 else np.int32
-    codes = np.empty(img.shape, count_type)
-    for top in range(0, rows, _LBP_BLOCK_ROWS):
-        n = min(_LBP_BLOCK_ROWS, rows - top)
-        centre = img[top : top + n]
-        slab = padded[top : top + n + 2 * pad]  # the slab's rows and `pad` more on each side
-        # along-row interpolation over the slab, shared by the neighbours with the same column
-        # offset (the pair at +-angle): the vertical step then only picks shifted rows of it
-        along_rows: dict[float, np.ndarray] = {}
-        interpolated, scratch = np.empty_like(centre), np.empty_like(centre)
-        bit, previous = np.empty(centre.shape, bool), np.empty(centre.shape, bool)
-        ones, changes = np.zeros(centre.shape, count_type), np.zeros(centre.shape, count_type)
-        for i in range(n_points):
-            r0, c0 = int(np.floor(rp[i])), int(np.floor(cp[i]))
-            if rp[i] == r0 and cp[i] == c0:
-                value = slab[pad + r0 : pad + r0 + n, pad + c0 : pad + c0 + cols]
-            else:
-                r1, c1 = int(np.ceil(rp[i])), int(np.ceil(cp[i]))
-                if cp[i] not in along_rows:
-                    dc = col_weight[cp[i]]
-                    along_rows[cp[i]] = (1 - dc) * slab[:, pad + c0 : pad + c0 + cols] + dc * slab[:, pad + c1 : pad + c1 + cols]
-                horizontal = along_rows[cp[i]]
-                dr = row_weight[i][top : top + n]
-                value = np.multiply(1 - dr, horizontal[pad + r0 : pad + r0 + n], out=interpolated)
-                np.add(value, np.multiply(dr, horizontal[pad + r1 : pad + r1 + n], out=scratch), out=value)
-            # (value - centre) >= 0 is value >= centre for finite floats (gradual underflow)
-            np.greater_equal(value, centre, out=bit)
-            ones += bit
-            if i:  # skimage counts the P - 1 transitions between consecutive bits (no wrap)
-                np.not_equal(bit, previous, out=previous)
-                changes += previous
-            bit, previous = previous, bit
-        ones[changes > 2] = n_points + 1  # non-uniform patterns
-        codes[top : top + n] = ones
-    return codes
-
-
 def lbp_summary(codes: np.ndarray, n_points: int) -> dict[str, float]:
     """Summaries of a uniform-LBP code image: ``uniform_fraction, entropy_bits, peak_fraction,
     flat_or_pit_fraction, edge_fraction`` (see module docstring)."""
@@ -244,9 +182,7 @@ def texture_descriptors(surface: Surface) -> DescriptorValues:
     out = DescriptorValues()
     u8 = surface.uint8
     if u8 is None:
-        reason = ("flat image: no height contrast to normalise" if surface.is_flat
-                  else "no height contrast between the normalisation percentiles")
-        out.undefined(NAMES, reason)
+        out.undefined(NAMES, surface.no_contrast_reason)
         return out
     out.update(glcm_features(u8))
     for p, r in LBP_SETTINGS:
