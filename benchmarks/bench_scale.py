@@ -54,7 +54,7 @@ def main() -> None:
     images = _images(args.images, 256)
     base = None
     for workers in (1, 2):
-        extractor = DescriptorExtractor(families=families, level=False, n_jobs=workers, progress=False)
+        extractor = DescriptorExtractor(families=families, level_images=False, n_jobs=workers, progress=False)
         extractor.fit_transform(images[:2])  # warm-up: worker start-up and imports
         rate = len(images) / _seconds(extractor, images, args.repeats)
         base = base or rate
@@ -66,7 +66,7 @@ def main() -> None:
     for side in sizes:
         n = args.images if side <= 256 else 2  # large images: 2 are enough for a stable time
         batch = _images(n, side)
-        extractor = DescriptorExtractor(families=families, level=False, n_jobs=1, progress=False)
+        extractor = DescriptorExtractor(families=families, level_images=False, n_jobs=1, progress=False)
         per_image = _seconds(extractor, batch, args.repeats) / len(batch)
         ref = ref or per_image
         print(f"  {side:5d}²: {1e3 * per_image:9.1f} ms/image  {1 / per_image:7.2f} images/s   "

@@ -53,8 +53,8 @@ def main(out: Path) -> None:
     save_class_gallery(levelled, labels, out / "gallery.png", per_class=4, classes=dataset.classes)
 
     # images are levelled already: the extractor must not level them a second time
-    extractor = DescriptorExtractor(level=False, n_jobs=2, progress=False)
-    descriptors = extractor.fit_transform(levelled)
+    extractor = DescriptorExtractor(level_images=False, n_jobs=2, progress=False)
+    descriptors, undefined = extractor.fit(levelled).transform_with_reasons(levelled)
     descriptors.insert(0, "label", labels)
     descriptors.insert(1, "group", groups)
     descriptors.to_csv(out / "descriptors.csv", index=False)
@@ -64,7 +64,7 @@ def main(out: Path) -> None:
     units = list_descriptors().set_index("name")["unit"]
     summary_table.insert(0, "unit", [units.get(name, "") for name, _ in summary_table.index])
     summary_table.to_csv(out / "descriptor_summary_by_class.csv")
-    print(f"{descriptors.shape[1] - 2} descriptors per image; {len(extractor.reasons_)} undefined values")
+    print(f"{descriptors.shape[1] - 2} descriptors per image; {len(undefined)} undefined values")
     highlights = [c for c in ("grain_density_per_um2", "sq_nm", "coverage_fraction") if c in descriptors]
     if highlights:
         print(by_class[highlights].median().round(3).to_string())

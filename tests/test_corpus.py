@@ -323,7 +323,7 @@ def image_model_dir(tmp_path_factory):
     from hybridtmd.model import HybridFeatures
 
     data = make_synthetic_dataset(n_samples=8, size_px=64, materials=["MoS2", "WSe2"], seed=1)
-    features = HybridFeatures(descriptors=DescriptorExtractor(families="areal", level=False), embedder=None)
+    features = HybridFeatures(descriptors=DescriptorExtractor(families="areal", level_images=False), embedder=None)
     model = HybridClassifier(features=features, classifier=_head()).fit(data.images, data.labels, groups=data.groups)
     return model.save(tmp_path_factory.mktemp("imodel") / "model")
 

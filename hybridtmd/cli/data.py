@@ -241,7 +241,7 @@ def extract_command(
     ds = read_dataset(source, pattern)
     names = None if families is None else [f.strip() for f in families.split(",") if f.strip()]
     try:
-        extractor = DescriptorExtractor(families=names, level=level_images, level_config=level_config,
+        extractor = DescriptorExtractor(families=names, level_images=level_images, level_config=level_config,
                                         n_jobs=n_jobs, progress=len(ds) >= 20)
         extractor.get_feature_names_out()  # unknown family names fail here, before any work
     except (HybridTMDError, ValueError) as exc:
