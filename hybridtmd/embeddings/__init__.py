@@ -71,7 +71,16 @@ from .backbones import (
 )
 from .cache import CACHE_FORMAT_VERSION, CacheWarning, EmbeddingCache, cache_key
 from .embedder import PROGRESS_MIN_VIEWS, CNNEmbedder
-from .inputs import CLIP_PERCENTILES, INPUT_SIZE, d4_view, d4_views, height_tiles, image_views, tile_count, to_input_tensor
+from .inputs import (
+    CLIP_PERCENTILES,
+    INPUT_SIZE,
+    d4_view,
+    d4_views,
+    height_tiles,
+    image_views,
+    tile_count,
+    to_input_tensor,
+)
 
 __all__ = [
     "Backbone",
