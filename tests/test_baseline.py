@@ -15,7 +15,6 @@ import pytest
 import torch
 from sklearn.base import clone
 
-from hybridtmd import baseline
 from hybridtmd.baseline import (
     BackboneFallbackWarning,
     FineTuneClassifier,
@@ -23,6 +22,7 @@ from hybridtmd.baseline import (
     estimate_flops,
     grouped_validation_split,
 )
+from hybridtmd.baseline import classifier as classifier_module
 from hybridtmd.datasets import make_synthetic_dataset
 from hybridtmd.embeddings import WeightsNotFoundError, load_efficientnet_lite0
 from hybridtmd.io import AFMImage
@@ -196,7 +196,7 @@ def test_fit_continue_keeps_old_rows_and_adds_new_classes(data):
 
 
 def test_missing_resnet_weights_fall_back_once(monkeypatch):
-    monkeypatch.setattr(baseline, "_FALLBACK_WARNED", set())
+    monkeypatch.setattr(classifier_module, "_FALLBACK_WARNED", set())
     clf = FineTuneClassifier()  # resnet18 requested; its weights are absent here
     with pytest.warns(BackboneFallbackWarning, match="resnet18"):
         assert clf._resolve_backbone().name == "efficientnet_lite0"

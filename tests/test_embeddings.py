@@ -26,7 +26,9 @@ from hybridtmd.embeddings import (
     list_backbones,
     load_efficientnet_lite0,
     register_backbone,
+    unregister_backbone,
 )
+from hybridtmd.embeddings import embedder as embedder_module
 from hybridtmd.errors import HybridTMDError
 from hybridtmd.io import AFMImage
 from hybridtmd.preprocess import Preprocessor, normalise_height
@@ -133,7 +135,7 @@ def test_cache_hit_miss_invalidation_and_corrupt_entry(images, tmp_path, monkeyp
         raise AssertionError("a fully cached run must not build the network")
 
     with monkeypatch.context() as m:  # second run: loads vectors, computes nothing
-        m.setattr(emb, "_built_model", no_model)
+        m.setattr(embedder_module, "shared_model", no_model)
         second = CNNEmbedder(cache_dir=tmp_path, **SMALL)
         assert np.array_equal(second.transform(images).to_numpy(), ref)
         assert (second.n_computed_, second.n_cache_hits_) == (0, 4)
@@ -190,7 +192,7 @@ def test_register_any_module(images):
         assert out.shape == (4, 5) and list(out.columns) == [f"latent_000{i}" for i in range(5)]
         assert create_backbone("tiny_test_net").weights_id.startswith("params:sha256:")
     finally:
-        emb._REGISTRY.pop("tiny_test_net", None)
+        unregister_backbone("tiny_test_net")
 
 
 def test_sklearn_clone_params_and_pca(images):
