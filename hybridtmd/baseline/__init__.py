@@ -19,12 +19,12 @@ Public API
 
 Module functions: :func:`estimate_flops` (forward FLOPs per image of a network or backbone),
 :func:`~hybridtmd.splits.grouped_validation_split` (the train/validation split ``fit`` uses),
-:data:`TRAIN_STEP_FLOPS_FACTOR`; :func:`compare` and :func:`compute_ratios` (the hybrid against
-fine-tuning on identical folds).
+:data:`TRAIN_STEP_FLOPS_FACTOR`. The comparison of the hybrid against fine-tuning on identical
+folds is :func:`hybridtmd.evaluation.compare`.
 
 Modules: ``network`` (the network, FLOP counts, batches, torch settings), ``training`` (epoch
 and validation steps, the frozen-feature cache, early stopping), ``classifier``
-(:class:`FineTuneClassifier`, its saved-model format), ``comparison`` (:func:`compare`).
+(:class:`FineTuneClassifier`, its saved-model format).
 
 Fitted attributes: ``classes_``, ``backbone_used_`` (the backbone actually trained: the requested
 one, or the fallback when its weights are absent), ``backbone_weights_id_``, ``input_size_``,
@@ -124,7 +124,6 @@ unreadable or inconsistent, or ``model.pt`` does not match its recorded digest.
 from ..errors import ModelFileError
 from ..splits import grouped_validation_split
 from .classifier import MANIFEST_NAME, MODEL_FORMAT_VERSION, WEIGHTS_NAME, BackboneFallbackWarning, FineTuneClassifier
-from .comparison import compare, compute_ratios
 from .network import TRAIN_STEP_FLOPS_FACTOR, estimate_flops
 
 __all__ = [
@@ -135,8 +134,6 @@ __all__ = [
     "ModelFileError",
     "TRAIN_STEP_FLOPS_FACTOR",
     "WEIGHTS_NAME",
-    "compare",
-    "compute_ratios",
     "estimate_flops",
     "grouped_validation_split",
 ]

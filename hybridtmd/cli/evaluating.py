@@ -114,8 +114,7 @@ def compare_command(
 
     from ..baseline import FineTuneClassifier
     from ..embeddings import list_backbones
-    from ..evaluation import split_limit
-    from ..evaluation.compare import compare, compute_ratios
+    from ..evaluation import compare, compute_ratios, split_limit
     from ..evaluation.report import format_ratios, write_comparison_report
 
     model = model_from_config(config)

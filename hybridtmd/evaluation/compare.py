@@ -1,25 +1,22 @@
-"""Hybrid vs fine-tuning on identical folds: the comparison engine behind ``hybridtmd compare``.
-
-(It belongs to the evaluation stage and moves there; :mod:`hybridtmd.baseline` re-exports it.)
-"""
+"""Hybrid vs fine-tuning on identical folds: the comparison engine behind ``hybridtmd compare``."""
 
 from __future__ import annotations
 
 import math
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.base import clone
 
-from ..io import AFMImage
-from ..preprocess import check_images
-from .classifier import FineTuneClassifier
-from .network import estimate_flops
-
-if TYPE_CHECKING:
-    from ..evaluation import Evaluation
+from ..baseline import FineTuneClassifier, estimate_flops
+from ..io import AFMImage, check_images
+from ..model import HybridClassifier, resolve_features
+from ..preprocess import level
+from .cv import evaluate_inputs
+from .results import Evaluation
 
 
 def compare(
@@ -39,22 +36,16 @@ def compare(
     Images are levelled once (``level_config``). The hybrid's two feature halves are computed
     once for all images (each timed); ``hybrid``, ``descriptors`` and ``embeddings`` rows are the
     hybrid's head (default :class:`~hybridtmd.model.HybridClassifier`) on the full table and on
-    each half; the ``fine-tune`` row is ``fine_tune`` (default :class:`FineTuneClassifier`) on
+    each half; the ``fine-tune`` row is ``fine_tune`` (default :class:`~hybridtmd.baseline.FineTuneClassifier`) on
     the levelled images. Every fold of every model is the same
     (:func:`~hybridtmd.evaluation.evaluate_inputs`).
 
     Cost columns: ``fit_seconds``/``predict_seconds`` of the table models include their share of
     feature extraction (per-image time × images of the fold); ``fit_flops``/``predict_flops``
-    count CNN forward passes (:func:`estimate_flops`): the hybrid embeds each image once, the
+    count CNN forward passes (:func:`~hybridtmd.baseline.estimate_flops`): the hybrid embeds each image once, the
     fine-tuning reports its own training FLOPs. Descriptor arithmetic (filters, FFTs) is not
     counted in FLOPs; its time is in the seconds.
     """
-    from sklearn.base import clone
-
-    from ..evaluation import evaluate_inputs
-    from ..model import HybridClassifier, resolve_features
-    from ..preprocess import level
-
     y, groups = np.asarray(y), np.asarray(groups)
     levelled = [level(im, level_config) for im in check_images(images)]
     hybrid = HybridClassifier() if hybrid is None else hybrid
@@ -93,3 +84,6 @@ def compute_ratios(result: Evaluation, slow: str = "fine-tune", fast: str = "hyb
     means = result.folds.groupby("model")[["fit_seconds", "predict_seconds", "fit_flops", "predict_flops"]].mean()
     return {col: float(means.loc[slow, col] / means.loc[fast, col]) if means.loc[fast, col] else math.inf
             for col in means.columns}
+
+
+__all__ = ["compare", "compute_ratios"]
