@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import math
 import numbers
 import os
 import tempfile
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -251,3 +253,25 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# Warnings
+# --------------------------------------------------------------------------------------------
+
+#: Packages whose frames a warning skips to reach the user's line (scikit-learn's wrappers call
+#: our transform/fit from inside their own code).
+INTERNAL_PACKAGES = ("hybridtmd", "sklearn")
+
+
+def warn_at_user(message: str, category: type[Warning] = UserWarning) -> None:
+    """``warnings.warn`` attributed to the first caller outside hybridtmd (and scikit-learn):
+    the user's line, however many package frames lie between it and the code that warns."""
+    frame = inspect.currentframe()
+    frame = frame.f_back if frame is not None else None  # the function that warns: stacklevel 2
+    level = 2
+    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] in INTERNAL_PACKAGES:
+        frame = frame.f_back
+        level += 1
+    del frame  # frames hold references to their locals
+    warnings.warn(message, category, stacklevel=level)

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import inspect
-import warnings
 from pathlib import Path
 
 import numpy as np
 
-from .._utils import array_digest, atomic_path
+from .._utils import array_digest, atomic_path, warn_at_user
 
 #: Bumped whenever the meaning of a cached vector changes (invalidates every old entry).
 CACHE_FORMAT_VERSION = 1
@@ -43,12 +41,11 @@ class EmbeddingCache:
         except FileNotFoundError:
             return None
         except (OSError, ValueError, EOFError) as exc:
-            warnings.warn(f"embedding cache entry {path} is unreadable ({exc}); recomputing", CacheWarning,
-                          stacklevel=_outside_stacklevel())
+            warn_at_user(f"embedding cache entry {path} is unreadable ({exc}); recomputing", CacheWarning)
             return None
         if vec.shape != (dim,) or vec.dtype != np.float32 or not np.all(np.isfinite(vec)):
-            warnings.warn(f"embedding cache entry {path} has shape {vec.shape}, dtype {vec.dtype} or non-finite "
-                          f"values; recomputing", CacheWarning, stacklevel=_outside_stacklevel())
+            warn_at_user(f"embedding cache entry {path} has shape {vec.shape}, dtype {vec.dtype} or non-finite "
+                         f"values; recomputing", CacheWarning)
             return None
         return vec
 
@@ -56,16 +53,3 @@ class EmbeddingCache:
         """Store ``vec`` (as float32) under ``key``, atomically."""
         with atomic_path(self.path(key)) as tmp, open(tmp, "wb") as fh:
             np.save(fh, np.asarray(vec, dtype=np.float32), allow_pickle=False)
-
-
-def _outside_stacklevel() -> int:
-    """The ``stacklevel`` for a ``warnings.warn`` in the caller of this function that points at
-    the first frame outside hybridtmd and scikit-learn: the user's call, however deep the cache
-    sits (a transform, a fit_transform, a HybridClassifier fit, scikit-learn's output wrappers)."""
-    frame = inspect.currentframe()
-    frame = frame.f_back if frame is not None else None  # the function that warns: stacklevel 1
-    level = 1
-    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] in ("hybridtmd", "sklearn"):
-        frame = frame.f_back
-        level += 1
-    return level

@@ -6,8 +6,6 @@ data raises :class:`~hybridtmd.errors.AFMInputError` naming the source and the r
 
 from __future__ import annotations
 
-import inspect
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -15,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .._utils import warn_at_user
 from ..errors import AFMInputError, AFMInputWarning
 
 #: Smallest image side accepted at load time (pixels); smaller maps carry no morphology.
@@ -37,8 +36,6 @@ _UNIT_TO_NM = {
     "angstrom": 0.1,
     "pm": 1e-3,
 }
-
-_PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 
 def unit_to_nm(unit: str) -> float:
@@ -63,18 +60,9 @@ def check_pixel_size(pixel_size_nm: float | Sequence[float], source: str | Path 
 
 
 def warn_input(message: str) -> None:
-    """Issue an :class:`AFMInputWarning` attributed to the first caller outside hybridtmd.
-
-    Input problems are found deep inside the readers; the warning points at the user's line
-    (``load_image(...)``, ``dataset.load()``...) however many package frames lie between.
-    """
-    frame = inspect.currentframe()
-    stacklevel = 1
-    while frame is not None and Path(frame.f_code.co_filename).resolve().is_relative_to(_PACKAGE_DIR):
-        frame = frame.f_back
-        stacklevel += 1
-    del frame  # frames hold references to their locals
-    warnings.warn(message, AFMInputWarning, stacklevel=stacklevel)
+    """Issue an :class:`AFMInputWarning` attributed to the user's line (``load_image(...)``,
+    ``dataset.load()``...), however deep in the readers the problem was found."""
+    warn_at_user(message, AFMInputWarning)
 
 
 @dataclass
