@@ -172,3 +172,24 @@ def _long_functions() -> list[str]:
 def test_functions_stay_short_or_say_why():
     long = _long_functions()
     assert not long, "\n".join(long)
+
+
+def test_no_private_names_across_modules():
+    """``from .x import _y`` couples two modules through a name that promises nothing; a library's
+    private module (``skimage.feature._canny_cy``) may vanish in any release."""
+    found = []
+    for name, path in MODULES.items():
+        for node in _runtime_imports(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                private = [a.name for a in node.names
+                           if a.name.startswith("_") and a.name not in ("__version__", "_utils")]
+                module_parts = (node.module or "").split(".")
+                if private:
+                    found.append(f"{name}: from {'.' * node.level}{node.module or ''} import {', '.join(private)}")
+                if not node.level and module_parts[0] not in ("hybridtmd", "__future__") and any(
+                        p.startswith("_") for p in module_parts):
+                    found.append(f"{name}: from {node.module} import ...")
+            else:
+                found += [f"{name}: import {a.name}" for a in node.names
+                          if any(p.startswith("_") for p in a.name.split(".")) and not a.name.startswith("hybridtmd")]
+    assert not found, "\n".join(found)
