@@ -26,6 +26,7 @@ from ..errors import ModelFileError
 from ..splits import inner_grouped_splits
 from .persistence import write_json
 
+
 def default_head(random_state: int | None = 0, n_jobs: int | None = None):
     """The default XGBoost head (values chosen a priori, not tuned on any test fold).
 
