@@ -13,7 +13,7 @@ import json
 import numbers
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -26,8 +26,11 @@ from ..errors import ModelFileError
 from ..splits import inner_grouped_splits
 from .persistence import write_json
 
+if TYPE_CHECKING:  # xgboost is imported when a head is made, so importing the model stage stays light
+    from xgboost import XGBClassifier
 
-def default_head(random_state: int | None = 0, n_jobs: int | None = None):
+
+def default_head(random_state: int | None = 0, n_jobs: int | None = None) -> XGBClassifier:
     """The default XGBoost head (values chosen a priori, not tuned on any test fold).
 
     Many shallow trees with a small learning rate and strong column subsampling: the table has
