@@ -21,19 +21,68 @@ A config file has one table per stage; every key is optional and defaults are th
 
     [model.xgboost]              # overrides of the default XGBoost head (hybridtmd.model.default_head)
     n_estimators = 600
+
+Every table is parsed and checked here, when the file is read: an unknown key or a value out of
+range is a :class:`ConfigError` naming the file, the table and the key. (Whether an embedder's
+weights file exists is checked when the model is built, since finding it loads the backbone.)
 """
 
 from __future__ import annotations
 
+import numbers
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._utils import Interval, Options, validate_params
+from .descriptors import DescriptorConfig
 from .errors import HybridTMDError
 from .preprocess import LevelConfig
 
 SECTIONS = ("level", "descriptors", "embeddings", "model")
+
+_INT = numbers.Integral
+_REAL = numbers.Real
+_SEED = [Interval(_INT, 0, None), None]
+_THREADS = [Interval(_INT, None, None), None]
+
+#: The [model] keys and what each accepts; :class:`hybridtmd.model.HybridClassifier` checks its
+#: parameters against the same constraints at ``fit`` (its ``classifier`` may also be an estimator).
+MODEL_OPTIONS: dict[str, list[Any]] = {
+    "classifier": [Options(("xgboost", "svm")), None],
+    "class_weight": [Options(("balanced",)), Mapping, None],
+    "calibration": [Options(("temperature",)), None],
+    "calibration_folds": [Interval(_INT, 1, None)],
+    "ood_neighbors": [Interval(_INT, 1, None), None],
+    "ood_quantile": [Interval(_REAL, 0, 1, closed="right")],
+    "random_state": _SEED,
+    "n_jobs": _THREADS,
+}
+
+_FRACTION = [Interval(_REAL, 0, 1, closed="right")]
+_NON_NEGATIVE = [Interval(_REAL, 0, None)]
+#: Value checks of the [model.xgboost] keys that have a range; any other XGBClassifier parameter
+#: is accepted as given (XGBoost checks it when fitting).
+XGBOOST_OPTIONS: dict[str, list[Any]] = {
+    "n_estimators": [Interval(_INT, 1, None)],
+    "learning_rate": [Interval(_REAL, 0, None, closed="neither")],
+    "max_depth": [Interval(_INT, 0, None)],
+    "max_leaves": [Interval(_INT, 0, None)],
+    "max_bin": [Interval(_INT, 2, None)],
+    "min_child_weight": _NON_NEGATIVE,
+    "gamma": _NON_NEGATIVE,
+    "reg_lambda": _NON_NEGATIVE,
+    "reg_alpha": _NON_NEGATIVE,
+    "subsample": _FRACTION,
+    "colsample_bytree": _FRACTION,
+    "colsample_bylevel": _FRACTION,
+    "colsample_bynode": _FRACTION,
+    "tree_method": [Options(("hist", "approx", "exact", "auto"))],
+    "random_state": _SEED,
+    "n_jobs": _THREADS,
+}
 
 
 class ConfigError(HybridTMDError, ValueError):
@@ -41,38 +90,141 @@ class ConfigError(HybridTMDError, ValueError):
 
 
 @dataclass(frozen=True)
-class Config:
-    """Settings of every stage of a hybridtmd run.
+class DescriptorsSection:
+    """[descriptors]: whether the physical half is used, its families and their settings."""
 
-    ``level`` is parsed here; ``descriptors``, ``embeddings`` and ``model`` are plain tables that
-    the stage that owns them validates (:meth:`hybridtmd.model.HybridClassifier.from_config`), so
-    this module does not import later stages.
-    """
+    enabled: bool = True
+    families: str | tuple[str, ...] | None = None
+    config: DescriptorConfig = field(default_factory=DescriptorConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        families = list(self.families) if isinstance(self.families, tuple) else self.families
+        return {"enabled": self.enabled, "families": families, **self.config.to_dict()}
+
+
+@dataclass(frozen=True)
+class EmbeddingsSection:
+    """[embeddings]: whether the latent half is used, and the CNNEmbedder keyword arguments."""
+
+    enabled: bool = True
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"enabled": self.enabled, **self.options}
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    """[model]: HybridClassifier keyword arguments (only those given) and [model.xgboost], the
+    overrides of the default XGBoost head (None: no table)."""
+
+    options: Mapping[str, Any] = field(default_factory=dict)
+    xgboost: Mapping[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.options, **({} if self.xgboost is None else {"xgboost": dict(self.xgboost)})}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Settings of every stage of a hybridtmd run, one checked section per stage
+    (:meth:`hybridtmd.model.HybridClassifier.from_config` builds the classifier they describe)."""
 
     level: LevelConfig = field(default_factory=LevelConfig)
-    descriptors: dict[str, Any] = field(default_factory=dict)
-    embeddings: dict[str, Any] = field(default_factory=dict)
-    model: dict[str, Any] = field(default_factory=dict)
+    descriptors: DescriptorsSection = field(default_factory=DescriptorsSection)
+    embeddings: EmbeddingsSection = field(default_factory=EmbeddingsSection)
+    model: ModelSection = field(default_factory=ModelSection)
     source: str = "<defaults>"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"level": self.level.to_dict(), "descriptors": dict(self.descriptors),
-                "embeddings": dict(self.embeddings), "model": dict(self.model)}
+        return {"level": self.level.to_dict(), "descriptors": self.descriptors.to_dict(),
+                "embeddings": self.embeddings.to_dict(), "model": self.model.to_dict()}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "<dict>") -> Config:
+        """The checked config of a parsed TOML document; :class:`ConfigError` names ``source``,
+        the table and the key of the first problem."""
         unknown = set(values) - set(SECTIONS)
         if unknown:
             raise ConfigError(f"{source}: unknown section(s) {sorted(unknown)}; known: {', '.join(SECTIONS)}")
         for name in SECTIONS:
             if not isinstance(values.get(name, {}), dict):
                 raise ConfigError(f"{source}: [{name}] must be a table")
-        try:
-            level = LevelConfig.from_dict(values.get("level", {}))
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{source}: [level] {exc}") from None
-        return cls(level=level, descriptors=dict(values.get("descriptors", {})),
-                   embeddings=dict(values.get("embeddings", {})), model=dict(values.get("model", {})), source=source)
+        return cls(level=_parse(source, "level", LevelConfig.from_dict, values.get("level", {})),
+                   descriptors=_parse(source, "descriptors", _descriptors, values.get("descriptors", {})),
+                   embeddings=_parse(source, "embeddings", _embeddings, values.get("embeddings", {})),
+                   model=_model_section(source, dict(values.get("model", {}))), source=source)
+
+
+def _parse(source: str, name: str, parser: Any, values: dict[str, Any]) -> Any:
+    """``parser(values)``, its TypeError/ValueError a :class:`ConfigError` naming file and table."""
+    try:
+        return parser(dict(values))
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: [{name}] {exc}") from None
+
+
+def _enabled(values: dict[str, Any]) -> bool:
+    enabled = values.pop("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ValueError(f"enabled must be true or false, not {enabled!r}")
+    return enabled
+
+
+def _descriptors(values: dict[str, Any]) -> DescriptorsSection:
+    from .descriptors import DescriptorExtractor
+
+    enabled = _enabled(values)
+    families = values.pop("families", None)
+    families = tuple(families) if isinstance(families, list) else families
+    DescriptorExtractor(families=families).get_feature_names_out()  # unknown family names fail now
+    return DescriptorsSection(enabled, families, DescriptorConfig.from_dict(values))
+
+
+def _embeddings(values: dict[str, Any]) -> EmbeddingsSection:
+    from .embeddings import CNNEmbedder
+
+    enabled = _enabled(values)
+    check_keys(values, CNNEmbedder().get_params(), "CNNEmbedder option")
+    return EmbeddingsSection(enabled, values)
+
+
+def _model_section(source: str, values: dict[str, Any]) -> ModelSection:
+    xgboost = values.pop("xgboost", None)
+    if xgboost is not None and not isinstance(xgboost, dict):
+        raise ConfigError(f"{source}: [model.xgboost] must be a table")
+    return ModelSection(_parse(source, "model", _model_options, values),
+                        None if xgboost is None else _parse(source, "model.xgboost", _xgboost_options, xgboost))
+
+
+def _model_options(values: dict[str, Any]) -> dict[str, Any]:
+    check_keys(values, MODEL_OPTIONS, "model option")
+    check_values(values, MODEL_OPTIONS)
+    return values
+
+
+def _xgboost_options(values: dict[str, Any]) -> dict[str, Any]:
+    from xgboost import XGBClassifier
+
+    check_keys(values, XGBClassifier().get_params(), "XGBoost option")
+    check_values(values, XGBOOST_OPTIONS)
+    return values
+
+
+def check_keys(values: Mapping[str, Any], known: Any, what: str) -> None:
+    """ValueError naming the first key of ``values`` that is not in ``known``."""
+    for key in values:
+        if key not in known:
+            raise ValueError(f"unknown {what} {key!r}; known: {', '.join(sorted(known))}")
+
+
+def check_values(values: Mapping[str, Any], constraints: Mapping[str, list[Any]]) -> None:
+    """Check the given ``values`` against their ``constraints`` with
+    :func:`hybridtmd._utils.validate_params`; the ValueError names the key."""
+    owner = type("this table", (), dict(values))()  # validate_params names the owner's type
+    validate_params(owner, {k: c for k, c in constraints.items() if k in values})
 
 
 def load_config(path: str | Path | None) -> Config:

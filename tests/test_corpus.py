@@ -209,10 +209,10 @@ def _edit_manifest(directory, **changes):
 
 
 def _rehash(directory):
-    from hybridtmd.model import _sha256
+    from hybridtmd._utils import file_sha256
 
     manifest = json.loads((directory / "manifest.json").read_text())
-    _edit_manifest(directory, files={name: _sha256(directory / name) for name in manifest["files"]})
+    _edit_manifest(directory, files={name: file_sha256(directory / name) for name in manifest["files"]})
 
 
 @pytest.mark.parametrize("case, match", [

@@ -12,9 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from hybridtmd._utils import file_sha256
 from hybridtmd.datasets import make_synthetic_dataset
 from hybridtmd.descriptors import DescriptorExtractor
-from hybridtmd.model import HybridClassifier, HybridFeatures, ModelFileError, _sha256, default_head
+from hybridtmd.model import HybridClassifier, HybridFeatures, ModelFileError, default_head
 
 
 @pytest.fixture(scope="module")
@@ -81,15 +82,15 @@ def _crafted(saved, tmp_path, where: str):
     manifest = json.loads((d / "manifest.json").read_text())
     if where in ("classifier.json", "arrays.npz"):  # replaced by a pickle, manifest hash updated to match
         (d / where).write_bytes(blob)
-        manifest["files"][where] = _sha256(d / where)
+        manifest["files"][where] = file_sha256(d / where)
     elif where == "listed":  # the manifest points to an extra pickle file
         (d / "model.pkl").write_bytes(blob)
-        manifest["files"]["model.pkl"] = _sha256(d / "model.pkl")
+        manifest["files"]["model.pkl"] = file_sha256(d / "model.pkl")
     elif where == "object_npz":  # a real npz whose array needs pickle
         with open(d / "arrays.npz", "wb") as fh:
             np.savez(fh, ood_reference=np.array([_Payload(str(marker))], dtype=object),
                      ood_center=np.zeros(1), ood_scale=np.ones(1))
-        manifest["files"]["arrays.npz"] = _sha256(d / "arrays.npz")
+        manifest["files"]["arrays.npz"] = file_sha256(d / "arrays.npz")
     (d / "manifest.json").write_text(json.dumps(manifest))
     return d, marker
 

@@ -1,0 +1,54 @@
+"""The model stage: physical descriptors ⊕ frozen-CNN embeddings → a classifier head.
+
+=====================  ===========================================================================
+:mod:`.columns`        column prefixes (``phys__``, ``latent__``), groups, units, column alignment
+:mod:`.features`       :class:`HybridFeatures`: AFM images → one feature table
+:mod:`.heads`          the XGBoost head (:func:`default_head`) and :class:`KernelSVMHead`
+:mod:`.calibration`    temperature scaling of probabilities
+:mod:`.ood`            :class:`NearestNeighborOOD`, the out-of-distribution score
+:mod:`.classifier`     :class:`HybridClassifier`: fit, predict, save and load
+:mod:`.persistence`    model directories without pickle (manifest, SHA-256, arrays)
+=====================  ===========================================================================
+"""
+
+from ..errors import ModelFileError
+from ..splits import inner_grouped_splits
+from .classifier import MODEL_FORMAT_VERSION, HybridClassifier, load_model
+from .columns import (
+    LATENT_GROUP,
+    LATENT_PREFIX,
+    PHYS_PREFIX,
+    FeatureMismatchError,
+    align_columns,
+    feature_groups_from_columns,
+    feature_units,
+    is_image_sequence,
+    latent_table,
+)
+from .features import HybridFeatures, resolve_features
+from .heads import KernelSVMHead, default_head, power_l2_normalise, signed_sqrt
+from .ood import NearestNeighborOOD
+
+__all__ = [
+    "LATENT_GROUP",
+    "LATENT_PREFIX",
+    "MODEL_FORMAT_VERSION",
+    "PHYS_PREFIX",
+    "FeatureMismatchError",
+    "HybridClassifier",
+    "HybridFeatures",
+    "KernelSVMHead",
+    "ModelFileError",
+    "NearestNeighborOOD",
+    "align_columns",
+    "default_head",
+    "feature_groups_from_columns",
+    "feature_units",
+    "inner_grouped_splits",
+    "is_image_sequence",
+    "latent_table",
+    "load_model",
+    "power_l2_normalise",
+    "resolve_features",
+    "signed_sqrt",
+]

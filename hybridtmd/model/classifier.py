@@ -1,0 +1,434 @@
+"""The hybrid classifier: a head on the feature table of AFM images (or on a given table).
+
+:class:`HybridClassifier` - ``fit(X, y, groups=None)``, ``predict``, ``predict_proba``, ``score``,
+``predict_frame``. ``X`` is either a sequence of :class:`~hybridtmd.io.AFMImage` (features
+computed by ``features``) or a precomputed feature table (DataFrame or 2-D array, e.g. cached
+features or the paper's embedding table), so both use the same estimator. String labels in,
+string labels out. Default head: XGBoost (exact TreeSHAP explanations). Options: balanced class
+weights, temperature-scaled probabilities fitted on grouped out-of-fold predictions
+(:mod:`.calibration`), and an out-of-distribution score that flags images unlike any training
+sample (:mod:`.ood`).
+
+Model files are the head (XGBoost's JSON, or the kernel-SVM head's settings), a JSON manifest
+and an ``.npz`` of arrays: no pickle, so loading never runs code (:meth:`HybridClassifier.save`,
+:meth:`HybridClassifier.load`, :mod:`.persistence`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, column_or_1d, has_fit_parameter, validate_data
+
+from .._utils import Check, Options, array_digest, validate_params
+from ..config import MODEL_OPTIONS, Config, ConfigError
+from ..embeddings import CNNEmbedder
+from ..errors import ModelFileError
+from ..preprocess import check_images
+from ..splits import inner_grouped_splits
+from .calibration import apply_temperature, fit_temperature, log_probabilities
+from .columns import align_columns, feature_groups_from_columns, is_image_sequence, latent_mask
+from .features import HybridFeatures, resolve_features, unlevelled_extractor
+from .heads import HEAD_KINDS, KernelSVMHead, check_sample_weight, default_head, load_head, save_head
+from .ood import STATE_ARRAYS, NearestNeighborOOD
+from .persistence import MANIFEST_NAME, read_arrays, read_manifest, write_arrays, write_manifest
+
+MODEL_FORMAT = "hybridtmd-model"
+#: Version of the model directory layout written by :meth:`HybridClassifier.save`; every older
+#: one still loads. 3: the features' levelling flag is ``level_images`` (``level`` before);
+#: 2: the "head" entry and kernel-SVM heads; 1: XGBoost heads only.
+MODEL_FORMAT_VERSION = 3
+CLASSIFIER_NAME = "classifier.json"
+ARRAYS_NAME = "arrays.npz"
+OOD_ARRAY_PREFIX = "ood_"
+#: the constructor parameters a manifest stores (features are stored as their settings, the head
+#: as its files)
+SAVED_PARAMS = ("class_weight", "calibration", "calibration_folds", "ood_neighbors", "ood_quantile",
+                "random_state", "n_jobs")
+MANIFEST_ENTRIES = ("params", "features", "classes", "classes_dtype", "n_features_in", "feature_names",
+                    "feature_names_from_table", "feature_groups", "temperature", "ood_threshold", "training",
+                    "metrics", "files")
+
+
+class HybridClassifier(ClassifierMixin, BaseEstimator):
+    """Classify AFM images (or their feature table) with gradient-boosted trees.
+
+    Parameters
+    ----------
+    features : HybridFeatures, "default" or None
+        How images become a table; ``"default"`` is :class:`HybridFeatures` ``()``. Unused when
+        ``fit`` receives a table. ``None``: the model accepts tables only.
+    classifier : estimator, "xgboost", "svm" or None
+        The head. ``None``/``"xgboost"``: :func:`default_head` (XGBoost; exact TreeSHAP
+        explanations, saved as JSON). ``"svm"``: :class:`KernelSVMHead` (RBF SVM tuned by inner
+        grouped CV; more accurate on embedding-dominated tables; its ``latent__`` columns
+        power- and L2-normalised as one block - none for a table without column names; saved as
+        JSON + npz; no TreeSHAP). Any scikit-learn classifier works for fit/predict.
+    class_weight : "balanced", dict or None
+        ``balanced`` weights each image by ``n / (n_classes * n_class)`` (multiplied with any
+        ``sample_weight``), so rare materials count as much as common ones; a dict gives a weight
+        per class label.
+    calibration : "temperature" or None
+        Temperature scaling (Guo et al., ICML 2017): one scalar ``T`` dividing the log-probabilities,
+        fitted by log-loss on out-of-fold predictions of ``calibration_folds`` folds grouped by
+        sample. Changes confidence, never the predicted class.
+    calibration_folds : int
+        Folds for the calibration predictions.
+    ood_neighbors : int or None
+        Out-of-distribution score = mean Euclidean distance to the ``ood_neighbors`` nearest
+        training images in the standardised table (each block - physical, latent - scaled to equal
+        weight; missing values at the training median). ``None`` switches it off.
+    ood_quantile : float
+        The OOD threshold is this quantile of the training images' own scores, each computed
+        against training images of *other* samples (so a new sample of a known material scores
+        like the training ones, and a new material scores above).
+    random_state : int or None
+        Seed of the default head and of the calibration folds.
+    n_jobs : int or None
+        Threads of the default head (None: 1).
+
+    Attributes
+    ----------
+    classes_ : ndarray  the labels, as given
+    classifier_ : the fitted head (trained on encoded labels 0..n_classes-1)
+    features_ : HybridFeatures or None  fitted on the training images (None for table input)
+    n_features_in_, feature_names_in_ : the table columns (``feature_names_in_`` only for a
+        DataFrame with string column names)
+    feature_names_ : list of str  the column names the model sees: ``feature_names_in_``, or
+        ``x0, x1...`` for an array; the columns of :meth:`transform_features`
+    feature_groups_ : dict  group → columns (see :func:`feature_groups_from_columns`)
+    temperature_ : float or None
+    ood_ : NearestNeighborOOD or None  the fitted out-of-distribution score
+    ood_threshold_ : float or None  its threshold
+    training_summary_ : dict  images, samples, class counts, data hash
+    """
+
+    _parameter_constraints: dict = {  # noqa: RUF012 (scikit-learn's convention: a class attribute)
+        **MODEL_OPTIONS,  # the constraints a config's [model] table is checked against
+        "features": [HybridFeatures, Options(("default",)), None],
+        "classifier": [Options(("xgboost", "svm")), None, Check(lambda c: hasattr(c, "fit"), "an estimator")],
+    }
+
+    def __init__(
+        self,
+        features: HybridFeatures | str | None = "default",
+        classifier: Any = None,
+        class_weight: str | Mapping[Any, float] | None = "balanced",
+        calibration: str | None = None,
+        calibration_folds: int = 5,
+        ood_neighbors: int | None = 5,
+        ood_quantile: float = 0.99,
+        random_state: int | None = 0,
+        n_jobs: int | None = None,
+    ):
+        self.features = features
+        self.classifier = classifier
+        self.class_weight = class_weight
+        self.calibration = calibration
+        self.calibration_folds = calibration_folds
+        self.ood_neighbors = ood_neighbors
+        self.ood_quantile = ood_quantile
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    @classmethod
+    def from_config(cls, config: Config) -> HybridClassifier:
+        """The classifier a :class:`~hybridtmd.config.Config` describes (its ``[level]``,
+        ``[descriptors]``, ``[embeddings]`` and ``[model]`` sections, checked when the config was
+        read); an embedder whose backbone or weights cannot be found is a
+        :class:`~hybridtmd.config.ConfigError` naming the file."""
+        desc, emb, settings = config.descriptors, config.embeddings, config.model
+        descriptors = unlevelled_extractor(desc.families, desc.config) if desc.enabled else None
+        embedder = CNNEmbedder(**emb.options) if emb.enabled else None
+        model = cls(features=HybridFeatures(descriptors=descriptors, embedder=embedder, level_config=config.level),
+                    **settings.options)
+        if settings.xgboost is not None:
+            model.set_params(classifier=default_head(model.random_state, model.n_jobs).set_params(**settings.xgboost))
+        if embedder is not None:
+            try:
+                embedder.get_feature_names_out()  # unknown backbone, bad option or missing weights fail now
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"{config.source}: [embeddings] {exc}") from None
+        return model
+
+    # ---- fitting ------------------------------------------------------------------------------
+
+    def fit(self, X: Any, y: Any, groups: Any = None, sample_weight: Any = None) -> HybridClassifier:
+        """Fit on images or a feature table.
+
+        ``groups`` (sample ids, one per image) make the calibration folds and the OOD reference
+        respect samples; without them every image is its own sample.
+        """
+        validate_params(self, self._parameter_constraints)
+        table = self._fit_features(X)
+        X_arr = validate_data(self, table, ensure_all_finite="allow-nan", reset=True, dtype=np.float64)
+        y_enc = self._encode_labels(y, X_arr.shape[0])
+        groups = np.arange(len(y_enc)) if groups is None else np.asarray(groups)
+        if len(groups) != len(y_enc):
+            raise ValueError(f"groups has {len(groups)} entries for {len(y_enc)} images")
+        weights = self._weights(y_enc, sample_weight, len(X_arr))
+        self.feature_names_ = [str(c) for c in getattr(self, "feature_names_in_",
+                                                       [f"x{i}" for i in range(X_arr.shape[1])])]
+        self.feature_groups_ = feature_groups_from_columns(self.feature_names_)
+
+        self.classifier_ = self._fit_head(X_arr, y_enc, weights, groups)
+        self.temperature_ = self._fit_temperature(X_arr, y_enc, groups, weights) if self.calibration else None
+        self.ood_ = None if self.ood_neighbors is None else NearestNeighborOOD(
+            self.ood_neighbors, self.ood_quantile).fit(X_arr, groups, block=latent_mask(self.feature_names_))
+        self.ood_threshold_ = None if self.ood_ is None else self.ood_.threshold_
+        self.training_summary_ = {
+            "n_images": int(len(y_enc)), "n_samples": int(len(np.unique(groups))),
+            "class_counts": {str(c): int(n) for c, n in zip(self.classes_, np.bincount(y_enc), strict=True)},
+            "data_sha256": array_digest(np.concatenate([np.nan_to_num(X_arr, nan=-1e300), y_enc[:, None]], axis=1)),
+        }
+        return self
+
+    def _encode_labels(self, y: Any, n_rows: int) -> np.ndarray:
+        """Set ``classes_`` and return ``y`` encoded as 0..n_classes-1."""
+        check_classification_targets(y)
+        y = column_or_1d(y, warn=True)
+        if len(y) != n_rows:
+            raise ValueError(f"y has {len(y)} labels for {n_rows} rows of X")
+        encoder = LabelEncoder().fit(y)
+        self.classes_ = encoder.classes_
+        if len(self.classes_) < 2:
+            raise ValueError(f"need at least 2 classes to fit a classifier, got 1 class: {self.classes_[0]!r}")
+        return encoder.transform(y)
+
+    def _fit_features(self, X: Any) -> Any:
+        if not is_image_sequence(X):
+            self.features_ = None
+            return X
+        if self.features is None:
+            raise TypeError("this HybridClassifier has features=None: pass a feature table, not images")
+        features = resolve_features(self.features)
+        table = features.fit_transform(check_images(X))
+        self.features_ = features
+        return table
+
+    def _weights(self, y_enc: np.ndarray, sample_weight: Any, n_rows: int) -> np.ndarray:
+        """``sample_weight`` times the ``class_weight`` of each row's class."""
+        weights = check_sample_weight(sample_weight, n_rows)
+        if isinstance(self.class_weight, Mapping):
+            index = {c: i for i, c in enumerate(self.classes_.tolist())}
+            unknown = set(self.class_weight) - set(index)
+            if unknown:
+                raise ValueError(f"class_weight names classes not in y: {sorted(map(str, unknown))}")
+            per_class = {index[c]: w for c, w in self.class_weight.items()}
+            weights = weights * compute_sample_weight(per_class, y_enc)
+        elif self.class_weight == "balanced":
+            weights = weights * compute_sample_weight("balanced", y_enc)
+        return weights
+
+    def _make_head(self) -> Any:
+        if self.classifier is None or (isinstance(self.classifier, str) and self.classifier == "xgboost"):
+            return default_head(self.random_state, self.n_jobs)
+        if isinstance(self.classifier, str):  # "svm", the other string the constraints allow
+            # power + L2 normalisation belongs to the embedding block only
+            latent = np.flatnonzero(latent_mask(self.feature_names_)).tolist()
+            return KernelSVMHead(l2_normalize=tuple(latent) or None, random_state=self.random_state)
+        return clone(self.classifier)
+
+    def _fit_head(self, X: np.ndarray, y_enc: np.ndarray, weights: np.ndarray, groups: np.ndarray,
+                  stacklevel: int = 3) -> Any:
+        """A new head fitted on the rows; ``stacklevel`` of its warning points at the user's call."""
+        head = self._make_head()
+        extra = {"groups": groups} if has_fit_parameter(head, "groups") else {}
+        if has_fit_parameter(head, "sample_weight"):
+            return head.fit(X, y_enc, sample_weight=weights, **extra)
+        if not np.allclose(weights, weights[0]):
+            warnings.warn(f"{type(head).__name__} takes no sample_weight: class/sample weights ignored",
+                          UserWarning, stacklevel=stacklevel)
+        return head.fit(X, y_enc, **extra)
+
+    def _fit_temperature(self, X: np.ndarray, y_enc: np.ndarray, groups: np.ndarray, weights: np.ndarray) -> float:
+        """The temperature of heads fitted on grouped calibration folds, from their out-of-fold
+        probabilities (:func:`~hybridtmd.model.calibration.fit_temperature`)."""
+        splits = inner_grouped_splits(y_enc, groups, self.calibration_folds, self.random_state)
+        if not splits:
+            warnings.warn("too few images per class or samples for calibration folds that each train on every "
+                          "class: temperature left at 1", UserWarning, stacklevel=3)
+            return 1.0
+        log_p = np.zeros((len(y_enc), len(self.classes_)))
+        for train, test in splits:
+            head = self._fit_head(X[train], y_enc[train], weights[train], groups[train], stacklevel=4)
+            log_p[test] = log_probabilities(head.predict_proba(X[test]))
+        seen = np.concatenate([test for _, test in splits])
+        return fit_temperature(log_p[seen], y_enc[seen])
+
+    # ---- prediction ---------------------------------------------------------------------------
+
+    def _table_array(self, X: Any) -> np.ndarray:
+        """The checked float array of ``X`` (images → features; a DataFrame aligned by name).
+        Called by the public methods only, so a warning's ``stacklevel`` of 3 is the user's call."""
+        check_is_fitted(self, "classifier_")
+        if is_image_sequence(X):
+            if self.features_ is None:
+                raise TypeError("this model was fitted on a feature table: pass a table with the same columns")
+            X = self.features_.transform(check_images(X))
+        elif isinstance(X, pd.DataFrame) and hasattr(self, "feature_names_in_"):
+            X = align_columns(X, self.feature_names_in_, stacklevel=3)
+        return validate_data(self, X, ensure_all_finite="allow-nan", reset=False, dtype=np.float64)
+
+    def transform_features(self, X: Any) -> pd.DataFrame:
+        """The feature table the model sees for ``X`` (images or a table), columns ``feature_names_``."""
+        return pd.DataFrame(self._table_array(X), columns=self.feature_names_)
+
+    def ood_score(self, X: Any) -> np.ndarray:
+        """Mean distance to the nearest training images (see ``ood_neighbors``); larger = stranger."""
+        check_is_fitted(self, "classifier_")
+        if self.ood_ is None:
+            raise ValueError("this model was fitted with ood_neighbors=None")
+        return self.ood_.score(self._table_array(X))
+
+    def is_out_of_distribution(self, X: Any) -> np.ndarray:
+        """True where :meth:`ood_score` exceeds ``ood_threshold_``: an image unlike every training
+        sample (an unknown material, a broken scan), whose predicted label should not be trusted."""
+        return self.ood_score(X) > self.ood_threshold_
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities, columns in the order of ``classes_`` (temperature-scaled when
+        ``calibration='temperature'``)."""
+        return self._proba(self._table_array(X))
+
+    def _proba(self, table: np.ndarray) -> np.ndarray:
+        proba = self.classifier_.predict_proba(table)
+        if self.temperature_ is not None and self.temperature_ != 1.0:
+            proba = apply_temperature(proba, self.temperature_)
+        return proba
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The class of each image, as given in ``fit`` (the head's decision: for XGBoost the most
+        probable class; calibration never changes it)."""
+        return self._labels(self._table_array(X))  # checks fitted first
+
+    def _labels(self, table: np.ndarray) -> np.ndarray:
+        return self.classes_[np.asarray(self.classifier_.predict(table), dtype=int)]
+
+    def predict_frame(self, X: Any, index: Sequence[str] | None = None) -> pd.DataFrame:
+        """A table per image: ``label``, ``confidence``, ``p_<class>`` for every class and, when
+        fitted with an OOD reference, ``ood_score`` and ``out_of_distribution``."""
+        table = self._table_array(X)
+        proba = self._proba(table)
+        frame = pd.DataFrame({"label": self._labels(table), "confidence": proba.max(axis=1)}, index=index)
+        for j, c in enumerate(self.classes_):
+            frame[f"p_{c}"] = proba[:, j]
+        if self.ood_ is not None:
+            score = self.ood_.score(table)
+            frame["ood_score"] = score
+            frame["out_of_distribution"] = score > self.ood_threshold_
+        return frame
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
+
+    # ---- persistence --------------------------------------------------------------------------
+
+    def save(self, directory: str | Path, metrics: Mapping[str, Any] | None = None) -> Path:
+        """Write the fitted model to ``directory`` (created): ``classifier.json`` (XGBoost's own
+        JSON, or the :class:`KernelSVMHead`'s settings), ``arrays.npz`` (OOD reference, the SVM
+        head's arrays) and ``manifest.json`` (settings, classes, feature names and groups, library
+        versions, training-data hash, ``metrics``, SHA-256 of the other files). No pickle: loading
+        runs no code. Every file is written atomically."""
+        check_is_fitted(self, "classifier_")
+        directory = Path(directory)
+        head_kind, arrays = save_head(self.classifier_, directory / CLASSIFIER_NAME)
+        if self.ood_ is not None:
+            arrays |= {OOD_ARRAY_PREFIX + k: v for k, v in self.ood_.state().items()}
+        write_arrays(directory / ARRAYS_NAME, arrays)
+        write_manifest(directory, MODEL_FORMAT, MODEL_FORMAT_VERSION, self._manifest_entries(head_kind, metrics),
+                       files=(CLASSIFIER_NAME, ARRAYS_NAME), libraries=("scikit-learn", "xgboost"))
+        return directory
+
+    def _manifest_entries(self, head_kind: str, metrics: Mapping[str, Any] | None) -> dict[str, Any]:
+        params = self.get_params(deep=False)
+        return {
+            "head": head_kind,
+            "params": {k: params[k] for k in SAVED_PARAMS},
+            "features": None if self.features_ is None else self.features_.to_settings(),
+            "classifier_params": {k: v for k, v in self.classifier_.get_params().items()
+                                  if v is None or isinstance(v, (bool, int, float, str))},
+            "classes": self.classes_.tolist(),
+            "classes_dtype": self.classes_.dtype.str,
+            "n_features_in": int(self.n_features_in_),
+            "feature_names": self.feature_names_,
+            "feature_names_from_table": hasattr(self, "feature_names_in_"),
+            "feature_groups": self.feature_groups_,
+            "temperature": self.temperature_,
+            "ood_threshold": self.ood_threshold_,
+            "training": self.training_summary_,
+            "metrics": dict(metrics or {}),
+        }
+
+    @classmethod
+    def load(cls, directory: str | Path) -> HybridClassifier:
+        """Read a model written by :meth:`save` (any format up to :data:`MODEL_FORMAT_VERSION`).
+        Raises :class:`ModelFileError` naming the file when a file is missing, was modified after
+        saving, or comes from a newer format."""
+        directory = Path(directory)
+        manifest = read_manifest(directory, MODEL_FORMAT, MODEL_FORMAT_VERSION, MANIFEST_ENTRIES,
+                                 (CLASSIFIER_NAME, ARRAYS_NAME))
+        model = cls._unfitted_from_manifest(manifest, directory / MANIFEST_NAME)
+        arrays = read_arrays(directory / ARRAYS_NAME)
+        head = load_head(manifest.get("head", "xgboost"), directory / CLASSIFIER_NAME, arrays,
+                         manifest.get("classifier_params", {}))
+        model.set_params(classifier=clone(head))  # refitting a loaded model uses the same head settings
+        model._restore_fitted(manifest, head, arrays, directory / ARRAYS_NAME)
+        return model
+
+    @classmethod
+    def _unfitted_from_manifest(cls, manifest: dict[str, Any], path: Path) -> HybridClassifier:
+        """The model with the manifest's parameters and features; a hand-edited manifest is a
+        :class:`ModelFileError` naming it, not a TypeError from the constructor."""
+        head = manifest.get("head", "xgboost")  # format 1 had XGBoost heads only
+        if head not in HEAD_KINDS:
+            raise ModelFileError(f"{path}: unknown head {head!r} (expected 'xgboost' or 'kernel_svm')")
+        try:
+            model = cls(**manifest["params"])
+            validate_params(model, cls._parameter_constraints)
+            np.dtype(manifest["classes_dtype"])
+            int(manifest["n_features_in"])
+        except (TypeError, ValueError) as exc:
+            raise ModelFileError(f"{path}: invalid settings ({type(exc).__name__}: {exc})") from None
+        features = manifest["features"]
+        return model.set_params(features=None if features is None else HybridFeatures.from_settings(features))
+
+    def _restore_fitted(self, manifest: dict[str, Any], head: Any, arrays: dict[str, np.ndarray],
+                        arrays_path: Path) -> None:
+        """Set the fitted attributes a manifest, its head and its arrays describe."""
+        self.classifier_ = head
+        self.classes_ = np.asarray(manifest["classes"], dtype=np.dtype(manifest["classes_dtype"]))
+        self.n_features_in_ = int(manifest["n_features_in"])
+        self.feature_names_ = [str(n) for n in manifest["feature_names"]]
+        if manifest["feature_names_from_table"]:
+            self.feature_names_in_ = np.asarray(manifest["feature_names"], dtype=object)
+        self.feature_groups_ = manifest["feature_groups"]
+        self.temperature_ = manifest["temperature"]
+        self.ood_threshold_ = manifest["ood_threshold"]
+        self.training_summary_ = manifest["training"]
+        self.metrics_ = manifest["metrics"]
+        self.features_ = None if self.features is None else clone(self.features).restore_fitted(self.feature_names_)
+        self.ood_ = None
+        if self.ood_threshold_ is not None:
+            missing = {OOD_ARRAY_PREFIX + name for name in STATE_ARRAYS} - set(arrays)
+            if missing:
+                raise ModelFileError(f"{arrays_path}: lacks the OOD arrays {sorted(missing)}")
+            self.ood_ = NearestNeighborOOD.from_state(
+                self.ood_threshold_, {name: arrays[OOD_ARRAY_PREFIX + name] for name in STATE_ARRAYS},
+                n_neighbors=self.ood_neighbors, quantile=self.ood_quantile)
+
+
+def load_model(directory: str | Path) -> HybridClassifier:
+    """Shorthand for :meth:`HybridClassifier.load`."""
+    return HybridClassifier.load(directory)

@@ -1,0 +1,109 @@
+"""Feature-table columns: the name prefixes that say what a column is, its group and unit, and
+the alignment of a table's columns to those a model was trained on.
+
+Column names explain themselves::
+
+    phys__grain_density_per_um2, phys__sq_nm, ...   # physical descriptors
+    latent__0000 ... latent__1279                    # embedding dimensions
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..descriptors import list_descriptors
+from ..errors import HybridTMDError
+from ..io import AFMImage
+
+PHYS_PREFIX = "phys__"
+LATENT_PREFIX = "latent__"
+LATENT_GROUP = "latent"
+
+
+class FeatureMismatchError(HybridTMDError, ValueError):
+    """A feature table at predict time lacks columns the model was trained on."""
+
+
+def feature_groups_from_columns(columns: Sequence[str]) -> dict[str, list[str]]:
+    """Group columns by their meaning, from their names alone.
+
+    ``phys__<descriptor>`` → the descriptor's family (``paper``, ``areal``...; ``physical`` for a
+    name the registry does not know), ``latent__*`` → ``latent``, anything else → ``other``.
+    Groups are in first-appearance order.
+    """
+    registry = list_descriptors()
+    family_of = dict(zip(registry["name"], registry["family"], strict=True))
+    groups: dict[str, list[str]] = {}
+    for col in map(str, columns):
+        if col.startswith(PHYS_PREFIX):
+            group = family_of.get(col[len(PHYS_PREFIX):], "physical")
+        elif col.startswith(LATENT_PREFIX):
+            group = LATENT_GROUP
+        else:
+            group = "other"
+        groups.setdefault(group, []).append(col)
+    return groups
+
+
+def feature_units(columns: Sequence[str]) -> dict[str, str]:
+    """Unit of every column: the descriptor's unit for ``phys__*``, ``a.u.`` otherwise."""
+    registry = list_descriptors()
+    unit_of = dict(zip(registry["name"], registry["unit"], strict=True))
+    return {c: unit_of.get(c[len(PHYS_PREFIX):], "a.u.") if c.startswith(PHYS_PREFIX) else "a.u." for c in columns}
+
+
+def latent_column_name(column: str) -> str:
+    """The table name of an embedder column: ``latent_0123`` → ``latent__0123``; ``pca_00`` →
+    ``latent__pca_00``."""
+    return LATENT_PREFIX + (column[len("latent_"):] if column.startswith("latent_") else column)
+
+
+def latent_table(embeddings: np.ndarray, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """An embedding matrix as a feature table with ``latent__0000...`` columns (e.g. the paper's
+    embedding npz), ready for :class:`~hybridtmd.model.HybridClassifier`."""
+    embeddings = np.asarray(embeddings)
+    if embeddings.ndim != 2:
+        raise ValueError(f"embeddings must be 2-D (images x dimensions), got shape {embeddings.shape}")
+    names = columns or [f"{LATENT_PREFIX}{i:04d}" for i in range(embeddings.shape[1])]
+    return pd.DataFrame(embeddings, columns=list(names))
+
+
+def latent_mask(columns: Sequence[str]) -> np.ndarray:
+    """Which columns are embedding dimensions (``latent__*``), as a boolean mask."""
+    return np.array([str(c).startswith(LATENT_PREFIX) for c in columns], bool)
+
+
+def is_image_sequence(X: Any) -> bool:
+    """True when ``X`` is an AFMImage or a non-empty sequence of them (rather than a table)."""
+    if isinstance(X, AFMImage):
+        return True
+    if isinstance(X, (pd.DataFrame, np.ndarray)) or not isinstance(X, Sequence) or isinstance(X, str):
+        return False
+    return len(X) > 0 and isinstance(X[0], AFMImage)
+
+
+def align_columns(table: pd.DataFrame, names: Sequence[str], stacklevel: int = 1) -> pd.DataFrame:
+    """``table`` with exactly the columns ``names``, in that order.
+
+    Reordered columns are put back in order; extra columns are dropped with a warning; missing
+    columns raise :class:`FeatureMismatchError` listing them (a model cannot guess them).
+    ``stacklevel`` places the warning as if the caller had called :func:`warnings.warn` with it
+    (1: the caller's line; a library function passes the depth of its user's call)."""
+    names = [str(n) for n in names]
+    columns = [str(c) for c in table.columns]
+    missing = [n for n in names if n not in set(columns)]
+    if missing:
+        raise FeatureMismatchError(f"feature table lacks {len(missing)} column(s) the model was trained on, "
+                                   f"e.g. {missing[:5]}")
+    extra = [c for c in columns if c not in set(names)]
+    if extra:
+        warnings.warn(f"feature table has {len(extra)} column(s) the model does not use, ignored: {extra[:5]}",
+                      UserWarning, stacklevel=stacklevel + 1)
+    table = table.copy()
+    table.columns = columns
+    return table[names]
