@@ -72,7 +72,7 @@ def main(out: Path) -> None:
           f"{out / 'descriptor_summary_by_class.csv'}")
 
     # hybrid table once (images are levelled), then every model on identical sample-grouped folds
-    table = HybridFeatures(level=False).fit_transform(levelled)
+    table = HybridFeatures(level_images=False).fit_transform(levelled)
     evaluation = ablation(HybridClassifier(features=None), table, labels, groups, n_repeats=2)
     write_evaluation(evaluation, out / "evaluation", len(levelled), len(set(groups)))
 

@@ -466,7 +466,6 @@ __all__ = [
     "LevelConfig",
     "Preprocessor",
     "align_rows",
-    "check_images",  # defined in hybridtmd.io; re-exported here until every caller imports it from there
     "clip_outliers",
     "feature_mask",
     "fit_polynomial_background",

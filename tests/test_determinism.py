@@ -24,7 +24,7 @@ def data():
 
 
 def _model(n_jobs: int = 1, seed: int = 3) -> HybridClassifier:
-    features = HybridFeatures(descriptors=DescriptorExtractor(families=["areal", "spectral"], level=False,
+    features = HybridFeatures(descriptors=DescriptorExtractor(families=["areal", "spectral"], level_images=False,
                                                               n_jobs=n_jobs), embedder=None)
     head = default_head(seed, n_jobs=n_jobs).set_params(n_estimators=20)
     return HybridClassifier(features=features, classifier=head, random_state=seed, n_jobs=n_jobs,
@@ -51,9 +51,9 @@ def test_descriptor_tables_identical_for_n_jobs_1_and_2(data):
     images = data.images[:6]
     serial = DescriptorExtractor(n_jobs=1, progress=False)
     parallel = DescriptorExtractor(n_jobs=2, progress=False)
-    a, b = serial.fit_transform(images), parallel.fit_transform(images)
+    (a, reasons_a), (b, reasons_b) = (e.fit(images).transform_with_reasons(images) for e in (serial, parallel))
     pd.testing.assert_frame_equal(a, b, check_exact=True)
-    pd.testing.assert_frame_equal(serial.reasons_, parallel.reasons_)
+    pd.testing.assert_frame_equal(reasons_a, reasons_b)
 
 
 # ------------------------------------------------------------------------------------- no pickle

@@ -145,7 +145,7 @@ def tiny_images():
 
 def test_hybrid_features_names_groups_and_halves(tiny_images):
     images, _, _ = tiny_images
-    features = HybridFeatures(descriptors=DescriptorExtractor(families=["areal", "grains"], level=False),
+    features = HybridFeatures(descriptors=DescriptorExtractor(families=["areal", "grains"], level_images=False),
                               embedder=CNNEmbedder(input_size=64, device="cpu"))
     table = features.fit_transform(images[:4])
     assert table.shape[0] == 4
@@ -154,7 +154,7 @@ def test_hybrid_features_names_groups_and_halves(tiny_images):
     assert set(features.feature_groups_) == {"areal", "grains", "latent"}
     assert features.feature_units_["phys__sq_nm"] == "nm"
     assert np.allclose(features.transform(images[:4]).to_numpy(), table.to_numpy(), equal_nan=True)
-    only_phys = HybridFeatures(descriptors=DescriptorExtractor(families="areal", level=False), embedder=None)
+    only_phys = HybridFeatures(descriptors=DescriptorExtractor(families="areal", level_images=False), embedder=None)
     assert all(c.startswith("phys__") for c in only_phys.fit_transform(images[:2]).columns)
     with pytest.raises(ValueError, match="both are None"):
         HybridFeatures(descriptors=None, embedder=None).fit(images[:2])
@@ -162,7 +162,7 @@ def test_hybrid_features_names_groups_and_halves(tiny_images):
 
 def test_image_path_save_load_round_trip(tiny_images, tmp_path):
     images, labels, groups = tiny_images
-    features = HybridFeatures(descriptors=DescriptorExtractor(families=["areal", "spectral"], level=False),
+    features = HybridFeatures(descriptors=DescriptorExtractor(families=["areal", "spectral"], level_images=False),
                               embedder=CNNEmbedder(input_size=64, device="cpu"))
     model = HybridClassifier(features=features, classifier=small_head(), calibration="temperature",
                              calibration_folds=3).fit(images, labels, groups=groups)

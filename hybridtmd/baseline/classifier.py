@@ -37,8 +37,7 @@ from ..embeddings import (
     pooled,
 )
 from ..errors import ModelFileError
-from ..io import AFMImage
-from ..preprocess import check_images
+from ..io import AFMImage, check_images
 from ..splits import grouped_validation_split
 from .network import (
     build_head,

@@ -127,7 +127,7 @@ def _table_to_explain(model: Any, model_dir: Path, inputs: list[Path]) -> tuple[
     try:
         with warnings.catch_warnings():  # path/label columns are expected extras
             warnings.simplefilter("ignore")
-            X = align_columns(table, model._column_names())
+            X = align_columns(table, model.feature_names_)
     except FeatureMismatchError as exc:
         fail(f"{inputs[0]}: {exc}")
     labels = table["label"].astype(str).tolist() if "label" in table else None

@@ -26,8 +26,8 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from .._utils import Check, Options, track, validate_params
-from ..io import AFMImage
-from ..preprocess import LevelConfig, check_images, level
+from ..io import AFMImage, check_images
+from ..preprocess import LevelConfig, level
 from .core import DescriptorConfig, Surface
 from .registry import Family, resolve_families
 

@@ -16,8 +16,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._utils import DEVICES, Interval, Options, ProgressBar, select_device, validate_params
 from ..errors import HybridTMDError
-from ..io import AFMImage
-from ..preprocess import check_images
+from ..io import AFMImage, check_images
 from .backbones import Backbone, create_backbone, shared_model
 from .cache import CACHE_FORMAT_VERSION, EmbeddingCache, cache_key
 from .inputs import CLIP_PERCENTILES, INPUT_SIZE, image_views, tile_count

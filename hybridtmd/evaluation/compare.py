@@ -54,7 +54,7 @@ def compare(
         raise ValueError("compare needs a hybrid with both halves (descriptors and embedder)")
     seconds, tables = {}, {}
     for name, off in (("descriptors", "embedder"), ("embeddings", "descriptors")):
-        part = clone(features).set_params(level=False, **{off: None})
+        part = clone(features).set_params(level_images=False, **{off: None})
         start = time.perf_counter()
         tables[name] = part.fit_transform(levelled)
         seconds[name] = (time.perf_counter() - start) / len(levelled)

@@ -57,7 +57,7 @@ def _level_for_display(model: HybridClassifier, image: AFMImage) -> AFMImage:
     from ..preprocess import level
 
     features = model.features_
-    return level(image, features.level_config) if features is not None and features.level else image
+    return level(image, features.level_config) if features is not None and features.level_images else image
 
 
 def _predictions(model: HybridClassifier, explanation: Any, names: Sequence[str],

@@ -33,7 +33,7 @@ from .._utils import Check, Options, array_digest, validate_params
 from ..config import MODEL_OPTIONS, Config, ConfigError
 from ..embeddings import CNNEmbedder
 from ..errors import ModelFileError
-from ..preprocess import check_images
+from ..io import check_images
 from ..splits import inner_grouped_splits
 from .calibration import apply_temperature, fit_temperature, log_probabilities
 from .columns import align_columns, feature_groups_from_columns, is_image_sequence, latent_mask

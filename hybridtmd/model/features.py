@@ -21,8 +21,8 @@ from sklearn.utils.validation import check_is_fitted
 from ..descriptors import DescriptorConfig, DescriptorExtractor
 from ..embeddings import CNNEmbedder
 from ..errors import ModelFileError
-from ..io import AFMImage
-from ..preprocess import LevelConfig, check_images, level
+from ..io import AFMImage, check_images
+from ..preprocess import LevelConfig, level
 from .columns import PHYS_PREFIX, feature_groups_from_columns, feature_units, latent_column_name
 
 #: CNNEmbedder parameters a saved model stores (``pca_components`` would need pickle; ``progress``
@@ -34,9 +34,8 @@ REASON_COLUMNS = ["image", "source", "feature", "reason"]
 
 def _extractor(families: Any = None, config: DescriptorConfig | None = None, level_images: bool = True,
                level_config: LevelConfig | None = None) -> DescriptorExtractor:
-    # positional: DescriptorExtractor's levelling flag is being renamed from `level` to
-    # `level_images`; the third position is the flag under either name
-    return DescriptorExtractor(families, config, level_images, level_config)
+    return DescriptorExtractor(families=families, config=config, level_images=level_images,
+                               level_config=level_config)
 
 
 def unlevelled_extractor(families: Any = None, config: DescriptorConfig | None = None) -> DescriptorExtractor:
@@ -46,9 +45,8 @@ def unlevelled_extractor(families: Any = None, config: DescriptorConfig | None =
 
 
 def _levels_images(extractor: DescriptorExtractor) -> bool:
-    """The extractor's levelling flag, under its new name or its old one."""
-    params = extractor.get_params(deep=False)
-    return bool(params["level_images"] if "level_images" in params else params["level"])
+    """Whether the extractor levels its images itself."""
+    return bool(extractor.level_images)
 
 
 class HybridFeatures(TransformerMixin, BaseEstimator):
