@@ -138,9 +138,9 @@ def test_vendor_format_without_extra_names_the_extra(tmp_path, monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_afmreader)
-    path = tmp_path / "scan.spm"
-    path.write_bytes(b"\\*File list\n")
-    with pytest.raises(MissingDependencyError, match=r"scan.spm.*hybridtmd\[vendor\]"):
+    path = tmp_path / "movie.asd"  # the formats SurfaceTopography lacks go through AFMReader
+    path.write_bytes(b"\x00" * 64)
+    with pytest.raises(MissingDependencyError, match=r"movie.asd.*hybridtmd\[vendor\]"):
         load_image(path)
 
 

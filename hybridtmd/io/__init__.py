@@ -3,11 +3,14 @@ readers with a public registry (:mod:`.readers`), writers (:mod:`.writers`) and
 :class:`Dataset`, labelled and sample-grouped collections of files (:mod:`.dataset`).
 
 Every reader returns heights in **nanometres** (float64) and the pixel size in nanometres as
-``(x, y)``. Any problem with a file raises :class:`~hybridtmd.errors.AFMInputError` whose message
+``(x, y)``; other channels (phase, amplitude...) keep their own unit (``AFMImage.z_unit``).
+Channel names are aligned across vendors by :mod:`.channels`; :mod:`.limits` bounds what one
+file may cost (pixels, parse time). Any problem with a file raises :class:`~hybridtmd.errors.AFMInputError` whose message
 names the file and the reason. The supported formats, and how to add one with
 :func:`register_reader`, are listed in :mod:`hybridtmd.io.readers`.
 """
 
+from .channels import CHANNEL_ALIASES, ChannelSpec, canonical_channel, default_channel
 from .dataset import DEFAULT_FILENAME_PATTERN, Dataset, LoadReport, load_dataset, load_images, write_manifest
 from .image import (
     MAX_NONFINITE_FRACTION,
@@ -17,14 +20,19 @@ from .image import (
     check_images,
     fill_nonfinite,
     image_info,
+    is_length_unit,
     unit_to_nm,
 )
+from .limits import DEFAULT_MAX_PIXELS, max_pixels, set_third_party_logging
 from .readers import (
     RASTER_SUFFIXES,
     SUPPORTED_SUFFIXES,
     TIFF_SUFFIXES,
     VENDOR_SUFFIXES,
+    ChannelLister,
     RawImage,
+    list_channels,
+    load_channels,
     load_image,
     reader_for,
     register_reader,
@@ -33,6 +41,17 @@ from .readers import (
 from .writers import save_image
 
 __all__ = [
+    "CHANNEL_ALIASES",
+    "DEFAULT_MAX_PIXELS",
+    "ChannelLister",
+    "ChannelSpec",
+    "canonical_channel",
+    "default_channel",
+    "is_length_unit",
+    "list_channels",
+    "load_channels",
+    "max_pixels",
+    "set_third_party_logging",
     "MAX_NONFINITE_FRACTION",
     "MIN_SIDE_PX",
     "RASTER_SUFFIXES",

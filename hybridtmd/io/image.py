@@ -40,10 +40,21 @@ _UNIT_TO_NM = {
 
 def unit_to_nm(unit: str) -> float:
     """Factor converting a length in ``unit`` to nanometres (``m``, ``µm``, ``nm``, ``Å``...)."""
-    key = unit.strip().replace("\\u00B5", "µ").lower()
+    if not isinstance(unit, str):
+        raise ValueError(f"a length unit is text such as 'nm' or 'm', got {type(unit).__name__} {unit!r}")
+    key = unit.strip().replace("\\u00B5", "µ").replace("~", "µ").lower()
     if key not in _UNIT_TO_NM:
         raise ValueError(f"unknown length unit {unit!r}; expected one of {sorted(_UNIT_TO_NM)}")
     return _UNIT_TO_NM[key]
+
+
+def is_length_unit(unit: object) -> bool:
+    """Whether ``unit`` is a length unit :func:`unit_to_nm` converts."""
+    try:
+        unit_to_nm(unit)  # type: ignore[arg-type]
+    except ValueError:
+        return False
+    return True
 
 
 def check_pixel_size(pixel_size_nm: float | Sequence[float], source: str | Path | None) -> tuple[float, float]:
@@ -51,7 +62,10 @@ def check_pixel_size(pixel_size_nm: float | Sequence[float], source: str | Path 
 
     Raises :class:`AFMInputError` naming ``source`` otherwise.
     """
-    values = np.atleast_1d(np.asarray(pixel_size_nm, dtype=float)).ravel()
+    try:
+        values = np.atleast_1d(np.asarray(pixel_size_nm, dtype=float)).ravel()
+    except (TypeError, ValueError):
+        values = np.array([np.nan])
     if values.size == 1:
         values = np.repeat(values, 2)
     if values.size != 2 or not np.all(np.isfinite(values)) or np.any(values <= 0):
@@ -76,11 +90,17 @@ class AFMImage:
     pixel_size_nm : (float, float)
         Pixel size along x (columns) and y (rows), in nanometres.
     channel : str
-        Name of the channel the heights come from.
+        Name of the channel the values come from, as the file names it.
     source : str or None
         File the image came from (used in every error message).
     metadata : dict
-        Anything else worth keeping (scan parameters, tile origin, levelling steps...).
+        Anything else worth keeping: ``instrument``, ``vendor``, ``acquisition_time`` (ISO 8601)
+        and ``raw_header`` where the file gives them, ``format``, ``channel_key`` (the canonical
+        channel name, :mod:`hybridtmd.io.channels`), tile origin, levelling steps...
+    z_unit : str
+        Unit of ``height``: ``"nm"`` for every height channel (the reader converts lengths); a
+        non-height channel (phase, amplitude, adhesion, current...) keeps its own unit (``deg``,
+        ``V``, ``mV``, ``Pa``...) and is not a height map (:attr:`is_height` is False).
 
     Draw one with :func:`hybridtmd.plotting.plot_height_map`.
     """
@@ -90,6 +110,7 @@ class AFMImage:
     channel: str = "Height"
     source: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    z_unit: str = "nm"
 
     def __post_init__(self) -> None:
         self.source = None if self.source is None else str(self.source)
@@ -102,6 +123,13 @@ class AFMImage:
             raise AFMInputError(self.source, "height map contains NaN or infinite values")
         self.height = height
         self.pixel_size_nm = check_pixel_size(self.pixel_size_nm, self.source)
+        if not isinstance(self.z_unit, str) or not self.z_unit.strip():
+            raise AFMInputError(self.source, f"z_unit must be a unit name such as 'nm', got {self.z_unit!r}")
+
+    @property
+    def is_height(self) -> bool:
+        """Whether the values are heights (in nm), not another signal in its own unit."""
+        return self.z_unit == "nm"
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -195,7 +223,9 @@ def check_height(array: Any, source: str | Path | None = None) -> np.ndarray:
     src = None if source is None else str(source)
     try:
         height = np.asarray(array)
-        if height.dtype.kind not in "biuf":
+        if height.dtype.kind == "b":
+            raise TypeError("boolean values are a mask, not heights")
+        if height.dtype.kind not in "iuf":
             raise TypeError(f"dtype {height.dtype}")
         height = height.astype(np.float64)
     except (TypeError, ValueError) as exc:
@@ -234,6 +264,7 @@ __all__ = [
     "check_pixel_size",
     "fill_nonfinite",
     "image_info",
+    "is_length_unit",
     "unit_to_nm",
     "warn_input",
 ]

@@ -6,30 +6,39 @@ file raises :class:`~hybridtmd.errors.AFMInputError` whose message names the fil
 
 Supported formats
 -----------------
-=================  =====================================================================
-suffix             notes
-=================  =====================================================================
-``.tif .tiff``     tifffile. Pixel size from, in order: hybridtmd's JSON description,
-                   ImageJ metadata (``unit`` + resolution tags), resolution tags in
-                   centimetres. Inch resolutions (display DPI) are ignored.
-``.npy``           bare array; ``pixel_size_nm`` required.
-``.npz``           ``height`` array (or a single array), optional ``pixel_size_nm``,
-                   ``z_unit``, ``channel``.
-``.png .jpg``      grey levels x ``z_scale`` (nm per grey level); ``pixel_size_nm`` and
-                   ``z_scale`` required; RGB is converted to luminance with a warning.
-``.gwy``           Gwyddion files (``gwyfile``), channel chosen by title.
-vendor formats     ``.spm .jpk .ibw .asd .stp .top .h5-jpk`` through AFMReader
-                   (``pip install 'hybridtmd[vendor]'``).
-=================  =====================================================================
+==========================  ==============================================================
+suffix                      read by, notes
+==========================  ==============================================================
+``.tif .tiff``              tifffile; a Park Systems TIFF (found from its private tag, not
+                            its name) through SurfaceTopography. Pixel size from, in order:
+                            hybridtmd's JSON description, ImageJ metadata (``unit`` +
+                            resolution tags), resolution tags in centimetres (inch
+                            resolutions are display DPI, ignored). Multi-page: pages are
+                            channels ``page 0``...; pass ``channel``.
+``.npy``                    bare array; ``pixel_size_nm`` required.
+``.npz``                    ``height`` array (or a single array), optional
+                            ``pixel_size_nm``, ``z_unit``, ``channel``.
+``.png .jpg .jpeg .bmp``    grey levels x ``z_scale`` (nm per grey level);
+                            ``pixel_size_nm`` and ``z_scale`` required.
+``.gwy``                    Gwyddion (gwyfile), every data field a channel.
+instrument formats          SurfaceTopography: Bruker Nanoscope ``.spm .di .000-.999``,
+                            Asylum ``.ibw``, Nanosurf ``.nid .ezd``, Agilent ``.mi``, JPK
+                            ``.jpk``, WSxM ``.stp .top``, NT-MDT ``.mdt``, optical
+                            profilers ``.x3p .opd .sur .plu .datx .vk4 .zon``...
+                            (:data:`~hybridtmd.io.vendor.SURFACE_TOPOGRAPHY_FORMATS`).
+``.asd .topostats .h5-jpk`` AFMReader (``pip install 'hybridtmd[vendor]'``).
+==========================  ==============================================================
 
 Adding a format
 ---------------
-Write a function ``reader(path: Path, channel: str) -> RawImage`` and register it with
-:func:`register_reader`; :func:`load_image`, :func:`~hybridtmd.io.load_dataset` and the command
-line then accept the suffix. The reader only parses: :func:`load_image` checks the array
+Write a function ``reader(path: Path, channel: str | int | None) -> RawImage`` (``channel`` is a
+name, an index or None for the default) and register it with :func:`register_reader`;
+:func:`load_image`, :func:`~hybridtmd.io.load_dataset` and the command line then accept the
+suffix. The reader only parses: :func:`load_image` checks the array
 (:func:`~hybridtmd.io.check_height`), applies ``pixel_size_nm`` / ``z_unit`` / ``z_scale`` and
 converts to nm, and turns any exception the reader raises into an :class:`AFMInputError` naming
-the file.
+the file. A multi-channel format also passes ``channels=lister`` (``lister(path) ->
+list[ChannelSpec]``) so that :func:`list_channels` and :func:`load_channels` see every channel.
 
 >>> def read_toy(path, channel):                                     # doctest: +SKIP
 ...     return RawImage(np.loadtxt(path), pixel_size_nm=2.0, z_unit="nm")
@@ -38,52 +47,38 @@ the file.
 
 from __future__ import annotations
 
-import importlib
+import fnmatch
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
-from ..errors import AFMInputError, HybridTMDError, MissingDependencyError
-from .image import AFMImage, check_height, check_pixel_size, unit_to_nm, warn_input
+from ..errors import AFMInputError, HybridTMDError
+from .channels import ChannelSpec, canonical_channel, channel_keys, default_channel
+from .formats import gwy_channels, read_gwy, read_npy, read_npz, read_raster, read_tiff, tiff_channels
+from .image import AFMImage, check_height, check_pixel_size, is_length_unit, unit_to_nm, warn_input
+from .raw import RawImage
+from .vendor import (
+    AFMREADER_LOADERS,
+    SURFACE_TOPOGRAPHY_FORMATS,
+    read_afmreader,
+    read_surface_topography,
+    surface_topography_channels,
+)
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
-VENDOR_SUFFIXES = (".spm", ".jpk", ".ibw", ".asd", ".stp", ".top", ".h5-jpk")
-
-
-class RawImage(NamedTuple):
-    """What a reader returns: the stored data before validation and unit conversion.
-
-    Attributes
-    ----------
-    data : array-like
-        The height map as stored (any numeric dtype; singleton dimensions are squeezed).
-    pixel_size_nm : float or (float, float) or None
-        Pixel size in nm from the file, ``(x, y)``; None when the file does not say (the caller
-        must then pass ``pixel_size_nm`` to :func:`load_image`).
-    z_unit : str or None
-        Length unit of the stored values (``m``, ``um``, ``nm``...), ``"counts"`` for integers of
-        unknown scale (taken as nm with a warning unless ``z_scale`` is given), None for nm.
-    metadata : dict or None
-        Anything worth keeping; a ``"channel"`` entry names the channel that was read.
-    z_scale_required : bool
-        The values carry no height scale at all (grey levels of a picture): counts are refused
-        without ``z_scale`` instead of being taken as nm.
-    """
-
-    data: Any
-    pixel_size_nm: float | tuple[float, float] | None = None
-    z_unit: str | None = None
-    metadata: dict[str, Any] | None = None
-    z_scale_required: bool = False
-
+#: Instrument formats (SurfaceTopography, and AFMReader for the last three).
+VENDOR_SUFFIXES = (*SURFACE_TOPOGRAPHY_FORMATS, *AFMREADER_LOADERS)
 
 #: ``reader(path, channel) -> RawImage`` (a tuple of the same fields in the same order works too).
-Reader = Callable[[Path, str], RawImage]
+Reader = Callable[[Path, Any], RawImage]
+#: ``lister(path) -> list[ChannelSpec]``: the channels of a multi-channel file, from its header.
+ChannelLister = Callable[[Path], list[ChannelSpec]]
 
 _READERS: dict[str, Reader] = {}
+_LISTERS: dict[str, ChannelLister] = {}
 
 
 def _normalise_suffixes(suffixes: str | Iterable[str]) -> list[str]:
@@ -99,11 +94,12 @@ def _normalise_suffixes(suffixes: str | Iterable[str]) -> list[str]:
     return out
 
 
-def register_reader(suffixes: str | Iterable[str], reader: Reader) -> None:
-    """Read files ending in ``suffixes`` (e.g. ``".xyz"`` or ``[".ome.tif", ".ome.tiff"]``) with
-    ``reader``.
+def register_reader(suffixes: str | Iterable[str], reader: Reader, *, channels: ChannelLister | None = None) -> None:
+    """Read files ending in ``suffixes`` (e.g. ``".xyz"`` or ``[".ome.tif", ".ome.tiff"]``; shell
+    patterns such as ``".[0-9][0-9][0-9]"`` too) with ``reader``.
 
-    ``reader(path: Path, channel: str)`` returns a :class:`RawImage` (see the module docstring).
+    ``reader(path: Path, channel: str | int | None)`` returns a :class:`RawImage` (see the module
+    docstring); ``channels(path)``, when given, lists a multi-channel file's channels.
     Suffixes are case-insensitive and may contain several dots; a file is read by the reader of
     the longest registered suffix its name ends with. Registering a suffix that already has a
     reader (built-in or not) replaces that reader: the last registration wins. The suffixes join
@@ -111,8 +107,13 @@ def register_reader(suffixes: str | Iterable[str], reader: Reader) -> None:
     """
     if not callable(reader):
         raise TypeError(f"reader must be callable as reader(path, channel), got {type(reader).__name__}")
+    if channels is not None and not callable(channels):
+        raise TypeError(f"channels must be callable as channels(path), got {type(channels).__name__}")
     for suffix in _normalise_suffixes(suffixes):
         _READERS[suffix] = reader
+        _LISTERS.pop(suffix, None)
+        if channels is not None:
+            _LISTERS[suffix] = channels
 
 
 def unregister_reader(suffixes: str | Iterable[str]) -> None:
@@ -123,14 +124,18 @@ def unregister_reader(suffixes: str | Iterable[str]) -> None:
     """
     for suffix in _normalise_suffixes(suffixes):
         _READERS.pop(suffix, None)
+        _LISTERS.pop(suffix, None)
 
 
 def registered_suffix(path: str | Path) -> str | None:
     """The longest registered suffix that the file name of ``path`` ends with (lower case), or
     None when no reader handles it."""
     name = Path(path).name.lower()
-    matches = [suffix for suffix in _READERS if name.endswith(suffix) and len(name) > len(suffix)]
-    return max(matches, key=len) if matches else None
+    literal = [s for s in _READERS if name.endswith(s) and len(name) > len(s)]
+    if literal:
+        return max(literal, key=len)
+    patterns = [s for s in _READERS if any(c in s for c in "*?[") and fnmatch.fnmatchcase(name, "?*" + s)]
+    return patterns[0] if patterns else None
 
 
 def reader_for(suffix: str) -> Reader:
@@ -165,162 +170,13 @@ SUPPORTED_SUFFIXES: Sequence[str] = _SupportedSuffixes()
 # Built-in readers
 # --------------------------------------------------------------------------------------------
 
-
-def _tiff_pixel_size(tif, page) -> tuple[float, float] | None:
-    """Pixel size in nm from ImageJ metadata or resolution tags, None when not physical."""
-    tags = page.tags
-
-    def resolution(name: str) -> float | None:
-        tag = tags.get(name)
-        if tag is None:
-            return None
-        num, den = tag.value if isinstance(tag.value, tuple) else (tag.value, 1)
-        return num / den if num else None
-
-    xres, yres = resolution("XResolution"), resolution("YResolution")
-    if not xres:
-        return None
-    yres = yres or xres
-    ij = tif.imagej_metadata or {}
-    if ij.get("unit"):
-        try:
-            factor = unit_to_nm(str(ij["unit"]))
-        except ValueError:
-            return None
-        return factor / xres, factor / yres
-    unit_tag = tags.get("ResolutionUnit")
-    if unit_tag is not None and int(unit_tag.value) == 3:  # centimetre
-        return 1e7 / xres, 1e7 / yres
-    return None  # inch (display DPI) or no unit: not a physical calibration
-
-
-def read_tiff(path: Path, channel: str) -> RawImage:
-    """TIFF: first page; pixel size from hybridtmd's JSON description, ImageJ or resolution tags."""
-    import tifffile
-
-    with tifffile.TiffFile(path) as tif:
-        if not tif.pages:
-            raise AFMInputError(path, "TIFF has no image pages")
-        page = tif.pages[0]
-        data = tif.asarray()
-        meta: dict[str, Any] = {}
-        shaped = tif.shaped_metadata
-        if shaped and isinstance(shaped[0], dict):
-            meta = {k: v for k, v in shaped[0].items() if k != "shape"}
-        pixel = meta.pop("pixel_size_nm", None)
-        pixel = tuple(pixel) if pixel is not None else _tiff_pixel_size(tif, page)
-        z_unit = meta.pop("z_unit", None)
-        if z_unit is None and data.dtype.kind in "iu":
-            z_unit = "counts"
-    return RawImage(data, pixel, z_unit, meta)
-
-
-def _check_magic(path: Path, magic: bytes, what: str) -> None:
-    """Reject a file whose first bytes are not ``magic`` (np.load would call it pickled data and
-    suggest loading it unsafely)."""
-    with open(path, "rb") as fh:
-        if fh.read(len(magic)) != magic:
-            raise AFMInputError(path, f"not a {what} file (its first bytes are not the {what} signature)")
-
-
-def read_npy(path: Path, channel: str) -> RawImage:
-    """A bare NumPy array (no pixel size); pickled objects are refused."""
-    _check_magic(path, b"\x93NUMPY", ".npy")
-    return RawImage(np.load(path, allow_pickle=False))
-
-
-def read_npz(path: Path, channel: str) -> RawImage:
-    """A NumPy archive: ``height`` (or ``channel``, ``image``, ``data``, or its only array), and
-    optional ``pixel_size_nm``, ``z_unit`` and ``channel`` entries."""
-    _check_magic(path, b"PK", ".npz (zip)")
-    with np.load(path, allow_pickle=False) as npz:
-        keys = list(npz.files)
-        key = next((k for k in ("height", channel, "image", "data") if k in keys), None)
-        if key is None:
-            if len(keys) != 1:
-                raise AFMInputError(path, f"npz has arrays {keys}; expected one named 'height'")
-            key = keys[0]
-        data = npz[key]
-        pixel = tuple(np.atleast_1d(npz["pixel_size_nm"]).tolist()) if "pixel_size_nm" in keys else None
-        z_unit = str(npz["z_unit"]) if "z_unit" in keys else None
-        meta = {"channel": str(npz["channel"])} if "channel" in keys else {}
-    return RawImage(data, pixel, z_unit, meta)
-
-
-def read_raster(path: Path, channel: str) -> RawImage:
-    """PNG/JPEG/BMP grey levels (colour converted to luminance with a warning); needs ``z_scale``."""
-    from PIL import Image
-
-    with Image.open(path) as img:
-        img.load()
-        if img.mode not in ("L", "I", "I;16", "I;16B", "I;16L", "F"):
-            warn_input(f"{path}: {img.mode} image converted to grey (luminance); AFM heights should be saved as grey")
-            img = img.convert("L")
-        data = np.asarray(img)
-    return RawImage(data, None, "counts", {}, z_scale_required=True)
-
-
-def read_gwy(path: Path, channel: str) -> RawImage:
-    """Gwyddion ``.gwy``: the data field titled ``channel`` (exact, else containing it)."""
-    import gwyfile
-    from gwyfile.util import get_datafields
-
-    obj = gwyfile.load(str(path))
-    fields = get_datafields(obj)
-    if not fields:
-        raise AFMInputError(path, "Gwyddion file holds no data fields")
-    titles = list(fields)
-    match = next((t for t in titles if t.lower() == channel.lower()), None)
-    match = match or next((t for t in titles if channel.lower() in t.lower()), None)
-    if match is None:
-        raise AFMInputError(path, f"channel {channel!r} not found; channels are {titles}")
-    df = fields[match]
-    data = np.asarray(df.data)
-    xy_unit = (df.si_unit_xy.unitstr if df.get("si_unit_xy") is not None else "m") or "m"
-    z_unit = (df.si_unit_z.unitstr if df.get("si_unit_z") is not None else "m") or "m"
-    factor = unit_to_nm(xy_unit)
-    pixel = (df.xreal * factor / data.shape[1], df.yreal * factor / data.shape[0])
-    return RawImage(data, pixel, z_unit, {"gwy_channel": match})
-
-
-#: AFMReader module and loader function of each vendor suffix.
-_AFMREADER_LOADERS = {
-    ".spm": ("spm", "load_spm"),
-    ".jpk": ("jpk", "load_jpk"),
-    ".ibw": ("ibw", "load_ibw"),
-    ".asd": ("asd", "load_asd"),
-    ".stp": ("stp", "load_stp"),
-    ".top": ("top", "load_top"),
-    ".h5-jpk": ("h5_jpk", "load_h5jpk"),
-}
-
-
-def read_vendor(path: Path, channel: str) -> RawImage:
-    """Vendor formats through AFMReader (the ``vendor`` extra); movies give their first frame."""
-    try:
-        import AFMReader  # noqa: F401
-    except ImportError:
-        raise MissingDependencyError(
-            f"{path}: reading {path.suffix} files needs AFMReader; install the extra: pip install 'hybridtmd[vendor]'"
-        ) from None
-    module_name, func = _AFMREADER_LOADERS[path.suffix.lower()]
-    loader = getattr(importlib.import_module(f"AFMReader.{module_name}"), func)
-    result = loader(path) if module_name in ("stp", "top") else loader(path, channel=channel)
-    data, px_to_nm = result[0], result[1]
-    meta: dict[str, Any] = {}
-    if np.ndim(data) == 3:  # high-speed AFM movies: first frame
-        meta["n_frames"] = int(np.shape(data)[0])
-        warn_input(f"{path}: {meta['n_frames']} frames, using the first")
-        data = data[0]
-    return RawImage(data, (float(px_to_nm), float(px_to_nm)), "nm", meta)  # AFMReader returns nm
-
-
-register_reader(TIFF_SUFFIXES, read_tiff)
+register_reader(TIFF_SUFFIXES, read_tiff, channels=tiff_channels)
 register_reader(".npy", read_npy)
 register_reader(".npz", read_npz)
-register_reader(".gwy", read_gwy)
+register_reader(".gwy", read_gwy, channels=gwy_channels)
 register_reader(RASTER_SUFFIXES, read_raster)
-register_reader(VENDOR_SUFFIXES, read_vendor)
+register_reader(list(SURFACE_TOPOGRAPHY_FORMATS), read_surface_topography, channels=surface_topography_channels)
+register_reader(list(AFMREADER_LOADERS), read_afmreader)
 
 
 # --------------------------------------------------------------------------------------------
@@ -328,70 +184,92 @@ register_reader(VENDOR_SUFFIXES, read_vendor)
 # --------------------------------------------------------------------------------------------
 
 
-def _read_raw(path: Path, channel: str) -> tuple[str, RawImage]:
+def _read_raw(path: Path, channel: str | int | None) -> tuple[str, RawImage]:
     """Check the file, dispatch on its suffix and return (suffix, reader output); any parser
     failure becomes one :class:`AFMInputError` line naming the file."""
+    suffix = _checked_suffix(path)
+    try:
+        return suffix, RawImage(*_READERS[suffix](path, channel))
+    except HybridTMDError:
+        raise
+    except Exception as exc:  # any parser failure is a bad file, reported as one line
+        raise AFMInputError(path, f"cannot read {suffix} file ({one_line(exc)})") from exc
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: first line of the message`` of an exception, for one-line reports."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+def _checked_suffix(path: Path) -> str:
+    """The registered suffix of an existing, non-empty regular file (AFMInputError otherwise)."""
     suffix = registered_suffix(path)
-    if not path.exists():
+    try:
+        exists, is_file = path.exists(), path.is_file()
+    except (OSError, RuntimeError) as exc:  # symlink loops, names the file system refuses
+        raise AFMInputError(path, f"cannot access the file ({one_line(exc)})") from None
+    if not exists:
         raise AFMInputError(path, "file not found")
-    if not path.is_file():
+    if not is_file:
         raise AFMInputError(path, "not a regular file")
     if suffix is None:
         raise AFMInputError(path, f"unsupported file type {path.suffix.lower()!r}; "
                                   f"supported: {', '.join(SUPPORTED_SUFFIXES)}")
     if path.stat().st_size == 0:
         raise AFMInputError(path, "file is empty (0 bytes)")
-    try:
-        return suffix, RawImage(*_READERS[suffix](path, channel))
-    except HybridTMDError:
-        raise
-    except Exception as exc:  # any parser failure is a bad file, reported as one line
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise AFMInputError(path, f"cannot read {suffix} file ({type(exc).__name__}: {reason})") from exc
+    return suffix
 
 
-def _heights_in_nm(height: np.ndarray, path: Path, unit: str, z_scale: float | None,
-                   z_scale_required: bool) -> tuple[np.ndarray, str]:
-    """Heights converted from ``unit`` (scaled by ``z_scale``) to nm, and the unit they were in
-    (``counts`` become nm once scaled)."""
+def _values_in_unit(values: np.ndarray, path: Path, unit: Any, z_scale: float | None,
+                    z_scale_required: bool) -> tuple[np.ndarray, str, str]:
+    """(values converted, their unit: ``nm`` for lengths, the signal's own unit otherwise, the
+    unit they were stored in); ``counts`` become nm once scaled."""
+    if not isinstance(unit, str) or not unit.strip():
+        raise AFMInputError(path, f"z unit must be a unit name such as 'nm' or 'm', got {unit!r}")
+    if z_scale is not None:
+        scale = float(z_scale)
+        if not np.isfinite(scale) or scale <= 0:
+            raise AFMInputError(path, f"z_scale must be a positive number (nm per count), got {z_scale!r}")
     if unit == "counts":
         if z_scale is None:
             if z_scale_required:
                 raise AFMInputError(path, "grey-level image: pass z_scale (nm per grey level) and pixel_size_nm")
             warn_input(f"{path}: integer heights without a z scale are taken as nm; pass z_scale=nm per count")
-        height = height * (1.0 if z_scale is None else float(z_scale))
-        unit = "nm"
-    elif z_scale is not None:
-        height = height * float(z_scale)
-    try:
-        return height * unit_to_nm(unit), unit
-    except ValueError as exc:
-        raise AFMInputError(path, str(exc)) from None
+        return values * (1.0 if z_scale is None else float(z_scale)), "nm", "counts"
+    if z_scale is not None:
+        values = values * float(z_scale)
+    if is_length_unit(unit):
+        return values * unit_to_nm(unit), "nm", unit
+    return values, unit.strip(), unit.strip()
 
 
 def load_image(
     path: str | Path,
     *,
     pixel_size_nm: float | Sequence[float] | None = None,
-    channel: str = "Height",
+    channel: str | int | None = None,
     z_unit: str | None = None,
     z_scale: float | None = None,
 ) -> AFMImage:
-    """Read one AFM height map from ``path`` into an :class:`AFMImage` (heights in nm).
+    """Read one channel of an AFM file into an :class:`AFMImage` (heights in nm).
 
     Parameters
     ----------
     path : str or Path
-        File to read; the reader is chosen by suffix (see module docstring and
-        :func:`register_reader`).
+        File to read; the reader is chosen by suffix, and by content where the suffix is
+        ambiguous (a Park Systems ``.tiff``). See the module docstring and :func:`register_reader`.
     pixel_size_nm : float or (float, float), optional
-        Pixel size in nm. Overrides what the file says; required when the file says nothing
-        (``.npy``, PNG/JPEG, uncalibrated TIFF).
-    channel : str
-        Channel to read from multi-channel formats (Gwyddion, vendor files).
+        Pixel size in nm, ``(x, y)``. Overrides what the file says; required when the file says
+        nothing (``.npy``, PNG/JPEG, uncalibrated TIFF).
+    channel : str or int, optional
+        Channel by index (:func:`list_channels`), name as the file writes it, or canonical name
+        (``height_sensor``, ``phase``...; :mod:`hybridtmd.io.channels`). Default: the topography
+        channel by the documented rule of :mod:`hybridtmd.io.channels`. The name read is stored
+        in :attr:`AFMImage.channel`.
     z_unit : str, optional
-        Unit of the stored heights (``m``, ``um``, ``nm``, ``A``...) when the file does not say;
-        default nm.
+        Length unit of the stored heights (``m``, ``um``, ``nm``, ``A``...) when the file does not
+        say; default nm.
     z_scale : float, optional
         Nanometres per stored count for integer data (PNG/JPEG grey levels, 8/16-bit TIFF).
         Required for PNG/JPEG.
@@ -399,38 +277,125 @@ def load_image(
     Raises
     ------
     AFMInputError
-        The file is missing, unreadable, truncated, not a 2-D height map, too small, constant,
-        has too many NaN/inf pixels or no pixel size. The message names the file and the reason.
+        The file is missing, unreadable, truncated, too large (``HYBRIDTMD_MAX_PIXELS``), takes
+        too long to parse (``HYBRIDTMD_READ_TIMEOUT``), is not a 2-D map, too small, constant, has
+        too many NaN/inf pixels, unusable metadata or no pixel size. The message names the file
+        and the reason.
     MissingDependencyError
-        A vendor format was requested without the ``vendor`` extra installed.
+        An AFMReader format was requested without the ``vendor`` extra installed.
     """
     path = Path(path)
     suffix, raw = _read_raw(path, channel)
-    height = check_height(raw.data, path)
+    try:
+        return _to_image(path, suffix, raw, channel, pixel_size_nm, z_unit, z_scale)
+    except HybridTMDError:
+        raise
+    except Exception as exc:  # odd metadata values: still this file's reason, never a batch traceback
+        raise AFMInputError(path, f"unusable metadata in the {suffix} file ({one_line(exc)})") from exc
+
+
+def _to_image(path: Path, suffix: str, raw: RawImage, channel, pixel_size_nm, z_unit, z_scale) -> AFMImage:
+    """The reader's output validated and converted: heights in nm, other signals in their unit."""
+    values = check_height(raw.data, path)
     pixel = pixel_size_nm if pixel_size_nm is not None else raw.pixel_size_nm
     if pixel is None:
         raise AFMInputError(path, "no pixel size in the file; pass pixel_size_nm=...")
     pixel = check_pixel_size(pixel, str(path))
-    height, unit = _heights_in_nm(height, path, z_unit or raw.z_unit or "nm", z_scale, raw.z_scale_required)
-    meta = {**(raw.metadata or {}), "format": suffix.lstrip("."), "original_z_unit": unit}
-    return AFMImage(height=height, pixel_size_nm=pixel, channel=meta.pop("channel", channel),
-                    source=str(path), metadata=meta)
+    if z_unit is not None and not is_length_unit(z_unit):
+        raise AFMInputError(path, f"z_unit must be a length unit such as 'nm', 'um' or 'm', got {z_unit!r}")
+    values, unit, stored = _values_in_unit(values, path, z_unit or raw.z_unit or "nm", z_scale, raw.z_scale_required)
+    meta = {**(raw.metadata or {}), "format": suffix.lstrip("."), "original_z_unit": stored}
+    name = meta.pop("channel", None) or (channel if isinstance(channel, str) else None) or "Height"
+    meta["channel_key"] = canonical_channel(str(name))
+    return AFMImage(height=values, pixel_size_nm=pixel, channel=str(name), source=str(path), metadata=meta,
+                    z_unit=unit)
+
+
+def _channel_specs(path: Path) -> list[ChannelSpec]:
+    """The channels of a file: its format's lister, or the one channel its reader returns."""
+    suffix = _checked_suffix(path)
+    lister = _LISTERS.get(suffix)
+    if lister is not None:
+        try:
+            return list(lister(path))
+        except HybridTMDError:
+            raise
+        except Exception as exc:
+            raise AFMInputError(path, f"cannot read {suffix} file ({one_line(exc)})") from exc
+    _, raw = _read_raw(path, None)
+    shape = np.shape(np.squeeze(np.asarray(raw.data)))
+    pixels = (int(shape[0]), int(shape[1])) if len(shape) == 2 else None
+    scan = None
+    if raw.pixel_size_nm is not None and pixels is not None:
+        px, py = check_pixel_size(raw.pixel_size_nm, str(path))
+        scan = (px * pixels[1], py * pixels[0])
+    name = str((raw.metadata or {}).get("channel") or "Height")
+    unit = raw.z_unit if isinstance(raw.z_unit, str) else None
+    return [ChannelSpec(0, name, unit or "nm", pixels, scan, None, unit in (None, "counts") or is_length_unit(unit))]
+
+
+def list_channels(path: str | Path):
+    """Every channel of a file as a DataFrame, from its header where the format allows.
+
+    Columns: ``index``, ``name`` (as the file writes it), ``key`` (canonical name, unique in the
+    file; the keys of :func:`load_channels`), ``unit`` (of the values: a length for heights,
+    ``V``, ``deg``... otherwise), ``rows``, ``cols``, ``scan_x_nm``, ``scan_y_nm`` (NaN when the
+    file does not say), ``direction`` (``trace``/``retrace`` where the file says), ``default``
+    (the channel :func:`load_image` reads without ``channel``).
+    """
+    import pandas as pd
+
+    path = Path(path)
+    specs = _channel_specs(path)
+    chosen = default_channel(specs)
+    rows = [{
+        "index": c.index, "name": c.name, "key": key, "unit": c.unit,
+        "rows": c.pixels[0] if c.pixels else None, "cols": c.pixels[1] if c.pixels else None,
+        "scan_x_nm": c.scan_size_nm[0] if c.scan_size_nm else np.nan,
+        "scan_y_nm": c.scan_size_nm[1] if c.scan_size_nm else np.nan,
+        "direction": c.direction, "default": chosen is not None and c.index == chosen.index,
+    } for c, key in zip(specs, channel_keys(specs), strict=True)]
+    return pd.DataFrame(rows, columns=["index", "name", "key", "unit", "rows", "cols", "scan_x_nm", "scan_y_nm",
+                                       "direction", "default"])
+
+
+def load_channels(
+    path: str | Path,
+    *,
+    pixel_size_nm: float | Sequence[float] | None = None,
+    z_unit: str | None = None,
+    z_scale: float | None = None,
+) -> dict[str, AFMImage]:
+    """Every channel of a file, keyed by canonical name (the ``key`` column of :func:`list_channels`:
+    ``height``, ``height_sensor``, ``phase``, ``amplitude_retrace``...), in file order.
+
+    Heights are in nm; other signals keep their own unit (:attr:`AFMImage.z_unit`). Channels of
+    one file share the pixel grid. ``z_unit`` and ``z_scale`` apply to the length channels only.
+    """
+    path = Path(path)
+    specs = _channel_specs(path)
+    out: dict[str, AFMImage] = {}
+    for spec, key in zip(specs, channel_keys(specs), strict=True):
+        lengths = {"z_unit": z_unit, "z_scale": z_scale} if spec.is_length else {}
+        image = load_image(path, pixel_size_nm=pixel_size_nm, channel=spec.index if len(specs) > 1 else None,
+                           **lengths)
+        image.metadata["channel_key"] = key
+        out[key] = image
+    return out
 
 
 __all__ = [
+    "ChannelLister",
     "RASTER_SUFFIXES",
     "SUPPORTED_SUFFIXES",
     "TIFF_SUFFIXES",
     "VENDOR_SUFFIXES",
     "RawImage",
     "Reader",
+    "list_channels",
+    "load_channels",
     "load_image",
-    "read_gwy",
-    "read_npy",
-    "read_npz",
-    "read_raster",
-    "read_tiff",
-    "read_vendor",
+    "one_line",
     "reader_for",
     "register_reader",
     "registered_suffix",
