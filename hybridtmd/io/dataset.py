@@ -4,6 +4,7 @@ file-name convention that labels a folder of files."""
 from __future__ import annotations
 
 import csv
+import os
 import re
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._utils import atomic_write_csv, track
+from .._utils import array_digest, atomic_write_csv, track
 from ..errors import AFMInputError, AFMInputWarning, HybridTMDError
 from .image import AFMImage, warn_input
 from .readers import load_image, registered_suffix
@@ -23,6 +24,10 @@ from .readers import load_image, registered_suffix
 DEFAULT_FILENAME_PATTERN = r"^[^_]+_(?P<label>[^_]+)_[^_]+_(?P<group>[^_.]+)(?:_[^.]*)?\.[A-Za-z0-9-]+$"
 #: Split names recognised as the last underscore field of a file name.
 SPLIT_NAMES = ("train", "val", "test")
+#: Labels that are missing values written as text, never class names.
+MISSING_LABELS = ("nan", "none", "null", "na", "n/a")
+#: Manifest columns that override the dataset's reading options for one row.
+ROW_OPTIONS = ("pixel_size_nm", "channel", "z_unit", "z_scale")
 
 
 @dataclass
@@ -32,6 +37,8 @@ class LoadReport:
     images: list[AFMImage]
     indices: np.ndarray  # positions in the dataset of ``images``
     errors: list[tuple[str, str]]  # (file, reason) for every file that failed
+    #: (file, file, reason) for identical images (same pixels) that a grouped split cannot see
+    duplicates: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -39,7 +46,9 @@ class Dataset:
     """A labelled, sample-grouped list of AFM files; images are read lazily on access.
 
     ``groups`` are sample ids: every cross-validation in hybridtmd splits by them, so images of
-    one sample are never in both train and test.
+    one sample are never in both train and test. ``pixel_size_nm``, ``channel``, ``z_unit`` and
+    ``z_scale`` are passed to :func:`~hybridtmd.io.load_image` for every file; ``row_options``
+    (one dict per file, from a manifest's columns of the same names) override them per file.
     """
 
     paths: list[Path]
@@ -47,8 +56,11 @@ class Dataset:
     groups: np.ndarray
     splits: np.ndarray | None = None
     pixel_size_nm: float | tuple[float, float] | None = None
-    channel: str = "Height"
+    channel: str | int | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    z_unit: str | None = None
+    z_scale: float | None = None
+    row_options: list[dict] | None = None
 
     def __post_init__(self) -> None:
         self.paths = [Path(p) for p in self.paths]
@@ -59,12 +71,22 @@ class Dataset:
         n = len(self.paths)
         if len(self.labels) != n or len(self.groups) != n or (self.splits is not None and len(self.splits) != n):
             raise ValueError("paths, labels, groups (and splits) must have the same length")
+        if self.row_options is not None and len(self.row_options) != n:
+            raise ValueError("row_options must have one entry per path")
+
+    def read_options(self, index: int) -> dict:
+        """The :func:`~hybridtmd.io.load_image` keywords of file ``index``."""
+        options = {"pixel_size_nm": self.pixel_size_nm, "channel": self.channel, "z_unit": self.z_unit,
+                   "z_scale": self.z_scale}
+        if self.row_options is not None:
+            options.update({k: v for k, v in self.row_options[index].items() if v is not None})
+        return options
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> AFMImage:
-        return load_image(self.paths[index], pixel_size_nm=self.pixel_size_nm, channel=self.channel)
+        return load_image(self.paths[index], **self.read_options(index))
 
     def __iter__(self) -> Iterator[AFMImage]:
         for i in range(len(self)):
@@ -81,7 +103,8 @@ class Dataset:
         return Dataset(
             paths=[self.paths[i] for i in idx], labels=self.labels[idx], groups=self.groups[idx],
             splits=None if self.splits is None else self.splits[idx],
-            pixel_size_nm=self.pixel_size_nm, channel=self.channel,
+            pixel_size_nm=self.pixel_size_nm, channel=self.channel, z_unit=self.z_unit, z_scale=self.z_scale,
+            row_options=None if self.row_options is None else [self.row_options[i] for i in idx],
         )
 
     def first_per_class(self, n: int) -> Dataset:
@@ -99,9 +122,39 @@ class Dataset:
 
     def load(self, on_error: str = "skip", progress: bool = False) -> LoadReport:
         """Read every image. ``on_error="skip"`` collects bad files in ``report.errors``
-        (file, reason) and keeps going; ``"raise"`` stops at the first one."""
-        return load_images(self.paths, pixel_size_nm=self.pixel_size_nm, channel=self.channel,
-                           on_error=on_error, progress=progress)
+        (file, reason) and keeps going; ``"raise"`` stops at the first one.
+
+        Identical images (same pixels, by digest) of two different samples are a train/test leak
+        no grouped split can see: they are listed in ``report.duplicates`` with a warning.
+        """
+        report = load_images(self.paths, options=[self.read_options(i) for i in range(len(self))],
+                             on_error=on_error, progress=progress)
+        report.duplicates = self._cross_group_duplicates(report)
+        for first, second, reason in report.duplicates:
+            warn_input(f"{second}: {reason} ({first})")
+        return report
+
+    def _cross_group_duplicates(self, report: LoadReport) -> list[tuple[str, str, str]]:
+        seen: dict[str, int] = {}
+        found = []
+        for image, i in zip(report.images, report.indices, strict=True):
+            digest = array_digest(image.height)
+            j = seen.setdefault(digest, int(i))
+            if j != i and self.groups[j] != self.groups[i]:
+                found.append((str(self.paths[j]), str(self.paths[i]),
+                              f"same pixels as an image of another sample ({self.groups[i]} vs {self.groups[j]})"))
+        return found
+
+    def check_folds(self, n_folds: int) -> None:
+        """ValueError when a class has fewer samples than ``n_folds`` (grouped folds cannot then
+        put each class in every fold); the message counts samples, not images."""
+        frame = self.to_frame()
+        counts = frame.groupby("label").agg(images=("path", "size"), samples=("group", "nunique"))
+        short = counts[counts["samples"] < n_folds]
+        if len(short):
+            listing = ", ".join(f"{c} has {r.samples} sample(s) ({r.images} images)" for c, r in short.iterrows())
+            raise ValueError(f"{listing}: fewer samples than the {n_folds} folds; folds are grouped by sample, so "
+                             f"each class needs at least {n_folds} samples (use fewer folds or more samples)")
 
     def summary(self):
         """Images and samples per class, as a DataFrame."""
@@ -113,20 +166,30 @@ def load_images(
     paths: Iterable[str | Path],
     *,
     pixel_size_nm: float | Sequence[float] | None = None,
-    channel: str = "Height",
+    channel: str | int | None = None,
+    z_unit: str | None = None,
+    z_scale: float | None = None,
+    options: Sequence[dict] | None = None,
     on_error: str = "skip",
     progress: bool = False,
 ) -> LoadReport:
-    """Load many files, skipping (and reporting) the bad ones instead of stopping."""
+    """Load many files, skipping (and reporting) the bad ones instead of stopping.
+
+    ``pixel_size_nm``, ``channel``, ``z_unit`` and ``z_scale`` go to :func:`load_image` for every
+    file; ``options`` (one dict of the same keywords per file) replaces them per file.
+    """
     if on_error not in ("skip", "raise"):
         raise ValueError("on_error must be 'skip' or 'raise'")
     paths = [Path(p) for p in paths]
+    shared = {"pixel_size_nm": pixel_size_nm, "channel": channel, "z_unit": z_unit, "z_scale": z_scale}
+    if options is not None and len(options) != len(paths):
+        raise ValueError("options must have one dict per path")
     images, indices, errors = [], [], []
     for i, p in track(enumerate(paths), total=len(paths), description="loading", show=progress):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("default", AFMInputWarning)
-                images.append(load_image(p, pixel_size_nm=pixel_size_nm, channel=channel))
+                images.append(load_image(p, **(shared if options is None else options[i])))
             indices.append(i)
         except HybridTMDError as exc:
             if on_error == "raise":
@@ -140,7 +203,9 @@ def load_dataset(
     *,
     pattern: str = DEFAULT_FILENAME_PATTERN,
     pixel_size_nm: float | tuple[float, float] | None = None,
-    channel: str = "Height",
+    channel: str | int | None = None,
+    z_unit: str | None = None,
+    z_scale: float | None = None,
     recursive: bool = False,
 ) -> Dataset:
     """Describe a labelled AFM dataset from a CSV manifest or a folder of files.
@@ -148,31 +213,41 @@ def load_dataset(
     Parameters
     ----------
     source : path
-        A ``.csv`` manifest with columns ``path,label,group`` and optionally ``split``
-        (paths relative to the manifest's folder), or a folder. A folder containing
-        ``manifest.csv`` uses it; otherwise labels and groups are parsed from file names
-        with ``pattern``.
+        A ``.csv`` manifest (UTF-8, with or without a byte-order mark) with columns
+        ``path,label,group`` and optionally ``split`` (train/val/test) and per-file
+        ``pixel_size_nm`` (one number or ``x,y``), ``channel``, ``z_unit``, ``z_scale``; paths are
+        relative to the manifest's folder. A folder containing ``manifest.csv`` uses it;
+        otherwise labels and groups are parsed from file names with ``pattern``.
     pattern : str
         Regular expression with named groups ``label`` and ``group`` (and optionally ``split``)
         matched against each file name. The default is the seed paper's convention,
         :data:`DEFAULT_FILENAME_PATTERN`: ``<anything>_<MATERIAL>_<anything>_<SAMPLEID>_...``.
         Files with a supported suffix that do not match are listed in ``Dataset.skipped``
         with a warning.
+    pixel_size_nm, channel, z_unit, z_scale :
+        Reading options of every file (:func:`~hybridtmd.io.load_image`); a manifest's columns
+        override them per file.
+
+    Labels and sample ids are stripped of surrounding whitespace (labels that differ only by it
+    are one class, with a warning). Errors: a label that is a missing value (``nan``, ``None``...),
+    a sample carrying two labels, a split other than train/val/test. A row repeated exactly is
+    used once, with a warning.
     """
     source = Path(source)
     if not source.exists():
         raise AFMInputError(source, "dataset path not found")
     if source.is_dir() and (source / "manifest.csv").exists():
         source = source / "manifest.csv"
+    options = {"pixel_size_nm": pixel_size_nm, "channel": channel, "z_unit": z_unit, "z_scale": z_scale}
     if source.is_file():
-        return _dataset_from_manifest(source, pixel_size_nm=pixel_size_nm, channel=channel)
+        return _dataset_from_manifest(source, options)
     regex = re.compile(pattern)
     if "label" not in regex.groupindex or "group" not in regex.groupindex:
         raise ValueError("pattern needs named groups 'label' and 'group'")
-    return _dataset_from_names(source, regex, recursive=recursive, pixel_size_nm=pixel_size_nm, channel=channel)
+    return _dataset_from_names(source, regex, recursive=recursive, options=options)
 
 
-def _dataset_from_names(folder: Path, regex: re.Pattern, *, recursive: bool, pixel_size_nm, channel) -> Dataset:
+def _dataset_from_names(folder: Path, regex: re.Pattern, *, recursive: bool, options: dict) -> Dataset:
     """Labels, groups and splits parsed from the names of the readable files in ``folder``."""
     files = sorted(folder.rglob("*") if recursive else folder.iterdir())
     paths, labels, groups, splits, skipped = [], [], [], [], []
@@ -193,49 +268,114 @@ def _dataset_from_names(folder: Path, regex: re.Pattern, *, recursive: bool, pix
         warn_input(f"{folder}: {len(skipped)} file(s) do not match the name pattern and were skipped")
     if not paths:
         raise AFMInputError(folder, "no AFM files matching the dataset pattern")
+    rows = [{"label": lab, "group": grp} for lab, grp in zip(labels, groups, strict=True)]
+    labels, groups = _checked_labels(folder, rows, lines=[str(p.name) for p in paths])
     has_split = any(s is not None for s in splits)
-    return Dataset(paths, labels, groups, splits if has_split else None, pixel_size_nm, channel, skipped)
+    return Dataset(paths, labels, groups, splits if has_split else None, skipped=skipped, **options)
 
 
 def _manifest_rows(manifest: Path) -> list[dict[str, str]]:
     """The rows of a manifest CSV, checked for the columns and values every dataset needs."""
     try:
-        with open(manifest, newline="", encoding="utf-8") as fh:
+        with open(manifest, newline="", encoding="utf-8-sig") as fh:  # -sig: spreadsheets write a BOM
             rows = list(csv.DictReader(fh))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise AFMInputError(manifest, f"cannot read manifest ({exc})") from None
     if not rows:
         raise AFMInputError(manifest, "manifest has no rows")
+    rows = [{str(k).strip(): (v or "").strip() if isinstance(v, str) else "" for k, v in r.items() if k} for r in rows]
     missing = {"path", "label", "group"} - set(rows[0])
     if missing:
         raise AFMInputError(manifest, f"manifest lacks column(s) {sorted(missing)}; needs path,label,group[,split]")
     for i, r in enumerate(rows, start=2):
-        if not r["label"] or not r["group"]:
-            raise AFMInputError(manifest, f"line {i}: empty label or group")
+        if not r["label"] or not r["group"] or not r["path"]:
+            raise AFMInputError(manifest, f"line {i}: empty path, label or group")
     return rows
 
 
-def _dataset_from_manifest(manifest: Path, *, pixel_size_nm, channel) -> Dataset:
+def _checked_labels(source: Path, rows: list[dict], lines: list[str]) -> tuple[list[str], list[str]]:
+    """Labels and groups stripped and checked: no missing-value labels, one label per sample;
+    labels that differ only by whitespace warned about (they are one class)."""
+    raw_labels = [str(r["label"]) for r in rows]
+    labels = [lab.strip() for lab in raw_labels]
+    groups = [str(r["group"]).strip() for r in rows]
+    for where, lab in zip(lines, labels, strict=True):
+        if lab.lower() in MISSING_LABELS or not lab:
+            raise AFMInputError(source, f"{where}: label {lab!r} is a missing value, not a class name")
+    variants: dict[str, set[str]] = {}
+    for raw, lab in zip(raw_labels, labels, strict=True):
+        variants.setdefault(lab, set()).add(raw)
+    for lab, forms in variants.items():
+        if len(forms) > 1:
+            warn_input(f"{source}: labels {sorted(forms)} differ only by whitespace; taken as one class {lab!r}")
+    label_of: dict[str, tuple[str, str]] = {}
+    for where, lab, grp in zip(lines, labels, groups, strict=True):
+        first = label_of.setdefault(grp, (lab, where))
+        if first[0] != lab:
+            raise AFMInputError(source, f"sample {grp!r} carries two labels ({first[0]!r} at {first[1]}, {lab!r} at "
+                                        f"{where}); a sample is one material")
+    return labels, groups
+
+
+def _manifest_key(path: Path) -> str:
+    """The file a manifest row points at, for duplicate detection (symlink loops do not resolve)."""
+    try:
+        return str(path.resolve())
+    except (OSError, RuntimeError):
+        return os.path.abspath(path)
+
+
+def _row_options(manifest: Path, rows: list[dict[str, str]]) -> list[dict] | None:
+    """Per-row reading options from the manifest's pixel_size_nm, channel, z_unit, z_scale columns."""
+    present = [c for c in ROW_OPTIONS if c in rows[0]]
+    if not present:
+        return None
+    out = []
+    for line, r in enumerate(rows, start=2):
+        options: dict = {}
+        for column in present:
+            text = r.get(column, "")
+            if not text:
+                continue
+            if column in ("pixel_size_nm", "z_scale"):
+                try:
+                    value = tuple(float(v) for v in text.replace(";", ",").split(","))
+                except ValueError:
+                    raise AFMInputError(manifest, f"line {line}: {column} {text!r} is not a number") from None
+                options[column] = value if column == "pixel_size_nm" else value[0]
+            else:
+                options[column] = text
+        out.append(options)
+    return out
+
+
+def _dataset_from_manifest(manifest: Path, options: dict) -> Dataset:
     rows = _manifest_rows(manifest)
     base = manifest.parent
     paths = [base / r["path"] if not Path(r["path"]).is_absolute() else Path(r["path"]) for r in rows]
-    first: dict[Path, int] = {}
+    first: dict[str, int] = {}
+    keep = []
     for i, (p, r) in enumerate(zip(paths, rows, strict=True)):
-        key = p.resolve()
+        key = _manifest_key(p)
         if key not in first:
             first[key] = i
+            keep.append(i)
             continue
         j = first[key]
         if (r["label"], r["group"]) != (rows[j]["label"], rows[j]["group"]):
             raise AFMInputError(manifest, f"lines {j + 2} and {i + 2}: {r['path']} is listed twice with different "
                                           f"label/group ({rows[j]['label']}/{rows[j]['group']} vs "
                                           f"{r['label']}/{r['group']})")
-        warn_input(f"{manifest}: line {i + 2}: {r['path']} is listed again (first on line {j + 2}); it is used twice")
-    splits = [r.get("split") or None for r in rows] if "split" in rows[0] else None
-    return Dataset(
-        paths, [r["label"] for r in rows], [r["group"] for r in rows], splits,
-        pixel_size_nm=pixel_size_nm, channel=channel,
-    )
+        warn_input(f"{manifest}: line {i + 2}: {r['path']} is listed again (first on line {j + 2}); used once")
+    rows, paths = [rows[i] for i in keep], [paths[i] for i in keep]
+    labels, groups = _checked_labels(manifest, rows, lines=[f"line {i + 2}" for i in keep])
+    splits = None
+    if "split" in rows[0]:
+        splits = [r.get("split", "").lower() or None for r in rows]
+        for i, split in zip(keep, splits, strict=True):
+            if split is not None and split not in SPLIT_NAMES:
+                raise AFMInputError(manifest, f"line {i + 2}: split {split!r} is not one of {', '.join(SPLIT_NAMES)}")
+    return Dataset(paths, labels, groups, splits, row_options=_row_options(manifest, rows), **options)
 
 
 def write_manifest(dataset: Dataset, path: str | Path) -> Path:
@@ -257,6 +397,8 @@ def write_manifest(dataset: Dataset, path: str | Path) -> Path:
 
 __all__ = [
     "DEFAULT_FILENAME_PATTERN",
+    "MISSING_LABELS",
+    "ROW_OPTIONS",
     "SPLIT_NAMES",
     "Dataset",
     "LoadReport",
