@@ -99,7 +99,8 @@ def test_duplicate_paths_in_a_manifest_warn_and_conflicts_are_errors(tmp_path):
     manifest = tmp_path / "manifest.csv"
     manifest.write_text(f"path,label,group\n{files[0].name},MoS2,s1\n{files[1].name},WSe2,s2\n"
                         f"{files[0].name},MoS2,s1\n")
-    with pytest.warns(AFMInputWarning, match=rf"line 4: {files[0].name} is listed again \(first on line 2\); used once"):
+    listed_again = rf"line 4: {files[0].name} is listed again \(first on line 2\); used once"
+    with pytest.warns(AFMInputWarning, match=listed_again):
         ds = load_dataset(manifest)
     assert len(ds) == 2  # an exact repeat is used once (issue 16: not counted twice), the warning says so
     manifest.write_text(f"path,label,group\n{files[0].name},MoS2,s1\n{files[0].name},WSe2,s2\n")

@@ -48,10 +48,41 @@ def command(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return register
 
 
+#: Python keyword of a reading option -> its command-line flag (messages from the library name the
+#: keyword; the same message on the command line names the flag).
+KEYWORD_FLAGS = {"pixel_size_nm=...": "--pixel-size-nm NM", "pixel_size_nm": "--pixel-size-nm",
+                 "z_scale (nm per grey level)": "--z-scale NM_PER_LEVEL", "z_scale=nm per count": "--z-scale NM",
+                 "z_scale": "--z-scale", "channel=<page index": "--channel <page index", "z_unit": "--z-unit"}
+_KEYWORDS = re.compile("|".join(re.escape(k) for k in sorted(KEYWORD_FLAGS, key=len, reverse=True)))
+
+
+def as_flags(text: str) -> str:
+    """A library message with each reading keyword replaced by its command-line flag."""
+    return _KEYWORDS.sub(lambda m: KEYWORD_FLAGS[m.group(0)], text)
+
+
+def safe_text(text: object) -> str:
+    """``text`` fit for one terminal line: control characters (escape sequences, newlines) and
+    bytes that are not valid text shown as ``\\x1b``, ``\\n``, ``\\udcff``..., never sent raw."""
+    out = []
+    for ch in str(text):
+        code = ord(ch)
+        if ch == "\\" or code < 32 or 127 <= code < 160 or 0xD800 <= code <= 0xDFFF:
+            out.append(ch.encode("unicode_escape", "backslashreplace").decode("ascii") if ch != "\\" else ch)
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print ``error: message`` on stderr and exit with ``code`` (2: usage, 1: nothing done)."""
-    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
+    err_console.print(f"[bold red]error:[/] {escape(safe_text(as_flags(message)))}", soft_wrap=True, highlight=False)
     raise typer.Exit(code)
+
+
+def warn_line(message: str) -> None:
+    """``warning: message`` on stderr, on one line."""
+    err_console.print(f"[yellow]warning:[/] {escape(safe_text(as_flags(message)))}", soft_wrap=True, highlight=False)
 
 
 def report_errors(errors: list[tuple[str, str]], what: str = "file") -> None:
@@ -60,7 +91,8 @@ def report_errors(errors: list[tuple[str, str]], what: str = "file") -> None:
         return
     err_console.print(f"[bold yellow]{len(errors)} {what}(s) skipped:[/]")
     for path, reason in errors:
-        err_console.print(f"  skipped {escape(str(path))}: {escape(reason)}", soft_wrap=True, highlight=False)
+        line = f"  skipped {safe_text(path)}: {safe_text(as_flags(str(reason)))}"
+        err_console.print(escape(line), soft_wrap=True, highlight=False)
 
 
 def exit_for(errors: list) -> None:
@@ -80,8 +112,12 @@ def main(
     version: Annotated[
         bool, typer.Option("--version", help="Print the version and exit.", callback=print_version, is_eager=True)
     ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the file readers' own log output.")] = False,
 ) -> None:
     """Explainable classification of TMD films from AFM height maps."""
+    from ..io import set_third_party_logging
+
+    set_third_party_logging(verbose)
 
 
 CONFIG_HELP = "TOML config with \\[level] \\[descriptors] \\[embeddings] \\[model] tables."
@@ -90,32 +126,155 @@ LEVEL_CONFIG_HELP = "TOML config with a \\[level] table."
 LabelledDataset = Annotated[Path, typer.Argument(help="Labelled dataset folder or manifest CSV.")]
 ConfigOption = Annotated[Path | None, typer.Option(help=CONFIG_HELP)]
 LevelConfigOption = Annotated[Path | None, typer.Option("--config", help=LEVEL_CONFIG_HELP)]
-FoldsOption = Annotated[int, typer.Option(help="StratifiedGroupKFold folds (grouped by sample).")]
-RepeatsOption = Annotated[int, typer.Option(help="Repeats with reshuffled folds.")]
+FoldsOption = Annotated[int, typer.Option(min=2, help="StratifiedGroupKFold folds (grouped by sample), at least 2.")]
+RepeatsOption = Annotated[int, typer.Option(min=1, help="Repeats with reshuffled folds, at least 1.")]
 ReportFolder = Annotated[Path, typer.Option("-o", "--output", help="Report folder.")]
-PatternOption = Annotated[str | None, typer.Option(help="File-name regex with (?P<label>) and (?P<group>).")]
-PixelSizeOption = Annotated[float | None, typer.Option(help="Pixel size (nm) for files that lack one.")]
+
+
+def parse_pattern(text: str | None) -> str | None:
+    """``--pattern``: a regular expression with named groups label and group."""
+    if text is None:
+        return None
+    try:
+        regex = re.compile(text)
+    except re.error as exc:
+        raise typer.BadParameter(f"{text!r} is not a regular expression ({exc})") from None
+    if not {"label", "group"} <= set(regex.groupindex):
+        raise typer.BadParameter(f"{text!r} needs the named groups (?P<label>...) and (?P<group>...)")
+    return text
+
+
+PatternOption = Annotated[
+    Any, typer.Option(parser=parse_pattern, metavar="REGEX",
+                      help="File-name regex with (?P<label>) and (?P<group>).")]
+
+
+
+def parse_pixel_size(text: str | None) -> tuple[float, float] | None:
+    """``--pixel-size-nm``: one positive number (square pixels) or ``x,y``, in nm."""
+    if text is None or isinstance(text, tuple):
+        return text
+    try:
+        values = [float(v) for v in str(text).replace(";", ",").split(",")]
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a number or x,y pair in nm (e.g. 9.77 or 9.77,9.8)") from None
+    if len(values) not in (1, 2) or not all(v > 0 and v < float("inf") for v in values):
+        raise typer.BadParameter(f"{text!r}: give one or two positive numbers in nm (e.g. 9.77 or 9.77,9.8)")
+    return (values[0], values[-1])
+
+
+def parse_channel(text: str | None) -> str | int | None:
+    """``--channel``: an index (0, 1...) or a name (as the file writes it, or canonical)."""
+    if text is None:
+        return None
+    text = str(text).strip()
+    if not text:
+        raise typer.BadParameter("give a channel index or name (see `hybridtmd info FILE`)")
+    return int(text) if text.isdigit() else text
+
+
+def parse_z_unit(text: str | None) -> str | None:
+    """``--z-unit``: a length unit."""
+    from ..io import is_length_unit
+
+    if text is not None and not is_length_unit(text):
+        raise typer.BadParameter(f"{text!r} is not a length unit (m, mm, um, nm, A, pm)")
+    return text
+
+
+def parse_low_data(text: str | None) -> list[int] | None:
+    """``--low-data``: comma-separated positive training caps per class, e.g. 64,32,16,8."""
+    if text is None or isinstance(text, list):
+        return text
+    try:
+        caps = [int(c) for c in str(text).split(",") if c.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: give comma-separated whole numbers, e.g. 64,32,16,8") from None
+    if not caps or min(caps) < 1:
+        raise typer.BadParameter(f"{text!r}: every cap must be a whole number of at least 1")
+    return caps
+
+
+PixelSizeOption = Annotated[
+    Any, typer.Option(parser=parse_pixel_size, metavar="NM|X,Y",
+                      help="Pixel size in nm, one value or x,y (overrides the file; needed for plain TIFF, PNG).")]
+ChannelOption = Annotated[
+    Any, typer.Option(parser=parse_channel, metavar="NAME|INDEX",
+                      help="Channel to read (index or name, see `hybridtmd info`); default: the topography channel.")]
+ZUnitOption = Annotated[
+    Any, typer.Option(parser=parse_z_unit, metavar="UNIT", help="Length unit of stored heights when the file does "
+                                                                "not say (m, um, nm, A).")]
+
+
+def parse_z_scale(text: str | None) -> float | None:
+    """``--z-scale``: a positive number of nm per stored count."""
+    if text is None or isinstance(text, float):
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a number (nm per count)") from None
+    if not 0 < value < float("inf"):
+        raise typer.BadParameter(f"{text!r}: nm per count must be positive")
+    return value
+
+
+ZScaleOption = Annotated[
+    Any, typer.Option(parser=parse_z_scale, metavar="NM", help="nm per stored count (PNG/JPEG grey levels, "
+                                                               "integer TIFF).")]
+LowDataOption = Annotated[
+    Any, typer.Option(parser=parse_low_data, metavar="CAPS", help="Training caps per class, e.g. 64,32,16,8.")]
+
+
+def check_n_jobs(value: int) -> int:
+    if value == 0 or value < -1:
+        raise typer.BadParameter(f"{value}: give a number of workers >= 1, or -1 for all cores")
+    return value
+
+
+NJobsOption = Annotated[int, typer.Option(callback=check_n_jobs, help="Parallel workers (-1 = all cores).")]
 CacheDirOption = Annotated[Path | None, typer.Option(help="Embedding cache folder (reruns load vectors).")]
 ModelDirArgument = Annotated[Path, typer.Argument(help="Model directory written by `hybridtmd train`.")]
 
 
-def read_dataset(source: Path, pattern: str | None = None, pixel_size_nm: float | None = None) -> Any:
-    """The dataset at ``source`` (folder or manifest), or a one-line error and exit 2."""
+def read_options(channel: str | int | None = None, pixel_size_nm: Any = None, z_unit: str | None = None,
+                 z_scale: float | None = None) -> dict[str, Any]:
+    """The reading keywords of :func:`hybridtmd.io.load_image` from the shared options."""
+    return {"channel": channel, "pixel_size_nm": pixel_size_nm, "z_unit": z_unit, "z_scale": z_scale}
+
+
+def read_dataset(source: Path, pattern: str | None = None, options: dict[str, Any] | None = None) -> Any:
+    """The dataset at ``source`` (folder or manifest), or a one-line error and exit 2; its
+    warnings (labels merged, rows repeated) are printed, one line each."""
     from ..io import DEFAULT_FILENAME_PATTERN, load_dataset
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return load_dataset(source, pattern=pattern or DEFAULT_FILENAME_PATTERN, pixel_size_nm=pixel_size_nm)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            dataset = load_dataset(source, pattern=pattern or DEFAULT_FILENAME_PATTERN, **(options or {}))
     except (HybridTMDError, ValueError) as exc:
         fail(str(exc))
+    for warning in caught:
+        if "do not match the name pattern" not in str(warning.message):  # listed as skipped files instead
+            warn_line(str(warning.message))
+    return dataset
 
 
-def labelled_images(source: Path, pattern: str | None, pixel_size_nm: float | None = None):
+def load_dataset_images(ds: Any) -> Any:
+    """``ds.load()`` with its bad files collected and its cross-sample duplicates printed."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = ds.load(on_error="skip", progress=len(ds) >= 20)
+    for first, second, reason in report.duplicates:
+        warn_line(f"{second}: {reason} ({first}): a train/test leak that grouped folds cannot see")
+    return report
+
+
+def labelled_images(source: Path, pattern: str | None, options: dict[str, Any] | None = None):
     """Read a labelled dataset: (dataset, images, labels, groups, paths, errors); bad files are
     collected in ``errors`` as (file, reason), the rest is returned."""
-    ds = read_dataset(source, pattern, pixel_size_nm)
-    report = ds.load(on_error="skip", progress=len(ds) >= 20)
+    ds = read_dataset(source, pattern, options)
+    report = load_dataset_images(ds)
     errors = list(ds.skipped) + list(report.errors)
     if not report.images:
         report_errors(errors)
@@ -125,17 +284,70 @@ def labelled_images(source: Path, pattern: str | None, pixel_size_nm: float | No
 
 
 def expand_inputs(inputs: list[Path]) -> list[Path]:
-    """One dataset folder/manifest, or a list of files."""
-    from ..io import SUPPORTED_SUFFIXES, load_dataset
+    """Files to read: a folder gives every file of a readable type in it (names need not follow any
+    convention), a manifest CSV its listed files, files themselves."""
+    from ..io import load_dataset, registered_suffix
 
+    if len(inputs) == 1 and inputs[0].is_dir() and not (inputs[0] / "manifest.csv").exists():
+        return sorted(p for p in inputs[0].iterdir()
+                      if p.is_file() and not p.name.startswith(".") and registered_suffix(p) is not None)
     if len(inputs) == 1 and (inputs[0].is_dir() or inputs[0].suffix.lower() == ".csv"):
         try:
-            return load_dataset(inputs[0]).paths
-        except HybridTMDError:
-            if inputs[0].is_dir():
-                return sorted(p for p in inputs[0].iterdir() if p.suffix.lower() in SUPPORTED_SUFFIXES)
-            raise
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return load_dataset(inputs[0]).paths
+        except HybridTMDError as exc:
+            fail(str(exc))
     return list(inputs)
+
+
+TABLE_SUFFIXES = (".csv", ".parquet")
+
+
+def check_output_file(path: Path, suffixes: tuple[str, ...] = TABLE_SUFFIXES) -> None:
+    """Fail before any work when ``path`` cannot be written: wrong suffix, a folder, a parent that is
+    a file or not writable."""
+    import os
+
+    if suffixes and path.suffix.lower() not in suffixes:
+        fail(f"{path}: output must end in {' or '.join(suffixes)}")
+    if path.is_dir():
+        fail(f"{path}: is a folder; give a file name")
+    parent = path.parent if str(path.parent) else Path(".")
+    existing = next((p for p in [parent, *parent.parents] if p.exists()), Path("."))
+    if not existing.is_dir():
+        fail(f"{path}: cannot write there ({existing} is a file, not a folder)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        fail(f"{path}: cannot write there ({existing} is not writable)")
+    if path.suffix.lower() == ".parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            fail(f"{path}: writing .parquet needs pyarrow; install the extra: pip install 'hybridtmd[parquet]'")
+
+
+def check_output_dir(path: Path) -> None:
+    """Fail before any work when the folder ``path`` cannot be created or written."""
+    import os
+
+    if path.exists() and not path.is_dir():
+        fail(f"{path}: is a file; give a folder")
+    existing = next((p for p in [path, *path.parents] if p.exists()), Path("."))
+    if not existing.is_dir():
+        fail(f"{path}: cannot create it ({existing} is a file, not a folder)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        fail(f"{path}: cannot write there ({existing} is not writable)")
+
+
+def write_table(frame: Any, path: Path) -> None:
+    """Write a table atomically as CSV, or as parquet when ``path`` ends in ``.parquet``."""
+    from .._utils import atomic_path, atomic_write_csv
+
+    if path.suffix.lower() == ".parquet":
+        with atomic_path(path, suffix=".parquet") as tmp:
+            frame.to_parquet(tmp, index=False)
+    else:
+        atomic_write_csv(frame, path, index=False)
 
 
 def load_level_config(config: Path | None) -> Any:
@@ -163,9 +375,16 @@ def model_from_config(config: Path | None, cache_dir: Path | None = None) -> Any
 
     try:
         model = HybridClassifier.from_config(load_config(config))
-    except HybridTMDError as exc:
-        fail(str(exc))
+    except (HybridTMDError, ValueError, RecursionError) as exc:
+        fail(str(exc) if not isinstance(exc, RecursionError) else f"{config}: nested too deeply")
     features = model.features
+    if features.embedder is not None and getattr(features.embedder, "device", "auto") == "cuda":
+        from .._utils import select_device
+
+        try:  # found now, not after the descriptors of every image are computed
+            select_device("cuda")
+        except ValueError as exc:
+            fail(f"{config}: embeddings.device: {exc}")
     if cache_dir is not None and features.embedder is not None:
         features.embedder.set_params(cache_dir=cache_dir)
     return model

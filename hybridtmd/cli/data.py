@@ -10,28 +10,42 @@ from rich.markup import escape
 
 from ..errors import HybridTMDError
 from .common import (
+    ChannelOption,
     LevelConfigOption,
+    NJobsOption,
     PatternOption,
     PixelSizeOption,
+    ZScaleOption,
+    ZUnitOption,
+    check_output_dir,
+    check_output_file,
     command,
     console,
     err_console,
     exit_for,
     expand_inputs,
     fail,
+    load_dataset_images,
     load_level_config,
     read_dataset,
+    read_options,
     report_errors,
+    safe_text,
     use_file_backend,
+    write_table,
 )
+
+#: Smallest image side synth writes: the readers' own minimum (hybridtmd.io.MIN_SIDE_PX).
+MIN_SYNTH_SIZE = 32
 
 
 @command("synth")
 def synth_command(
     outdir: Annotated[Path, typer.Argument(help="Folder to write TIFFs, manifest.csv and samples.json into.")],
-    n_samples: Annotated[int, typer.Option(help="Number of samples (split over classes as in the paper).")] = 60,
-    images_per_sample: Annotated[int, typer.Option(help="Images per sample.")] = 2,
-    size: Annotated[int, typer.Option(help="Image side in pixels.")] = 128,
+    n_samples: Annotated[int, typer.Option(min=1, help="Number of samples (split over classes as in the paper).")] = 60,
+    images_per_sample: Annotated[int, typer.Option(min=1, help="Images per sample.")] = 2,
+    size: Annotated[int, typer.Option(min=MIN_SYNTH_SIZE, help="Image side in pixels (at least 32, the smallest "
+                                                               "image the readers accept).")] = 128,
     scan_min_um: Annotated[float, typer.Option(help="Smallest scan size (µm).")] = 1.0,
     scan_max_um: Annotated[float, typer.Option(help="Largest scan size (µm).")] = 2.5,
     spread: Annotated[float, typer.Option(help="Within-class spread of sample parameters (1 = default).")] = 1.0,
@@ -46,6 +60,7 @@ def synth_command(
 
     if scan_min_um <= 0 or scan_max_um < scan_min_um:
         fail("scan sizes must satisfy 0 < --scan-min-um <= --scan-max-um")
+    check_output_dir(outdir)
     try:
         with console.status(f"rendering {n_samples * images_per_sample} images..."):
             ds = write_synthetic_dataset(
@@ -62,19 +77,54 @@ def synth_command(
 @command("info")
 def info_command(
     files: Annotated[list[Path], typer.Argument(help="AFM files to describe.")],
+    channel: ChannelOption = None,
     pixel_size_nm: PixelSizeOption = None,
+    z_unit: ZUnitOption = None,
+    z_scale: ZScaleOption = None,
 ) -> None:
-    """Shape, pixel size, scan size and height range of AFM files."""
-    from ..io import image_info, load_images
+    """Each file's instrument, channels (index, name, canonical key, unit, direction), scan size,
+    the channel that would be used (marked *), and its shape, pixel size and height range."""
+    from ..io import image_info, list_channels, load_image
 
-    report = load_images(files, pixel_size_nm=pixel_size_nm, on_error="skip")
-    for image in report.images:  # one greppable line per file
-        facts = image_info(image)
-        facts.pop("file")
-        line = ", ".join(f"{key} {value}" for key, value in facts.items())
-        console.print(f"[bold]{escape(image.name)}[/]: {escape(line)}", soft_wrap=True, highlight=False)
-    report_errors(report.errors)
-    exit_for(report.errors)
+    errors: list[tuple[str, str]] = []
+    for path in files:
+        try:
+            channels = list_channels(path)
+        except HybridTMDError as exc:
+            errors.append((str(path), getattr(exc, "reason", str(exc))))
+            continue
+        try:
+            image = load_image(path, **read_options(channel, pixel_size_nm, z_unit, z_scale))
+        except HybridTMDError as exc:
+            image = None
+            errors.append((str(path), getattr(exc, "reason", str(exc))))
+        _print_file_info(path, channels, image, image_info)
+    report_errors(errors)
+    exit_for(errors)
+
+
+def _print_file_info(path: Path, channels, image, image_info) -> None:
+    """One header line per file (greppable), then one line per channel."""
+    meta = image.metadata if image is not None else {}
+    facts = [str(meta[k]) for k in ("vendor", "instrument") if meta.get(k)]
+    if meta.get("acquisition_time"):
+        facts.append(f"acquired {meta['acquisition_time']}")
+    if image is not None:
+        shown = image_info(image)
+        shown.pop("file")
+        shown["z_unit"] = image.z_unit
+        facts.append(", ".join(f"{key} {value}" for key, value in shown.items()))
+    line = f"{safe_text(path.name)}: {safe_text('; '.join(facts)) or 'not readable with these options'}"
+    console.print(escape(line), soft_wrap=True, highlight=False)
+    used = image.metadata.get("channel_index") if image is not None else None
+    for row in channels.itertuples():
+        chosen = (used == row.index) if used is not None else bool(row.default)
+        scan = ("" if row.scan_x_nm != row.scan_x_nm else  # NaN: the file does not say
+                f", scan {row.scan_x_nm / 1e3:.4g} x {row.scan_y_nm / 1e3:.4g} um")
+        text = (f"  {'*' if chosen else ' '} {row.index} {safe_text(row.name)} ({row.key}), "
+                f"{safe_text(row.unit or 'no unit')}, {row.rows}x{row.cols} px{scan}"
+                f"{', ' + row.direction if row.direction else ''}")
+        console.print(escape(text), soft_wrap=True, highlight=False)
 
 
 @command("dataset")
@@ -94,16 +144,21 @@ def level_command(
     inputs: Annotated[list[Path], typer.Argument(help="AFM files, or one dataset folder/manifest.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for levelled TIFFs.")],
     config: LevelConfigOption = None,
+    channel: ChannelOption = None,
     pixel_size_nm: PixelSizeOption = None,
+    z_unit: ZUnitOption = None,
+    z_scale: ZScaleOption = None,
 ) -> None:
     """Level AFM files (row alignment, background, scars...) and write float32 TIFFs in nm."""
     from .._utils import track
     from ..io import load_images, save_image
     from ..preprocess import level
 
+    check_output_dir(output)
     level_config = load_level_config(config)
     paths = expand_inputs(inputs)
-    report = load_images(paths, pixel_size_nm=pixel_size_nm, on_error="skip", progress=len(paths) > 20)
+    report = load_images(paths, **read_options(channel, pixel_size_nm, z_unit, z_scale), on_error="skip",
+                         progress=len(paths) > 20)
     errors = list(report.errors)
     written = 0
     for image in track(report.images, total=len(report.images), description="levelling",
@@ -122,29 +177,40 @@ def level_command(
 def gallery_command(
     source: Annotated[Path, typer.Argument(help="Folder of AFM files or manifest CSV.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="PNG file to write.")] = Path("gallery.png"),
-    per_class: Annotated[int, typer.Option(help="Images per class.")] = 4,
+    per_class: Annotated[int, typer.Option(min=1, help="Images per class.")] = 4,
     config: LevelConfigOption = None,
+    pattern: PatternOption = None,
+    channel: ChannelOption = None,
+    pixel_size_nm: PixelSizeOption = None,
+    z_unit: ZUnitOption = None,
+    z_scale: ZScaleOption = None,
 ) -> None:
-    """Save a figure with example levelled height maps of every class."""
+    """Save a figure with example levelled height maps of every class (exit code 1 when files were
+    skipped)."""
     from ..plotting import save_class_gallery
     from ..preprocess import level
 
     use_file_backend()
+    check_output_file(output, (".png", ".pdf", ".svg", ".jpg"))
     level_config = load_level_config(config)
-    ds = read_dataset(source)
+    ds = read_dataset(source, pattern, read_options(channel, pixel_size_nm, z_unit, z_scale))
     examples = ds.first_per_class(per_class)
     report = examples.load(on_error="skip")
+    if not report.images:
+        report_errors(report.errors)
+        fail("no readable image for the gallery", code=1)
     images = [level(image, level_config) for image in report.images]
     save_class_gallery(images, examples.labels[report.indices], output, per_class=per_class, classes=ds.classes)
     console.print(f"wrote {output}")
     report_errors(report.errors)
+    exit_for(report.errors)
 
 
 @command("embed")
 def embed_command(
     source: Annotated[Path, typer.Argument(help="Dataset folder or manifest CSV.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="CSV to write: path,label,group,latent_...")] = Path(
-        "embeddings.csv"),
+    output: Annotated[Path, typer.Option("-o", "--output", help="CSV or .parquet to write: path,label,group,"
+                                                                "latent_...")] = Path("embeddings.csv"),
     backbone: Annotated[str, typer.Option(help="efficientnet_lite0 (offline default), resnet18..resnet152.")] = (
         "efficientnet_lite0"),
     weights: Annotated[Path | None, typer.Option(help="Weights file (e.g. torchvision's resnet18-*.pth).")] = None,
@@ -157,16 +223,19 @@ def embed_command(
     config: LevelConfigOption = None,
     level_images: Annotated[bool, typer.Option("--level/--no-level", help="Level images before embedding.")] = True,
     pattern: PatternOption = None,
+    channel: ChannelOption = None,
+    pixel_size_nm: PixelSizeOption = None,
+    z_unit: ZUnitOption = None,
+    z_scale: ZScaleOption = None,
 ) -> None:
-    """Frozen-CNN embeddings of every image of a dataset, one CSV row per image."""
+    """Frozen-CNN embeddings of every image of a dataset, one row per image (CSV, or parquet when
+    the output ends in .parquet)."""
     import pandas as pd
 
-    from .._utils import atomic_write_csv
     from ..embeddings import CNNEmbedder
     from ..preprocess import level
 
-    if output.suffix.lower() != ".csv":
-        fail(f"output must be a .csv file, got {output.name}")
+    check_output_file(output)
     embedder = CNNEmbedder(backbone, weights=weights, tta=tta, input_size=input_size, tile_size_px=tile_size,
                            batch_size=batch_size, device=device, cache_dir=cache_dir)
     level_config = load_level_config(config)
@@ -174,8 +243,8 @@ def embed_command(
         n_features = len(embedder.get_feature_names_out())  # checks every option and finds the weights now
     except (HybridTMDError, ValueError) as exc:
         fail(str(exc))
-    ds = read_dataset(source, pattern)
-    report = ds.load(on_error="skip", progress=len(ds) > 20)
+    ds = read_dataset(source, pattern, read_options(channel, pixel_size_nm, z_unit, z_scale))
+    report = load_dataset_images(ds)
     errors = list(report.errors)
     images, rows = [], []
     for image, index in zip(report.images, report.indices, strict=True):
@@ -189,7 +258,7 @@ def embed_command(
         fail("no image could be read", code=1)
     table = pd.concat([ds.to_frame().iloc[rows][["path", "label", "group"]].reset_index(drop=True),
                        embedder.fit_transform(images)], axis=1)
-    atomic_write_csv(table, output, index=False)
+    write_table(table, output)
     cached = f", {embedder.n_cache_hits_} from cache" if cache_dir is not None else ""
     console.print(f"embedded {len(images)} of {len(ds)} image(s) with {backbone} ({n_features}-d, tta {tta}{cached}) "
                   f"into {output}", soft_wrap=True, highlight=False)
@@ -200,12 +269,17 @@ def embed_command(
 @command("extract")
 def extract_command(
     source: Annotated[Path, typer.Argument(help="Dataset folder or manifest CSV.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="CSV file to write.")] = Path("features.csv"),
+    output: Annotated[Path, typer.Option("-o", "--output", help="CSV or .parquet file to write.")] = Path(
+        "features.csv"),
     families: Annotated[str | None, typer.Option(help="Comma-separated descriptor families (default: all).")] = None,
     config: LevelConfigOption = None,
     level_images: Annotated[bool, typer.Option("--level/--no-level", help="Level images first.")] = True,
-    n_jobs: Annotated[int, typer.Option(help="Parallel workers (-1 = all cores).")] = 1,
+    n_jobs: NJobsOption = 1,
     pattern: PatternOption = None,
+    channel: ChannelOption = None,
+    pixel_size_nm: PixelSizeOption = None,
+    z_unit: ZUnitOption = None,
+    z_scale: ZScaleOption = None,
     store: Annotated[
         Path | None, typer.Option(help="Write/resume a partitioned parquet feature store in this folder instead "
                                        "of one CSV (needs pyarrow).")
@@ -216,16 +290,16 @@ def extract_command(
     ] = None,
     address: Annotated[str | None, typer.Option(help="With --store: dask scheduler, e.g. tcp://host:8786.")] = None,
     partition_size: Annotated[
-        int | None, typer.Option(help="With --store: files per partition (unit of work and of resume; default 256).")
+        int | None, typer.Option(min=1, help="With --store: files per partition (unit of work and of resume; "
+                                             "default 256).")
     ] = None,
 ) -> None:
-    """Physical descriptors of every image of a dataset, one CSV row per image.
+    """Physical descriptors of every image of a dataset, one row per image.
 
     Columns: path, label, group (and split if the dataset has one), then one column per
     descriptor (see `hybridtmd.descriptors.list_descriptors()` for units and definitions).
-    CSV, not parquet: parquet would need pyarrow, which is not a core dependency. Undefined
-    values are empty cells; their reasons go to <output>.reasons.csv. Bad files are reported
-    and skipped; the others are written.
+    CSV, or parquet when the output ends in .parquet (needs pyarrow, the parquet extra). Undefined values are empty cells; their reasons go to
+    <output>.reasons.csv. Bad files are reported and skipped; the others are written.
 
     With --store DIR: the same descriptors go to a feature store (hybridtmd.store: one parquet
     file per partition, column path then descriptors; read it with hybridtmd.store.read_store).
@@ -235,10 +309,14 @@ def extract_command(
     """
     from ..descriptors import DescriptorExtractor
 
-    if output.suffix.lower() != ".csv":
-        fail(f"{output}: only .csv output is supported (parquet would need pyarrow, not a core dependency)")
+    if store is None:
+        check_output_file(output)
+    else:
+        check_output_dir(store)
+    if address is not None:
+        _check_reachable(address)
     level_config = load_level_config(config)
-    ds = read_dataset(source, pattern)
+    ds = read_dataset(source, pattern, read_options(channel, pixel_size_nm, z_unit, z_scale))
     names = None if families is None else [f.strip() for f in families.split(",") if f.strip()]
     try:
         extractor = DescriptorExtractor(families=names, level_images=level_images, level_config=level_config,
@@ -249,19 +327,40 @@ def extract_command(
     if store is None and (scheduler is not None or address is not None or partition_size is not None):
         fail("--scheduler, --address and --partition-size need --store")
     if store is not None:
+        if z_unit is not None or z_scale is not None:
+            fail("--z-unit and --z-scale are not supported with --store yet")
         _extract_to_store(ds, store, extractor, scheduler=scheduler, n_jobs=n_jobs, address=address,
-                          partition_size=partition_size)
+                          partition_size=partition_size, read=read_options(channel, pixel_size_nm))
     else:
         _extract_to_csv(ds, output, extractor)
 
 
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail at once when a dask scheduler address does not answer (not after the client's 30 s)."""
+    import socket
+    from urllib.parse import urlparse
+
+    parsed = urlparse(address if "://" in address else f"tcp://{address}")
+    try:
+        host, port = parsed.hostname, parsed.port
+    except ValueError:
+        host, port = None, None
+    if not host or not port:
+        fail(f"--address {address!r}: expected tcp://HOST:PORT")
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as exc:
+        fail(f"--address {address}: no dask scheduler answers there ({exc})")
+
+
 def _extract_to_store(ds, store: Path, extractor, *, scheduler: str | None, n_jobs: int, address: str | None,
-                      partition_size: int | None) -> None:
+                      partition_size: int | None, read: dict) -> None:
     from ..store import extract_to_store
 
     try:
         done = extract_to_store(ds.paths, store, extractor=extractor, partition_size=partition_size or 256,
-                                scheduler=scheduler, n_jobs=n_jobs, address=address, progress=len(ds) >= 20)
+                                scheduler=scheduler, n_jobs=n_jobs, address=address, progress=len(ds) >= 20,
+                                pixel_size_nm=read["pixel_size_nm"], channel=read["channel"])
     except (HybridTMDError, ValueError) as exc:
         fail(str(exc))
     console.print(f"{store}: {len(done.written)} partition(s) written, {len(done.already_done)} already done, "
@@ -280,7 +379,7 @@ def _extract_to_csv(ds, output: Path, extractor) -> None:
 
     from .._utils import atomic_write_csv
 
-    report = ds.load(on_error="skip", progress=len(ds) >= 20)
+    report = load_dataset_images(ds)
     errors = list(ds.skipped) + list(report.errors)
     if not report.images:
         report_errors(errors)
@@ -288,7 +387,7 @@ def _extract_to_csv(ds, output: Path, extractor) -> None:
     features, reasons = extractor.fit(report.images).transform_with_reasons(report.images)
     meta = ds.to_frame().iloc[report.indices].reset_index(drop=True)
     table = pd.concat([meta, features], axis=1)
-    atomic_write_csv(table, output, index=False)
+    write_table(table, output)
     reasons_path = output.with_name(output.stem + ".reasons.csv")
     if len(reasons):
         reasons = reasons.assign(path=[str(ds.paths[report.indices[i]]) for i in reasons["image"]])

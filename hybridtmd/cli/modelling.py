@@ -11,12 +11,17 @@ import typer
 from ..errors import HybridTMDError
 from .common import (
     CacheDirOption,
+    ChannelOption,
     ConfigOption,
     LabelledDataset,
     ModelDirArgument,
     PatternOption,
     PixelSizeOption,
     ReportFolder,
+    ZScaleOption,
+    ZUnitOption,
+    check_output_dir,
+    check_output_file,
     command,
     console,
     exit_for,
@@ -24,8 +29,10 @@ from .common import (
     fail,
     labelled_images,
     model_from_config,
+    read_options,
     report_errors,
     use_file_backend,
+    write_table,
 )
 
 
@@ -36,11 +43,16 @@ def train_command(
     config: ConfigOption = None,
     cache_dir: CacheDirOption = None,
     pattern: PatternOption = None,
+    channel: ChannelOption = None,
     pixel_size_nm: PixelSizeOption = None,
+    z_unit: ZUnitOption = None,
+    z_scale: ZScaleOption = None,
 ) -> None:
     """Fit the hybrid classifier (descriptors + embeddings -> XGBoost) and save it (no pickle)."""
+    check_output_dir(output)
     model = model_from_config(config, cache_dir)
-    _, images, labels, groups, _, errors = labelled_images(source, pattern, pixel_size_nm)
+    _, images, labels, groups, _, errors = labelled_images(source, pattern,
+                                                           read_options(channel, pixel_size_nm, z_unit, z_scale))
     with console.status(f"computing features of {len(images)} images and fitting..."):
         try:
             model.fit(images, labels, groups=groups)
@@ -64,32 +76,38 @@ def load_classifier(model_dir: Path) -> Any:
         return HybridClassifier.load(model_dir)
     except HybridTMDError as exc:
         fail(str(exc))
+    except RecursionError:  # a deeply nested manifest.json
+        fail(f"{model_dir}: manifest.json is nested too deeply to be a model manifest")
 
 
 @command("predict")
 def predict_command(
     model_dir: ModelDirArgument,
     inputs: Annotated[list[Path], typer.Argument(help="AFM files, or one dataset folder/manifest.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="CSV to write.")] = Path("predictions.csv"),
+    output: Annotated[Path, typer.Option("-o", "--output", help="CSV or .parquet to write.")] = Path(
+        "predictions.csv"),
+    channel: ChannelOption = None,
     pixel_size_nm: PixelSizeOption = None,
+    z_unit: ZUnitOption = None,
+    z_scale: ZScaleOption = None,
 ) -> None:
     """Predict the material of AFM files: label, confidence, probability per class, OOD flag.
 
-    Files that cannot be read or processed are reported and skipped; the others are predicted.
-    An image flagged out_of_distribution is unlike every training sample: do not trust its label.
+    A folder gives every readable file in it, whatever its name. Files that cannot be read or
+    processed are reported and skipped; the others are predicted. An image flagged
+    out_of_distribution is unlike every training sample: do not trust its label.
     """
     import pandas as pd
 
-    from .._utils import atomic_write_csv
     from ..io import load_images
 
-    if output.suffix.lower() != ".csv":
-        fail(f"output must be a .csv file, got {output.name}")
+    check_output_file(output)
     model = load_classifier(model_dir)
     if model.features_ is None:
         fail(f"{model_dir}: this model was trained on a feature table; predict from images needs an image model")
     paths = expand_inputs(inputs)
-    report = load_images(paths, pixel_size_nm=pixel_size_nm, on_error="skip", progress=len(paths) >= 20)
+    report = load_images(paths, **read_options(channel, pixel_size_nm, z_unit, z_scale), on_error="skip",
+                         progress=len(paths) >= 20)
     errors = list(report.errors)
     frames = []
     try:
@@ -102,7 +120,7 @@ def predict_command(
                 errors.append((str(image.source), f"{type(exc).__name__}: {exc}"))
     if frames:
         table = pd.concat(frames).rename_axis("file").reset_index()
-        atomic_write_csv(table, output, index=False)
+        write_table(table, output)
         n_ood = int(table["out_of_distribution"].sum()) if "out_of_distribution" in table else 0
         console.print(f"predicted {len(table)} of {len(paths)} file(s) into {output}"
                       + (f"; {n_ood} flagged out of distribution" if n_ood else ""), soft_wrap=True)
@@ -135,13 +153,13 @@ def _table_to_explain(model: Any, model_dir: Path, inputs: list[Path]) -> tuple[
     return X, labels, names
 
 
-def _images_to_explain(inputs: list[Path], pixel_size_nm: float | None) -> tuple[list, list | None, list]:
+def _images_to_explain(inputs: list[Path], read: dict) -> tuple[list, list | None, list]:
     """Images of files or a dataset: (images, true labels when the input is a labelled dataset,
     errors)."""
     from ..io import load_dataset, load_images
 
     paths = expand_inputs(inputs)
-    report = load_images(paths, pixel_size_nm=pixel_size_nm, on_error="skip", progress=len(paths) >= 20)
+    report = load_images(paths, **read, on_error="skip", progress=len(paths) >= 20)
     errors = list(report.errors)
     if not report.images:
         report_errors(errors)
@@ -168,7 +186,10 @@ def explain_command(
     output: ReportFolder = Path("explain"),
     max_images: Annotated[int, typer.Option(help="Images that get their own waterfall and height-map figure.")] = 3,
     top_latent: Annotated[int, typer.Option(help="Latent dimensions per class linked to descriptors.")] = 3,
+    channel: ChannelOption = None,
     pixel_size_nm: PixelSizeOption = None,
+    z_unit: ZUnitOption = None,
+    z_scale: ZScaleOption = None,
 ) -> None:
     """Why the model decided: exact TreeSHAP figures (beeswarm per class, top features, feature groups,
     waterfalls, each image beside its explanation, latent-physical correlations, the paper's PCA analysis)
@@ -176,6 +197,7 @@ def explain_command(
     use_file_backend()
     from ..explanation import write_report
 
+    check_output_dir(output)
     model = load_classifier(model_dir)
     if type(model.classifier_).__name__ != "XGBClassifier":
         fail(f"{model_dir}: exact TreeSHAP explains the XGBoost head, this model has a "
@@ -185,7 +207,7 @@ def explain_command(
     if model.features_ is None:
         X, labels, names = _table_to_explain(model, model_dir, inputs)
     else:
-        X, labels, errors = _images_to_explain(inputs, pixel_size_nm)
+        X, labels, errors = _images_to_explain(inputs, read_options(channel, pixel_size_nm, z_unit, z_scale))
     with console.status(f"explaining {len(X)} input(s)..."):
         try:
             page = write_report(model, X, output, labels=labels, names=names, max_images=max_images,

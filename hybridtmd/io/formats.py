@@ -189,7 +189,7 @@ def read_npz(path: Path, channel: str | int | None) -> RawImage:
         if "pixel_size_nm" in keys:
             value = npz["pixel_size_nm"]
             if value.dtype.kind not in "iuf":
-                raise AFMInputError(path, f"npz pixel_size_nm must be numbers in nm, got {value.dtype} {value.tolist()!r}")
+                raise AFMInputError(path, f"npz pixel_size_nm must be numbers in nm, got {value.tolist()!r}")
             pixel = tuple(np.atleast_1d(value).astype(float).tolist())
         z_unit, name = _npz_text(npz, "z_unit", path), _npz_text(npz, "channel", path)
     return RawImage(data, pixel, z_unit, {"channel": name} if name else {})
