@@ -309,10 +309,10 @@ def check_output_file(path: Path, suffixes: tuple[str, ...] = TABLE_SUFFIXES) ->
     a file or not writable."""
     import os
 
-    if suffixes and path.suffix.lower() not in suffixes:
-        fail(f"{path}: output must end in {' or '.join(suffixes)}")
     if path.is_dir():
         fail(f"{path}: is a folder; give a file name")
+    if suffixes and path.suffix.lower() not in suffixes:
+        fail(f"{path}: output must end in {' or '.join(suffixes)}")
     parent = path.parent if str(path.parent) else Path(".")
     existing = next((p for p in [parent, *parent.parents] if p.exists()), Path("."))
     if not existing.is_dir():

@@ -298,8 +298,9 @@ def extract_command(
 
     Columns: path, label, group (and split if the dataset has one), then one column per
     descriptor (see `hybridtmd.descriptors.list_descriptors()` for units and definitions).
-    CSV, or parquet when the output ends in .parquet (needs pyarrow, the parquet extra). Undefined values are empty cells; their reasons go to
-    <output>.reasons.csv. Bad files are reported and skipped; the others are written.
+    CSV, or parquet when the output ends in .parquet (needs pyarrow, the parquet extra).
+    Undefined values are empty cells; their reasons go to <output>.reasons.csv. Bad files are
+    reported and skipped; the others are written.
 
     With --store DIR: the same descriptors go to a feature store (hybridtmd.store: one parquet
     file per partition, column path then descriptors; read it with hybridtmd.store.read_store).

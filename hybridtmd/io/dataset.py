@@ -283,12 +283,15 @@ def _manifest_rows(manifest: Path) -> list[dict[str, str]]:
         raise AFMInputError(manifest, f"cannot read manifest ({exc})") from None
     if not rows:
         raise AFMInputError(manifest, "manifest has no rows")
-    rows = [{str(k).strip(): (v or "").strip() if isinstance(v, str) else "" for k, v in r.items() if k} for r in rows]
+    # column names and paths stripped; labels and groups are stripped (with a warning) by _checked_labels
+    rows = [{str(k).strip(): v if isinstance(v, str) else "" for k, v in r.items() if k} for r in rows]
+    for r in rows:
+        r.update({k: r[k].strip() for k in r if k not in ("label", "group")})
     missing = {"path", "label", "group"} - set(rows[0])
     if missing:
         raise AFMInputError(manifest, f"manifest lacks column(s) {sorted(missing)}; needs path,label,group[,split]")
     for i, r in enumerate(rows, start=2):
-        if not r["label"] or not r["group"] or not r["path"]:
+        if not r["label"].strip() or not r["group"].strip() or not r["path"]:
             raise AFMInputError(manifest, f"line {i}: empty path, label or group")
     return rows
 
