@@ -144,7 +144,7 @@ class _Task:
     store_dir: str
     extractor: DescriptorExtractor
     pixel_size_nm: float | tuple[float, float] | None
-    channel: str
+    channel: str | None
 
 
 def _require_pyarrow() -> None:
@@ -171,7 +171,7 @@ def _paths_digest(paths: Sequence[str]) -> str:
 
 
 def _manifest(paths: Sequence[str], partition_size: int, extractor: DescriptorExtractor,
-              pixel_size_nm: Any, channel: str) -> dict[str, Any]:
+              pixel_size_nm: Any, channel: str | None) -> dict[str, Any]:
     families = [f.name for f in resolve_families(extractor.families)]  # None and the default list agree
     return {
         "format": FORMAT,
@@ -357,7 +357,7 @@ def extract_to_store(
     client: Any = None,
     address: str | None = None,
     pixel_size_nm: float | tuple[float, float] | None = None,
-    channel: str = "Height",
+    channel: str | None = None,
     progress: bool = True,
 ) -> StoreReport:
     """Extract the descriptors of ``paths`` into the feature store ``store_dir``, resuming it.

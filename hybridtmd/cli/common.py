@@ -270,10 +270,17 @@ def load_dataset_images(ds: Any) -> Any:
     return report
 
 
-def labelled_images(source: Path, pattern: str | None, options: dict[str, Any] | None = None):
+def labelled_images(source: Path, pattern: str | None, options: dict[str, Any] | None = None, *,
+                    n_folds: int | None = None):
     """Read a labelled dataset: (dataset, images, labels, groups, paths, errors); bad files are
-    collected in ``errors`` as (file, reason), the rest is returned."""
+    collected in ``errors`` as (file, reason), the rest is returned. With ``n_folds``, a class with
+    fewer samples than folds is an error before any image is read."""
     ds = read_dataset(source, pattern, options)
+    if n_folds is not None:
+        try:
+            ds.check_folds(n_folds)
+        except ValueError as exc:
+            fail(str(exc))
     report = load_dataset_images(ds)
     errors = list(ds.skipped) + list(report.errors)
     if not report.images:

@@ -13,6 +13,7 @@ from .common import (
     ConfigOption,
     FoldsOption,
     LabelledDataset,
+    LowDataOption,
     PatternOption,
     RepeatsOption,
     ReportFolder,
@@ -27,7 +28,7 @@ from .common import (
 )
 
 
-def _cross_validate(model: Any, table: Any, labels: Any, groups: Any, *, ablation: bool, low_data: str | None,
+def _cross_validate(model: Any, table: Any, labels: Any, groups: Any, *, ablation: bool, low_data: list[int] | None,
                     sequential: bool, multilabel: bool, common: dict[str, Any]) -> dict[str, Any]:
     """Every requested evaluation of ``model`` on one feature table, on the same folds."""
     from .. import evaluation
@@ -36,8 +37,7 @@ def _cross_validate(model: Any, table: Any, labels: Any, groups: Any, *, ablatio
     results = {"hybrid": (evaluation.ablation(model, table, labels, groups, **common) if ablation
                           else evaluation.evaluate(*hybrid, **common))}
     if low_data:
-        caps = [int(c) for c in low_data.split(",") if c.strip()]
-        results["low_data"] = evaluation.evaluate_low_data(*hybrid, caps=caps, **common)
+        results["low_data"] = evaluation.evaluate_low_data(*hybrid, caps=low_data, **common)
     if sequential:
         results["sequential"] = evaluation.evaluate_sequential(*hybrid, **common)
     if multilabel:
@@ -54,7 +54,7 @@ def evaluate_command(
     repeats: RepeatsOption = 1,
     seed: Annotated[int, typer.Option(help="Seed of the fold shuffling.")] = 0,
     ablation: Annotated[bool, typer.Option(help="Also descriptors-only and embeddings-only, same folds.")] = True,
-    low_data: Annotated[str | None, typer.Option(help="Training caps per class, e.g. 64,32,16,8.")] = None,
+    low_data: LowDataOption = None,
     sequential: Annotated[bool, typer.Option(help="Also the sequential modality (classes added one by one).")] = False,
     multilabel: Annotated[bool, typer.Option(help="Also the multilabel modality (elements Mo, W, S, Se).")] = False,
     cache_dir: CacheDirOption = None,
@@ -69,7 +69,7 @@ def evaluate_command(
     from ..evaluation.report import report_metrics, write_evaluation_report
 
     model = model_from_config(config, cache_dir)
-    _, images, labels, groups, _, errors = labelled_images(source, pattern)
+    _, images, labels, groups, _, errors = labelled_images(source, pattern, n_folds=folds)
     with console.status(f"computing features of {len(images)} images..."):
         table = clone(model.features).fit_transform(images)
     common = {"cv": StratifiedGroupKFold(folds, shuffle=True), "n_repeats": repeats, "random_state": seed}
@@ -118,7 +118,7 @@ def compare_command(
     from ..evaluation.report import format_ratios, write_comparison_report
 
     model = model_from_config(config)
-    _, images, labels, groups, _, errors = labelled_images(source, pattern)
+    _, images, labels, groups, _, errors = labelled_images(source, pattern, n_folds=folds)
     trained = backbone if backbone in list_backbones(available_only=True) else (
         f"efficientnet_lite0 ({backbone} weights absent, see `hybridtmd embed --help`)")
     fine_tune = FineTuneClassifier(backbone, epochs=epochs, input_size=input_size, frozen=frozen,
