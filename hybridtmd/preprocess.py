@@ -19,6 +19,7 @@ work on :class:`~hybridtmd.io.AFMImage`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -242,12 +243,19 @@ def resample(image: AFMImage, pixel_size_nm: float | Sequence[float]) -> AFMImag
     new = resize(image.height, shape, order=1, anti_aliasing=down, preserve_range=True, mode="reflect")
     actual = (w / shape[1], h / shape[0])
     metadata = {**image.metadata, "resampled_from_nm": list(image.pixel_size_nm)}
-    return AFMImage(new, actual, image.channel, image.source, metadata)
+    # replace keeps every other field of the image (channel, source, a channel's unit)
+    return dataclasses.replace(image, height=new, pixel_size_nm=actual, metadata=metadata)
+
+
+#: Height percentiles mapped to 0 and 1 by :func:`normalise_height`: the one normalisation of
+#: the descriptors' grey image (the stand-in for the paper's 8-bit images; their values were
+#: checked against the paper's code with it) and of the CNN input.
+NORMALISE_PERCENTILES = (0.5, 99.5)
 
 
 def normalise_height(
     height: np.ndarray,
-    percentiles: tuple[float, float] = (0.5, 99.5),
+    percentiles: tuple[float, float] = NORMALISE_PERCENTILES,
     *,
     bounds: tuple[float, float] | None = None,
     levels: int | None = None,
@@ -258,7 +266,8 @@ def normalise_height(
 
     The descriptor families that work on a grey image (the paper's 8-bit image, GLCM, LBP) pass
     ``levels=256`` to quantise to grey levels ``k / (levels - 1)`` as an 8-bit image would; the
-    CNN input keeps the continuous values (``levels=None``).
+    CNN input keeps the continuous values (``levels=None``). Both use the default
+    :data:`NORMALISE_PERCENTILES`, so the two branches see the same contrast.
 
     Parameters
     ----------

@@ -9,6 +9,12 @@ Conventions
   rings of width ``1 / L`` (L the longer image side).
 * Angles are in degrees in ``[0, 180)``, counter-clockwise from the +x (column) axis as the image
   is displayed (rows downwards), i.e. with +y pointing *up* the screen.
+* Everything is computed on the image at the reference pixel size
+  (``DescriptorConfig.reference_pixel_nm``): the PSD fit band (wavelengths L/4 to 4 reference
+  px), the peak of f²·PSD and the ACF then cover the same physical band at any pixel size.
+* ``fractal_dimension`` is meaningful for a surface only in [2, 3] (PSD slopes -4 ... -2);
+  outside it is NaN with the reason (``DescriptorConfig.fractal_range_check``); the slope itself
+  (``psd_loglog_slope``, out of the default set as an affine function of it) stays available.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import functools
 import numpy as np
 
 from .core import Surface
-from .registry import DescriptorValues, register_family
+from .registry import DescriptorValues, annotate_descriptors, register_family
 
 REFERENCE = ("ISO 25178-2:2021 (Sal, Str, Std); Jacobs, Junge & Pastewka, Surf. Topogr.: Metrol. Prop. 5, "
              "013001 (2017) for PSD and fractal dimension")
@@ -205,7 +211,9 @@ def spectral_orientation(psd: np.ndarray, fy: np.ndarray, fx: np.ndarray) -> tup
 
 
 def spectral_descriptors(surface: Surface) -> DescriptorValues:
-    """All ``spectral`` descriptors of a :class:`Surface` (see the module table)."""
+    """All ``spectral`` descriptors of a :class:`Surface` (see the module table), at the
+    reference pixel size."""
+    surface = surface.reference
     out = DescriptorValues()
     if surface.is_flat:
         out.undefined(NAMES, "flat image: no height variation to analyse")
@@ -221,6 +229,9 @@ def spectral_descriptors(surface: Surface) -> DescriptorValues:
     out["fractal_dimension"] = (8.0 + slope) / 2.0
     if np.isnan(slope):
         out.undefined(["psd_loglog_slope", "fractal_dimension"], "image too small for a PSD fit (< 3 frequencies)")
+    elif surface.config.fractal_range_check and not 2.0 <= out["fractal_dimension"] <= 3.0:
+        out.undefined("fractal_dimension", f"PSD slope {slope:.2f} gives D = {out['fractal_dimension']:.2f}, outside "
+                      "the range [2, 3] of a self-affine surface (slopes -4 ... -2)")
     # corner: where the plateau of the three lowest rings meets the power law fitted above
     plateau = np.log10(np.mean(p[:3])) if p.size >= 3 and np.all(p[:3] > 0) else np.nan
     if np.isnan(slope) or np.isnan(plateau) or slope >= 0:
@@ -251,6 +262,9 @@ def spectral_descriptors(surface: Surface) -> DescriptorValues:
 
 
 register_family(
-    "spectral", spectral_descriptors, default=True, reference=REFERENCE, descriptors=DESCRIPTORS,
+    "spectral", spectral_descriptors, default=True, reference=REFERENCE, descriptors=DESCRIPTORS, any_channel=True,
     description="power spectrum, fractal dimension, autocorrelation (Sal, Str) and orientation",
 )
+annotate_descriptors(NAMES, resolution_invariant=True,
+                     scale_note="physical frequency band of the image at the reference pixel size")
+annotate_descriptors(["psd_loglog_slope"], default=False)
