@@ -17,7 +17,7 @@ Reference resolution
 Operators defined in pixels (Gaussian smoothing, Canny, peak search, DoG sigmas, the opening
 disk, GLCM / LBP distances, finite-difference slopes, minimum grain areas) measure different
 structures at different pixel sizes. The scale-dependent families therefore compute on
-:attr:`Surface.reference`: the image resampled (area-averaged, anti-aliased) to
+:attr:`Surface.reference`: the image area-averaged to
 ``DescriptorConfig.reference_pixel_nm`` (10 nm by default), so that each of their pixel
 operators has one physical scale (1 px = 10 nm) whatever the scan's pixel size. Images finer
 than the reference lose only detail below it; images *coarser* than the reference are
@@ -35,7 +35,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..io import AFMImage
-from ..preprocess import NORMALISE_PERCENTILES, normalise_height, resample
+from ..preprocess import NORMALISE_PERCENTILES, normalise_height, resample_area
 
 #: the reference pixel size (nm) of the scale-dependent families (``DescriptorConfig``)
 REFERENCE_PIXEL_NM = 10.0
@@ -183,13 +183,14 @@ class Surface:
 
     @cached_property
     def reference(self) -> Surface:
-        """This surface at ``config.reference_pixel_nm`` (square pixels): the image resampled by
-        :func:`hybridtmd.preprocess.resample` (bilinear, anti-aliased when downsampling), or
-        itself when the reference is None or already its pixel size."""
+        """This surface at ``config.reference_pixel_nm`` (square pixels): the image area-averaged
+        to it (:func:`hybridtmd.preprocess.resample_area`; bilinear interpolation for an image
+        coarser than the reference), or itself when the reference is None or already its pixel
+        size."""
         ref = self.config.reference_pixel_nm
         if ref is None or np.allclose(self.pixel_size_nm, ref, rtol=1e-6):
             return self
-        return Surface(resample(self.image, ref), self.config)
+        return Surface(resample_area(self.image, ref), self.config)
 
     @property
     def coarser_than_reference(self) -> bool:

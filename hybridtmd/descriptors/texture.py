@@ -205,3 +205,6 @@ register_family(
 )
 annotate_descriptors(NAMES, resolution_invariant=True,
                      scale_note="distances and wavelengths in pixels of the reference grid (one physical scale)")
+annotate_descriptors(["lbp_p8r1_peak_fraction"], resolution_invariant=False, scale_note=(
+    "single-pixel maxima of the reference grid: how much detail below the reference pixel the "
+    "scan resolved changes their number (~20 % between 5 and 10 nm scans)"))
