@@ -64,8 +64,9 @@ def test_descriptors_agree_across_pixel_sizes(differences):
     assert {n for n in pixel_dependent if not n.startswith("paper_")} == {
         "sp_nm", "sv_nm", "sz_nm", "grain_count", "lbp_p8r1_peak_fraction"}
     assert all(len(note) > 20 for note in table.loc[list(pixel_dependent), "scale_note"])
-    assert "PIXEL-DEPENDENT" in __import__("hybridtmd.descriptors.registry", fromlist=["get_family"]).get_family(
-        "paper").description
+    from hybridtmd.descriptors.registry import get_family
+
+    assert "PIXEL-DEPENDENT" in get_family("paper").description
 
 
 def test_without_the_reference_the_same_descriptors_depend_on_the_pixel_size(differences):
@@ -137,8 +138,9 @@ def test_robust_grain_threshold_separates_film_from_substrate_with_particles(see
 
 def test_default_set_drops_duplicates_which_stay_available_by_name():
     default = set(list_descriptors("default")["name"])
-    for gone, kept in (("paper_grain_density_per_px", "paper_grain_count"), ("paper_glcm_asm", "paper_glcm_energy"),
-                       ("psd_loglog_slope", "fractal_dimension"), ("paper_domain_count", "paper_domain_density_per_px")):
+    pairs = (("paper_grain_density_per_px", "paper_grain_count"), ("paper_glcm_asm", "paper_glcm_energy"),
+             ("psd_loglog_slope", "fractal_dimension"), ("paper_domain_count", "paper_domain_density_per_px"))
+    for gone, kept in pairs:
         assert gone not in default and kept in default
         assert list(list_descriptors([gone])["name"]) == [gone]
     assert "paper_glcm_asm" in set(list_descriptors("paper:all")["name"])

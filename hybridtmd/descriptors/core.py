@@ -35,7 +35,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..io import AFMImage
-from ..preprocess import NORMALISE_PERCENTILES, normalise_height, resample_area
+from ..preprocess import NORMALISE_PERCENTILES, normalise_height, resample
 
 #: the reference pixel size (nm) of the scale-dependent families (``DescriptorConfig``)
 REFERENCE_PIXEL_NM = 10.0
@@ -184,13 +184,13 @@ class Surface:
     @cached_property
     def reference(self) -> Surface:
         """This surface at ``config.reference_pixel_nm`` (square pixels): the image area-averaged
-        to it (:func:`hybridtmd.preprocess.resample_area`; bilinear interpolation for an image
+        to it (:func:`hybridtmd.preprocess.resample` with ``method="area"``; bilinear interpolation for an image
         coarser than the reference), or itself when the reference is None or already its pixel
         size."""
         ref = self.config.reference_pixel_nm
         if ref is None or np.allclose(self.pixel_size_nm, ref, rtol=1e-6):
             return self
-        return Surface(resample_area(self.image, ref), self.config)
+        return Surface(resample(self.image, ref, "area"), self.config)
 
     @property
     def coarser_than_reference(self) -> bool:

@@ -31,7 +31,6 @@ from ..preprocess import LevelConfig, level
 from .core import DescriptorConfig, Surface
 from .registry import DEFAULT, RELEASE_0_1_0, DescriptorSpec, Family, RegistryError, resolve_families
 
-
 #: the channel whose columns carry no prefix (the height map; the descriptors' native input)
 HEIGHT_CHANNEL = "height"
 
