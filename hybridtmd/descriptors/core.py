@@ -28,6 +28,7 @@ paper's pixel definitions on the native image.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import Any, Literal
@@ -167,11 +168,16 @@ class Surface:
         Heights in nm (as levelled; not re-referenced).
     pixel_size_nm : (float, float)
         (x, y) pixel size.
+    requested : set of str or None
+        The columns the caller will read (None: all); a family may skip operators that only
+        other columns need.
     """
 
-    def __init__(self, image: AFMImage, config: DescriptorConfig | None = None):
+    def __init__(self, image: AFMImage, config: DescriptorConfig | None = None,
+                 requested: Collection[str] | None = None):
         self.image = image
         self.config = config or DescriptorConfig()
+        self.requested = None if requested is None else frozenset(requested)
         self.height = image.height
         self.pixel_size_nm = image.pixel_size_nm
 

@@ -45,7 +45,7 @@ def _family_values(image: AFMImage, families: list[Family], config: DescriptorCo
     except Exception as exc:  # a broken image must not stop the batch: every column NaN
         why = f"levelling failed: {type(exc).__name__}: {exc}"
         return [math.nan] * len(names), dict.fromkeys(names, why)
-    surface = Surface(levelled, config)
+    surface = Surface(levelled, config, requested=names)
     values: list[float] = []
     for fam in families:
         try:

@@ -50,7 +50,7 @@ NAMES = list(SOURCES)
 def morphology_descriptors(surface: Surface) -> DescriptorValues:
     """The ``morphology`` descriptors: the paper family's physical counterparts computed on
     ``surface.reference``."""
-    values = paper.paper_descriptors(surface.reference)
+    values = paper.paper_descriptors(surface.reference, wanted=SOURCES.values())
     out = DescriptorValues()
     for name, source in SOURCES.items():
         out[name] = values[source]

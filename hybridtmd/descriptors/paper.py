@@ -50,6 +50,8 @@ of an image; ``paper_grain_count`` and the paper's ``paper_domain_density_per_px
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 from scipy import ndimage
 
@@ -300,21 +302,24 @@ def paper_grains(image: np.ndarray, domain_radius: int = 5, *, smoothed: np.ndar
 # --------------------------------------------------------------------------------------------
 
 
-def paper_descriptors(surface: Surface) -> DescriptorValues:
-    """All ``paper`` descriptors of a :class:`Surface` (see the module docstring)."""
+def paper_descriptors(surface: Surface, wanted: Collection[str] | None = None) -> DescriptorValues:
+    """The ``paper`` descriptors of a :class:`Surface` (see the module docstring): all of them,
+    or at least those in ``wanted`` (the operators that only other columns need are skipped)."""
+
+    def wants(*names: str) -> bool:
+        return wanted is None or any(n in wanted for n in names)
+
     out = DescriptorValues()
     h = surface.height
-    residual_nm = h - surface.smoothed(1.0)
-    out["paper_rms_roughness_nm"] = float(np.sqrt(np.mean(residual_nm**2)))
-    out["paper_local_variation_nm"] = float(np.mean(np.abs(residual_nm)))
+    if wants(*_PHYSICAL_HEIGHT):
+        residual_nm = h - surface.smoothed(1.0)
+        out["paper_rms_roughness_nm"] = float(np.sqrt(np.mean(residual_nm**2)))
+        out["paper_local_variation_nm"] = float(np.mean(np.abs(residual_nm)))
     img = surface.normalised
     if img is None:
         out.undefined([n for n in NAMES if n not in _PHYSICAL_HEIGHT], surface.no_contrast_reason)
         return out
-    cfg = surface.config
-    area, npx, px_len = surface.area_um2, img.size, surface.pixel_length_nm
-    dx, dy = surface.pixel_size_nm
-
+    area, npx = surface.area_um2, img.size
     smooth_reflect, smoothed = reflect_and_nearest_smoothing(img, 1.0)
     residual = img - smooth_reflect
     out["paper_rms_roughness"] = float(np.sqrt(np.mean(residual**2)))
@@ -329,17 +334,23 @@ def paper_descriptors(surface: Surface) -> DescriptorValues:
     defects = defect_count(img, smoothed=smoothed)
     out["paper_defect_density_per_px"] = defects / npx
     out["paper_defect_density_per_um2"] = defects / area
-
-    out["paper_anisotropy"] = quantised_gradient_anisotropy(surface.uint8, 1 / 255)
-    out["paper_anisotropy_rad"] = gradient_anisotropy(h, gradient=surface.gradient)
-
-    blobs = dog_blob_count(img, cfg.blob_method)
+    if wants("paper_anisotropy"):
+        out["paper_anisotropy"] = quantised_gradient_anisotropy(surface.uint8, 1 / 255)
+    if wants("paper_anisotropy_rad"):
+        out["paper_anisotropy_rad"] = gradient_anisotropy(h, gradient=surface.gradient)
+    blobs = dog_blob_count(img, surface.config.blob_method)
     out["paper_dog_blob_count"] = blobs
     out["paper_dog_blob_density_per_um2"] = blobs / area
+    if wants(*(n for n in NAMES if n.startswith("paper_glcm_"))):
+        out.update({f"paper_glcm_{prop}": value for prop, value in paper_glcm(surface.uint8).items()})
+    _grain_descriptors(out, surface, img, smoothed)
+    return out
 
-    for prop, value in paper_glcm(surface.uint8).items():
-        out[f"paper_glcm_{prop}"] = value
 
+def _grain_descriptors(out: DescriptorValues, surface: Surface, img: np.ndarray, smoothed: np.ndarray) -> None:
+    """The paper's grain and domain columns of ``img`` (its nearest-border smoothing given)."""
+    area, npx, px_len = surface.area_um2, img.size, surface.pixel_length_nm
+    dx, dy = surface.pixel_size_nm
     grains = paper_grains(img, smoothed=smoothed)
     out["paper_grain_count"] = grains["grain_count"]
     out["paper_grain_density_per_px"] = grains["grain_count"] / npx
@@ -356,11 +367,14 @@ def paper_descriptors(surface: Surface) -> DescriptorValues:
     if not grains["domain_count"]:
         out.undefined(["paper_domain_mean_area_px", "paper_domain_mean_area_nm2"],
                       "no domain survives the opening with a disk of radius 5 px")
-    return out
+
+
+def _paper_family(surface: Surface) -> DescriptorValues:
+    return paper_descriptors(surface, surface.requested)
 
 
 register_family(
-    "paper", paper_descriptors, default=True, reference=PAPER_REFERENCE, descriptors=DESCRIPTORS,
+    "paper", _paper_family, default=True, reference=PAPER_REFERENCE, descriptors=DESCRIPTORS,
     description=("the seed paper's interpretability descriptors with its pixel definitions on the native image: "
                  "PIXEL-DEPENDENT (for reproducing the paper; the morphology family has them at a physical scale)"),
 )

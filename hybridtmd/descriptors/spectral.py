@@ -47,7 +47,7 @@ NAMES = [d[0] for d in DESCRIPTORS]
 # --------------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=16)
 def _frequency_geometry(rows: int, cols: int, ry: float, rx: float) -> tuple[np.ndarray, int, np.ndarray]:
     """Per-grid quantities of the ``fftfreq`` layout in units of the ring width ``df`` (frequency
     steps ``ry = dfy / df``, ``rx = dfx / df``): ring index of every frequency (0 = DC or beyond

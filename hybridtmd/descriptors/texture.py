@@ -127,12 +127,13 @@ def lbp_summary(codes: np.ndarray, n_points: int) -> dict[str, float]:
     }
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=16)
 def _gabor_weights(shape: tuple[int, int], wavelengths_px: tuple[float, ...], angles_deg: tuple[float, ...],
                    bandwidth: float) -> np.ndarray:
     """Squared Gabor transfer functions on the ``fftfreq`` grid of ``shape`` (cycles/px),
     flattened to ``(n_wavelengths * n_angles, rows * cols)`` float32. They depend only on the
-    image shape, so they are computed once per shape (datasets have few)."""
+    image shape, so they are computed once per shape (a dataset has a few scan sizes, so its
+    reference grids have a few shapes)."""
     from scipy import fft
 
     b = 2.0**bandwidth
