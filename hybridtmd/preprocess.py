@@ -19,6 +19,7 @@ work on :class:`~hybridtmd.io.AFMImage`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -227,27 +228,45 @@ def clip_outliers(height: np.ndarray, z: float = 8.0) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
-def resample(image: AFMImage, pixel_size_nm: float | Sequence[float]) -> AFMImage:
-    """Resample ``image`` to a new pixel size (bilinear; anti-aliased when downsampling)."""
+def resample(image: AFMImage, pixel_size_nm: float | Sequence[float], method: str = "bilinear") -> AFMImage:
+    """Resample ``image`` to a new pixel size: ``"bilinear"`` (anti-aliased when downsampling) or
+    ``"area"``: a coarser pixel is the mean of the heights it covers, partial pixels weighted by
+    the covered fraction (what a larger pixel integrates; OpenCV's ``INTER_AREA``)."""
     from skimage.transform import resize
 
     target = np.broadcast_to(np.asarray(pixel_size_nm, float), (2,))
-    if np.any(target <= 0):
-        raise ValueError("pixel size must be positive")
+    if np.any(target <= 0) or method not in ("bilinear", "area"):
+        raise ValueError(f"pixel size must be positive and method 'bilinear' or 'area', got {pixel_size_nm}, {method}")
     w, h = image.size_nm
     shape = (max(1, round(h / target[1])), max(1, round(w / target[0])))
     if shape == image.shape:
         return image
     down = shape[0] < image.shape[0] or shape[1] < image.shape[1]
-    new = resize(image.height, shape, order=1, anti_aliasing=down, preserve_range=True, mode="reflect")
+    if method == "area" and shape[0] <= image.shape[0] and shape[1] <= image.shape[1]:
+        new = area_weights(image.shape[0], shape[0]) @ image.height @ area_weights(image.shape[1], shape[1]).T
+    else:
+        new = resize(image.height, shape, order=1, anti_aliasing=down, preserve_range=True, mode="reflect")
     actual = (w / shape[1], h / shape[0])
     metadata = {**image.metadata, "resampled_from_nm": list(image.pixel_size_nm)}
-    return AFMImage(new, actual, image.channel, image.source, metadata)
+    return dataclasses.replace(image, height=new, pixel_size_nm=actual, metadata=metadata)  # keeps z_unit
+
+
+def area_weights(n_in: int, n_out: int) -> np.ndarray:
+    """``(n_out, n_in)`` matrix averaging ``n_in`` pixels into ``n_out`` over the same length:
+    entry ``(i, j)`` is the fraction of output pixel ``i`` that input pixel ``j`` covers."""
+    edges_in, edges_out = np.arange(n_in + 1) / n_in, np.arange(n_out + 1) / n_out
+    right, left = np.minimum(edges_out[1:, None], edges_in[1:]), np.maximum(edges_out[:-1, None], edges_in[:-1])
+    return np.clip(right - left, 0.0, None) * n_out
+
+
+#: Height percentiles mapped to 0 and 1 by :func:`normalise_height`: the one normalisation of
+#: the descriptors' grey image (the paper's 8-bit image) and of the CNN input.
+NORMALISE_PERCENTILES = (0.5, 99.5)
 
 
 def normalise_height(
     height: np.ndarray,
-    percentiles: tuple[float, float] = (0.5, 99.5),
+    percentiles: tuple[float, float] = NORMALISE_PERCENTILES,
     *,
     bounds: tuple[float, float] | None = None,
     levels: int | None = None,
@@ -258,7 +277,7 @@ def normalise_height(
 
     The descriptor families that work on a grey image (the paper's 8-bit image, GLCM, LBP) pass
     ``levels=256`` to quantise to grey levels ``k / (levels - 1)`` as an 8-bit image would; the
-    CNN input keeps the continuous values (``levels=None``).
+    CNN input keeps the continuous values (``levels=None``); both use :data:`NORMALISE_PERCENTILES`.
 
     Parameters
     ----------

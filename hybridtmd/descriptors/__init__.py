@@ -4,8 +4,10 @@ Families (each a module; ``list_descriptors()`` gives every column with unit and
 
 ===========  ===============================================================================
 ``paper``    the seed paper's descriptors (RMS roughness, step edges, defects, anisotropy,
-             local variation, DoG blobs, GLCM, grains/domains), in its pixel units and in
-             physical units (:mod:`.paper`)
+             local variation, DoG blobs, GLCM, grains/domains) with its pixel definitions:
+             pixel-dependent, for reproduction (:mod:`.paper`)
+``morphology`` the same operators at one physical scale, resolution-invariant
+             (:mod:`.morphology`)
 ``areal``    ISO 25178-2 Sa, Sq, Ssk, Sku, Sp, Sv, Sz, Sdq, Sdr (:mod:`.areal`)
 ``spectral`` PSD slope, fractal dimension, corner frequency, peak wavelength, Sal, Str,
              orientation (:mod:`.spectral`)
@@ -37,6 +39,7 @@ Register your own family::
 
 # importing a family module registers it; this order is the default column order
 from . import paper  # noqa: F401, I001
+from . import morphology  # noqa: F401
 from . import areal  # noqa: F401
 from . import spectral  # noqa: F401
 from . import grains  # noqa: F401
@@ -44,6 +47,8 @@ from . import texture  # noqa: F401
 from .core import DescriptorConfig, Surface
 from .extract import DescriptorExtractor, extract_descriptors
 from .registry import (
+    DEFAULT,
+    RELEASE_0_1_0,
     DescriptorSpec,
     DescriptorValues,
     Family,
@@ -57,6 +62,8 @@ from .registry import (
 )
 
 __all__ = [
+    "DEFAULT",
+    "RELEASE_0_1_0",
     "DescriptorConfig",
     "DescriptorExtractor",
     "DescriptorSpec",

@@ -18,9 +18,21 @@ sdq        1       Sdq, root mean square gradient: sqrt(mean (dz/dx)² + (dz/dy)
 sdr_pct    %       Sdr, developed interfacial area ratio: 100 (mean sqrt(1 + |∇z|²) - 1)
 =========  ======  ===========================================================================
 
-Slopes are central differences in physical units (``numpy.gradient`` with the pixel sizes;
-one-sided at the border); Sdr uses the same per-pixel gradient, the usual discretisation of
-ISO 25178-2's integral (Gwyddion triangulates instead; the two agree to second order in slope).
+Height parameters (Sa ... Sz) use the native image. Slopes (Sdq, Sdr) depend on the sampling
+interval - a rough surface is steeper at finer pixels - so they are evaluated on the image at the
+reference pixel size (``DescriptorConfig.reference_pixel_nm``, 10 nm: the resampling acts as
+ISO 25178-3's S-filter with that nesting index), which makes them resolution-invariant for images
+at or finer than the reference. Stencil (``DescriptorConfig.slope_stencil``): ``"central"``
+(default) - ``numpy.gradient`` with the pixel sizes, central differences inside and one-sided at
+the border; ``"forward"`` - forward differences on the ``(rows-1, cols-1)`` grid, the convention
+of SurfaceTopography's ``rms_gradient`` and Gwyddion (cross-checked in the tests). Central
+differences average two neighbouring forward slopes, so on surfaces rough at the pixel scale
+they read lower (12-50 % on AFM images). Sdr uses the per-pixel gradient of the same stencil,
+``mean sqrt(1 + |grad z|²) - 1``, the usual discretisation of ISO 25178-2's integral (Gwyddion
+triangulates instead; the two agree to second order in slope).
+
+Other channels (phase, adhesion...): the height parameters are in the channel's unit (Sq of a
+phase map in degrees), Sdq in that unit per nm; Sdr needs heights in nm and is NaN otherwise.
 """
 
 from __future__ import annotations
@@ -28,7 +40,7 @@ from __future__ import annotations
 import numpy as np
 
 from .core import Surface
-from .registry import DescriptorValues, register_family
+from .registry import DescriptorValues, annotate_descriptors, register_family
 
 ISO_REFERENCE = "ISO 25178-2:2021 Geometrical product specifications (GPS) - Surface texture: Areal - Part 2"
 
@@ -61,8 +73,8 @@ def areal_parameters(height: np.ndarray, pixel_size_nm: tuple[float, float] = (1
     flat_tol_nm : float
         Below this Sq the surface is flat and Ssk, Sku are undefined (NaN with a reason).
     gradient : (dz/dy, dz/dx), optional
-        ``numpy.gradient(height, dy, dx)`` when already computed (the mean plane does not
-        change slopes).
+        The slopes when already computed or of another stencil or resolution (default
+        ``numpy.gradient(height, dy, dx)``; the mean plane does not change slopes).
 
     Returns
     -------
@@ -92,12 +104,26 @@ def areal_parameters(height: np.ndarray, pixel_size_nm: tuple[float, float] = (1
     return out
 
 
-def _compute(surface: Surface) -> DescriptorValues:
-    return areal_parameters(surface.height, surface.pixel_size_nm, surface.config.flat_tol_nm,
-                            gradient=surface.gradient)
+def areal_descriptors(surface: Surface) -> DescriptorValues:
+    """All ``areal`` descriptors of a :class:`Surface`: heights on the native image, slopes at
+    the reference pixel size with the configured stencil (module docstring)."""
+    out = areal_parameters(surface.height, surface.pixel_size_nm, surface.config.flat_tol_nm,
+                           gradient=surface.reference.slope_gradient)
+    if surface.z_unit != "nm":
+        out.undefined("sdr_pct", f"Sdr needs heights in nm; this channel is in {surface.z_unit}")
+    return out
 
 
 register_family(
-    "areal", _compute, default=True, reference=ISO_REFERENCE, descriptors=DESCRIPTORS,
+    "areal", areal_descriptors, default=True, reference=ISO_REFERENCE, descriptors=DESCRIPTORS, any_channel=True,
     description="ISO 25178-2 areal height and hybrid parameters of the levelled height map",
 )
+annotate_descriptors(["sa_nm", "sq_nm", "ssk", "sku"], resolution_invariant=True,
+                     scale_note="moments of the height distribution: area-averaging to coarser pixels changes them little")
+annotate_descriptors(["sp_nm", "sv_nm", "sz_nm"], scale_note=(
+    "single-pixel extremes: finer pixels resolve higher peaks, deeper pits and more noise"))
+annotate_descriptors(["sdq", "sdr_pct"], resolution_invariant=True,
+                     scale_note="slopes at the reference pixel size (an S-filter of that nesting index)")
+for _name in ("sa_nm", "sq_nm", "sp_nm", "sv_nm", "sz_nm"):
+    annotate_descriptors([_name], z_unit="{z}")
+annotate_descriptors(["sdq"], z_unit="{z}/nm")

@@ -4,15 +4,31 @@ and the height normalisation used by the image-based (paper, texture) descriptor
 Normalisation
 -------------
 The seed paper computed its descriptors on 8-bit images scaled to [0, 1]. A height map in nm has
-no such scale, so the image-based descriptors use :func:`normalise_height`: the levelled heights
-are clipped to their 0.5th-99.5th percentiles (so a few tall particles do not compress the film
-into a handful of grey levels), mapped linearly to [0, 1] and quantised to 256 levels - the
-stand-in for the paper's 8-bit images. Descriptors in physical units (nm, per µm²...) are computed
-on the levelled heights themselves.
+no such scale, so the image-based descriptors use :func:`normalise_height` with
+:data:`~hybridtmd.preprocess.NORMALISE_PERCENTILES`: the levelled heights are clipped to their
+0.5th-99.5th percentiles (so a few tall particles do not compress the film into a handful of grey
+levels), mapped linearly to [0, 1] and quantised to 256 levels - the stand-in for the paper's
+8-bit images. The CNN input starts from the same function and percentiles (without the
+quantisation). Descriptors in physical units (nm, per µm²...) are computed on the levelled
+heights themselves.
+
+Reference resolution
+--------------------
+Operators defined in pixels (Gaussian smoothing, Canny, peak search, DoG sigmas, the opening
+disk, GLCM / LBP distances, finite-difference slopes, minimum grain areas) measure different
+structures at different pixel sizes. The scale-dependent families therefore compute on
+:attr:`Surface.reference`: the image area-averaged to
+``DescriptorConfig.reference_pixel_nm`` (10 nm by default), so that each of their pixel
+operators has one physical scale (1 px = 10 nm) whatever the scan's pixel size. Images finer
+than the reference lose only detail below it; images *coarser* than the reference are
+interpolated up to it, which cannot restore the missing detail: their values are biased
+(:attr:`Surface.coarser_than_reference`; the extractor warns). The ``paper`` family keeps the
+paper's pixel definitions on the native image.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import Any, Literal
@@ -20,7 +36,10 @@ from typing import Any, Literal
 import numpy as np
 
 from ..io import AFMImage
-from ..preprocess import normalise_height
+from ..preprocess import NORMALISE_PERCENTILES, normalise_height, resample
+
+#: the reference pixel size (nm) of the scale-dependent families (``DescriptorConfig``)
+REFERENCE_PIXEL_NM = 10.0
 
 #: height percentiles bounding the histogram of the layer analysis (``grains.height_levels``)
 LEVEL_PERCENTILES = (0.1, 99.9)
@@ -33,19 +52,42 @@ class DescriptorConfig:
     Attributes
     ----------
     normalise_percentiles : (float, float)
-        Height percentiles mapped to 0 and 1 by :func:`normalise_height`.
+        Height percentiles mapped to 0 and 1 by :func:`normalise_height`
+        (:data:`~hybridtmd.preprocess.NORMALISE_PERCENTILES`, shared with the CNN input).
+    reference_pixel_nm : float or None
+        Pixel size (nm) the scale-dependent families (``morphology``, ``grains``, ``texture``,
+        ``spectral``, the slopes of ``areal``) compute at (:attr:`Surface.reference`). None:
+        at each image's own pixel size, as release 0.1.0 (pixel-dependent values).
+    slope_stencil : "central" | "forward"
+        Finite differences of Sdq, Sdr: ``central`` (``numpy.gradient``; one-sided at the
+        border) or ``forward`` (``z[i+1] - z[i]`` on the ``(rows-1, cols-1)`` grid, the ISO
+        25178-6 / SurfaceTopography / Gwyddion convention; reads higher on rough surfaces
+        because central differences average two neighbouring slopes).
+    fractal_range_check : bool
+        ``fractal_dimension`` outside the meaningful range [2, 3] of a surface is NaN with a
+        reason (True) instead of the extrapolated number (release 0.1.0).
     flat_tol_nm : float
         An image whose rms height (Sq) is below this is *flat*: shape statistics (skewness,
         spectra, segmentation...) are undefined (NaN with a reason), roughness values stay ~0.
-    blob_method : "fast" | "paper"
-        ``paper``: ``skimage.feature.blob_dog`` at full resolution, exactly as the paper;
-        ``fast``: the same detector on a 2x block-averaged image with halved sigmas (a quarter
-        of the pixels; counts agree with ``paper`` to Pearson r >= 0.95 and a median relative
-        difference <= 5 %, tested in ``tests/test_descriptors.py``).
-    grain_threshold : "otsu" | float
-        Grain segmentation threshold: Otsu's on the smoothed heights, or an absolute height in nm.
+    blob_method : "fast" | "2d" | "paper"
+        ``paper``: the paper's exact call, ``skimage.feature.blob_dog`` on the H x W x 3
+        grey-to-RGB array (a 3-D detection; slow); ``2d``: the same detector on the 2-D image;
+        ``fast``: the 2-D detector on a 2x block-averaged image with halved sigmas (a quarter of
+        the pixels; see :func:`~hybridtmd.descriptors.paper.dog_blob_count` for the measured
+        agreement).
+    grain_threshold : "robust" | "otsu" | "monolayer" | float
+        Grain segmentation threshold (see :func:`~hybridtmd.descriptors.grains.grain_threshold`):
+        ``robust`` - Otsu's of the smoothed heights with particles masked (pixels more than
+        ``particle_height_nm`` above the substrate level); ``otsu`` - Otsu's of all smoothed
+        heights (release 0.1.0; picks tall particles when they dominate the histogram's
+        variance); ``monolayer`` - half a ``monolayer_step_nm`` above the substrate level; or
+        an absolute height in nm.
+    particle_height_nm : float
+        Height above the substrate level beyond which the ``robust`` threshold treats pixels as
+        particles (2 monolayers and more; TMD films are 1-3 layers of 0.65-0.7 nm).
     grain_smoothing_px : float
-        Gaussian sigma (pixels) applied before thresholding (TopoStats' ``gaussian_size``).
+        Gaussian sigma (pixels, of the reference grid) applied before thresholding
+        (TopoStats' ``gaussian_size``).
     min_grain_area_px, min_grain_area_nm2 :
         Segments smaller than either are noise and dropped.
     monolayer_step_nm : float
@@ -59,10 +101,14 @@ class DescriptorConfig:
         ISO 25178-2 threshold ``s`` of the autocorrelation for Sal and Str (default 0.2).
     """
 
-    normalise_percentiles: tuple[float, float] = (0.5, 99.5)
+    normalise_percentiles: tuple[float, float] = NORMALISE_PERCENTILES
     flat_tol_nm: float = 1e-6
-    blob_method: Literal["fast", "paper"] = "fast"
-    grain_threshold: Literal["otsu"] | float = "otsu"
+    blob_method: Literal["fast", "2d", "paper"] = "fast"
+    reference_pixel_nm: float | None = REFERENCE_PIXEL_NM
+    slope_stencil: Literal["central", "forward"] = "central"
+    fractal_range_check: bool = True
+    grain_threshold: Literal["robust", "otsu", "monolayer"] | float = "robust"
+    particle_height_nm: float = 1.5
     grain_smoothing_px: float = 1.0
     min_grain_area_px: int = 4
     min_grain_area_nm2: float = 0.0
@@ -75,15 +121,29 @@ class DescriptorConfig:
         lo, hi = self.normalise_percentiles
         if not 0 <= lo < hi <= 100:
             raise ValueError(f"normalise_percentiles must satisfy 0 <= low < high <= 100, got {self.normalise_percentiles}")
-        if self.blob_method not in ("fast", "paper"):
-            raise ValueError(f"blob_method must be 'fast' or 'paper', not {self.blob_method!r}")
-        if not (self.grain_threshold == "otsu" or isinstance(self.grain_threshold, (int, float))):
-            raise ValueError(f"grain_threshold must be 'otsu' or a height in nm, not {self.grain_threshold!r}")
+        if self.blob_method not in ("fast", "2d", "paper"):
+            raise ValueError(f"blob_method must be 'fast', '2d' or 'paper', not {self.blob_method!r}")
+        if not (self.grain_threshold in ("robust", "otsu", "monolayer")
+                or isinstance(self.grain_threshold, (int, float)) and not isinstance(self.grain_threshold, bool)):
+            raise ValueError("grain_threshold must be 'robust', 'otsu', 'monolayer' or a height in nm, "
+                             f"not {self.grain_threshold!r}")
+        if self.reference_pixel_nm is not None and not self.reference_pixel_nm > 0:
+            raise ValueError(f"reference_pixel_nm must be positive or None, not {self.reference_pixel_nm!r}")
+        if self.slope_stencil not in ("central", "forward"):
+            raise ValueError(f"slope_stencil must be 'central' or 'forward', not {self.slope_stencil!r}")
+        if not self.particle_height_nm > 0:
+            raise ValueError(f"particle_height_nm must be positive, not {self.particle_height_nm!r}")
         if self.monolayer_step_nm <= 0 or self.level_bin_nm <= 0 or not 0 < self.acf_threshold < 1:
             raise ValueError("monolayer_step_nm and level_bin_nm must be positive and 0 < acf_threshold < 1")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def release_0_1_0(cls) -> DescriptorConfig:
+        """The settings of release 0.1.0 (its models saved them as ``config: None``): every image
+        at its own pixel size, plain Otsu grain threshold, fractal dimension unchecked."""
+        return cls(reference_pixel_nm=None, grain_threshold="otsu", fractal_range_check=False)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> DescriptorConfig:
@@ -108,13 +168,42 @@ class Surface:
         Heights in nm (as levelled; not re-referenced).
     pixel_size_nm : (float, float)
         (x, y) pixel size.
+    requested : set of str or None
+        The columns the caller will read (None: all); a family may skip operators that only
+        other columns need.
     """
 
-    def __init__(self, image: AFMImage, config: DescriptorConfig | None = None):
+    def __init__(self, image: AFMImage, config: DescriptorConfig | None = None,
+                 requested: Collection[str] | None = None):
         self.image = image
         self.config = config or DescriptorConfig()
+        self.requested = None if requested is None else frozenset(requested)
         self.height = image.height
         self.pixel_size_nm = image.pixel_size_nm
+
+    @property
+    def z_unit(self) -> str:
+        """Unit of the image's values: nm for heights, the channel's unit otherwise (``z_unit``
+        of the image, which the readers set for non-height channels)."""
+        return str(getattr(self.image, "z_unit", "nm") or "nm")
+
+    @cached_property
+    def reference(self) -> Surface:
+        """This surface at ``config.reference_pixel_nm`` (square pixels): the image area-averaged
+        to it (:func:`hybridtmd.preprocess.resample` with ``method="area"``; bilinear interpolation for an image
+        coarser than the reference), or itself when the reference is None or already its pixel
+        size."""
+        ref = self.config.reference_pixel_nm
+        if ref is None or np.allclose(self.pixel_size_nm, ref, rtol=1e-6):
+            return self
+        return Surface(resample(self.image, ref, "area"), self.config)
+
+    @property
+    def coarser_than_reference(self) -> bool:
+        """True when the image's pixels are larger than the reference pixel (by more than 1 %):
+        resampling interpolates it, and its reference-scale values miss the finer detail."""
+        ref = self.config.reference_pixel_nm
+        return ref is not None and max(self.pixel_size_nm) > 1.01 * ref
 
     @property
     def area_um2(self) -> float:
@@ -152,9 +241,24 @@ class Surface:
     def gradient(self) -> tuple[np.ndarray, np.ndarray]:
         """``numpy.gradient`` of the heights with the pixel sizes: ``(dz/dy, dz/dx)`` along rows
         and columns (nm/nm; central differences, one-sided at the border). Shared by the
-        areal slopes (Sdq, Sdr) and the paper's physical anisotropy."""
+        areal slopes (Sdq, Sdr, with ``slope_stencil="central"``) and the paper's physical
+        anisotropy."""
         dx, dy = self.pixel_size_nm
         return tuple(np.gradient(np.asarray(self.height, float), dy, dx))
+
+    @cached_property
+    def forward_gradient(self) -> tuple[np.ndarray, np.ndarray]:
+        """Forward differences ``(dz/dy, dz/dx)`` on the ``(rows-1, cols-1)`` grid of pixel
+        corners: ``(z[i+1, j] - z[i, j]) / dy`` and ``(z[i, j+1] - z[i, j]) / dx`` - the stencil
+        of ISO 25178-6's reference software, SurfaceTopography's ``rms_gradient`` and Gwyddion."""
+        z = np.asarray(self.height, float)
+        dx, dy = self.pixel_size_nm
+        return np.diff(z, axis=0)[:, :-1] / dy, np.diff(z, axis=1)[:-1, :] / dx
+
+    @property
+    def slope_gradient(self) -> tuple[np.ndarray, np.ndarray]:
+        """The gradient of ``config.slope_stencil``."""
+        return self.forward_gradient if self.config.slope_stencil == "forward" else self.gradient
 
     @cached_property
     def height_percentiles(self) -> dict[float, float]:

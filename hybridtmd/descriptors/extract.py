@@ -18,22 +18,25 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from .._utils import Check, Options, track, validate_params
+from .._utils import Check, Options, track, validate_params, warn_at_user
 from ..io import AFMImage, check_images
 from ..preprocess import LevelConfig, level
 from .core import DescriptorConfig, Surface
-from .registry import Family, resolve_families
+from .registry import DEFAULT, RELEASE_0_1_0, DescriptorSpec, Family, RegistryError, resolve_families
+
+#: the channel whose columns carry no prefix (the height map; the descriptors' native input)
+HEIGHT_CHANNEL = "height"
 
 
-def _compute_one(image: AFMImage, families: list[Family], config: DescriptorConfig, level_images: bool,
-                 level_config: LevelConfig | None) -> tuple[list[float], dict[str, str]]:
+def _family_values(image: AFMImage, families: list[Family], config: DescriptorConfig, level_images: bool,
+                   level_config: LevelConfig | None) -> tuple[list[float], dict[str, str]]:
     """Values (in the families' column order) and NaN reasons of one image; never raises."""
     names = _columns(families)
     reasons: dict[str, str] = {}
@@ -42,7 +45,7 @@ def _compute_one(image: AFMImage, families: list[Family], config: DescriptorConf
     except Exception as exc:  # a broken image must not stop the batch: every column NaN
         why = f"levelling failed: {type(exc).__name__}: {exc}"
         return [math.nan] * len(names), dict.fromkeys(names, why)
-    surface = Surface(levelled, config)
+    surface = Surface(levelled, config, requested=names)
     values: list[float] = []
     for fam in families:
         try:
@@ -69,9 +72,68 @@ def _compute_one(image: AFMImage, families: list[Family], config: DescriptorConf
     return values, reasons
 
 
+def _channel_image(item: AFMImage | Mapping[str, AFMImage], channel: str) -> AFMImage | None:
+    """The image of ``channel`` in one input (a mapping channel name -> image, names compared
+    case-insensitively; a bare AFMImage is the height channel), or None when it has none."""
+    if isinstance(item, AFMImage):
+        return item if channel == HEIGHT_CHANNEL else None
+    wanted = channel.casefold()
+    for key, image in item.items():
+        if str(key).casefold() == wanted:
+            return image
+    return None
+
+
+def _compute_one(item: AFMImage | Mapping[str, AFMImage], plan: list[tuple[str | None, list[Family]]],
+                 config: DescriptorConfig, level_images: bool,
+                 level_config: LevelConfig | None) -> tuple[list[float], dict[str, str]]:
+    """Values and NaN reasons of one input over every channel of ``plan`` (channel None: the
+    input is one AFMImage); columns named by :func:`channel_column`. Only the height channel is
+    levelled: the levelling removes a tilt of the *surface*, which other channels do not carry."""
+    values: list[float] = []
+    reasons: dict[str, str] = {}
+    for channel, families in plan:
+        image = item if channel is None else _channel_image(item, channel)
+        columns = [channel_column(channel, spec) for fam in families for spec in fam.descriptors]
+        if image is None:
+            values += [math.nan] * len(columns)
+            reasons.update(dict.fromkeys(columns, f"input has no {channel!r} channel"))
+            continue
+        levels = level_images and channel in (None, HEIGHT_CHANNEL)
+        channel_values, channel_reasons = _family_values(image, families, config, levels, level_config)
+        renamed = dict(zip(_columns(families), columns, strict=True))
+        values += channel_values
+        reasons.update({renamed[name]: why for name, why in channel_reasons.items()})
+    return values, reasons
+
+
+def channel_column(channel: str | None, spec: DescriptorSpec) -> str:
+    """Column name of descriptor ``spec`` of ``channel``: the descriptor's name for the height
+    channel; ``<channel>__<name>`` for another, without the ``_nm`` suffix of a descriptor in the
+    channel's own unit (``phase__sq``)."""
+    if channel in (None, HEIGHT_CHANNEL):
+        return spec.name
+    name = spec.name[:-3] if spec.z_unit == "{z}" and spec.name.endswith("_nm") else spec.name
+    return f"{channel}__{name}"
+
+
+def channel_unit(spec: DescriptorSpec, z_unit: str) -> str:
+    """Unit of descriptor ``spec`` on a channel whose values are in ``z_unit``."""
+    return spec.z_unit.replace("{z}", z_unit) if spec.z_unit and z_unit != "nm" else spec.unit
+
+
+def effective_config(families: Any, config: DescriptorConfig | None) -> DescriptorConfig:
+    """The settings a selection computes with: ``config``, or without one the defaults - those
+    of release 0.1.0 for its preset (``None`` / ``"release-0.1.0"``), so its models predict as
+    they did."""
+    if config is not None:
+        return config
+    return DescriptorConfig.release_0_1_0() if families is None or families == RELEASE_0_1_0 else DescriptorConfig()
+
+
 def extract_descriptors(
     image: AFMImage,
-    families: str | Sequence[str] | None = None,
+    families: str | Sequence[str] | None = DEFAULT,
     config: DescriptorConfig | None = None,
     *,
     level_images: bool = True,
@@ -83,10 +145,12 @@ def extract_descriptors(
     ----------
     image : AFMImage
     families : str or list of str, optional
-        Family names (see :func:`list_descriptors`); default: all default families
-        (``paper, areal, spectral, grains, texture``).
+        A selection (:func:`~hybridtmd.descriptors.registry.resolve_families`): family names,
+        descriptor names, ``"<family>:all"``; default ``"default"`` (every default family,
+        default columns); ``None`` or ``"release-0.1.0"``: the columns of release 0.1.0.
     config : DescriptorConfig, optional
-        Descriptor settings.
+        Descriptor settings (default :class:`DescriptorConfig`, or
+        :meth:`DescriptorConfig.release_0_1_0` for the release-0.1.0 selection).
     level_images : bool
         Level the image first (default) with ``level_config``; False for levelled input.
     level_config : LevelConfig, optional
@@ -100,7 +164,7 @@ def extract_descriptors(
     if not isinstance(image, AFMImage):
         raise TypeError(f"expected an AFMImage, got {type(image).__name__} (use hybridtmd.io.load_image)")
     fams = resolve_families(families)
-    values, reasons = _compute_one(image, fams, config or DescriptorConfig(), level_images, level_config)
+    values, reasons = _family_values(image, fams, effective_config(families, config), level_images, level_config)
     series = pd.Series(values, index=_columns(fams), name=image.name, dtype=float)
     series.attrs["reasons"] = reasons
     return series
@@ -115,19 +179,41 @@ def _columns(families: Iterable[Family]) -> list[str]:
     return [n for f in families for n in f.names]
 
 
+def _channel_selections(value: Any) -> bool:
+    """True for a mapping channel name -> selection of families."""
+    return isinstance(value, Mapping) and len(value) > 0 and all(
+        isinstance(k, str) and k.isidentifier() and "__" not in k and (v is None or isinstance(v, str) or _family_names(v))
+        for k, v in value.items())
+
+
 class DescriptorExtractor(TransformerMixin, BaseEstimator):
-    """scikit-learn transformer: a sequence of :class:`AFMImage` -> a DataFrame of descriptors.
+    """scikit-learn transformer: a sequence of :class:`AFMImage` (or of mappings channel name ->
+    AFMImage) -> a DataFrame of descriptors.
 
     Parameters
     ----------
     families : str or list of str, optional
-        Descriptor families (default: all default families, in registry order).
+        The selection of descriptors (:func:`~hybridtmd.descriptors.registry.resolve_families`):
+        family names (their default columns), descriptor names, ``"<family>:all"``. Default
+        ``"default"``: every default family. ``None`` or ``"release-0.1.0"``: the 98 columns
+        of release 0.1.0 (what its models stored as ``families: None``).
     config : DescriptorConfig, optional
-        Descriptor settings.
+        Descriptor settings (default :class:`DescriptorConfig`; for the release-0.1.0
+        selection :meth:`DescriptorConfig.release_0_1_0`).
     level_images : bool
-        Level every image first (default True); False if the input is already levelled.
+        Level every height image first (default True); False if the input is already levelled.
     level_config : LevelConfig, optional
         Levelling settings (default :class:`LevelConfig`).
+    channels : dict, optional
+        Multichannel AFM: channel name -> selection of families for that channel, e.g.
+        ``{"height": "default", "phase": ["areal", "texture", "spectral"]}``; the input is then
+        a sequence of mappings channel name -> AFMImage (``hybridtmd.io.load_channels``;
+        names matched case-insensitively; a bare AFMImage is the ``height`` channel). Height
+        columns keep their names; another channel's are ``<channel>__<name>`` in the channel's
+        unit (``phase__sq`` in degrees). Only families that do not need heights in nm
+        (``areal``, ``spectral``, ``texture``) describe other channels; only the height channel
+        is levelled. A missing channel gives NaN columns with the reason. None (default): the
+        height image alone, ``families`` selects.
     n_jobs : int, optional
         Parallel workers (joblib; None or 1 = sequential, -1 = all cores). Results are identical
         for any ``n_jobs``.
@@ -137,15 +223,22 @@ class DescriptorExtractor(TransformerMixin, BaseEstimator):
     Attributes (after ``fit``)
     --------------------------
     families_ : list of Family
-        The selected families as registered at ``fit`` (:meth:`Family.copy`): families or
-        descriptors registered later do not change a fitted extractor's columns.
+        The selected families (restricted to the selected descriptors) as registered at ``fit``:
+        families or descriptors registered later do not change a fitted extractor's columns.
+        With ``channels``, those of the height channel (or of the first channel).
+    channel_families_ : dict
+        channel -> its list of Family (``{"height": families_}`` without ``channels``).
     feature_names_out_ : ndarray of str
-        Column names, in a stable order (families in the given order, descriptors in
-        registration order).
+        Column names, in a stable order (channels in the given order; families in the given
+        order; descriptors in registration order).
     feature_families_ : dict
         column -> family name.
+    feature_channels_ : dict
+        column -> channel name.
     feature_groups_ : dict
-        family name -> list of columns.
+        family name -> list of columns (``<channel>__<family>`` for other channels).
+    feature_units_ : dict
+        column -> unit (a channel's unit from the images' ``z_unit`` seen at ``fit``, else nm).
     n_features_out_ : int
 
     ``fit`` only validates the parameters and the input and fixes the columns. ``transform``
@@ -153,10 +246,11 @@ class DescriptorExtractor(TransformerMixin, BaseEstimator):
     """
 
     _parameter_constraints = {
-        "families": [None, str, Check(_family_names, "a list of family names")],
+        "families": [None, str, Check(_family_names, "a list of family or descriptor names")],
         "config": [None, DescriptorConfig],
         "level_images": [bool],
         "level_config": [None, LevelConfig],
+        "channels": [None, Check(_channel_selections, "a dict channel name -> selection of families")],
         "n_jobs": [None, Check(lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool) and v != 0,
                                "a non-zero int")],
         "progress": [bool, Options(("auto",))],
@@ -164,10 +258,11 @@ class DescriptorExtractor(TransformerMixin, BaseEstimator):
 
     def __init__(
         self,
-        families: str | Sequence[str] | None = None,
+        families: str | Sequence[str] | None = DEFAULT,
         config: DescriptorConfig | None = None,
         level_images: bool = True,
         level_config: LevelConfig | None = None,
+        channels: Mapping[str, str | Sequence[str] | None] | None = None,
         n_jobs: int | None = None,
         progress: bool | str = "auto",
     ):
@@ -175,26 +270,70 @@ class DescriptorExtractor(TransformerMixin, BaseEstimator):
         self.config = config
         self.level_images = level_images
         self.level_config = level_config
+        self.channels = channels
         self.n_jobs = n_jobs
         self.progress = progress
 
+    def _plan(self) -> list[tuple[str | None, list[Family]]]:
+        """(channel, families) per channel: ``[(None, families)]`` without ``channels``."""
+        if self.channels is None:
+            return [(None, [f.copy() for f in resolve_families(self.families)])]
+        plan = []
+        for channel, selection in self.channels.items():
+            channel = channel.casefold()
+            families = [f.copy() for f in resolve_families(DEFAULT if selection is None else selection)]
+            if channel != HEIGHT_CHANNEL:
+                height_only = [f.name for f in families if not f.any_channel]
+                if height_only:
+                    raise RegistryError(f"families {height_only} describe height maps only, not channel {channel!r}")
+            plan.append((channel, families))
+        return plan
+
+    def _inputs(self, X: Any) -> list[AFMImage | Mapping[str, AFMImage]]:
+        """The input as a list: AFMImages, or with ``channels`` mappings channel -> AFMImage."""
+        if self.channels is None:
+            return check_images(X)
+        items = [X] if isinstance(X, (AFMImage, Mapping)) else list(X)
+        for i, item in enumerate(items):
+            if isinstance(item, Mapping):
+                bad = [k for k, v in item.items() if not isinstance(v, AFMImage)]
+                if bad:
+                    raise TypeError(f"item {i}: channel(s) {bad} are not AFMImage (use hybridtmd.io.load_channels)")
+            elif not isinstance(item, AFMImage):
+                raise TypeError(f"item {i} is {type(item).__name__}, expected a mapping channel -> AFMImage")
+        return items
+
     def fit(self, X: Sequence[AFMImage], y: Any = None) -> DescriptorExtractor:
         validate_params(self, self._parameter_constraints)
-        check_images(X)
-        self.families_ = [f.copy() for f in resolve_families(self.families)]
-        names = _columns(self.families_)
+        items = self._inputs(X)
+        plan = self._plan()
+        self.channel_families_ = {channel or HEIGHT_CHANNEL: families for channel, families in plan}
+        self.families_ = self.channel_families_.get(HEIGHT_CHANNEL, plan[0][1])
+        z_units = {channel: _seen_unit(items, channel) for channel, _ in plan}
+        names, families, channels, groups, units = [], {}, {}, {}, {}
+        for channel, fams in plan:
+            for fam in fams:
+                group = fam.name if channel in (None, HEIGHT_CHANNEL) else f"{channel}__{fam.name}"
+                for spec in fam.descriptors:
+                    column = channel_column(channel, spec)
+                    names.append(column)
+                    families[column], channels[column] = fam.name, channel or HEIGHT_CHANNEL
+                    groups.setdefault(group, []).append(column)
+                    units[column] = channel_unit(spec, z_units[channel])
         self.feature_names_out_ = np.asarray(names, dtype=object)
-        self.feature_families_ = {n: f.name for f in self.families_ for n in f.names}
-        self.feature_groups_ = {f.name: list(f.names) for f in self.families_}
+        self.feature_families_, self.feature_channels_ = families, channels
+        self.feature_groups_, self.feature_units_ = groups, units
         self.n_features_out_ = len(names)
         return self
 
-    def _selected_families(self) -> list[Family]:
-        """The fitted families, or (unfitted) the ones ``families`` selects now."""
-        if hasattr(self, "families_"):
-            return self.families_
+    def _fitted_plan(self) -> list[tuple[str | None, list[Family]]]:
+        """The fitted plan, or (unfitted) the one the parameters select now."""
+        if hasattr(self, "channel_families_"):
+            if self.channels is None:
+                return [(None, self.families_)]
+            return list(self.channel_families_.items())
         validate_params(self, self._parameter_constraints)
-        return resolve_families(self.families)
+        return self._plan()
 
     def transform(self, X: Sequence[AFMImage]) -> pd.DataFrame:
         """The descriptor table, one row per image (NaN where a descriptor is undefined; see
@@ -204,34 +343,39 @@ class DescriptorExtractor(TransformerMixin, BaseEstimator):
     def transform_with_reasons(self, X: Sequence[AFMImage]) -> tuple[pd.DataFrame, pd.DataFrame]:
         """The descriptor table and, one row per NaN value, why it is undefined: a DataFrame with
         columns ``image`` (row position), ``source``, ``feature`` and ``reason``."""
-        images = check_images(X)
-        families = self._selected_families()
-        results = list(track(self._results(images, families), total=len(images), description="descriptors",
-                             show=len(images) >= 50 if self.progress == "auto" else bool(self.progress)))
-        frame = pd.DataFrame([v for v, _ in results], columns=_columns(families), dtype=float)
+        items = self._inputs(X)
+        plan = self._fitted_plan()
+        config = effective_config(self.families, self.config)
+        _warn_coarser_than_reference(items, config)
+        results = list(track(self._results(items, plan, config), total=len(items), description="descriptors",
+                             show=len(items) >= 50 if self.progress == "auto" else bool(self.progress)))
+        columns = [channel_column(channel, spec) for channel, fams in plan for f in fams for spec in f.descriptors]
+        frame = pd.DataFrame([v for v, _ in results], columns=columns, dtype=float)
         rows = [
-            {"image": i, "source": images[i].source, "feature": name, "reason": reason}
+            {"image": i, "source": _source(items[i]), "feature": name, "reason": reason}
             for i, (_, reasons) in enumerate(results)
             for name, reason in reasons.items()
         ]
         return frame, pd.DataFrame(rows, columns=["image", "source", "feature", "reason"])
 
-    def _results(self, images: list[AFMImage], families: list[Family]) -> Iterator[tuple[list[float], dict[str, str]]]:
-        """``_compute_one`` of every image, in order, sequentially or in joblib workers."""
-        args = (families, self.config or DescriptorConfig(), self.level_images, self.level_config)
-        if self.n_jobs in (None, 1) or len(images) < 2:
-            return (_compute_one(im, *args) for im in images)
+    def _results(self, items: list[Any], plan: list[tuple[str | None, list[Family]]],
+                 config: DescriptorConfig) -> Iterator[tuple[list[float], dict[str, str]]]:
+        """``_compute_one`` of every input, in order, sequentially or in joblib workers."""
+        args = (plan, config, self.level_images, self.level_config)
+        if self.n_jobs in (None, 1) or len(items) < 2:
+            return (_compute_one(item, *args) for item in items)
         from joblib import Parallel, delayed
 
         # loky workers receive the Family objects themselves, so user-registered families
         # (even ones defined in __main__) work in parallel too
         parallel = Parallel(n_jobs=self.n_jobs, return_as="generator")
-        return parallel(delayed(_compute_one)(im, *args) for im in images)
+        return parallel(delayed(_compute_one)(item, *args) for item in items)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        """Descriptor column names (available before ``fit``: they depend only on ``families``)."""
+        """Descriptor column names (available before ``fit``: they depend only on the selection)."""
         if not hasattr(self, "feature_names_out_"):
-            return np.asarray(_columns(resolve_families(self.families)), dtype=object)
+            return np.asarray([channel_column(channel, spec) for channel, fams in self._plan()
+                               for f in fams for spec in f.descriptors], dtype=object)
         return self.feature_names_out_.copy()
 
     def __sklearn_tags__(self):
@@ -239,3 +383,35 @@ class DescriptorExtractor(TransformerMixin, BaseEstimator):
         tags.input_tags.two_d_array = False
         tags.requires_fit = False
         return tags
+
+
+def _seen_unit(items: list[Any], channel: str | None) -> str:
+    """The unit (``z_unit``, nm by default) of ``channel`` in the first input that has it."""
+    for item in items:
+        image = item if channel is None else _channel_image(item, channel)
+        if image is not None:
+            return str(getattr(image, "z_unit", "nm") or "nm")
+    return "nm"
+
+
+def _source(item: Any) -> str | None:
+    if isinstance(item, AFMImage):
+        return item.source
+    return next((im.source for im in item.values() if im.source), None)
+
+
+def _warn_coarser_than_reference(items: list[Any], config: DescriptorConfig) -> None:
+    """Warn once when images are coarser than the reference pixel size (interpolated up: their
+    reference-scale descriptors miss detail the reference resolves)."""
+    ref = config.reference_pixel_nm
+    if ref is None:
+        return
+    images = [item if isinstance(item, AFMImage) else _channel_image(item, HEIGHT_CHANNEL) for item in items]
+    coarse = [im for im in images if im is not None and max(im.pixel_size_nm) > 1.01 * ref]
+    if coarse:
+        worst = max(max(im.pixel_size_nm) for im in coarse)
+        warn_at_user(f"{len(coarse)} of {len(images)} images have pixels coarser than the reference "
+                     f"{ref:g} nm (up to {worst:.3g} nm): they are interpolated to it, and their resolution-"
+                     "invariant descriptors miss the detail between their pixel size and the reference "
+                     "(set DescriptorConfig(reference_pixel_nm=...) at or above the coarsest pixel size)",
+                     UserWarning)

@@ -1,9 +1,12 @@
 """Grains, domains and layers (family ``grains``), TopoStats-style.
 
 Segmentation (:func:`segment_grains`): the levelled heights are smoothed by a Gaussian
-(``grain_smoothing_px``), thresholded (Otsu's threshold, or an absolute height in nm), labelled
-with 8-connectivity, and segments smaller than the minimum area are dropped - the sequence of
-TopoStats' ``Grains``. Each grain is measured (:func:`grain_table`): area, equivalent-circle
+(``grain_smoothing_px``), thresholded (:func:`grain_threshold`: by default Otsu's threshold with
+particles masked, so that a few tall precursor particles do not pull the threshold above the
+film), labelled with 8-connectivity, and segments smaller than the minimum area are dropped -
+the sequence of TopoStats' ``Grains``. The family computes on the image at the reference pixel
+size (``DescriptorConfig.reference_pixel_nm``): smoothing, minimum area and the pixelated
+perimeter then have one physical scale, and the values do not depend on the scan's pixel size. Each grain is measured (:func:`grain_table`): area, equivalent-circle
 diameter, maximum and mean height above the background (median of the non-grain pixels),
 perimeter, solidity, triangularity and whether it touches the image border.
 
@@ -23,7 +26,7 @@ from scipy import ndimage, stats
 
 from .core import LEVEL_PERCENTILES, Surface
 from .fast import contour_pixels, hull_areas, label_maxima, label_perimeters
-from .registry import DescriptorValues, register_family
+from .registry import DescriptorValues, annotate_descriptors, register_family
 
 __all__ = [
     "DESCRIPTORS",
@@ -31,6 +34,7 @@ __all__ = [
     "REFERENCE",
     "grain_descriptors",
     "grain_table",
+    "grain_threshold",
     "height_levels",
     "label_perimeters",  # defined in .fast, importable from here too
     "segment_grains",
@@ -41,7 +45,7 @@ REFERENCE = ("TopoStats (Beton et al., Methods 2024, doi:10.1016/j.ymeth.2024.01
              "Rosin, Mach. Vis. Appl. 14, 172 (2003)")
 
 DESCRIPTORS = [
-    ("grain_count", "count", "number of segmented grains (Otsu threshold of the Gaussian-smoothed height, 8-connected)"),
+    ("grain_count", "count", "number of segmented grains (threshold of the Gaussian-smoothed height, 8-connected)"),
     ("grain_density_per_um2", "per µm²", "segmented grains per µm² of scanned area"),
     ("grain_coverage_fraction", "1", "fraction of the image covered by grains"),
     ("grain_threshold_nm", "nm", "segmentation threshold height (levelled scale, background ~0)"),
@@ -70,13 +74,14 @@ _LAYER = [n for n in NAMES if not n.startswith("grain_")]
 
 
 def segment_grains(height: np.ndarray, threshold: str | float = "otsu", smoothing_px: float = 1.0,
-                   min_area_px: int = 4, *, smoothed: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+                   min_area_px: int = 4, *, smoothed: np.ndarray | None = None,
+                   **threshold_options: float) -> tuple[np.ndarray, float]:
     """Label grains of a levelled height map (nm).
 
     Parameters
     ----------
-    threshold : "otsu" or float
-        Otsu's threshold of the smoothed heights, or an absolute height (nm).
+    threshold : "robust", "otsu", "monolayer" or float
+        The :func:`grain_threshold` method (``threshold_options`` are its keywords).
     smoothing_px : float
         Gaussian sigma in pixels before thresholding (0 for none).
     min_area_px : int
@@ -90,13 +95,12 @@ def segment_grains(height: np.ndarray, threshold: str | float = "otsu", smoothin
         0 background, 1..n grains (consecutive).
     threshold_nm : float
     """
-    from skimage.filters import threshold_otsu
     from skimage.measure import label
 
     h = np.asarray(height, float)
     if smoothed is None:
         smoothed = ndimage.gaussian_filter(h, smoothing_px) if smoothing_px > 0 else h
-    t = float(threshold_otsu(smoothed)) if threshold == "otsu" else float(threshold)
+    t = grain_threshold(smoothed, threshold, **threshold_options)
     labels = label(smoothed > t, connectivity=2)
     if min_area_px > 1 and labels.max():
         sizes = np.bincount(labels.ravel())
@@ -106,6 +110,31 @@ def segment_grains(height: np.ndarray, threshold: str | float = "otsu", smoothin
             labels[small[labels]] = 0
             labels = label(labels > 0, connectivity=2)
     return labels, t
+
+
+def grain_threshold(smoothed: np.ndarray, method: str | float = "robust", *, substrate_nm: float = 0.0,
+                    monolayer_step_nm: float = 0.7, particle_height_nm: float = 1.5) -> float:
+    """Grain segmentation threshold (nm) of smoothed levelled heights.
+
+    * ``"robust"``: Otsu's threshold of the heights at most ``particle_height_nm`` above
+      ``substrate_nm`` (the lowest height level): particles and tall stacks are masked, so the
+      threshold separates the substrate from the film. Plain Otsu if that leaves < 2 values.
+    * ``"otsu"``: Otsu's threshold of all heights (Otsu, IEEE TSMC 9, 62 (1979)).
+    * ``"monolayer"``: half a monolayer step above ``substrate_nm`` (a physical prior).
+    * a number: that absolute height.
+    """
+    from skimage.filters import threshold_otsu
+
+    if method == "otsu":
+        return float(threshold_otsu(smoothed))
+    if method == "monolayer":
+        return float(substrate_nm + monolayer_step_nm / 2)
+    if method == "robust":
+        kept = smoothed[smoothed <= substrate_nm + particle_height_nm]
+        if kept.size < 2 or not kept.max() > kept.min():
+            return float(threshold_otsu(smoothed))
+        return float(threshold_otsu(kept))
+    return float(method)
 
 
 def triangularity(mu20: np.ndarray, mu02: np.ndarray, mu11: np.ndarray, mu00: np.ndarray) -> np.ndarray:
@@ -225,7 +254,9 @@ def height_levels(height: np.ndarray, step_nm: float = 0.7, bin_nm: float = 0.02
 
 
 def grain_descriptors(surface: Surface) -> DescriptorValues:
-    """All ``grains`` descriptors of a :class:`Surface` (see the module table)."""
+    """All ``grains`` descriptors of a :class:`Surface` (see the module table), at the reference
+    pixel size."""
+    surface = surface.reference
     cfg = surface.config
     out = DescriptorValues()
     h = surface.height
@@ -247,7 +278,9 @@ def grain_descriptors(surface: Surface) -> DescriptorValues:
         return out
     min_area = max(cfg.min_grain_area_px, int(np.ceil(cfg.min_grain_area_nm2 / (dx * dy))))
     smoothed = surface.smoothed(cfg.grain_smoothing_px) if cfg.grain_smoothing_px > 0 else h
-    labels, threshold = segment_grains(h, cfg.grain_threshold, cfg.grain_smoothing_px, min_area, smoothed=smoothed)
+    labels, threshold = segment_grains(h, cfg.grain_threshold, cfg.grain_smoothing_px, min_area, smoothed=smoothed,
+                                       substrate_nm=float(levels[0]), monolayer_step_nm=step,
+                                       particle_height_nm=cfg.particle_height_nm)
     table = grain_table(labels, h, surface.pixel_size_nm)
     n = len(table)
     out["grain_count"] = n
@@ -280,3 +313,7 @@ register_family(
     "grains", grain_descriptors, default=True, reference=REFERENCE, descriptors=DESCRIPTORS,
     description="TopoStats-like grain segmentation statistics and terrace/layer counts",
 )
+annotate_descriptors(NAMES, resolution_invariant=True,
+                     scale_note="segmentation and measurements on the image at the reference pixel size")
+annotate_descriptors(["grain_count"], resolution_invariant=False,
+                     scale_note="a count over the scanned area: depends on the scan size (grain_density_per_um2 does not)")

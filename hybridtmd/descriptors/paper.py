@@ -18,10 +18,14 @@ and scipy routines exactly live in :mod:`~hybridtmd.descriptors.fast`):
   gradient magnitude (``numpy.gradient``).
 * **Local variation** - mean of ``|image - gaussian(image, 1)|`` divided by its maximum.
 * **DoG blobs** - number of ``skimage.feature.blob_dog`` blobs, sigma 5-40 px, threshold 0.001
-  on the normalised image (the paper ran it on the H x W x 3 array; with identical channels the
-  detections are those of the 2-D image), detected by :func:`~hybridtmd.descriptors.fast.blob_dog`
-  (skimage's blobs, in skimage's order). ``DescriptorConfig.blob_method="fast"`` (default) runs
-  it on the 2x block-averaged image with halved sigmas (:func:`dog_blob_count`).
+  on the normalised image. The paper called ``blob_dog`` on the H x W x 3 grey-to-RGB array
+  (its images carried three identical channels), which is a *3-D* detection: the Gaussians and
+  the peak search extend over the channel axis, and it finds fewer blobs than the 2-D call.
+  ``DescriptorConfig.blob_method`` chooses: ``"paper"`` - that exact 3-D call (skimage; slow);
+  ``"2d"`` - the 2-D detection (:func:`~hybridtmd.descriptors.fast.blob_dog`, skimage's blobs
+  in skimage's order); ``"fast"`` (default) - the 2-D detection on the 2x block-averaged image
+  with halved sigmas (:func:`dog_blob_count`), which approximates the 2-D detection (and through
+  it the paper's 3-D one; agreement measured in ``tests/test_descriptors.py``).
 * **GLCM** - contrast, dissimilarity, homogeneity, energy, correlation, ASM of the symmetric,
   normalised grey-level co-occurrence matrix at distance 1 px, angle 0, 256 grey levels.
 * **Grains and domains** - Gaussian sigma 1 (skimage, nearest border), Otsu threshold, 8-connected
@@ -32,12 +36,21 @@ and scipy routines exactly live in :mod:`~hybridtmd.descriptors.fast`):
 Inputs and units. The paper's descriptors were computed on 8-bit images scaled to [0, 1]; here on
 the levelled heights normalised by :func:`~hybridtmd.descriptors.core.normalise_height`
 (0.5-99.5 percentile clip, 256 levels). Those values are in pixel / normalised-height units and
-depend on pixel size and scan size like the paper's. Each comes with a physical counterpart: the
-same operator on heights in nm (``..._nm``, ``..._rad``) or the count per µm² of scanned area
-(``..._per_um2``), lengths converted with the pixel size.
+depend on pixel size and scan size like the paper's: this family is **pixel-dependent** by
+definition, kept for reproducing the paper. Each comes with a counterpart in physical units (the
+same operator on heights in nm, ``..._nm``, ``..._rad``, or the count per µm², ``..._per_um2``)
+which is still a pixel-scale operator on the native image and so still depends on the pixel
+size; those counterparts are out of the default set (by name they remain). The
+resolution-invariant versions - the same operators at one physical scale - are the
+``morphology`` family (:mod:`.morphology`). Out of the default set too, as exact duplicates:
+``paper_grain_density_per_px`` and ``paper_domain_count`` (counts over the fixed pixel count
+of an image; ``paper_grain_count`` and the paper's ``paper_domain_density_per_px`` stay) and
+``paper_glcm_asm`` (``paper_glcm_energy`` squared).
 """
 
 from __future__ import annotations
+
+from collections.abc import Collection
 
 import numpy as np
 from scipy import ndimage
@@ -55,7 +68,7 @@ from .fast import (
     peak_mask,
     reflect_and_nearest_smoothing,
 )
-from .registry import DescriptorValues, register_family
+from .registry import DescriptorValues, annotate_descriptors, register_family
 
 __all__ = [
     "DESCRIPTORS",
@@ -64,6 +77,7 @@ __all__ = [
     "defect_count",
     "dog_blob_count",
     "gradient_anisotropy",
+    "paper_descriptors",
     "paper_glcm",
     "paper_grains",
     "paper_smoothing",
@@ -220,19 +234,27 @@ def quantised_gradient_anisotropy(levels: np.ndarray, step: float = 1 / 255) -> 
 
 def dog_blob_count(image: np.ndarray, method: str = "paper", min_sigma: float = 5.0, max_sigma: float = 40.0,
                    threshold: float = 0.001) -> int:
-    """Number of difference-of-Gaussian blobs (:func:`blob_dog`: sigma ratio 1.6, overlap 0.5).
+    """Number of difference-of-Gaussian blobs (sigma ratio 1.6, overlap 0.5).
 
-    ``method="paper"`` runs on ``image`` as given. ``"fast"`` runs on the 2x2 block mean with
+    ``method="paper"`` is the paper's call, ``skimage.feature.blob_dog`` on the grey image
+    repeated into three channels (``H x W x 3``): a 3-D detection. ``"2d"`` is the 2-D detection
+    on ``image`` (:func:`blob_dog`). ``"fast"`` runs the 2-D detection on the 2x2 block mean with
     halved sigmas and the same threshold: the Gaussian scale space of the downsampled image is
     the downsampled scale space for sigma >= 2.5 output pixels (the block mean is a small extra
     blur), and skimage's DoG normalisation ``1 / (sigma_ratio - 1)`` does not depend on sigma,
     so the responses and the threshold keep their meaning. A quarter of the pixels; counts agree
-    with ``"paper"`` to Pearson r >= 0.95 and a median relative difference <= 5 % on synthetic
-    images (``tests/test_descriptors.py``; measured values in ``benchmarks/bench_descriptors.py``).
+    with ``"2d"`` to Pearson r >= 0.95 and a median relative difference <= 5 %, and with the
+    paper's 3-D call to r >= 0.9, on synthetic images (``tests/test_descriptors.py``; measured
+    values in ``benchmarks/bench_descriptors.py``).
     """
     image = np.asarray(image, float)
-    if method not in ("paper", "fast"):
-        raise ValueError(f"method must be 'paper' or 'fast', not {method!r}")
+    if method not in ("paper", "2d", "fast"):
+        raise ValueError(f"method must be 'paper', '2d' or 'fast', not {method!r}")
+    if method == "paper":
+        from skimage.feature import blob_dog as skimage_blob_dog
+
+        rgb = np.repeat(image[:, :, None], 3, axis=2)
+        return int(len(skimage_blob_dog(rgb, min_sigma=min_sigma, max_sigma=max_sigma, threshold=threshold)))
     if method == "fast" and min(image.shape) >= 16:
         rows, cols = (image.shape[0] // 2) * 2, (image.shape[1] // 2) * 2
         # 2 x 2 block mean by strided slices, which avoid numpy's slower mean over reshaped axes
@@ -280,20 +302,24 @@ def paper_grains(image: np.ndarray, domain_radius: int = 5, *, smoothed: np.ndar
 # --------------------------------------------------------------------------------------------
 
 
-def _compute(surface: Surface) -> DescriptorValues:
+def paper_descriptors(surface: Surface, wanted: Collection[str] | None = None) -> DescriptorValues:
+    """The ``paper`` descriptors of a :class:`Surface` (see the module docstring): all of them,
+    or at least those in ``wanted`` (the operators that only other columns need are skipped)."""
+
+    def wants(*names: str) -> bool:
+        return wanted is None or any(n in wanted for n in names)
+
     out = DescriptorValues()
     h = surface.height
-    residual_nm = h - surface.smoothed(1.0)
-    out["paper_rms_roughness_nm"] = float(np.sqrt(np.mean(residual_nm**2)))
-    out["paper_local_variation_nm"] = float(np.mean(np.abs(residual_nm)))
+    if wants(*_PHYSICAL_HEIGHT):
+        residual_nm = h - surface.smoothed(1.0)
+        out["paper_rms_roughness_nm"] = float(np.sqrt(np.mean(residual_nm**2)))
+        out["paper_local_variation_nm"] = float(np.mean(np.abs(residual_nm)))
     img = surface.normalised
     if img is None:
         out.undefined([n for n in NAMES if n not in _PHYSICAL_HEIGHT], surface.no_contrast_reason)
         return out
-    cfg = surface.config
-    area, npx, px_len = surface.area_um2, img.size, surface.pixel_length_nm
-    dx, dy = surface.pixel_size_nm
-
+    area, npx = surface.area_um2, img.size
     smooth_reflect, smoothed = reflect_and_nearest_smoothing(img, 1.0)
     residual = img - smooth_reflect
     out["paper_rms_roughness"] = float(np.sqrt(np.mean(residual**2)))
@@ -308,17 +334,23 @@ def _compute(surface: Surface) -> DescriptorValues:
     defects = defect_count(img, smoothed=smoothed)
     out["paper_defect_density_per_px"] = defects / npx
     out["paper_defect_density_per_um2"] = defects / area
-
-    out["paper_anisotropy"] = quantised_gradient_anisotropy(surface.uint8, 1 / 255)
-    out["paper_anisotropy_rad"] = gradient_anisotropy(h, gradient=surface.gradient)
-
-    blobs = dog_blob_count(img, cfg.blob_method)
+    if wants("paper_anisotropy"):
+        out["paper_anisotropy"] = quantised_gradient_anisotropy(surface.uint8, 1 / 255)
+    if wants("paper_anisotropy_rad"):
+        out["paper_anisotropy_rad"] = gradient_anisotropy(h, gradient=surface.gradient)
+    blobs = dog_blob_count(img, surface.config.blob_method)
     out["paper_dog_blob_count"] = blobs
     out["paper_dog_blob_density_per_um2"] = blobs / area
+    if wants(*(n for n in NAMES if n.startswith("paper_glcm_"))):
+        out.update({f"paper_glcm_{prop}": value for prop, value in paper_glcm(surface.uint8).items()})
+    _grain_descriptors(out, surface, img, smoothed)
+    return out
 
-    for prop, value in paper_glcm(surface.uint8).items():
-        out[f"paper_glcm_{prop}"] = value
 
+def _grain_descriptors(out: DescriptorValues, surface: Surface, img: np.ndarray, smoothed: np.ndarray) -> None:
+    """The paper's grain and domain columns of ``img`` (its nearest-border smoothing given)."""
+    area, npx, px_len = surface.area_um2, img.size, surface.pixel_length_nm
+    dx, dy = surface.pixel_size_nm
     grains = paper_grains(img, smoothed=smoothed)
     out["paper_grain_count"] = grains["grain_count"]
     out["paper_grain_density_per_px"] = grains["grain_count"] / npx
@@ -335,10 +367,20 @@ def _compute(surface: Surface) -> DescriptorValues:
     if not grains["domain_count"]:
         out.undefined(["paper_domain_mean_area_px", "paper_domain_mean_area_nm2"],
                       "no domain survives the opening with a disk of radius 5 px")
-    return out
+
+
+def _paper_family(surface: Surface) -> DescriptorValues:
+    return paper_descriptors(surface, surface.requested)
 
 
 register_family(
-    "paper", _compute, default=True, reference=PAPER_REFERENCE, descriptors=DESCRIPTORS,
-    description="the seed paper's interpretability descriptors, in its pixel units and in physical units",
+    "paper", _paper_family, default=True, reference=PAPER_REFERENCE, descriptors=DESCRIPTORS,
+    description=("the seed paper's interpretability descriptors with its pixel definitions on the native image: "
+                 "PIXEL-DEPENDENT (for reproducing the paper; the morphology family has them at a physical scale)"),
 )
+#: physical-unit counterparts that are still pixel-scale operators, and exact duplicates
+NOT_DEFAULT = [n for n in NAMES if n.endswith(("_per_um2", "_nm", "_nm2", "_rad"))] + [
+    "paper_grain_density_per_px", "paper_domain_count", "paper_glcm_asm"]
+annotate_descriptors(NAMES, resolution_invariant=False,
+                     scale_note="the paper's pixel definition on the native image: depends on the pixel size")
+annotate_descriptors(NOT_DEFAULT, default=False)

@@ -6,6 +6,17 @@ reference. Explanations (SHAP, correlation reports) read names, units and defini
 so a user-defined descriptor registered with :func:`register_family` and
 :func:`register_descriptor` is explained exactly like a built-in one.
 
+Selections. ``families`` in :class:`~hybridtmd.descriptors.DescriptorExtractor` and
+:func:`resolve_families` is a list whose entries are family names (the family's *default*
+descriptors), descriptor names (that one descriptor, also one outside the default set) or
+``"<family>:all"`` (every descriptor of the family); or one of the presets :data:`DEFAULT`
+(every default family, default descriptors) and :data:`RELEASE_0_1_0` / ``None`` (the 98 columns
+of release 0.1.0, which saved its default as ``families: None``).
+
+Resolution. Each descriptor says whether its value is the same at any pixel size
+(``resolution_invariant``): physical-unit descriptors evaluated at the reference resolution are,
+the paper's pixel definitions are not (``scale_note`` says why).
+
 A family is a function ``compute(surface) -> Mapping[str, float]`` taking a
 :class:`~hybridtmd.descriptors.core.Surface` (the levelled image plus cached derived arrays) and
 returning a value for each of its registered descriptors. It may return a
@@ -59,6 +70,15 @@ class DescriptorSpec:
     unit: str
     definition: str
     reference: str = ""
+    #: in the family's default columns (False: selected only by name or ``"<family>:all"``)
+    default: bool = True
+    #: same value, within the tolerance README states, at any pixel size finer than the reference
+    resolution_invariant: bool = False
+    #: why the value depends on the pixel size, or what makes it independent of it
+    scale_note: str = ""
+    #: unit of a descriptor of the channel's values: ``{z}`` stands for the channel's unit
+    #: (``"{z}"``, ``"{z}/nm"``); empty for descriptors whose unit is not the channel's
+    z_unit: str = ""
 
 
 @dataclass
@@ -71,10 +91,21 @@ class Family:
     reference: str = ""
     default: bool = False
     descriptors: list[DescriptorSpec] = field(default_factory=list)
+    #: families whose values do not need heights in nm (they can describe phase, adhesion...)
+    any_channel: bool = False
 
     @property
     def names(self) -> list[str]:
         return [d.name for d in self.descriptors]
+
+    @property
+    def default_names(self) -> list[str]:
+        return [d.name for d in self.descriptors if d.default]
+
+    def restricted(self, names: Iterable[str]) -> Family:
+        """A copy computing only ``names`` (in registration order)."""
+        keep = set(names)
+        return dataclasses.replace(self, descriptors=[d for d in self.descriptors if d.name in keep])
 
     def copy(self) -> Family:
         """The family as it is now: later :func:`register_descriptor` calls do not add to the copy."""
@@ -82,6 +113,14 @@ class Family:
 
 
 _FAMILIES: dict[str, Family] = {}
+
+#: preset selection: every default family with its default descriptors
+DEFAULT = "default"
+#: preset selection: the columns release 0.1.0 computed by default (its models saved ``families: None``)
+RELEASE_0_1_0 = "release-0.1.0"
+#: the families of release 0.1.0's default set, in its column order; their descriptors named
+#: in :data:`RELEASE_0_1_0_COLUMNS` (``descriptors/release.py``) are that release's columns
+RELEASE_0_1_0_FAMILIES = ("paper", "areal", "spectral", "grains", "texture")
 
 
 class RegistryError(ValueError):
@@ -97,6 +136,7 @@ def register_family(
     default: bool = False,
     descriptors: Sequence[DescriptorSpec | tuple[str, str, str]] = (),
     replace: bool = False,
+    any_channel: bool = False,
 ) -> Family:
     """Register a descriptor family.
 
@@ -115,6 +155,9 @@ def register_family(
         Its descriptors; more can be added with :func:`register_descriptor`.
     replace : bool
         Allow replacing an existing family of the same name (its descriptors are dropped).
+    any_channel : bool
+        Whether the family also describes non-height channels (phase, adhesion...):
+        ``DescriptorExtractor(channels=...)`` accepts it for them.
     """
     if not name or not name.isidentifier():
         raise RegistryError(f"family name must be a Python identifier, got {name!r}")
@@ -122,33 +165,47 @@ def register_family(
         raise RegistryError(f"compute of family {name!r} is not callable")
     if name in _FAMILIES and not replace:
         raise RegistryError(f"family {name!r} is already registered (pass replace=True to replace it)")
-    family = Family(name, compute, description, reference, default)
+    if name in (DEFAULT, RELEASE_0_1_0):
+        raise RegistryError(f"{name!r} is a preset selection, not a family name")
+    family = Family(name, compute, description, reference, default, any_channel=any_channel)
     _FAMILIES[name] = family
     for spec in descriptors:
         if isinstance(spec, DescriptorSpec):
-            register_descriptor(spec.name, name, spec.unit, spec.definition, spec.reference or reference)
+            _add_spec(dataclasses.replace(spec, family=name, reference=spec.reference or reference))
         else:
             spec_name, unit, definition = spec
             register_descriptor(spec_name, name, unit, definition, reference)
     return family
 
 
-def register_descriptor(name: str, family: str, unit: str, definition: str, reference: str = "") -> DescriptorSpec:
+def register_descriptor(name: str, family: str, unit: str, definition: str, reference: str = "", *,
+                        default: bool = True, resolution_invariant: bool = False, scale_note: str = "",
+                        z_unit: str = "") -> DescriptorSpec:
     """Add descriptor ``name`` (a column) to a registered ``family``.
 
     Names are global (they become column names): registering a name twice is an error.
-    ``unit`` is a short unit string ("nm", "per µm²", "1" for dimensionless).
+    ``unit`` is a short unit string ("nm", "per µm²", "1" for dimensionless). The keywords are
+    the :class:`DescriptorSpec` fields of the same names.
     """
     if family not in _FAMILIES:
         raise RegistryError(f"unknown family {family!r}; register it first with register_family")
-    if not name or any(c in name for c in " ,[]<>\"'"):
-        # XGBoost rejects [ ] < in feature names; spaces and commas break CSV/CLI use
-        raise RegistryError(f"descriptor name {name!r} must be non-empty without spaces, commas, quotes, [ ] < >")
+    return _add_spec(DescriptorSpec(name, family, unit, definition, reference or _FAMILIES[family].reference,
+                                    default, resolution_invariant, scale_note, z_unit))
+
+
+def _add_spec(spec: DescriptorSpec) -> DescriptorSpec:
+    name = spec.name
+    if not name or any(c in name for c in " ,[]<>\"':") or "__" in name:
+        # XGBoost rejects [ ] < in feature names; spaces and commas break CSV/CLI use; ":" and
+        # "__" are the selection and channel separators
+        raise RegistryError(f"descriptor name {name!r} must be non-empty without spaces, commas, quotes, "
+                            "':', '__', [ ] < >")
+    if name in (DEFAULT, RELEASE_0_1_0) or name in _FAMILIES:
+        raise RegistryError(f"descriptor name {name!r} is a family or preset name")
     for fam in _FAMILIES.values():
         if name in fam.names:
             raise RegistryError(f"descriptor {name!r} is already registered in family {fam.name!r}")
-    spec = DescriptorSpec(name, family, unit, definition, reference or _FAMILIES[family].reference)
-    _FAMILIES[family].descriptors.append(spec)
+    _FAMILIES[spec.family].descriptors.append(spec)
     return spec
 
 
@@ -172,31 +229,53 @@ def family_names(default_only: bool = False) -> list[str]:
 
 
 def resolve_families(families: str | Sequence[str] | None) -> list[Family]:
-    """Families selected by ``families`` (None: the default ones; a name; or a list of names),
-    in the order given, without duplicates."""
-    if families is None:
-        names = family_names(default_only=True)
-    elif isinstance(families, str):
-        names = [families]
-    else:
-        names = list(dict.fromkeys(families))
-    if not names:
+    """The families a selection computes (see the module docstring), each restricted to its
+    selected descriptors: families in the order of their first mention, descriptors in
+    registration order, no duplicates."""
+    if families is None or families == RELEASE_0_1_0:
+        from .release import RELEASE_0_1_0_COLUMNS
+
+        return [get_family(n).restricted(RELEASE_0_1_0_COLUMNS) for n in RELEASE_0_1_0_FAMILIES]
+    entries = [families] if isinstance(families, str) else list(families)
+    if entries == [DEFAULT]:
+        entries = family_names(default_only=True)
+    if not entries:
         raise RegistryError("no descriptor family selected")
-    return [get_family(n) for n in names]
+    chosen: dict[str, set[str]] = {}
+    for entry in entries:
+        family, names = _selected_by(entry)
+        chosen.setdefault(family, set()).update(names)
+    return [get_family(f).restricted(names) for f, names in chosen.items()]
+
+
+def _selected_by(entry: str) -> tuple[str, list[str]]:
+    """(family, descriptor names) one selection entry stands for."""
+    if entry in (DEFAULT, RELEASE_0_1_0):
+        raise RegistryError(f"preset {entry!r} cannot be combined with other entries")
+    if entry in _FAMILIES:
+        return entry, _FAMILIES[entry].default_names
+    if entry.endswith(":all") and entry[:-4] in _FAMILIES:
+        return entry[:-4], _FAMILIES[entry[:-4]].names
+    for fam in _FAMILIES.values():
+        if entry in fam.names:
+            return fam.name, [entry]
+    raise RegistryError(f"unknown descriptor family or descriptor {entry!r}; families: {', '.join(_FAMILIES)}")
+
+
+LIST_COLUMNS = ["name", "family", "unit", "definition", "reference", "default", "resolution_invariant",
+                "scale_note"]
 
 
 def list_descriptors(families: str | Sequence[str] | None = None) -> pd.DataFrame:
-    """Table of the descriptors of ``families`` (default: every registered family):
-    name, family, unit, definition, reference - in column order of the feature table."""
+    """Table of the descriptors of ``families`` (default: every descriptor of every registered
+    family; otherwise a selection as in :func:`resolve_families`): name, family, unit,
+    definition, reference, ``default`` (in the default set), ``resolution_invariant`` and
+    ``scale_note`` (why it is or is not) - in column order of the feature table."""
     import pandas as pd
 
     selected = [get_family(n) for n in family_names()] if families is None else resolve_families(families)
-    rows = [
-        {"name": d.name, "family": d.family, "unit": d.unit, "definition": d.definition, "reference": d.reference}
-        for fam in selected
-        for d in fam.descriptors
-    ]
-    return pd.DataFrame(rows, columns=["name", "family", "unit", "definition", "reference"])
+    rows = [{key: getattr(d, key) for key in LIST_COLUMNS} for fam in selected for d in fam.descriptors]
+    return pd.DataFrame(rows, columns=LIST_COLUMNS)
 
 
 def describe(name: str) -> DescriptorSpec:
@@ -206,3 +285,16 @@ def describe(name: str) -> DescriptorSpec:
             if d.name == name:
                 return d
     raise RegistryError(f"unknown descriptor {name!r}")
+
+
+def annotate_descriptors(names: Iterable[str], **fields: Any) -> None:
+    """Set :class:`DescriptorSpec` fields (``default``, ``resolution_invariant``, ``scale_note``,
+    ``z_unit``) of registered descriptors, e.g. after a family registered them from
+    ``(name, unit, definition)`` tuples."""
+    unknown = set(fields) - {"default", "resolution_invariant", "scale_note", "z_unit"}
+    if unknown:
+        raise RegistryError(f"cannot annotate descriptor field(s) {sorted(unknown)}")
+    for name in names:
+        spec = describe(name)
+        specs = _FAMILIES[spec.family].descriptors
+        specs[specs.index(spec)] = dataclasses.replace(spec, **fields)

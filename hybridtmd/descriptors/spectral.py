@@ -9,6 +9,12 @@ Conventions
   rings of width ``1 / L`` (L the longer image side).
 * Angles are in degrees in ``[0, 180)``, counter-clockwise from the +x (column) axis as the image
   is displayed (rows downwards), i.e. with +y pointing *up* the screen.
+* Everything is computed on the image at the reference pixel size
+  (``DescriptorConfig.reference_pixel_nm``): the PSD fit band (wavelengths L/4 to 4 reference
+  px), the peak of f²·PSD and the ACF then cover the same physical band at any pixel size.
+* ``fractal_dimension`` is meaningful for a surface only in [2, 3] (PSD slopes -4 ... -2);
+  outside it is NaN with the reason (``DescriptorConfig.fractal_range_check``); the slope itself
+  (``psd_loglog_slope``, out of the default set as an affine function of it) stays available.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import functools
 import numpy as np
 
 from .core import Surface
-from .registry import DescriptorValues, register_family
+from .registry import DescriptorValues, annotate_descriptors, register_family
 
 REFERENCE = ("ISO 25178-2:2021 (Sal, Str, Std); Jacobs, Junge & Pastewka, Surf. Topogr.: Metrol. Prop. 5, "
              "013001 (2017) for PSD and fractal dimension")
@@ -41,7 +47,7 @@ NAMES = [d[0] for d in DESCRIPTORS]
 # --------------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=16)
 def _frequency_geometry(rows: int, cols: int, ry: float, rx: float) -> tuple[np.ndarray, int, np.ndarray]:
     """Per-grid quantities of the ``fftfreq`` layout in units of the ring width ``df`` (frequency
     steps ``ry = dfy / df``, ``rx = dfx / df``): ring index of every frequency (0 = DC or beyond
@@ -194,7 +200,8 @@ def spectral_orientation(psd: np.ndarray, fy: np.ndarray, fx: np.ndarray) -> tup
     total = weights.sum()
     if not total > 0:
         return float("nan"), float("nan")
-    vector = np.dot(weights, unit) / total
+    # numpy's pairwise sum, not BLAS: the same digits with any number of BLAS threads
+    vector = np.add.reduce(weights * unit) / total
     freq_dir = np.rad2deg(np.angle(vector) / 2)
     return float((freq_dir + 90.0) % 180.0), float(np.abs(vector))
 
@@ -205,7 +212,9 @@ def spectral_orientation(psd: np.ndarray, fy: np.ndarray, fx: np.ndarray) -> tup
 
 
 def spectral_descriptors(surface: Surface) -> DescriptorValues:
-    """All ``spectral`` descriptors of a :class:`Surface` (see the module table)."""
+    """All ``spectral`` descriptors of a :class:`Surface` (see the module table), at the
+    reference pixel size."""
+    surface = surface.reference
     out = DescriptorValues()
     if surface.is_flat:
         out.undefined(NAMES, "flat image: no height variation to analyse")
@@ -221,6 +230,9 @@ def spectral_descriptors(surface: Surface) -> DescriptorValues:
     out["fractal_dimension"] = (8.0 + slope) / 2.0
     if np.isnan(slope):
         out.undefined(["psd_loglog_slope", "fractal_dimension"], "image too small for a PSD fit (< 3 frequencies)")
+    elif surface.config.fractal_range_check and not 2.0 <= out["fractal_dimension"] <= 3.0:
+        out.undefined("fractal_dimension", f"PSD slope {slope:.2f} gives D = {out['fractal_dimension']:.2f}, outside "
+                      "the range [2, 3] of a self-affine surface (slopes -4 ... -2)")
     # corner: where the plateau of the three lowest rings meets the power law fitted above
     plateau = np.log10(np.mean(p[:3])) if p.size >= 3 and np.all(p[:3] > 0) else np.nan
     if np.isnan(slope) or np.isnan(plateau) or slope >= 0:
@@ -251,6 +263,9 @@ def spectral_descriptors(surface: Surface) -> DescriptorValues:
 
 
 register_family(
-    "spectral", spectral_descriptors, default=True, reference=REFERENCE, descriptors=DESCRIPTORS,
+    "spectral", spectral_descriptors, default=True, reference=REFERENCE, descriptors=DESCRIPTORS, any_channel=True,
     description="power spectrum, fractal dimension, autocorrelation (Sal, Str) and orientation",
 )
+annotate_descriptors(NAMES, resolution_invariant=True,
+                     scale_note="physical frequency band of the image at the reference pixel size")
+annotate_descriptors(["psd_loglog_slope"], default=False)

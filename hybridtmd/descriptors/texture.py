@@ -3,9 +3,10 @@ summaries and Gabor band energies.
 
 All three work in **pixel units** - GLCM and LBP on the normalised height image
 (:func:`~hybridtmd.descriptors.core.normalise_height`) like the paper's GLCM, Gabor on the power
-spectrum of the levelled heights: their values depend
-on the pixel size, so compare images resampled to a common pixel size
-(``LevelConfig(pixel_size_nm=...)``) when scan sizes differ. Every summary averages over
+spectrum of the levelled heights - of the image at the reference pixel size
+(``DescriptorConfig.reference_pixel_nm``, 10 nm): a distance of 1 px in a name is one reference
+pixel (10 nm), so the values do not depend on the scan's pixel size. With
+``reference_pixel_nm=None`` they are in the image's own pixels (pixel-dependent, release 0.1.0). Every summary averages over
 directions that a 90-degree rotation permutes (GLCM at 0/45/90/135 degrees, LBP's circular
 neighbourhood, Gabor at 0/45/90/135 degrees), so all of them are invariant to 90-degree rotations.
 
@@ -33,7 +34,7 @@ import numpy as np
 
 from .core import Surface
 from .fast import uniform_lbp
-from .registry import DescriptorValues, register_family
+from .registry import DescriptorValues, annotate_descriptors, register_family
 
 REFERENCE = ("Haralick, Shanmugam & Dinstein, IEEE TSMC 3, 610 (1973); Ojala, Pietikainen & Maenpaa, "
              "IEEE TPAMI 24, 971 (2002); Gabor energies: Jain & Farrokhnia, Pattern Recogn. 24, 1167 (1991)")
@@ -126,12 +127,13 @@ def lbp_summary(codes: np.ndarray, n_points: int) -> dict[str, float]:
     }
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=16)
 def _gabor_weights(shape: tuple[int, int], wavelengths_px: tuple[float, ...], angles_deg: tuple[float, ...],
                    bandwidth: float) -> np.ndarray:
     """Squared Gabor transfer functions on the ``fftfreq`` grid of ``shape`` (cycles/px),
     flattened to ``(n_wavelengths * n_angles, rows * cols)`` float32. They depend only on the
-    image shape, so they are computed once per shape (datasets have few)."""
+    image shape, so they are computed once per shape (a dataset has a few scan sizes, so its
+    reference grids have a few shapes)."""
     from scipy import fft
 
     b = 2.0**bandwidth
@@ -178,7 +180,9 @@ def gabor_band_energies(psd: np.ndarray, wavelengths_px: tuple[float, ...] = GAB
 
 
 def texture_descriptors(surface: Surface) -> DescriptorValues:
-    """All ``texture`` descriptors of a :class:`Surface` (see the module table)."""
+    """All ``texture`` descriptors of a :class:`Surface` (see the module table), at the
+    reference pixel size."""
+    surface = surface.reference
     out = DescriptorValues()
     u8 = surface.uint8
     if u8 is None:
@@ -197,6 +201,11 @@ def texture_descriptors(surface: Surface) -> DescriptorValues:
 
 
 register_family(
-    "texture", texture_descriptors, default=True, reference=REFERENCE, descriptors=DESCRIPTORS,
-    description="GLCM, uniform LBP and Gabor band energies of the normalised height image (pixel units)",
+    "texture", texture_descriptors, default=True, reference=REFERENCE, descriptors=DESCRIPTORS, any_channel=True,
+    description="GLCM, uniform LBP and Gabor band energies of the normalised height image (reference pixels)",
 )
+annotate_descriptors(NAMES, resolution_invariant=True,
+                     scale_note="distances and wavelengths in pixels of the reference grid (one physical scale)")
+annotate_descriptors(["lbp_p8r1_peak_fraction"], resolution_invariant=False, scale_note=(
+    "single-pixel maxima of the reference grid: how much detail below the reference pixel the "
+    "scan resolved changes their number (~20 % between 5 and 10 nm scans)"))
