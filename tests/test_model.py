@@ -166,7 +166,7 @@ def test_image_path_save_load_round_trip(tiny_images, tmp_path):
                               embedder=CNNEmbedder(input_size=64, device="cpu"))
     model = HybridClassifier(features=features, classifier=small_head(), calibration="temperature",
                              calibration_folds=3).fit(images, labels, groups=groups)
-    assert model.features_ is not None and model.n_features_in_ == 9 + 7 + 1280  # areal 9, spectral 7 (its default set since issue 19)
+    assert model.features_ is not None and model.n_features_in_ == 9 + 7 + 1280  # spectral: 7 by default (issue 19)
     before = model.predict_frame(images)
     model.save(tmp_path / "m", metrics={"accuracy": 0.5})
     assert not list((tmp_path / "m").glob("*.pkl"))
