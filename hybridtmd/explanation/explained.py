@@ -94,21 +94,28 @@ def _concat_explanations(parts: list[Any], order: np.ndarray) -> Any:
 
 
 def explain_held_out(model: HybridClassifier, images: Sequence[Any], labels: Sequence[Any], groups: Sequence[Any], *,
-                     n_splits: int = 5, random_state: int = 0, max_background: int = 64,
-                     n_examples: int = 3) -> ExplainedSet:
+                     n_splits: int = 5, random_state: int = 0, max_background: int = 64, n_examples: int = 3,
+                     table: pd.DataFrame | None = None) -> ExplainedSet:
     """Out-of-fold predictions and explanations of ``images`` (module docstring).
 
     The feature table is computed once (the features learn nothing from the images, which is
-    checked), then ``model`` (unfitted, its settings) is cloned and fitted on the training images
-    of each of ``n_splits`` folds grouped by sample, and predicts and explains its test images.
-    Group Shapley's background is the fold's training table (``max_background`` rows).
+    checked; pass ``table`` when it is computed already: the features of ``images``, in order,
+    as ``model.features`` computes them), then ``model`` (unfitted, its settings) is cloned and
+    fitted on the training images of each of ``n_splits`` folds grouped by sample, and predicts
+    and explains its test images. Group Shapley's background is the fold's training table
+    (``max_background`` rows).
     """
     labels, samples = np.asarray([str(v) for v in labels]), np.asarray(groups)
     features = resolve_features(model.features)
     if features is None or not features.is_per_image():
         raise ValueError("held-out explanations compute the feature table once: the model needs per-image features "
                          "(images in, no embedder PCA)")
-    table = features.fit_transform(images)
+    if table is None:
+        table = features.fit_transform(images)
+    else:
+        features.fit(images)  # per-image features: fitting reads no image
+        if len(table) != len(images):
+            raise ValueError(f"table has {len(table)} rows for {len(images)} images")
     head = clone(model).set_params(features=None)
     splits = grouped_splits(labels, samples, _splitter(n_splits, random_state))
     classes = sorted(set(labels.tolist()))
@@ -119,7 +126,8 @@ def explain_held_out(model: HybridClassifier, images: Sequence[Any], labels: Seq
         train, test = split.train, split.test
         fitted = clone(head).fit(table.iloc[train], labels[train], groups=samples[train])
         if [str(c) for c in fitted.classes_] != classes:
-            raise ValueError(f"fold {split.fold} lacks a class in its training images: use fewer folds")
+            raise ValueError(f"fold {split.fold} of {n_splits} lacks a class in its training images (a class with "
+                             f"fewer samples than folds): use fewer folds")
         proba[test] = fitted.predict_proba(table.iloc[test])
         fold[test] = split.fold
         explained = group_explanation(fitted, table.iloc[test], background=table.iloc[train],

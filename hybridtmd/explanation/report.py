@@ -287,8 +287,14 @@ def _global_figures(explained: ExplainedSet, saved: _Figures, predictions: pd.Da
     """Collapsed: beeswarms per class (tree heads) and the paper's PCA analysis of the embeddings."""
     out = ["<h2>More figures</h2><details><summary>Global SHAP and the embedding space</summary>"]
     if explained.features is not None:
-        for k, cls in enumerate(per_class(explained.features)[2]):
-            path = saved.save(figures.plot_beeswarm(explained.features, k), f"beeswarm_{_slug(cls)}.png")
+        import shap
+
+        raw = explained.features
+        labels = [latent_label(str(f), explained.correlates) for f in raw.feature_names]
+        named = shap.Explanation(values=raw.values, base_values=raw.base_values, data=raw.data,
+                                 output_names=raw.output_names, feature_names=labels)
+        for k, cls in enumerate(per_class(named)[2]):
+            path = saved.save(figures.plot_beeswarm(named, k), f"beeswarm_{_slug(cls)}.png")
             out.append(page.figure(path, f"Per-image SHAP for {cls}: right of zero pushes towards it."))
     table = explained.table
     if any(str(c).startswith(LATENT_PREFIX) for c in table.columns) and any(
@@ -321,8 +327,11 @@ def write_report(model: HybridClassifier, X: Any, output: str | Path, *, labels:
 
 def write_held_out_report(model: HybridClassifier, images: Sequence[Any], labels: Sequence[Any],
                           groups: Sequence[Any], output: str | Path, *, n_splits: int = 5, max_cards: int = 24,
-                          title: str = "Why the model decides: held-out images", random_state: int = 0) -> Path:
-    """Out-of-fold predictions and explanations (:func:`explain_held_out`) of ``images`` as a
-    report in ``output``; returns the path of ``report.html``."""
-    explained = explain_held_out(model, images, labels, groups, n_splits=n_splits, random_state=random_state)
+                          title: str = "Why the model decides: held-out images", random_state: int = 0,
+                          table: pd.DataFrame | None = None) -> Path:
+    """Out-of-fold predictions and explanations (:func:`explain_held_out`; ``table``: the
+    images' feature table when computed already) of ``images`` as a report in ``output``;
+    returns the path of ``report.html``."""
+    explained = explain_held_out(model, images, labels, groups, n_splits=n_splits, random_state=random_state,
+                                 table=table)
     return render_report(explained, output, images=list(images), title=title, max_cards=max_cards)
