@@ -90,7 +90,7 @@ def main(out: Path) -> None:
     # explain every image; the report leads with their confusion matrix and the attribution per
     # feature group, then one card per image (latent maps, group waterfall, nearest examples)
     html = write_held_out_report(HybridClassifier(), report.images, labels, groups, out / "explain",
-                                 table=table, max_cards=12, title="Why the model decides: held-out images")
+                                 table=table, max_cards=8, title="Why the model decides: held-out images")
     print(f"explanations of out-of-fold predictions: {html}")
 
 
