@@ -57,23 +57,33 @@ def test_group_shapley_answers_physical_vs_latent_for_the_svm_head(svm_model):
     assert shares.loc["C"].idxmax() == "latent"  # C differs in latent__0001 only
 
 
-def test_group_shapley_equals_shaps_exact_explainer_on_single_features():
-    """With one feature per group, group Shapley is plain interventional Shapley: shap's
-    ExactExplainer with an Independent masker over the same background gives the same values."""
-    import shap
+def test_group_shapley_equals_the_definition_over_all_orderings():
+    """With one feature per group, group Shapley is plain interventional Shapley: the average over
+    all 4! orderings of each feature's marginal contribution, the value of a set being the mean
+    output over background rows with the other features taken from the background row."""
+    from itertools import permutations
+
     from sklearn.linear_model import LogisticRegression
 
     table, labels, _ = planted_table(2, n_per_class=10)
     table = table.iloc[:, :4]
     model = LogisticRegression().fit(table, labels)
-    background = table.iloc[:8]
-    ours = ex.group_shapley(model, table.iloc[:2], groups={c: [c] for c in table.columns}, background=background,
+    background, x = table.iloc[:8], table.iloc[[20]]
+    ours = ex.group_shapley(model, x, groups={c: [c] for c in table.columns}, background=background,
                             max_background=8)
-    reference = shap.explainers.Exact(lambda x: model.predict_proba(pd.DataFrame(x, columns=table.columns)),
-                                      shap.maskers.Independent(background.to_numpy(), max_samples=8))(
-        table.iloc[:2].to_numpy())
-    np.testing.assert_allclose(ours.values, reference.values, atol=1e-12)
-    np.testing.assert_allclose(ours.base_values, reference.base_values, atol=1e-12)
+
+    def value(known: set[int]) -> np.ndarray:
+        rows = background.to_numpy().copy()
+        rows[:, sorted(known)] = x.to_numpy()[0, sorted(known)]
+        return model.predict_proba(pd.DataFrame(rows, columns=table.columns)).mean(axis=0)
+
+    reference = np.zeros((4, 3))
+    orders = list(permutations(range(4)))
+    for order in orders:
+        for position, j in enumerate(order):
+            reference[j] += (value(set(order[:position + 1])) - value(set(order[:position]))) / len(orders)
+    np.testing.assert_allclose(ours.values[0], reference, atol=1e-12)
+    np.testing.assert_allclose(ours.base_values[0], value(set()), atol=1e-12)
 
 
 def test_shapley_values_of_a_known_game():

@@ -63,11 +63,12 @@ def test_every_image_is_explained_by_a_model_that_never_saw_its_sample(held_out,
     assert np.isfinite(values).all() and values.shape[:2] == (len(dataset.images), len(held_out.groups.feature_names))
 
 
-def test_held_out_explanations_work_for_the_svm_head_and_add_up(dataset):
+def test_held_out_explanations_work_for_the_svm_head_and_add_up(dataset, held_out):
     from hybridtmd.model import KernelSVMHead
 
     model = small_model(KernelSVMHead(C_grid=(1.0,), gamma_grid=(1.0,), inner_folds=2))
-    held = ex.explain_held_out(model, dataset.images, dataset.labels, dataset.groups, n_splits=3, max_background=16)
+    held = ex.explain_held_out(model, dataset.images, dataset.labels, dataset.groups, n_splits=3, max_background=16,
+                               table=held_out.table)
     assert held.method == "group_shapley" and held.features is None
     np.testing.assert_allclose(held.groups.values.sum(axis=1) + held.groups.base_values, held.proba, atol=1e-8)
 
