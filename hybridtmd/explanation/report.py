@@ -37,8 +37,8 @@ class _Figures:
     def __init__(self, output: Path, dpi: int = 100) -> None:
         self.output, self.dpi = output, dpi
 
-    def save(self, fig: Any, file: str) -> Path:
-        return save_figure(fig, self.output / file, dpi=self.dpi, tight=True)
+    def save(self, fig: Any, file: str, dpi: int | None = None) -> Path:
+        return save_figure(fig, self.output / file, dpi=dpi or self.dpi, tight=True)
 
 
 def _slug(text: str) -> str:
@@ -172,7 +172,8 @@ def _card(explained: ExplainedSet, i: int, images: Sequence[Any], saved: _Figure
     if len(found) and explained.train_images:
         shown = {j: _displayed(explained, explained.train_images[j]) for j in found["train_index"]}
         thumbs = [shown.get(j) for j in range(max(shown) + 1)]
-        path = saved.save(cards.plot_nearest(found, thumbs, explained.train_labels), f"{stem}_nearest.png")
+        path = saved.save(cards.plot_nearest(found, thumbs, explained.train_labels), f"{stem}_nearest.png",
+                          dpi=72)  # thumbnails of noisy height maps compress poorly: keep the page light
         parts.append(page.figure(path, f"Nearest training images of {row['predicted']} and of the runner-up, "
                                        "one per sample."))
     parts.append("</details>")
