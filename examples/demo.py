@@ -5,8 +5,9 @@ physical descriptors with a per-class summary (median and IQR, physical units) -
 table (descriptors + EfficientNet-Lite0 embeddings) -> grouped cross-validation of the hybrid
 classifier and its two halves on identical folds (``evaluation/summary.md``, figure, per-fold
 CSV) -> the final model trained on every image and saved without pickle (``model/``) ->
-predictions with out-of-distribution flags for a few files (``predictions.csv``) -> SHAP
-explanations grouped by descriptor family and latent block (``explain/report.html``).
+predictions with out-of-distribution flags for a few files (``predictions.csv``) -> explanations
+of held-out predictions (out-of-fold models, folds grouped by sample): confusion matrix, attribution
+per feature group, latent maps, nearest training examples (``explain/report.html``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pandas as pd
 from hybridtmd.datasets import load_example_dataset
 from hybridtmd.descriptors import DescriptorExtractor, list_descriptors
 from hybridtmd.evaluation import ablation, plot_confusion, plot_evaluation
-from hybridtmd.explanation import write_report
+from hybridtmd.explanation import write_held_out_report
 from hybridtmd.model import HybridClassifier, HybridFeatures
 from hybridtmd.plotting import save_class_gallery
 from hybridtmd.preprocess import LevelConfig, Preprocessor
@@ -85,11 +86,12 @@ def main(out: Path) -> None:
     predictions.round(4).to_csv(out / "predictions.csv", index_label="image")
     print(f"model saved to {out / 'model'}; predictions of 10 training files in {out / 'predictions.csv'}")
 
-    # why: exact TreeSHAP per physical descriptor and latent dimension, grouped by family; latent
-    # dimensions linked to descriptors; one self-contained HTML page
-    html = write_report(model, report.images, out / "explain", labels=labels,
-                        names=[im.name for im in report.images])
-    print(f"explanations: {html}")
+    # why, on images the model never saw: out-of-fold models (folds grouped by sample) predict and
+    # explain every image; the report leads with their confusion matrix and the attribution per
+    # feature group, then one card per image (latent maps, group waterfall, nearest examples)
+    html = write_held_out_report(HybridClassifier(), report.images, labels, groups, out / "explain",
+                                 table=table, max_cards=8, title="Why the model decides: held-out images")
+    print(f"explanations of out-of-fold predictions: {html}")
 
 
 def write_evaluation(evaluation, folder: Path, n_images: int, n_samples: int) -> None:

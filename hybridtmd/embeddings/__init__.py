@@ -81,6 +81,7 @@ from .inputs import (
     tile_count,
     to_input_tensor,
 )
+from .maps import LatentMaps, conservative_resize, feature_map, latent_maps
 
 __all__ = [
     "Backbone",
@@ -93,16 +94,20 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "INPUT_SIZE",
+    "LatentMaps",
     "PROGRESS_MIN_VIEWS",
     "WeightsNotFoundError",
     "build_architecture",
     "cache_key",
     "create_backbone",
+    "conservative_resize",
     "d4_view",
     "d4_views",
+    "feature_map",
     "file_sha256",
     "height_tiles",
     "image_views",
+    "latent_maps",
     "list_backbones",
     "load_efficientnet_lite0",
     "pooled",

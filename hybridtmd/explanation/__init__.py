@@ -26,61 +26,108 @@ Latent dimensions made physical (:mod:`.stats`)
     :func:`latent_pca_correlation` reproduces the paper's analysis (Moses & Reinhart, Mach. Learn.:
     Sci. Technol. 5 045081, 2025) on the principal components of the latent block.
 
-Figures (:mod:`.figures`; matplotlib, each function returns a ``Figure``) and
-:func:`write_report` (:mod:`.report`), which writes them as PNG files plus one self-contained
-HTML report with the images embedded.
+Group attribution for every head (:mod:`.shapley`)
+    :func:`group_explanation`: exact TreeSHAP summed over the feature groups for an XGBoost head,
+    exact group Shapley values (all ``2**g`` coalitions, interventional background of training
+    rows; :func:`group_shapley`) of the probabilities for any other head (kernel SVM, stacks, any
+    scikit-learn classifier). Both add up exactly to the explained output.
+
+Evidence and stories (:mod:`.evidence`, :mod:`.story`, :func:`latent_correlates`)
+    The nearest training images of the predicted and runner-up class; per-class sentences from
+    monotone SHAP dependences; the strongest physical correlate of every latent dimension,
+    which :func:`latent_label` appends to its name wherever it is shown.
+
+Held-out explanations and the report (:mod:`.explained`, :mod:`.report`)
+    :func:`explain_held_out` predicts and explains every image by an out-of-fold model (folds
+    grouped by sample); :func:`write_held_out_report` / :func:`write_report` write one
+    self-contained ``report.html`` that leads with the confusion matrix and the attribution per
+    feature group, then one collapsible card per image (latent maps over the height map, group
+    waterfall, drill-down, nearest examples).
 """
 
 from __future__ import annotations
 
 from .attributions import class_explanation, explain, margins, predicted_class_index
+from .cards import drill_down, plot_drill_down, plot_group_waterfall, plot_latent_overlays, plot_nearest
+from .evidence import nearest_examples
+from .explained import ExplainedSet, explain_held_out, explain_set
 from .figures import (
+    group_shares,
     plot_beeswarm,
+    plot_confusion_matrix,
     plot_correlation_heatmap,
     plot_group_attribution,
+    plot_group_shares,
     plot_image_explanation,
     plot_pca_scatter,
     plot_top_features,
     plot_waterfall,
 )
-from .groups import GroupAttribution, block_of, feature_importance, group_attributions
+from .groups import GroupAttribution, block_of, feature_importance, group_attributions, member_positions
 from .names import display_names, format_unit, with_display_names
-from .report import write_report
+from .report import render_report, write_held_out_report, write_report
+from .shapley import GroupExplanation, background_table, group_explanation, group_shapley, shapley_from_values
 from .stats import (
     PAPER_FEATURES,
     LatentLinks,
     LatentPCA,
     correlation_table,
+    latent_correlates,
     latent_drivers,
+    latent_label,
     latent_pca_correlation,
     latent_physical_links,
 )
+from .story import class_stories
 
 __all__ = [
-    "PAPER_FEATURES",
+    "ExplainedSet",
     "GroupAttribution",
+    "GroupExplanation",
     "LatentLinks",
     "LatentPCA",
+    "PAPER_FEATURES",
+    "background_table",
     "block_of",
     "class_explanation",
+    "class_stories",
     "correlation_table",
     "display_names",
+    "drill_down",
     "explain",
+    "explain_held_out",
+    "explain_set",
     "feature_importance",
     "format_unit",
     "group_attributions",
+    "group_explanation",
+    "group_shapley",
+    "group_shares",
+    "latent_correlates",
     "latent_drivers",
+    "latent_label",
     "latent_pca_correlation",
     "latent_physical_links",
     "margins",
+    "member_positions",
+    "nearest_examples",
     "plot_beeswarm",
+    "plot_confusion_matrix",
     "plot_correlation_heatmap",
+    "plot_drill_down",
     "plot_group_attribution",
+    "plot_group_shares",
+    "plot_group_waterfall",
     "plot_image_explanation",
+    "plot_latent_overlays",
+    "plot_nearest",
     "plot_pca_scatter",
     "plot_top_features",
     "plot_waterfall",
     "predicted_class_index",
+    "render_report",
+    "shapley_from_values",
     "with_display_names",
+    "write_held_out_report",
     "write_report",
 ]

@@ -189,3 +189,61 @@ def plot_image_explanation(image: AFMImage, explanation: Any, index: int, class_
     right.set_title(f"{classes[k]}: margin {margin:+.2f} = base {base[index, k]:+.2f} + Σ SHAP", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def group_shares(groups: Any) -> pd.DataFrame:
+    """Class (rows) × group (columns): each group's share of the mean |attribution| of the class's
+    output over the explained images (rows sum to 1). ``groups`` is a group-level Explanation."""
+    import pandas as pd
+
+    values, _, classes = per_class(groups)
+    mean_abs = np.abs(values).mean(axis=0).T  # (k, g)
+    totals = mean_abs.sum(axis=1, keepdims=True)
+    shares = np.divide(mean_abs, totals, out=np.zeros_like(mean_abs), where=totals > 0)
+    return pd.DataFrame(shares, index=pd.Index(classes, name="class"), columns=list(groups.feature_names))
+
+
+def plot_group_shares(shares: pd.DataFrame, title: str, ax: Any = None) -> Any:
+    """Stacked bars: for each class, the share of attribution of every feature group (the latent
+    block hatched), so "physical vs latent" reads off at a glance. Returns the Figure."""
+    plt = _pyplot()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.6, 0.45 * len(shares) + 1.8))
+    left = np.zeros(len(shares))
+    colours = plt.get_cmap("tab10")
+    for j, group in enumerate(shares.columns):
+        ax.barh(list(shares.index), shares[group], left=left, label=group, color=colours(j % 10),
+                hatch="//" if group == LATENT_GROUP else "", edgecolor="white")
+        left += shares[group].to_numpy()
+    ax.set_xlim(0, 1)
+    ax.invert_yaxis()
+    ax.set_xlabel("share of mean |attribution|")
+    ax.legend(fontsize=7, ncol=min(4, len(shares.columns)), loc="upper center", bbox_to_anchor=(0.5, -0.25))
+    ax.set_title(title, fontsize=9)
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+def plot_confusion_matrix(true: Sequence[str], predicted: Sequence[str], classes: Sequence[str], title: str,
+                          ax: Any = None) -> Any:
+    """Confusion matrix (rows true, columns predicted), counts with row-normalised colour, the
+    recall of each class on the diagonal. Returns the Figure."""
+    from sklearn.metrics import confusion_matrix
+
+    plt = _pyplot()
+    counts = confusion_matrix(list(true), list(predicted), labels=list(classes))
+    rows = counts.sum(axis=1, keepdims=True)
+    recall = np.divide(counts, rows, out=np.zeros(counts.shape), where=rows > 0)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.1 * len(classes) + 2.2, 1.0 * len(classes) + 1.6))
+    ax.imshow(recall, cmap="Blues", vmin=0, vmax=1)
+    for (i, j), n in np.ndenumerate(counts):
+        ax.text(j, i, f"{n}" + (f"\n{recall[i, j]:.0%}" if i == j else ""), ha="center", va="center", fontsize=8,
+                color="white" if recall[i, j] > 0.6 else "black")
+    ax.set_xticks(range(len(classes)), classes, rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(len(classes)), classes, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=9)
+    ax.figure.tight_layout()
+    return ax.figure

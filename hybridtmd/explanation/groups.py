@@ -64,7 +64,7 @@ class GroupAttribution:
     share: pd.DataFrame
 
 
-def _member_positions(features: Sequence[str], groups: Mapping[str, Sequence[str]]) -> dict[str, list[int]]:
+def member_positions(features: Sequence[str], groups: Mapping[str, Sequence[str]]) -> dict[str, list[int]]:
     """Group → positions of its features in ``features``; leftovers form ``ungrouped``; empty
     groups are dropped. A feature in two groups is a ValueError."""
     position = {f: j for j, f in enumerate(features)}
@@ -87,7 +87,7 @@ def group_attributions(explanation: Any, groups: Mapping[str, Sequence[str]]) ->
     the group ``ungrouped``; a feature in two groups is an error (it would be counted twice).
     """
     values, _, classes = per_class(explanation)
-    members = _member_positions([str(f) for f in explanation.feature_names], groups)
+    members = member_positions([str(f) for f in explanation.feature_names], groups)
     names = list(members)
     abs_sum = np.stack([np.abs(values[:, idx, :]).sum(axis=1) for idx in members.values()], axis=1)  # (n, g, k)
     signed = np.stack([values[:, idx, :].sum(axis=1) for idx in members.values()], axis=1)

@@ -1,201 +1,338 @@
-"""The explanation report: figures as PNG files, tables as CSV, and one self-contained HTML page."""
+"""The explanation report: one self-contained ``report.html`` that leads with the answer, plus
+its figures (PNG) and tables (CSV) beside it.
+
+Order of the page: what was explained and how (data set, model, protocol); the answer on the
+first screen (confusion matrix, per-class recall and sample-level accuracy when labels are known,
+and the share of attribution of every feature group per class); the physical story of each class
+in sentences; then one collapsible card per image (height map with latent maps, group
+waterfall, drill-down, nearest training examples), misclassified images first, each group by
+decreasing confidence; long tables paged and downloadable as CSV; global SHAP figures last.
+"""
 
 from __future__ import annotations
 
-import base64
-import html
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .._utils import atomic_write_csv, atomic_write_text
-from ..model import LATENT_PREFIX, PHYS_PREFIX, HybridClassifier, is_image_sequence
+from ..model import LATENT_GROUP, LATENT_PREFIX, PHYS_PREFIX, HybridClassifier, is_image_sequence
 from ..plotting import save_figure
-from . import figures
-from .attributions import explain, feature_frame, margins, per_class
-from .groups import GroupAttribution, feature_importance, group_attributions
-from .names import columns_with_prefix, display_names
-from .stats import LatentLinks, latent_pca_correlation, latent_physical_links
+from . import cards, figures, page
+from .attributions import per_class
+from .explained import ExplainedSet, explain_held_out, explain_set
+from .groups import block_of
+from .stats import latent_label, latent_pca_correlation
+from .story import class_stories
 
-if TYPE_CHECKING:
-    from ..io import AFMImage
+esc = page.esc
 
 
-class _SavedFigures:
-    """The report's figures in page order: each saved as a PNG in ``output`` when added."""
+class _Figures:
+    """Figures saved as PNG in ``output`` (and closed) as they are made."""
 
-    def __init__(self, output: Path) -> None:
-        self.output = output
-        self.entries: list[tuple[str, str, Path]] = []  # (section title, caption, file)
+    def __init__(self, output: Path, dpi: int = 100) -> None:
+        self.output, self.dpi = output, dpi
 
-    def add(self, fig: Any, file: str, section: str, caption: str) -> None:
-        path = save_figure(fig, self.output / file, dpi=110, tight=True)  # shap's long labels overflow the axes
-        self.entries.append((section, caption, path))
+    def save(self, fig: Any, file: str, dpi: int | None = None) -> Path:
+        return save_figure(fig, self.output / file, dpi=dpi or self.dpi, tight=True)
 
 
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
 
 
-def _probabilities(explanation: Any, temperature: float | None) -> np.ndarray:
-    """Class probabilities from the explained margins (softmax; binary: sigmoid), temperature
-    scaled like :meth:`HybridClassifier.predict_proba`."""
-    from scipy.special import expit, softmax
+def predictions_table(explained: ExplainedSet) -> pd.DataFrame:
+    """One row per image: ``image``, ``sample``, ``label``, ``predicted``, ``confidence``,
+    ``runner_up``, ``correct`` and ``fold`` where known, ``p_<class>``."""
+    proba = explained.proba
+    order = np.argsort(-proba, axis=1, kind="stable")
+    frame = pd.DataFrame({"image": explained.names})
+    if explained.samples is not None:
+        frame["sample"] = explained.samples
+    if explained.labels is not None:
+        frame["label"] = explained.labels
+    frame["predicted"] = np.asarray(explained.classes)[order[:, 0]]
+    frame["confidence"] = proba.max(axis=1)
+    frame["runner_up"] = np.asarray(explained.classes)[order[:, 1]] if proba.shape[1] > 1 else ""
+    if explained.labels is not None:
+        frame["correct"] = frame["label"] == frame["predicted"]
+    if explained.fold is not None:
+        frame["fold"] = explained.fold
+    for j, cls in enumerate(explained.classes):
+        frame[f"p_{cls}"] = proba[:, j]
+    return frame
 
-    m = margins(explanation) / (temperature or 1.0)
-    if np.ndim(explanation.values) == 2:
-        p = expit(m[:, 0])
-        return np.column_stack([1.0 - p, p])
-    return softmax(m, axis=1)
+
+def card_order(predictions: pd.DataFrame) -> np.ndarray:
+    """Images in card order: misclassified first, then the rest, each by decreasing confidence."""
+    wrong = ~predictions["correct"].to_numpy() if "correct" in predictions else np.zeros(len(predictions), bool)
+    return np.lexsort((-predictions["confidence"].to_numpy(), ~wrong))
 
 
-def _level_for_display(model: HybridClassifier, image: AFMImage) -> AFMImage:
-    """The image as the model's features see it (levelled when the model levels)."""
+def performance(predictions: pd.DataFrame, classes: Sequence[str]) -> tuple[dict[str, float], pd.DataFrame]:
+    """Image accuracy, macro recall and sample-level accuracy (a sample's class = the argmax of
+    its images' mean probability, against its label), and recall per class."""
+    from sklearn.metrics import balanced_accuracy_score, recall_score
+
+    true, pred = predictions["label"], predictions["predicted"]
+    metrics = {"image accuracy": float((true == pred).mean()), "macro recall": balanced_accuracy_score(true, pred)}
+    if "sample" in predictions:
+        proba = predictions.groupby("sample")[[f"p_{c}" for c in classes]].mean()
+        sample_pred = np.asarray(classes)[proba.to_numpy().argmax(axis=1)]
+        sample_true = predictions.groupby("sample")["label"].agg(lambda s: s.mode().iloc[0]).loc[proba.index]
+        metrics["sample accuracy"] = float((sample_true.to_numpy() == sample_pred).mean())
+        metrics["samples"] = len(proba)
+    recall = recall_score(true, pred, labels=list(classes), average=None, zero_division=0)
+    per_class_table = pd.DataFrame({"class": list(classes), "images": [int((true == c).sum()) for c in classes],
+                                    "recall": recall})
+    return metrics, per_class_table
+
+
+def _group_story(shares: pd.DataFrame) -> list[str]:
+    """Per class: "WS2: 64% physical (grains 31%, areal 20%, ...), 36% latent"."""
+    lines = []
+    for cls, row in shares.iterrows():
+        physical = row[[g for g in row.index if block_of(g) == "physical"]].sort_values(ascending=False)
+        parts = ", ".join(f"{g} {v:.0%}" for g, v in physical.items() if v >= 0.05)
+        latent = float(row.get(LATENT_GROUP, 0.0))
+        detail = f" ({parts})" if parts else ""
+        lines.append(f"{cls}: {physical.sum():.0%} physical{detail}, {latent:.0%} latent")
+    return lines
+
+
+def _card_latent_dims(explained: ExplainedSet, i: int, k: int, top: int = 3) -> tuple[list[str], str]:
+    """The latent columns to map for image ``i``: its top latent drivers of output ``k`` (per-feature
+    TreeSHAP), else the dimensions where it deviates most from the other images (robust z-score)."""
+    latent = [c for c in explained.table.columns if str(c).startswith(LATENT_PREFIX)]
+    if not latent:
+        return [], ""
+    if explained.features is not None:
+        values, _, _ = per_class(explained.features)
+        names = [str(f) for f in explained.features.feature_names]
+        idx = [names.index(c) for c in latent]
+        shap_values = values[i, idx, min(k, values.shape[2] - 1)]
+        chosen = np.argsort(-np.abs(shap_values), kind="stable")[:top]
+        return [latent[j] for j in chosen], "top latent drivers (|SHAP|)"
+    block = explained.table[latent].to_numpy(dtype=np.float64)
+    median = np.nanmedian(block, axis=0)
+    spread = np.nanmedian(np.abs(block - median), axis=0) + 1e-12
+    chosen = np.argsort(-np.abs((block[i] - median) / spread), kind="stable")[:top]
+    return [latent[j] for j in chosen], "most atypical latent dimensions (robust z-score)"
+
+
+def _displayed(explained: ExplainedSet, image: Any) -> Any:
+    """An image as the model sees it (levelled when its features level), for thumbnails."""
     from ..preprocess import level
 
-    features = model.features_
-    return level(image, features.level_config) if features is not None and features.level_images else image
+    features = explained.features_model
+    if features is not None and getattr(features, "level_images", False):
+        return level(image, getattr(features, "level_config", None))
+    return image
 
 
-def _predictions(model: HybridClassifier, explanation: Any, names: Sequence[str],
-                 labels: Sequence[str] | None) -> pd.DataFrame:
-    """``image``, ``label`` (when given), ``predicted`` and ``confidence`` (calibrated probability)."""
-    proba = _probabilities(explanation, model.temperature_)
-    predicted = model.classes_[proba.argmax(axis=1)].astype(str)
-    predictions = pd.DataFrame({"image": list(names), "predicted": predicted, "confidence": proba.max(axis=1)})
-    if labels is not None:
-        predictions.insert(1, "label", [str(v) for v in labels])
-    return predictions
+def _card(explained: ExplainedSet, i: int, images: Sequence[Any], saved: _Figures, predictions: pd.DataFrame,
+          top_latent: int = 3) -> str:
+    """One collapsible card: its summary line and every figure of the image."""
+    row = predictions.iloc[i]
+    k = int(explained.predicted[i])
+    wrong = "correct" in row and not row["correct"]
+    truth = f"true {row['label']} → " if "label" in row else ""
+    sample = f" · sample {row['sample']}" if "sample" in row else ""
+    parts = [f"<details class='{'wrong' if wrong else 'ok'}'><summary>{esc(row['image'])}{esc(sample)}: "
+             f"{esc(truth)}predicted <b>{esc(row['predicted'])}</b> ({row['confidence']:.2f}; runner-up "
+             f"{esc(str(row['runner_up']))}){' — misclassified' if wrong else ''}</summary>"]
+    stem = f"card_{i:04d}"
+    dims, how = _card_latent_dims(explained, i, k, top_latent)
+    embedder = getattr(explained.features_model, "embedder_", None)
+    if images and dims and embedder is not None:
+        from ..embeddings import latent_maps
+
+        maps = latent_maps(explained.features_model, images[i], dims)
+        labels = [latent_label(n, explained.correlates) for n in maps.names]
+        path = saved.save(cards.plot_latent_overlays(maps, labels), f"{stem}_latent_maps.png")
+        parts.append(page.figure(path, f"Height map and where its {how} fire (each map averages to the "
+                                       "dimension's embedding value)."))
+    elif images:
+        path = saved.save(cards.plot_height(_displayed(explained, images[i])), f"{stem}_height_map.png")
+        parts.append(page.figure(path, "The height map as the model sees it (no CNN embeddings to map)."))
+    path = saved.save(cards.plot_group_waterfall(explained.groups, i, k, explained.unit), f"{stem}_groups.png")
+    parts.append(page.figure(path, f"From the base value to this image's output for {row['predicted']}, "
+                                   f"one bar per feature group ({explained.method})."))
+    if explained.features is not None:
+        table = cards.drill_down(explained.features, i, k, _groups_of(explained), explained.correlates)
+        path = saved.save(cards.plot_drill_down(table, f"drill-down: top features of each group, "
+                                                       f"{row['predicted']}"), f"{stem}_drill_down.png")
+        parts.append(page.figure(path, "The three largest features of each group and the rest of the group "
+                                       "(hatched); bars of a group sum to its waterfall bar."))
+    found = explained.evidence[explained.evidence["image"] == i]
+    if len(found) and explained.train_images:
+        shown = {j: _displayed(explained, explained.train_images[j]) for j in found["train_index"]}
+        thumbs = [shown.get(j) for j in range(max(shown) + 1)]
+        path = saved.save(cards.plot_nearest(found, thumbs, explained.train_labels), f"{stem}_nearest.png",
+                          dpi=72)  # thumbnails of noisy height maps compress poorly: keep the page light
+        parts.append(page.figure(path, f"Nearest training images of {row['predicted']} and of the runner-up, "
+                                       "one per sample."))
+    parts.append("</details>")
+    return "".join(parts)
 
 
-def _add_shap_figures(saved: _SavedFigures, explanation: Any, grouped: GroupAttribution) -> None:
-    saved.add(figures.plot_group_attribution(grouped), "group_attribution.png", "Physical vs latent",
-              "Mean Σ|SHAP| of each feature group per class; the legend gives the latent share.")
-    saved.add(figures.plot_top_features(explanation), "top_features.png", "Most important features",
-              "Mean |SHAP| over the explained images, stacked by class.")
-    for k, cls in enumerate(per_class(explanation)[2]):
-        saved.add(figures.plot_beeswarm(explanation, k), f"beeswarm_{_slug(cls)}.png", f"Per-image SHAP: {cls}",
-                  "Each dot is an image; right of zero pushes towards this class; colour = feature value.")
+def _groups_of(explained: ExplainedSet) -> dict[str, list[str]]:
+    from ..model import feature_groups_from_columns
+
+    return feature_groups_from_columns([str(c) for c in explained.table.columns])
 
 
-def _add_image_figures(saved: _SavedFigures, model: HybridClassifier, explanation: Any, images: Sequence[AFMImage],
-                       names: Sequence[str], max_images: int) -> None:
-    for i in range(min(max_images, len(names))):
-        if images:
-            saved.add(figures.plot_image_explanation(_level_for_display(model, images[i]), explanation, i),
-                      f"image_{i:03d}.png", f"Image {names[i]}", "The height map and the features that moved "
-                      "its predicted class most (red: towards, blue: against).")
-        saved.add(figures.plot_waterfall(explanation, i), f"waterfall_{i:03d}.png", f"Waterfall {names[i]}",
-                  "From the base value (average margin) to this image's margin, feature by feature.")
+def _answer(explained: ExplainedSet, predictions: pd.DataFrame, saved: _Figures, shares: pd.DataFrame) -> list[str]:
+    """The first screen: headline numbers, confusion matrix and group shares side by side."""
+    when = "out-of-fold" if explained.held_out else "on these images"
+    out = []
+    if explained.labels is not None:
+        metrics, recall = performance(predictions, explained.classes)
+        headline = ", ".join(f"{name} {value:.3f}" if isinstance(value, float) else f"{value} {name}"
+                             for name, value in metrics.items())
+        out.append(f"<p class='lead'>Accuracy {when}: {esc(headline)}.</p>")
+        confusion = saved.save(figures.plot_confusion_matrix(predictions["label"], predictions["predicted"],
+                                                             explained.classes, f"confusion matrix ({when})"),
+                               "confusion_matrix.png")
+        first = page.figure(confusion, f"Rows: true class, columns: predicted ({when}); the diagonal gives recall.")
+    else:
+        counts = predictions["predicted"].value_counts().reindex(explained.classes, fill_value=0)
+        out.append(f"<p class='lead'>{len(predictions)} images, no labels: predicted "
+                   f"{esc(', '.join(f'{c} {n}' for c, n in counts.items()))}.</p>")
+        recall, first = None, ""
+    attribution = saved.save(figures.plot_group_shares(shares, f"attribution by feature group ({explained.unit})"),
+                             "group_attribution.png")
+    second = page.figure(attribution, "Share of each feature group in the mean |attribution| of each class's "
+                                      "output; the latent block hatched.")
+    out.append(f"<div class='row'>{first}{second}</div>")
+    if recall is not None:
+        out.append("<h2>Per-class recall</h2>" + page.table(recall))
+    return out
 
 
-def _add_latent_figures(saved: _SavedFigures, explanation: Any, links: LatentLinks, colours: Sequence[str],
-                        colour: str) -> None:
-    """The latent-driver heatmap and the paper's PCA analysis, when the table has what they need
-    (physical columns, latent drivers or columns, three images or more)."""
-    table = feature_frame(explanation)
-    if not columns_with_prefix(table.columns, PHYS_PREFIX) or len(table) < 3:
-        return
-    if len(links.drivers):
-        corr = links.correlations
-        strongest = corr.groupby("y")["spearman_rho"].apply(lambda s: s.abs().max()).sort_values(ascending=False)
-        shown = list(strongest.head(15).index)
-        rho = corr.pivot(index="x", columns="y", values="spearman_rho").loc[:, shown]
-        q = corr.pivot(index="x", columns="y", values="spearman_q").loc[:, shown]
-        heatmap = figures.plot_correlation_heatmap(rho, q, title="Latent drivers vs physical descriptors",
-                                                   label="Spearman ρ")
-        saved.add(heatmap, "latent_descriptor_heatmap.png", "Latent dimensions made physical",
-                  "Spearman ρ of the latent dimensions with the largest SHAP vs the descriptors they track most.")
-    if columns_with_prefix(table.columns, LATENT_PREFIX):
-        pca = latent_pca_correlation(table)
-        heatmap = figures.plot_correlation_heatmap(pca.matrix("pearson_r"), pca.matrix("pearson_q"),
-                                                   label="Pearson r", title="PCA of embeddings vs the paper's features")
-        saved.add(heatmap, "pca_paper_heatmap.png", "The paper's analysis",
-                  "Pearson r of the principal components of the CNN embeddings with the paper's grain density, "
-                  "DoG blob count and local variation.")
-        saved.add(figures.plot_pca_scatter(pca, colours), "pca_scatter.png", "Embedding space",
-                  f"First two principal components of the CNN embeddings, coloured by {colour}.")
+def _story(explained: ExplainedSet, shares: pd.DataFrame) -> list[str]:
+    out = ["<h2>The physical story per class</h2><ul>", *[f"<li>{esc(s)}</li>" for s in _group_story(shares)],
+           "</ul>"]
+    if explained.features is not None:
+        stories = class_stories(explained.features, explained.predicted)
+        if len(stories):
+            out.append("<p class='muted'>Monotone SHAP dependences (|Spearman ρ(value, SHAP)| ≥ 0.6 over the "
+                       "explained images):</p><ul>")
+            out += [f"<li>{esc(s)}</li>" for s in stories["sentence"]]
+            out.append("</ul>")
+        else:
+            out.append("<p class='muted'>No physical descriptor has a monotone enough SHAP dependence "
+                       "(|ρ| ≥ 0.6) to be put in one sentence.</p>")
+    else:
+        out.append("<p class='muted'>Per-descriptor sentences need per-feature attributions (an XGBoost head); "
+                   "this head is explained by exact group Shapley values.</p>")
+    return out
 
 
-def write_report(model: HybridClassifier, X: Any, output: str | Path, *, labels: Sequence[str] | None = None,
-                 names: Sequence[str] | None = None, max_images: int = 3, top_latent: int = 3,
-                 title: str = "Why the model decided") -> Path:
-    """Explain ``model`` on ``X`` (images or a feature table) and write a report to ``output``.
-
-    Writes the figures as PNG files (beeswarm per class, top features, group attribution,
-    waterfall and image + explanation for the first ``max_images`` images, latent-driver ↔
-    descriptor heatmap, PCA ↔ paper-features heatmap and PCA scatter when the model has latent
-    features), ``predictions.csv``, ``feature_importance.csv``, ``group_attribution.csv``,
-    ``latent_links.csv``, and ``report.html``: one self-contained page (every PNG embedded as
-    base64) that opens anywhere. ``labels`` (true classes, optional) colour the PCA scatter and
-    appear beside the predictions. Returns the path of ``report.html``.
-    """
+def render_report(explained: ExplainedSet, output: str | Path, *, images: Sequence[Any] = (),
+                  title: str = "Why the model decided", max_cards: int = 24, top_latent: int = 3,
+                  summary: str = "") -> Path:
+    """Write ``report.html`` (self-contained), its PNG figures and CSV tables to ``output``."""
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    images = list(X) if is_image_sequence(X) else []
-    explanation = explain(model, X)
-    n = len(explanation.values)
-    names = list(names) if names is not None else ([im.name for im in images] or [str(i) for i in range(n)])
-    predictions = _predictions(model, explanation, names, labels)
-    importance = feature_importance(explanation)
-    grouped = group_attributions(explanation, model.feature_groups_)
-    links = latent_physical_links(explanation, top=top_latent)
-    saved = _SavedFigures(output)
-    _add_shap_figures(saved, explanation, grouped)
-    _add_image_figures(saved, model, explanation, images, names, max_images)
-    colours, colour = (labels, "class") if labels is not None else (predictions["predicted"], "predicted class")
-    _add_latent_figures(saved, explanation, links, colours, colour)
-    for frame, file in ((predictions, "predictions.csv"), (importance, "feature_importance.csv"),
-                        (grouped.per_image, "group_attribution.csv"), (links.drivers, "latent_links.csv")):
-        atomic_write_csv(frame, output / file, index=file == "feature_importance.csv")
-    page = _html(title, model, explanation, predictions, importance, grouped, links, saved.entries)
-    atomic_write_text(output / "report.html", page)
+    saved = _Figures(output)
+    predictions = predictions_table(explained)
+    shares = figures.group_shares(explained.groups)
+    groups = ", ".join(f"{g} {len(c)}" for g, c in _groups_of(explained).items())
+    body = [f"<h1>{esc(title)}</h1>",
+            f"<p>{len(predictions)} images" + (f" of {len(set(explained.samples))} samples"
+                                                if explained.samples is not None else "")
+            + f"; classes {esc(', '.join(explained.classes))}; features: {esc(groups)}. {esc(summary)} "
+            f"Predictions {esc(explained.description)}. Attribution: {esc(_method_text(explained))}</p>"]
+    body += _answer(explained, predictions, saved, shares)
+    body += _story(explained, shares)
+    order = card_order(predictions)
+    shown = order[:max_cards]
+    body.append(f"<h2>Images ({len(shown)} of {len(order)} shown: misclassified first, then by confidence)</h2>")
+    body += [_card(explained, int(i), list(images), saved, predictions, top_latent) for i in shown]
+    body += _tables(explained, predictions, shares, output)
+    body += _global_figures(explained, saved, predictions)
+    atomic_write_text(output / "report.html", page.page(title, body))
     return output / "report.html"
 
 
-_STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em;color:#222}"
-          "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px}"
-          "img{max-width:100%;border:1px solid #eee}figure{margin:1em 0}figcaption{font-size:13px;color:#555}")
+def _method_text(explained: ExplainedSet) -> str:
+    if explained.method == "treeshap":
+        return ("exact TreeSHAP of the XGBoost margin (Lundberg et al., 2020), summed over feature groups; "
+                "values plus base value equal the margin (log-odds).")
+    return ("exact Shapley values of the feature groups (all 2^g coalitions) of the predicted probabilities, with "
+            "an interventional background of training rows; values plus base value equal the probability.")
 
 
-def _figure_html(section: str, caption: str, path: Path) -> str:
-    """One section with the PNG at ``path`` embedded as base64 (the page needs no other file)."""
-    esc = html.escape
-    encoded = base64.b64encode(path.read_bytes()).decode("ascii")
-    return (f"<h2>{esc(section)}</h2><figure><img alt='{esc(path.name)}' "
-            f"src='data:image/png;base64,{encoded}'><figcaption>{esc(path.name)}: {esc(caption)}"
-            "</figcaption></figure>")
+def _tables(explained: ExplainedSet, predictions: pd.DataFrame, shares: pd.DataFrame, output: Path) -> list[str]:
+    """Predictions (paged) and the CSV files, written beside the page and embedded as downloads."""
+    values, base, classes = per_class(explained.groups)
+    rows = [{"image": explained.names[i], "output": classes[k], "group": g, "value": values[i, j, k],
+             "base_value": base[i, k]} for i in range(len(values)) for k in range(len(classes))
+            for j, g in enumerate(explained.groups.feature_names)]
+    tables = {"predictions.csv": predictions, "group_attribution.csv": pd.DataFrame(rows),
+              "group_shares.csv": shares.reset_index(), "latent_correlates.csv": explained.correlates,
+              "nearest_examples.csv": explained.evidence}
+    for file, frame in tables.items():
+        atomic_write_csv(frame, output / file, index=False)
+    links = " · ".join(page.csv_link(frame, file, file) for file, frame in tables.items())
+    shown = predictions.drop(columns=[c for c in predictions if c.startswith("p_")])
+    return ["<h2>Predictions</h2>", page.table(shown), f"<p class='muted'>Download: {links}</p>"]
 
 
-def _html(title: str, model: HybridClassifier, explanation: Any, predictions: pd.DataFrame,
-          importance: pd.DataFrame, grouped: GroupAttribution, links: LatentLinks,
-          entries: list[tuple[str, str, Path]]) -> str:
-    """The report page: summary, predictions, attribution tables, latent sentences, then every figure."""
-    esc = html.escape
-    n, n_features = np.shape(explanation.values)[:2]
-    groups = ", ".join(f"{g} {len(c)}" for g, c in model.feature_groups_.items())
-    calibration = f"temperature T = {model.temperature_:.3g}" if model.temperature_ else "none"
-    top = importance.head(15).copy()
-    top.index = [display_names(list(top.index))[f] for f in top.index]
-    parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>", f"<title>{esc(title)}</title>",
-        f"<style>{_STYLE}</style></head><body>",
-        f"<h1>{esc(title)}</h1>",
-        f"<p>{n} image(s) explained; {n_features} features ({esc(groups)}); classes "
-        f"{esc(', '.join(map(str, model.classes_)))}; calibration: {esc(calibration)}.</p>",
-        "<p>SHAP values are exact TreeSHAP (Lundberg et al., 2020) of the XGBoost head, in units of its raw "
-        "margin (log-odds): for every image and class, the base value plus the SHAP values of all features "
-        "equals the margin. Temperature scaling divides margins by T, so the calibrated logits' SHAP values "
-        "are these divided by T. Correlations are FDR-controlled (Benjamini &amp; Hochberg, 1995).</p>",
-        "<h2>Predictions</h2>", predictions.round(3).to_html(index=False, border=0),
-        "<h2>Share of attribution: physical vs latent</h2>", grouped.share.round(3).to_html(border=0),
-        "<h2>Top features (mean |SHAP|)</h2>", top.round(4).to_html(border=0),
-        "<h2>Latent dimensions in physical terms</h2><ul>",
-        *[f"<li>{esc(s)}</li>" for s in links.sentences], "</ul>",
-    ]
-    parts += [_figure_html(section, caption, path) for section, caption, path in entries]
-    parts.append("</body></html>")
-    return "\n".join(parts)
+def _global_figures(explained: ExplainedSet, saved: _Figures, predictions: pd.DataFrame) -> list[str]:
+    """Collapsed: beeswarms per class (tree heads) and the paper's PCA analysis of the embeddings."""
+    out = ["<h2>More figures</h2><details><summary>Global SHAP and the embedding space</summary>"]
+    if explained.features is not None:
+        import shap
+
+        raw = explained.features
+        labels = [latent_label(str(f), explained.correlates) for f in raw.feature_names]
+        named = shap.Explanation(values=raw.values, base_values=raw.base_values, data=raw.data,
+                                 output_names=raw.output_names, feature_names=labels)
+        for k, cls in enumerate(per_class(named)[2]):
+            path = saved.save(figures.plot_beeswarm(named, k), f"beeswarm_{_slug(cls)}.png")
+            out.append(page.figure(path, f"Per-image SHAP for {cls}: right of zero pushes towards it."))
+    table = explained.table
+    if any(str(c).startswith(LATENT_PREFIX) for c in table.columns) and any(
+            str(c).startswith(PHYS_PREFIX) for c in table.columns) and len(table) >= 3:
+        pca = latent_pca_correlation(table)
+        path = saved.save(figures.plot_correlation_heatmap(pca.matrix("pearson_r"), pca.matrix("pearson_q"),
+                                                           label="Pearson r", title="PCA of embeddings vs the "
+                                                           "paper's features"), "pca_paper_heatmap.png")
+        out.append(page.figure(path, "Principal components of the CNN embeddings against the paper's features."))
+        colours = explained.labels if explained.labels is not None else predictions["predicted"]
+        path = saved.save(figures.plot_pca_scatter(pca, colours), "pca_scatter.png")
+        out.append(page.figure(path, "First two principal components of the embeddings."))
+    out.append("</details>")
+    return out
+
+
+def write_report(model: HybridClassifier, X: Any, output: str | Path, *, labels: Sequence[str] | None = None,
+                 names: Sequence[str] | None = None, samples: Sequence[Any] | None = None, max_images: int = 24,
+                 top_latent: int = 3, title: str = "Why the model decided", **train: Any) -> Path:
+    """Explain the fitted ``model`` on ``X`` (images or a feature table) and write the report to
+    ``output``; returns the path of ``report.html``. ``labels`` (and ``samples``) add the
+    confusion matrix and recall on these images; ``train_images``, ``train_labels`` and
+    ``train_samples`` (the model's training images in fit order) add the nearest examples.
+    Cards are drawn for ``max_images`` images, each with the maps of its ``top_latent`` latent
+    drivers."""
+    explained = explain_set(model, X, labels=labels, names=names, samples=samples, **train)
+    images = list(X) if is_image_sequence(X) else []
+    return render_report(explained, output, images=images, title=title, max_cards=max_images, top_latent=top_latent)
+
+
+def write_held_out_report(model: HybridClassifier, images: Sequence[Any], labels: Sequence[Any],
+                          groups: Sequence[Any], output: str | Path, *, n_splits: int = 5, max_cards: int = 24,
+                          title: str = "Why the model decides: held-out images", random_state: int = 0,
+                          table: pd.DataFrame | None = None) -> Path:
+    """Out-of-fold predictions and explanations (:func:`explain_held_out`; ``table``: the
+    images' feature table when computed already) of ``images`` as a report in ``output``;
+    returns the path of ``report.html``."""
+    explained = explain_held_out(model, images, labels, groups, n_splits=n_splits, random_state=random_state,
+                                 table=table)
+    return render_report(explained, output, images=list(images), title=title, max_cards=max_cards)

@@ -1,0 +1,199 @@
+"""A set of explained predictions, held out or not: what the report is written from.
+
+:func:`explain_held_out` is the honest one: out-of-fold models (``StratifiedGroupKFold`` by
+sample, so no sample is ever both trained on and explained) predict and explain the images they
+never saw; each image's nearest training examples come from its own fold's training images.
+:func:`explain_set` explains a fitted model on given images (new files, or its own training
+images, which the report then says).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+
+from ..model import HybridClassifier, is_image_sequence, resolve_features
+from ..splits import grouped_splits
+from .evidence import nearest_examples
+from .shapley import background_table, group_explanation
+from .stats import latent_correlates
+
+
+@dataclass
+class ExplainedSet:
+    """Predictions of a set of images with their explanations.
+
+    Attributes
+    ----------
+    names, labels, samples : per image (``labels``/``samples`` None when unknown)
+    table : DataFrame  the feature table the models saw
+    classes : list of str
+    proba : ndarray (n, n_classes)
+    groups : shap.Explanation (n, n_groups, n_outputs)  group attribution (exact sums of TreeSHAP
+        or exact group Shapley), each image by the model that predicted it
+    features : shap.Explanation or None  per-feature TreeSHAP (tree heads), for the drill-down
+    method, unit : how ``groups`` was computed and what its values are in
+    evidence : DataFrame  :func:`~hybridtmd.explanation.evidence.nearest_examples`; ``train_index``
+        indexes ``train_images``
+    correlates : DataFrame  :func:`~hybridtmd.explanation.stats.latent_correlates` of the training table
+    held_out : bool  True when every image was predicted by a model that never saw its sample
+    fold : ndarray or None  the outer fold of each image
+    features_model : the fitted HybridFeatures (for latent maps), or None for table input
+    train_images, train_labels, train_samples : the images the evidence points into
+    description : str  the protocol in one sentence, for the report
+    """
+
+    names: list[str]
+    labels: np.ndarray | None
+    samples: np.ndarray | None
+    table: pd.DataFrame
+    classes: list[str]
+    proba: np.ndarray
+    groups: Any
+    features: Any
+    method: str
+    unit: str
+    evidence: pd.DataFrame
+    correlates: pd.DataFrame
+    held_out: bool
+    fold: np.ndarray | None = None
+    features_model: Any = None
+    train_images: list = field(default_factory=list)
+    train_labels: np.ndarray | None = None
+    train_samples: np.ndarray | None = None
+    description: str = ""
+
+    @property
+    def predicted(self) -> np.ndarray:
+        """Predicted class index per image (the most probable class)."""
+        return self.proba.argmax(axis=1)
+
+    @property
+    def predicted_labels(self) -> np.ndarray:
+        return np.asarray(self.classes)[self.predicted]
+
+
+def _concat_explanations(parts: list[Any], order: np.ndarray) -> Any:
+    """Explanations of the folds' test rows, in the order of the images (``order`` = the image
+    of each concatenated row)."""
+    import shap
+
+    if parts[0] is None:
+        return None
+    inverse = np.argsort(order)
+    data = [p.data for p in parts]
+    return shap.Explanation(values=np.concatenate([p.values for p in parts])[inverse],
+                            base_values=np.concatenate([p.base_values for p in parts])[inverse],
+                            data=None if data[0] is None else np.concatenate(data)[inverse],
+                            feature_names=list(parts[0].feature_names), output_names=parts[0].output_names)
+
+
+def explain_held_out(model: HybridClassifier, images: Sequence[Any], labels: Sequence[Any], groups: Sequence[Any], *,
+                     n_splits: int = 5, random_state: int = 0, max_background: int = 64, n_examples: int = 3,
+                     table: pd.DataFrame | None = None) -> ExplainedSet:
+    """Out-of-fold predictions and explanations of ``images`` (module docstring).
+
+    The feature table is computed once (the features learn nothing from the images, which is
+    checked; pass ``table`` when it is computed already: the features of ``images``, in order,
+    as ``model.features`` computes them), then ``model`` (unfitted, its settings) is cloned and
+    fitted on the training images of each of ``n_splits`` folds grouped by sample, and predicts
+    and explains its test images. Group Shapley's background is the fold's training table
+    (``max_background`` rows).
+    """
+    labels, samples = np.asarray([str(v) for v in labels]), np.asarray(groups)
+    features = resolve_features(model.features)
+    if features is None or not features.is_per_image():
+        raise ValueError("held-out explanations compute the feature table once: the model needs per-image features "
+                         "(images in, no embedder PCA)")
+    if table is None:
+        table = features.fit_transform(images)
+    else:
+        features.fit(images)  # per-image features: fitting reads no image
+        if len(table) != len(images):
+            raise ValueError(f"table has {len(table)} rows for {len(images)} images")
+    head = clone(model).set_params(features=None)
+    splits = grouped_splits(labels, samples, _splitter(n_splits, random_state))
+    classes = sorted(set(labels.tolist()))
+    proba = np.zeros((len(labels), len(classes)))
+    fold = np.zeros(len(labels), dtype=int)
+    grouped, per_feature, evidence, order = [], [], [], []
+    for split in splits:
+        train, test = split.train, split.test
+        fitted = clone(head).fit(table.iloc[train], labels[train], groups=samples[train])
+        if [str(c) for c in fitted.classes_] != classes:
+            raise ValueError(f"fold {split.fold} of {n_splits} lacks a class in its training images (a class with "
+                             f"fewer samples than folds): use fewer folds")
+        proba[test] = fitted.predict_proba(table.iloc[test])
+        fold[test] = split.fold
+        explained = group_explanation(fitted, table.iloc[test], background=table.iloc[train],
+                                      max_background=max_background, random_state=random_state)
+        grouped.append(explained.groups)
+        per_feature.append(explained.features)
+        found = nearest_examples(fitted, table.iloc[test], table.iloc[train], labels[train], samples[train],
+                                 proba[test], k=n_examples)
+        found["image"] = test[found["image"].to_numpy()]
+        found["train_index"] = train[found["train_index"].to_numpy()]
+        evidence.append(found)
+        order.append(test)
+    order = np.concatenate(order)
+    return ExplainedSet(
+        names=[getattr(im, "name", str(i)) for i, im in enumerate(images)], labels=labels, samples=samples,
+        table=table, classes=classes, proba=proba, groups=_concat_explanations(grouped, order),
+        features=_concat_explanations(per_feature, order), method=explained.method, unit=explained.unit,
+        evidence=pd.concat(evidence, ignore_index=True).sort_values(["image", "role", "rank"], ignore_index=True),
+        correlates=latent_correlates(table), held_out=True, fold=fold, features_model=features,
+        train_images=list(images), train_labels=labels, train_samples=samples,
+        description=(f"out-of-fold: StratifiedGroupKFold({n_splits}) by sample; each image predicted and "
+                     f"explained by the model of the fold that held its sample out"))
+
+
+def _splitter(n_splits: int, random_state: int) -> Any:
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    return StratifiedGroupKFold(n_splits, shuffle=True, random_state=random_state)
+
+
+def explain_set(model: HybridClassifier, X: Any, *, labels: Sequence[Any] | None = None,
+                names: Sequence[str] | None = None, samples: Sequence[Any] | None = None,
+                train_images: Sequence[Any] = (), train_labels: Sequence[Any] | None = None,
+                train_samples: Sequence[Any] | None = None, max_background: int = 64,
+                n_examples: int = 3) -> ExplainedSet:
+    """Explain the fitted ``model`` on ``X`` (images or a table).
+
+    Nearest examples and the latent correlates use the model's training rows (its OOD
+    reference); thumbnails of them need ``train_images`` (with ``train_labels`` and
+    ``train_samples``) in the order the model was fitted on.
+    """
+    table = model.transform_features(X)
+    n = len(table)
+    names = list(names) if names is not None else (
+        [im.name for im in X] if is_image_sequence(X) else [str(i) for i in range(n)])
+    proba = model.predict_proba(table)
+    explained = group_explanation(model, table, max_background=max_background)
+    train = background_table(model) if getattr(model, "ood_", None) is not None else None
+    evidence = pd.DataFrame(columns=["image", "role", "class", "rank", "train_index", "train_sample", "distance"])
+    if train is not None and train_labels is not None and len(train_labels) == len(train):
+        ids = np.asarray(train_samples) if train_samples is not None else np.arange(len(train))
+        evidence = nearest_examples(model, table, train, train_labels, ids, proba, k=n_examples)
+    return ExplainedSet(
+        names=names, labels=None if labels is None else np.asarray([str(v) for v in labels]),
+        samples=None if samples is None else np.asarray(samples), table=table,
+        classes=[str(c) for c in model.classes_], proba=proba, groups=explained.groups,
+        features=explained.features, method=explained.method, unit=explained.unit, evidence=evidence,
+        correlates=_model_correlates(model, train if train is not None else table), held_out=False,
+        features_model=model.features_, train_images=list(train_images),
+        train_labels=None if train_labels is None else np.asarray([str(v) for v in train_labels]),
+        train_samples=None if train_samples is None else np.asarray(train_samples),
+        description="explained by one fitted model (in-sample if these are its training images)")
+
+
+def _model_correlates(model: HybridClassifier, table: pd.DataFrame) -> pd.DataFrame:
+    """The latent-physical links the model stores (``latent_links_``, same columns as
+    :func:`latent_correlates`), else those of ``table``."""
+    stored = getattr(model, "latent_links_", None)
+    return stored if isinstance(stored, pd.DataFrame) else latent_correlates(table)

@@ -1,0 +1,154 @@
+"""Group attribution for every head (exact group Shapley, TreeSHAP group sums), latent correlates,
+nearest examples and the per-class sentences."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hybridtmd import explanation as ex
+from hybridtmd.model import HybridClassifier, KernelSVMHead, default_head
+
+COLUMNS = ["phys__sq_nm", "phys__sa_nm", "phys__grain_density_per_um2", "phys__str", "latent__0000",
+           "latent__0001", "latent__0002"]
+
+
+def planted_table(seed: int = 0, n_per_class: int = 30) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Three classes: B has a higher sq_nm (areal), C a higher latent__0001; two images per sample."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(["A", "B", "C"], n_per_class)
+    table = pd.DataFrame(rng.normal(size=(len(labels), len(COLUMNS))), columns=COLUMNS)
+    table.loc[labels == "B", "phys__sq_nm"] += 3.0
+    table.loc[labels == "C", "latent__0001"] += 3.0
+    table["latent__0002"] = 0.9 * table["phys__grain_density_per_um2"] + 0.3 * rng.normal(size=len(labels))
+    return table, labels, np.arange(len(labels)) // 2
+
+
+@pytest.fixture(scope="module")
+def svm_model():
+    table, labels, samples = planted_table()
+    return HybridClassifier(features=None, classifier=KernelSVMHead(C_grid=(1.0, 10.0), gamma_grid=(1.0,))).fit(
+        table, labels, groups=samples), table, labels, samples
+
+
+@pytest.fixture(scope="module")
+def tree_model():
+    table, labels, samples = planted_table(1)
+    head = default_head(0, n_jobs=1).set_params(n_estimators=40, learning_rate=0.3)
+    return HybridClassifier(features=None, classifier=head).fit(table, labels, groups=samples), table, labels, samples
+
+
+def test_group_shapley_of_the_svm_head_adds_up_to_its_probabilities(svm_model):
+    model, table, _, _ = svm_model
+    result = ex.group_explanation(model, table.iloc[:6])
+    assert result.method == "group_shapley" and result.features is None
+    groups = result.groups
+    assert list(groups.feature_names) == ["areal", "grains", "spectral", "latent"]
+    assert groups.values.shape == (6, 4, 3)
+    np.testing.assert_allclose(groups.values.sum(axis=1) + groups.base_values, model.predict_proba(table.iloc[:6]),
+                               atol=1e-10)
+
+
+def test_group_shapley_answers_physical_vs_latent_for_the_svm_head(svm_model):
+    model, table, labels, _ = svm_model
+    shares = ex.group_shares(ex.group_shapley(model, table))
+    assert shares.loc["B"].idxmax() == "areal"  # B differs in sq_nm only
+    assert shares.loc["C"].idxmax() == "latent"  # C differs in latent__0001 only
+
+
+def test_group_shapley_equals_the_definition_over_all_orderings():
+    """With one feature per group, group Shapley is plain interventional Shapley: the average over
+    all 4! orderings of each feature's marginal contribution, the value of a set being the mean
+    output over background rows with the other features taken from the background row."""
+    from itertools import permutations
+
+    from sklearn.linear_model import LogisticRegression
+
+    table, labels, _ = planted_table(2, n_per_class=10)
+    table = table.iloc[:, :4]
+    model = LogisticRegression().fit(table, labels)
+    background, x = table.iloc[:8], table.iloc[[20]]
+    ours = ex.group_shapley(model, x, groups={c: [c] for c in table.columns}, background=background,
+                            max_background=8)
+
+    def value(known: set[int]) -> np.ndarray:
+        rows = background.to_numpy().copy()
+        rows[:, sorted(known)] = x.to_numpy()[0, sorted(known)]
+        return model.predict_proba(pd.DataFrame(rows, columns=table.columns)).mean(axis=0)
+
+    reference = np.zeros((4, 3))
+    orders = list(permutations(range(4)))
+    for order in orders:
+        for position, j in enumerate(order):
+            reference[j] += (value(set(order[:position + 1])) - value(set(order[:position]))) / len(orders)
+    np.testing.assert_allclose(ours.values[0], reference, atol=1e-12)
+    np.testing.assert_allclose(ours.base_values[0], value(set()), atol=1e-12)
+
+
+def test_shapley_values_of_a_known_game():
+    """v(S) = (sum of the weights in S)**2 for weights 1, 2, 3: phi_j = w_j * sum(w) (the game is
+    w·w over pairs), efficiency holds."""
+    weights = np.array([1.0, 2.0, 3.0])
+    v = np.array([sum(weights[j] for j in range(3) if c >> j & 1) ** 2 for c in range(8)])
+    np.testing.assert_allclose(ex.shapley_from_values(v), weights * weights.sum())
+
+
+def test_treeshap_group_sums_add_up_to_the_xgboost_margin(tree_model):
+    model, table, _, _ = tree_model
+    result = ex.group_explanation(model, table)
+    assert result.method == "treeshap" and result.unit.startswith("margin")
+    margin = model.classifier_.predict(table.to_numpy(), output_margin=True)
+    groups = result.groups
+    np.testing.assert_allclose(groups.values.sum(axis=1) + groups.base_values, margin, atol=1e-4)
+    np.testing.assert_allclose(groups.values[:, list(groups.feature_names).index("latent")],
+                               result.features.values[:, 4:].sum(axis=1), atol=1e-12)  # an exact sum
+    shares = ex.group_shares(groups)
+    assert shares.loc["B"].idxmax() == "areal" and shares.loc["C"].idxmax() == "latent"
+
+
+def test_every_latent_dimension_gets_its_strongest_physical_correlate(tree_model):
+    _, table, _, _ = tree_model
+    links = ex.latent_correlates(table).set_index("latent")
+    assert list(links.index) == ["latent__0000", "latent__0001", "latent__0002"]
+    assert links.loc["latent__0002", "descriptor"] == "phys__grain_density_per_um2"
+    assert links.loc["latent__0002", "spearman_rho"] > 0.8
+    reference = ex.correlation_table(table[["latent__0002"]], table[["phys__grain_density_per_um2"]])
+    assert links.loc["latent__0002", "spearman_rho"] == pytest.approx(reference["spearman_rho"].iloc[0], abs=1e-12)
+    label = ex.latent_label("latent__0002", links.reset_index())
+    assert label.startswith("latent__0002 (~ grain_density_per_um2 [µm⁻²], ρ = 0.")
+    assert ex.latent_label("phys__sq_nm", links.reset_index()) == "phys__sq_nm"
+
+
+def test_nearest_examples_are_of_the_predicted_and_runner_up_class_one_per_sample(tree_model):
+    model, table, labels, samples = tree_model
+    query = table.iloc[[0]] + 1e-6  # a near-copy of training image 0 (class A, sample 0)
+    proba = model.predict_proba(query)
+    found = ex.nearest_examples(model, query, table, labels, samples, proba, k=3)
+    predicted = found[found["role"] == "predicted"]
+    assert (predicted["class"] == "A").all() and predicted["train_index"].iloc[0] == 0
+    assert predicted["train_sample"].is_unique and len(predicted) == 3
+    runner_up = found[found["role"] == "runner-up"]
+    assert len(runner_up) == 3 and (runner_up["class"] != "A").all()
+    assert (np.asarray(labels)[runner_up["train_index"]] == runner_up["class"]).all()
+
+
+def test_class_sentences_name_monotone_descriptors_with_direction_and_unit(tree_model):
+    model, table, _, _ = tree_model
+    features = ex.group_explanation(model, table).features
+    stories = ex.class_stories(features, np.searchsorted(model.classes_, model.predict(table)))
+    b = stories[stories["class"] == "B"]
+    assert b["descriptor"].iloc[0] == "phys__sq_nm" and b["direction"].iloc[0] == "higher"
+    assert b["sentence"].iloc[0].startswith("higher sq nm (nm) → B")
+    assert (stories["spearman_rho"].abs() >= 0.6).all()
+
+
+def test_no_sentence_for_a_non_monotone_dependence():
+    """SHAP high at both ends of a descriptor and low in the middle: ρ ≈ 0, no sentence."""
+    import shap
+
+    x = np.linspace(-1, 1, 40)
+    values = (x ** 2 - 0.33)[:, None, None] * np.ones((1, 1, 2))
+    expl = shap.Explanation(values=values, base_values=np.zeros((40, 2)), data=x[:, None],
+                            feature_names=["phys__sq_nm"], output_names=["A", "B"])
+    assert ex.class_stories(expl).empty

@@ -1,0 +1,181 @@
+"""The held-out report: out-of-fold explanations, the first screen, the cards, and a real browser."""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hybridtmd import explanation as ex
+from hybridtmd.embeddings import CNNEmbedder
+from hybridtmd.model import HybridClassifier, HybridFeatures, default_head
+
+ARTEFACTS = Path(os.environ.get("HYBRIDTMD_TEST_ARTEFACTS", Path(__file__).resolve().parents[1] / "outputs" /
+                                "test-artefacts"))
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--hide-scrollbars", "--window-size=1280,900"]
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    from hybridtmd.datasets import make_synthetic_dataset
+
+    return make_synthetic_dataset(n_samples=12, images_per_sample=2, size_px=64, materials=["MoS2", "WS2", "WSe2"],
+                                  seed=3)
+
+
+def small_model(classifier=None) -> HybridClassifier:
+    head = classifier or default_head(0, n_jobs=1).set_params(n_estimators=30, learning_rate=0.3)
+    return HybridClassifier(features=HybridFeatures(embedder=CNNEmbedder(device="cpu", input_size=64)),
+                            classifier=head)
+
+
+@pytest.fixture(scope="module")
+def held_out(dataset):
+    return ex.explain_held_out(small_model(), dataset.images, dataset.labels, dataset.groups, n_splits=3)
+
+
+@pytest.fixture(scope="module")
+def report(held_out, dataset, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("report")
+    return ex.render_report(held_out, folder, images=dataset.images, max_cards=3)
+
+
+def test_every_image_is_explained_by_a_model_that_never_saw_its_sample(held_out, dataset):
+    assert held_out.held_out and held_out.proba.shape == (len(dataset.images), 3)
+    samples = np.asarray(dataset.groups)
+    evidence = held_out.evidence
+    assert len(evidence) and (samples[evidence["image"]] != evidence["train_sample"].to_numpy()).all()
+    for fold in np.unique(held_out.fold):  # the evidence of a fold's images comes from the other folds
+        images = np.flatnonzero(held_out.fold == fold)
+        rows = evidence[evidence["image"].isin(images)]
+        assert not set(rows["train_index"]) & set(images)
+    values, base, _ = ex.attributions.per_class(held_out.groups)
+    assert np.isfinite(values).all() and values.shape[:2] == (len(dataset.images), len(held_out.groups.feature_names))
+
+
+def test_held_out_explanations_work_for_the_svm_head_and_add_up(dataset, held_out):
+    from hybridtmd.model import KernelSVMHead
+
+    model = small_model(KernelSVMHead(C_grid=(1.0,), gamma_grid=(1.0,), inner_folds=2))
+    held = ex.explain_held_out(model, dataset.images, dataset.labels, dataset.groups, n_splits=3, max_background=16,
+                               table=held_out.table)
+    assert held.method == "group_shapley" and held.features is None
+    np.testing.assert_allclose(held.groups.values.sum(axis=1) + held.groups.base_values, held.proba, atol=1e-8)
+
+
+def test_the_first_screen_is_the_answer_not_a_table(report):
+    text = report.read_text(encoding="utf-8")
+    first_card, first_table = text.index("<details"), text.index("<table")
+    assert text.index("alt='confusion_matrix'") < first_table < first_card
+    assert text.index("alt='group_attribution'") < first_table
+    assert "Accuracy out-of-fold" in text and "sample accuracy" in text
+
+
+def test_cards_put_misclassified_images_first_then_by_confidence(report):
+    predictions = pd.read_csv(report.parent / "predictions.csv")
+    order = ex.report.card_order(predictions)
+    ranked = predictions.iloc[order]
+    wrong = ~ranked["correct"].to_numpy()
+    assert not (np.diff(wrong.astype(int)) > 0).any()  # no misclassified image after a correct one
+    for flag in (True, False):
+        assert ranked.loc[wrong == flag, "confidence"].is_monotonic_decreasing
+
+
+def test_every_latent_name_a_card_shows_carries_a_correlate_and_a_map(report):
+    text = report.read_text(encoding="utf-8")
+    maps = sorted(report.parent.glob("card_*_latent_maps.png"))
+    assert len(maps) == 3
+    links = pd.read_csv(report.parent / "latent_correlates.csv")
+    assert len(links) == 1280 and {"latent", "descriptor", "spearman_rho", "q"} <= set(links.columns)
+    assert "drill_down" in text
+
+
+def test_long_tables_are_paged_and_downloadable(report):
+    from hybridtmd.explanation import page
+
+    assert "paged" in page.table(pd.DataFrame({"x": range(page.ROWS_PER_PAGE + 1)}))
+    assert "paged" not in page.table(pd.DataFrame({"x": range(page.ROWS_PER_PAGE)}))
+    text = report.read_text(encoding="utf-8")
+    for file in ("predictions.csv", "group_attribution.csv", "latent_correlates.csv", "nearest_examples.csv"):
+        assert f"download='{file}'" in text and (report.parent / file).is_file()
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+CHECKS = """<script>
+window.__errors = [];
+window.addEventListener('error', function (e) { window.__errors.push(String(e.message || e)); }, true);
+var __consoleError = console.error;
+console.error = function () {
+  window.__errors.push(Array.prototype.join.call(arguments, ' '));
+  __consoleError.apply(console, arguments);
+};
+window.addEventListener('load', function () {
+  var images = Array.prototype.slice.call(document.images);
+  var broken = images.filter(function (i) { return !(i.complete && i.naturalWidth > 0); });
+  var out = {images: images.length, broken: broken.map(function (i) { return i.alt; }),
+             errors: window.__errors, load_ms: performance.now()};
+  var node = document.createElement('pre'); node.id = 'browser-checks'; node.textContent = JSON.stringify(out);
+  document.body.appendChild(node);
+});
+</script>"""
+
+
+def browser_checks(page: Path, folder: Path) -> dict:
+    """Open ``page`` in headless Chromium with :data:`CHECKS` injected first in its head; the
+    checks' JSON (images, broken image alts, errors, load time in ms) read back from the DOM."""
+    checked = folder / "checked.html"
+    checked.write_text(page.read_text(encoding="utf-8").replace("<head>", "<head>" + CHECKS, 1), encoding="utf-8")
+    flags = [_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={folder / 'profile'}"]
+    dom = subprocess.run([*flags, "--virtual-time-budget=5000", "--dump-dom", checked.as_uri()], capture_output=True,
+                         text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    marker = dom.stdout.split("<pre id=\"browser-checks\">", 1)
+    assert len(marker) == 2, "the page's load event never ran"
+    return json.loads(html.unescape(marker[1].split("</pre>", 1)[0]))
+
+
+needs_chromium = pytest.mark.skipif(
+    _chromium() is None, reason="no chromium on PATH (.ci/run installs Debian's chromium package: apt-get install -y "
+                                "chromium)")
+
+
+@needs_chromium
+def test_the_browser_check_catches_broken_images_and_errors(tmp_path):
+    bad = tmp_path / "bad.html"
+    bad.write_text("<!DOCTYPE html><html><head><meta charset='utf-8'></head><body><img alt='broken' "
+                   "src='data:image/png;base64,AAAA'><script>undefinedFunction();</script></body></html>",
+                   encoding="utf-8")
+    checks = browser_checks(bad, tmp_path)
+    assert checks["broken"] == ["broken"] and any("undefinedFunction" in e for e in checks["errors"])
+
+
+@needs_chromium
+def test_the_report_renders_in_a_real_browser(report, tmp_path):
+    """Headless Chromium opens the report: every image decodes, nothing logs an error, the page
+    loads within a few seconds; a screenshot of the first screen is kept as an artefact."""
+    start = time.perf_counter()
+    checks = browser_checks(report, tmp_path)
+    wall = time.perf_counter() - start
+    assert checks["images"] >= 10 and checks["broken"] == []
+    assert checks["errors"] == []
+    assert checks["load_ms"] < 5000 and wall < 30, (checks, wall)  # wall: browser start-up included
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTEFACTS / "report_first_screen.png"
+    flags = [_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
+    subprocess.run([*flags, f"--screenshot={shot}", report.as_uri()], capture_output=True, timeout=120, check=True)
+    assert shot.stat().st_size > 10_000
+    print(f"browser: {checks['images']} images decoded, load {checks['load_ms']:.0f} ms, wall {wall:.1f} s; "
+          f"screenshot {shot}")
