@@ -128,9 +128,9 @@ def test_train_predict_evaluate_commands(tmp_path):
     assert result.exit_code == 2 and "broken.tif" in result.output
 
 
-def test_svm_head_trains_predicts_and_is_not_explained(tmp_path):
+def test_svm_head_trains_predicts_and_is_explained(tmp_path):
     """[model] classifier = "svm" trains and saves a kernel-SVM model (no pickle), predict uses it,
-    and explain refuses it with one clear line instead of a traceback."""
+    and explain explains it by exact group Shapley (issue 18)."""
     import pandas as pd
 
     from hybridtmd.datasets import write_synthetic_dataset
@@ -147,4 +147,5 @@ def test_svm_head_trains_predicts_and_is_not_explained(tmp_path):
     preds = pd.read_csv(tmp_path / "p.csv")
     assert len(preds) == 16 and set(preds["label"]) <= {"MoS2", "WSe2"}
     result = runner.invoke(app, ["explain", str(tmp_path / "model"), str(data), "-o", str(tmp_path / "ex")])
-    assert result.exit_code == 2 and "KernelSVMHead" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 0, result.output
+    assert "group Shapley" in (tmp_path / "ex" / "report.html").read_text(encoding="utf-8")

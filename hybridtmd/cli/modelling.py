@@ -191,17 +191,16 @@ def explain_command(
     z_unit: ZUnitOption = None,
     z_scale: ZScaleOption = None,
 ) -> None:
-    """Why the model decided: exact TreeSHAP figures (beeswarm per class, top features, feature groups,
-    waterfalls, each image beside its explanation, latent-physical correlations, the paper's PCA analysis)
-    and one self-contained report.html with every figure embedded."""
+    """Why the model decided, in one self-contained report.html: attributions to feature groups
+    (descriptor families and the latent block; exact TreeSHAP sums for the XGBoost head, exact
+    group Shapley values for any other head), per-image cards (height map, latent-map overlays,
+    waterfall, nearest training examples), latent dimensions named by their strongest physical
+    correlate, and the figures as PNG and tables as CSV beside it."""
     use_file_backend()
     from ..explanation import write_report
 
     check_output_dir(output)
     model = load_classifier(model_dir)
-    if type(model.classifier_).__name__ != "XGBClassifier":
-        fail(f"{model_dir}: exact TreeSHAP explains the XGBoost head, this model has a "
-             f"{type(model.classifier_).__name__}; train with the default head to explain")
     errors: list[tuple[str, str]] = []
     names = None
     if model.features_ is None:
