@@ -27,7 +27,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, column_or_1d, has_fit_parameter, validate_data
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from .._utils import Check, Options, array_digest, validate_params
 from ..config import MODEL_OPTIONS, Config, ConfigError
@@ -38,9 +38,12 @@ from ..splits import inner_grouped_splits
 from .calibration import apply_temperature, fit_temperature, log_probabilities
 from .columns import align_columns, feature_groups_from_columns, is_image_sequence, latent_mask
 from .features import HybridFeatures, resolve_features, unlevelled_extractor
-from .heads import HEAD_KINDS, KernelSVMHead, check_sample_weight, default_head, load_head, save_head
+from .head_files import HEAD_KINDS, load_head, save_head
+from .heads import check_sample_weight, default_head
 from .ood import STATE_ARRAYS, NearestNeighborOOD
 from .persistence import MANIFEST_NAME, read_arrays, read_manifest, write_arrays, write_manifest
+from .selection import HEAD_NAMES, candidate_heads, fit_head, named_head, select_head
+from .stack import StackHead
 
 MODEL_FORMAT = "hybridtmd-model"
 #: Version of the model directory layout written by :meth:`HybridClassifier.save`; every older
@@ -50,10 +53,18 @@ MODEL_FORMAT_VERSION = 3
 CLASSIFIER_NAME = "classifier.json"
 ARRAYS_NAME = "arrays.npz"
 OOD_ARRAY_PREFIX = "ood_"
+#: the strings ``classifier`` accepts
+HEAD_CHOICES = ("auto", *HEAD_NAMES)
+
+
+def is_head_list(value: Any) -> bool:
+    """A non-empty list of head names (:data:`HEAD_NAMES`) or estimators: the candidates of a selection."""
+    return isinstance(value, list) and len(value) > 0 and all(
+        (isinstance(v, str) and v in HEAD_NAMES) or hasattr(v, "fit") for v in value)
 #: the constructor parameters a manifest stores (features are stored as their settings, the head
 #: as its files)
-SAVED_PARAMS = ("class_weight", "calibration", "calibration_folds", "ood_neighbors", "ood_quantile",
-                "random_state", "n_jobs")
+SAVED_PARAMS = ("class_weight", "calibration", "calibration_folds", "selection_folds", "ood_neighbors",
+                "ood_quantile", "random_state", "n_jobs")
 MANIFEST_ENTRIES = ("params", "features", "classes", "classes_dtype", "n_features_in", "feature_names",
                     "feature_names_from_table", "feature_groups", "temperature", "ood_threshold", "training",
                     "metrics", "files")
@@ -67,12 +78,17 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
     features : HybridFeatures, "default" or None
         How images become a table; ``"default"`` is :class:`HybridFeatures` ``()``. Unused when
         ``fit`` receives a table. ``None``: the model accepts tables only.
-    classifier : estimator, "xgboost", "svm" or None
-        The head. ``None``/``"xgboost"``: :func:`default_head` (XGBoost; exact TreeSHAP
-        explanations, saved as JSON). ``"svm"``: :class:`KernelSVMHead` (RBF SVM tuned by inner
-        grouped CV; more accurate on embedding-dominated tables; its ``latent__`` columns
-        power- and L2-normalised as one block - none for a table without column names; saved as
-        JSON + npz; no TreeSHAP). Any scikit-learn classifier works for fit/predict.
+    classifier : "auto", "xgboost", "svm", "stack", estimator, list of those, or None
+        The head. ``"auto"`` (default): the best of XGBoost, the kernel SVM and (for tables with
+        embedding columns) the stack, by mean accuracy over ``selection_folds`` inner folds of
+        the training data grouped by sample (:mod:`.selection`; ``head_selection_`` records the
+        choice and the scores). A list: the same choice among the heads it names or gives.
+        ``None``/``"xgboost"``: :func:`default_head` (XGBoost; exact TreeSHAP, saved as JSON).
+        ``"svm"``: :class:`KernelSVMHead` (RBF SVM tuned by inner grouped CV; its ``latent__``
+        columns power- and L2-normalised as one block). ``"stack"``:
+        :class:`~hybridtmd.model.stack.StackHead` (XGBoost on descriptors + normalised embedding +
+        out-of-fold SVM probabilities; exact TreeSHAP of its XGBoost margin). Any scikit-learn
+        classifier works for fit/predict (saving needs one of the three).
     class_weight : "balanced", dict or None
         ``balanced`` weights each image by ``n / (n_classes * n_class)`` (multiplied with any
         ``sample_weight``), so rare materials count as much as common ones; a dict gives a weight
@@ -83,6 +99,8 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         sample. Changes confidence, never the predicted class.
     calibration_folds : int
         Folds for the calibration predictions.
+    selection_folds : int
+        Inner grouped folds that choose the head for ``classifier="auto"`` or a list.
     ood_neighbors : int or None
         Out-of-distribution score = mean Euclidean distance to the ``ood_neighbors`` nearest
         training images in the standardised table (each block - physical, latent - scaled to equal
@@ -106,6 +124,10 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
     feature_names_ : list of str  the column names the model sees: ``feature_names_in_``, or
         ``x0, x1...`` for an array; the columns of :meth:`transform_features`
     feature_groups_ : dict  group → columns (see :func:`feature_groups_from_columns`)
+    head_selection_ : dict  the head chosen (``choice``) and, when chosen by inner CV, each
+        candidate's inner ``scores``, ``mean``, ``std`` and ``fit_seconds`` (:mod:`.selection`)
+    head_feature_names_, head_feature_groups_ : the columns the head's trees see and their groups:
+        ``feature_names_``, plus ``latent_svm__p_<class>`` (group ``latent``) for the stack head
     temperature_ : float or None
     ood_ : NearestNeighborOOD or None  the fitted out-of-distribution score
     ood_threshold_ : float or None  its threshold
@@ -115,16 +137,18 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
     _parameter_constraints: dict = {  # noqa: RUF012 (scikit-learn's convention: a class attribute)
         **MODEL_OPTIONS,  # the constraints a config's [model] table is checked against
         "features": [HybridFeatures, Options(("default",)), None],
-        "classifier": [Options(("xgboost", "svm")), None, Check(lambda c: hasattr(c, "fit"), "an estimator")],
+        "classifier": [Options(HEAD_CHOICES), None, Check(lambda c: hasattr(c, "fit"), "an estimator"),
+                       Check(is_head_list, "a non-empty list of head names or estimators")],
     }
 
     def __init__(
         self,
         features: HybridFeatures | str | None = "default",
-        classifier: Any = None,
+        classifier: Any = "auto",
         class_weight: str | Mapping[Any, float] | None = "balanced",
         calibration: str | None = None,
         calibration_folds: int = 5,
+        selection_folds: int = 3,
         ood_neighbors: int | None = 5,
         ood_quantile: float = 0.99,
         random_state: int | None = 0,
@@ -135,6 +159,7 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         self.class_weight = class_weight
         self.calibration = calibration
         self.calibration_folds = calibration_folds
+        self.selection_folds = selection_folds
         self.ood_neighbors = ood_neighbors
         self.ood_quantile = ood_quantile
         self.random_state = random_state
@@ -180,7 +205,9 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
                                                        [f"x{i}" for i in range(X_arr.shape[1])])]
         self.feature_groups_ = feature_groups_from_columns(self.feature_names_)
 
+        self.head_selection_ = self._select_head(X_arr, y_enc, weights, groups)
         self.classifier_ = self._fit_head(X_arr, y_enc, weights, groups)
+        self._set_head_features()
         self.temperature_ = self._fit_temperature(X_arr, y_enc, groups, weights) if self.calibration else None
         self.ood_ = None if self.ood_neighbors is None else NearestNeighborOOD(
             self.ood_neighbors, self.ood_quantile).fit(X_arr, groups, block=latent_mask(self.feature_names_))
@@ -229,26 +256,36 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
             weights = weights * compute_sample_weight("balanced", y_enc)
         return weights
 
+    def _select_head(self, X: np.ndarray, y_enc: np.ndarray, weights: np.ndarray, groups: np.ndarray
+                     ) -> dict[str, Any]:
+        """The head selection record: by inner grouped CV for ``"auto"`` or a list, else the one head."""
+        if not (self.classifier == "auto" or isinstance(self.classifier, list)):
+            name = self.classifier if isinstance(self.classifier, str) else (
+                "xgboost" if self.classifier is None else type(self.classifier).__name__)
+            return {"choice": name, "candidates": [name], "reason": "given as classifier"}
+        candidates = candidate_heads(self.classifier, self.feature_names_, self.random_state, self.n_jobs)
+        return select_head(candidates, X, y_enc, weights, groups, self.selection_folds, self.random_state)
+
     def _make_head(self) -> Any:
-        if self.classifier is None or (isinstance(self.classifier, str) and self.classifier == "xgboost"):
-            return default_head(self.random_state, self.n_jobs)
-        if isinstance(self.classifier, str):  # "svm", the other string the constraints allow
-            # power + L2 normalisation belongs to the embedding block only
-            latent = np.flatnonzero(latent_mask(self.feature_names_)).tolist()
-            return KernelSVMHead(l2_normalize=tuple(latent) or None, random_state=self.random_state)
+        if self.classifier == "auto" or isinstance(self.classifier, list):
+            candidates = candidate_heads(self.classifier, self.feature_names_, self.random_state, self.n_jobs)
+            return candidates[self.head_selection_["choice"]]
+        if self.classifier is None or isinstance(self.classifier, str):
+            return named_head(self.classifier or "xgboost", self.feature_names_, self.random_state, self.n_jobs)
         return clone(self.classifier)
 
     def _fit_head(self, X: np.ndarray, y_enc: np.ndarray, weights: np.ndarray, groups: np.ndarray,
                   stacklevel: int = 3) -> Any:
         """A new head fitted on the rows; ``stacklevel`` of its warning points at the user's call."""
-        head = self._make_head()
-        extra = {"groups": groups} if has_fit_parameter(head, "groups") else {}
-        if has_fit_parameter(head, "sample_weight"):
-            return head.fit(X, y_enc, sample_weight=weights, **extra)
-        if not np.allclose(weights, weights[0]):
-            warnings.warn(f"{type(head).__name__} takes no sample_weight: class/sample weights ignored",
-                          UserWarning, stacklevel=stacklevel)
-        return head.fit(X, y_enc, **extra)
+        return fit_head(self._make_head(), X, y_enc, weights, groups, stacklevel=stacklevel + 1)
+
+    def _set_head_features(self) -> None:
+        """``head_feature_names_`` / ``head_feature_groups_``: the stack's trees also see its SVM
+        probabilities, named ``latent_svm__p_<class>`` and grouped with the embedding."""
+        head = self.classifier_
+        self.head_feature_names_ = (head.get_feature_names_out(self.feature_names_, self.classes_)
+                                    if isinstance(head, StackHead) else list(self.feature_names_))
+        self.head_feature_groups_ = feature_groups_from_columns(self.head_feature_names_)
 
     def _fit_temperature(self, X: np.ndarray, y_enc: np.ndarray, groups: np.ndarray, weights: np.ndarray) -> float:
         """The temperature of heads fitted on grouped calibration folds, from their out-of-fold
@@ -369,6 +406,7 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
             "ood_threshold": self.ood_threshold_,
             "training": self.training_summary_,
             "metrics": dict(metrics or {}),
+            "head_selection": self.head_selection_,
         }
 
     @classmethod
@@ -393,7 +431,7 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         :class:`ModelFileError` naming it, not a TypeError from the constructor."""
         head = manifest.get("head", "xgboost")  # format 1 had XGBoost heads only
         if head not in HEAD_KINDS:
-            raise ModelFileError(f"{path}: unknown head {head!r} (expected 'xgboost' or 'kernel_svm')")
+            raise ModelFileError(f"{path}: unknown head {head!r} (expected one of {', '.join(HEAD_KINDS)})")
         try:
             model = cls(**manifest["params"])
             validate_params(model, cls._parameter_constraints)
@@ -418,6 +456,9 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         self.ood_threshold_ = manifest["ood_threshold"]
         self.training_summary_ = manifest["training"]
         self.metrics_ = manifest["metrics"]
+        self.head_selection_ = manifest.get("head_selection") or {
+            "choice": manifest.get("head", "xgboost"), "reason": "saved before head selection was recorded"}
+        self._set_head_features()
         self.features_ = None if self.features is None else clone(self.features).restore_fitted(self.feature_names_)
         self.ood_ = None
         if self.ood_threshold_ is not None:

@@ -23,6 +23,8 @@ from ..io import AFMImage
 PHYS_PREFIX = "phys__"
 LATENT_PREFIX = "latent__"
 LATENT_GROUP = "latent"
+#: prefix of the stack head's SVM-probability columns, functions of the embedding (group latent)
+SVM_PROBA_PREFIX = "latent_svm__p_"
 
 
 class FeatureMismatchError(HybridTMDError, ValueError):
@@ -33,7 +35,8 @@ def feature_groups_from_columns(columns: Sequence[str]) -> dict[str, list[str]]:
     """Group columns by their meaning, from their names alone.
 
     ``phys__<descriptor>`` → the descriptor's family (``paper``, ``areal``...; ``physical`` for a
-    name the registry does not know), ``latent__*`` → ``latent``, anything else → ``other``.
+    name the registry does not know), ``latent__*`` and the stack head's SVM probabilities
+    ``latent_svm__p_*`` → ``latent``, anything else → ``other``.
     Groups are in first-appearance order.
     """
     registry = list_descriptors()
@@ -42,7 +45,7 @@ def feature_groups_from_columns(columns: Sequence[str]) -> dict[str, list[str]]:
     for col in map(str, columns):
         if col.startswith(PHYS_PREFIX):
             group = family_of.get(col[len(PHYS_PREFIX):], "physical")
-        elif col.startswith(LATENT_PREFIX):
+        elif col.startswith((LATENT_PREFIX, SVM_PROBA_PREFIX)):
             group = LATENT_GROUP
         else:
             group = "other"
