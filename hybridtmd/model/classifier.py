@@ -36,31 +36,49 @@ from ..errors import ModelFileError
 from ..io import check_images
 from ..splits import inner_grouped_splits
 from .calibration import apply_temperature, fit_temperature, log_probabilities
-from .columns import align_columns, feature_groups_from_columns, is_image_sequence, latent_mask
-from .features import HybridFeatures, resolve_features, unlevelled_extractor
+from .columns import (
+    align_columns,
+    check_finite_features,
+    feature_groups_from_columns,
+    is_image_sequence,
+    latent_mask,
+    row_names,
+)
+from .features import HybridFeatures, resolve_features, unlevelled_extractor, with_saved_families
 from .head_files import HEAD_KINDS, load_head, save_head
 from .heads import check_sample_weight, default_head
-from .ood import STATE_ARRAYS, NearestNeighborOOD
-from .persistence import MANIFEST_NAME, read_arrays, read_manifest, write_arrays, write_manifest
-from .selection import HEAD_NAMES, candidate_heads, fit_head, named_head, select_head
+from .ood import STATE_ARRAYS, NearestNeighborOOD, flag_scores
+from .persistence import (
+    MANIFEST_NAME,
+    read_arrays,
+    read_manifest,
+    write_arrays,
+    write_manifest,
+    write_model_directory,
+)
+from .schema import (
+    check_classes,
+    check_features,
+    check_head,
+    check_ood,
+    check_temperature,
+    manifest_entries,
+    model_card,
+)
+from .selection import HEAD_CHOICES, choose_head, fit_head, is_head_list, make_head
 from .stack import StackHead
 
 MODEL_FORMAT = "hybridtmd-model"
 #: Version of the model directory layout written by :meth:`HybridClassifier.save`; every older
-#: one still loads. 3: the features' levelling flag is ``level_images`` (``level`` before);
+#: one still loads. 4: one digest over the directory, head selection, stack heads, resolved
+#: descriptor families; 3: the features' levelling flag is ``level_images`` (``level`` before);
 #: 2: the "head" entry and kernel-SVM heads; 1: XGBoost heads only.
-MODEL_FORMAT_VERSION = 3
+MODEL_FORMAT_VERSION = 4
+#: the first format whose manifest carries a digest over the whole model directory
+DIGEST_SINCE = 4
 CLASSIFIER_NAME = "classifier.json"
 ARRAYS_NAME = "arrays.npz"
 OOD_ARRAY_PREFIX = "ood_"
-#: the strings ``classifier`` accepts
-HEAD_CHOICES = ("auto", *HEAD_NAMES)
-
-
-def is_head_list(value: Any) -> bool:
-    """A non-empty list of head names (:data:`HEAD_NAMES`) or estimators: the candidates of a selection."""
-    return isinstance(value, list) and len(value) > 0 and all(
-        (isinstance(v, str) and v in HEAD_NAMES) or hasattr(v, "fit") for v in value)
 #: the constructor parameters a manifest stores (features are stored as their settings, the head
 #: as its files)
 SAVED_PARAMS = ("class_weight", "calibration", "calibration_folds", "selection_folds", "ood_neighbors",
@@ -195,7 +213,8 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         """
         validate_params(self, self._parameter_constraints)
         table = self._fit_features(X)
-        X_arr = validate_data(self, table, ensure_all_finite="allow-nan", reset=True, dtype=np.float64)
+        X_arr = validate_data(self, table, ensure_all_finite=False, reset=True, dtype=np.float64)
+        check_finite_features(X_arr, getattr(self, "feature_names_in_", range(X_arr.shape[1])), row_names(X, table))
         y_enc = self._encode_labels(y, X_arr.shape[0])
         groups = np.arange(len(y_enc)) if groups is None else np.asarray(groups)
         if len(groups) != len(y_enc):
@@ -258,21 +277,12 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
 
     def _select_head(self, X: np.ndarray, y_enc: np.ndarray, weights: np.ndarray, groups: np.ndarray
                      ) -> dict[str, Any]:
-        """The head selection record: by inner grouped CV for ``"auto"`` or a list, else the one head."""
-        if not (self.classifier == "auto" or isinstance(self.classifier, list)):
-            name = self.classifier if isinstance(self.classifier, str) else (
-                "xgboost" if self.classifier is None else type(self.classifier).__name__)
-            return {"choice": name, "candidates": [name], "reason": "given as classifier"}
-        candidates = candidate_heads(self.classifier, self.feature_names_, self.random_state, self.n_jobs)
-        return select_head(candidates, X, y_enc, weights, groups, self.selection_folds, self.random_state)
+        return choose_head(self.classifier, self.feature_names_, X, y_enc, weights, groups, self.selection_folds,
+                           self.random_state, self.n_jobs)
 
     def _make_head(self) -> Any:
-        if self.classifier == "auto" or isinstance(self.classifier, list):
-            candidates = candidate_heads(self.classifier, self.feature_names_, self.random_state, self.n_jobs)
-            return candidates[self.head_selection_["choice"]]
-        if self.classifier is None or isinstance(self.classifier, str):
-            return named_head(self.classifier or "xgboost", self.feature_names_, self.random_state, self.n_jobs)
-        return clone(self.classifier)
+        return make_head(self.classifier, self.head_selection_, self.feature_names_, self.random_state,
+                         self.n_jobs)
 
     def _fit_head(self, X: np.ndarray, y_enc: np.ndarray, weights: np.ndarray, groups: np.ndarray,
                   stacklevel: int = 3) -> Any:
@@ -308,13 +318,16 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         """The checked float array of ``X`` (images → features; a DataFrame aligned by name).
         Called by the public methods only, so a warning's ``stacklevel`` of 3 is the user's call."""
         check_is_fitted(self, "classifier_")
+        table = X
         if is_image_sequence(X):
             if self.features_ is None:
                 raise TypeError("this model was fitted on a feature table: pass a table with the same columns")
-            X = self.features_.transform(check_images(X))
+            table = self.features_.transform(check_images(X))
         elif isinstance(X, pd.DataFrame) and hasattr(self, "feature_names_in_"):
-            X = align_columns(X, self.feature_names_in_, stacklevel=3)
-        return validate_data(self, X, ensure_all_finite="allow-nan", reset=False, dtype=np.float64)
+            table = align_columns(X, self.feature_names_in_, stacklevel=3)
+        X_arr = validate_data(self, table, ensure_all_finite=False, reset=False, dtype=np.float64)
+        check_finite_features(X_arr, self.feature_names_, row_names(X, table))
+        return X_arr
 
     def transform_features(self, X: Any) -> pd.DataFrame:
         """The feature table the model sees for ``X`` (images or a table), columns ``feature_names_``."""
@@ -328,9 +341,10 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         return self.ood_.score(self._table_array(X))
 
     def is_out_of_distribution(self, X: Any) -> np.ndarray:
-        """True where :meth:`ood_score` exceeds ``ood_threshold_``: an image unlike every training
-        sample (an unknown material, a broken scan), whose predicted label should not be trusted."""
-        return self.ood_score(X) > self.ood_threshold_
+        """True where :meth:`ood_score` exceeds ``ood_threshold_`` or is NaN/inf: an image unlike
+        every training sample (an unknown material, a broken scan, a row of missing values), whose
+        predicted label should not be trusted."""
+        return flag_scores(self.ood_score(X), self.ood_threshold_)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, columns in the order of ``classes_`` (temperature-scaled when
@@ -353,7 +367,8 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
 
     def predict_frame(self, X: Any, index: Sequence[str] | None = None) -> pd.DataFrame:
         """A table per image: ``label``, ``confidence``, ``p_<class>`` for every class and, when
-        fitted with an OOD reference, ``ood_score`` and ``out_of_distribution``."""
+        fitted with an OOD reference, ``ood_score`` and ``out_of_distribution``; its
+        ``attrs["model_card"]`` is :meth:`model_card`."""
         table = self._table_array(X)
         proba = self._proba(table)
         frame = pd.DataFrame({"label": self._labels(table), "confidence": proba.max(axis=1)}, index=index)
@@ -362,8 +377,16 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         if self.ood_ is not None:
             score = self.ood_.score(table)
             frame["ood_score"] = score
-            frame["out_of_distribution"] = score > self.ood_threshold_
+            frame["out_of_distribution"] = flag_scores(score, self.ood_threshold_)
+        frame.attrs["model_card"] = self.model_card()
         return frame
+
+    def model_card(self) -> dict[str, Any]:
+        """What a prediction came from: the head and how it was chosen (``head_selection_``: choice,
+        inner scores with spread, fit seconds), classes, features, training data, calibration and
+        OOD threshold. :meth:`predict_frame` attaches it as ``frame.attrs["model_card"]``."""
+        check_is_fitted(self, "classifier_")
+        return model_card(self)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -372,56 +395,48 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
 
     # ---- persistence --------------------------------------------------------------------------
 
-    def save(self, directory: str | Path, metrics: Mapping[str, Any] | None = None) -> Path:
-        """Write the fitted model to ``directory`` (created): ``classifier.json`` (XGBoost's own
-        JSON, or the :class:`KernelSVMHead`'s settings), ``arrays.npz`` (OOD reference, the SVM
-        head's arrays) and ``manifest.json`` (settings, classes, feature names and groups, library
-        versions, training-data hash, ``metrics``, SHA-256 of the other files). No pickle: loading
-        runs no code. Every file is written atomically."""
+    def save(self, directory: str | Path, metrics: Mapping[str, Any] | None = None,
+             key: str | bytes | None = None) -> Path:
+        """Write the fitted model to ``directory``: ``classifier.json`` (XGBoost's own JSON, or the
+        SVM or stack head's settings), ``arrays.npz`` (OOD reference, the SVM's arrays) and
+        ``manifest.json`` (settings, classes, feature names and groups, head selection, library
+        versions, training-data hash, ``metrics``, SHA-256 of the other files, one digest over it
+        all - HMAC-signed with ``key`` or ``$HYBRIDTMD_MODEL_KEY`` when given; :mod:`.persistence`).
+        No pickle: loading runs no code. The model is written whole to a temporary sibling and
+        swapped in, so a failed save leaves the previous model in ``directory`` intact; an
+        existing non-model directory is never replaced (:class:`ModelFileError`)."""
         check_is_fitted(self, "classifier_")
-        directory = Path(directory)
-        head_kind, arrays = save_head(self.classifier_, directory / CLASSIFIER_NAME)
-        if self.ood_ is not None:
-            arrays |= {OOD_ARRAY_PREFIX + k: v for k, v in self.ood_.state().items()}
-        write_arrays(directory / ARRAYS_NAME, arrays)
-        write_manifest(directory, MODEL_FORMAT, MODEL_FORMAT_VERSION, self._manifest_entries(head_kind, metrics),
-                       files=(CLASSIFIER_NAME, ARRAYS_NAME), libraries=("scikit-learn", "xgboost"))
-        return directory
 
-    def _manifest_entries(self, head_kind: str, metrics: Mapping[str, Any] | None) -> dict[str, Any]:
-        params = self.get_params(deep=False)
-        return {
-            "head": head_kind,
-            "params": {k: params[k] for k in SAVED_PARAMS},
-            "features": None if self.features_ is None else self.features_.to_settings(),
-            "classifier_params": {k: v for k, v in self.classifier_.get_params().items()
-                                  if v is None or isinstance(v, (bool, int, float, str))},
-            "classes": self.classes_.tolist(),
-            "classes_dtype": self.classes_.dtype.str,
-            "n_features_in": int(self.n_features_in_),
-            "feature_names": self.feature_names_,
-            "feature_names_from_table": hasattr(self, "feature_names_in_"),
-            "feature_groups": self.feature_groups_,
-            "temperature": self.temperature_,
-            "ood_threshold": self.ood_threshold_,
-            "training": self.training_summary_,
-            "metrics": dict(metrics or {}),
-            "head_selection": self.head_selection_,
-        }
+        def write(target: Path) -> None:
+            head_kind, arrays = save_head(self.classifier_, target / CLASSIFIER_NAME)
+            if self.ood_ is not None:
+                arrays |= {OOD_ARRAY_PREFIX + k: v for k, v in self.ood_.state().items()}
+            write_arrays(target / ARRAYS_NAME, arrays)
+            entries = manifest_entries(self, head_kind, metrics, SAVED_PARAMS)
+            write_manifest(target, MODEL_FORMAT, MODEL_FORMAT_VERSION, entries,
+                           files=(CLASSIFIER_NAME, ARRAYS_NAME), libraries=("scikit-learn", "xgboost"), key=key)
+
+        return write_model_directory(directory, write)
 
     @classmethod
-    def load(cls, directory: str | Path) -> HybridClassifier:
-        """Read a model written by :meth:`save` (any format up to :data:`MODEL_FORMAT_VERSION`).
-        Raises :class:`ModelFileError` naming the file when a file is missing, was modified after
-        saving, or comes from a newer format."""
+    def load(cls, directory: str | Path, key: str | bytes | None = None) -> HybridClassifier:
+        """Read a model written by :meth:`save` (any format up to :data:`MODEL_FORMAT_VERSION`;
+        ``key`` or ``$HYBRIDTMD_MODEL_KEY`` for a signed one). Raises :class:`ModelFileError`
+        naming the file when a file is missing or was modified after saving, the manifest's digest
+        or schema (:mod:`.schema`) fails, or the format is newer."""
         directory = Path(directory)
+        path = directory / MANIFEST_NAME
         manifest = read_manifest(directory, MODEL_FORMAT, MODEL_FORMAT_VERSION, MANIFEST_ENTRIES,
-                                 (CLASSIFIER_NAME, ARRAYS_NAME))
-        model = cls._unfitted_from_manifest(manifest, directory / MANIFEST_NAME)
+                                 (CLASSIFIER_NAME, ARRAYS_NAME), key=key, digest_since=DIGEST_SINCE)
+        model = cls._unfitted_from_manifest(manifest, path)
         arrays = read_arrays(directory / ARRAYS_NAME)
         head = load_head(manifest.get("head", "xgboost"), directory / CLASSIFIER_NAME, arrays,
                          manifest.get("classifier_params", {}))
-        model.set_params(classifier=clone(head))  # refitting a loaded model uses the same head settings
+        check_head(path, head, len(manifest["classes"]), manifest["n_features_in"])
+        check_ood(path, manifest["ood_threshold"], arrays.get(OOD_ARRAY_PREFIX + "reference"),
+                  manifest["n_features_in"])
+        if "classifier" not in manifest["params"]:  # a given estimator: refitting uses the same head settings
+            model.set_params(classifier=clone(head))
         model._restore_fitted(manifest, head, arrays, directory / ARRAYS_NAME)
         return model
 
@@ -435,11 +450,12 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         try:
             model = cls(**manifest["params"])
             validate_params(model, cls._parameter_constraints)
-            np.dtype(manifest["classes_dtype"])
-            int(manifest["n_features_in"])
         except (TypeError, ValueError) as exc:
             raise ModelFileError(f"{path}: invalid settings ({type(exc).__name__}: {exc})") from None
-        features = manifest["features"]
+        check_classes(path, manifest)
+        check_features(path, manifest)
+        check_temperature(path, manifest["temperature"])
+        features = with_saved_families(manifest["features"], manifest["feature_groups"])
         return model.set_params(features=None if features is None else HybridFeatures.from_settings(features))
 
     def _restore_fitted(self, manifest: dict[str, Any], head: Any, arrays: dict[str, np.ndarray],

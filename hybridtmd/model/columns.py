@@ -31,6 +31,40 @@ class FeatureMismatchError(HybridTMDError, ValueError):
     """A feature table at predict time lacks columns the model was trained on."""
 
 
+class NonFiniteFeatureError(HybridTMDError, ValueError):
+    """Feature rows with infinite values (an overflowing descriptor, a corrupt table): refused
+    before they reach the head. ``rows`` are their positions, ``reasons`` one text per row."""
+
+    def __init__(self, rows: Sequence[int], reasons: Sequence[str]):
+        self.rows, self.reasons = list(rows), list(reasons)
+        more = f" (and {len(self.rows) - 5} more)" if len(self.rows) > 5 else ""
+        super().__init__(f"{len(self.rows)} row(s) with infinite feature values: " + "; ".join(self.reasons[:5]) + more)
+
+
+def check_finite_features(table: np.ndarray, columns: Sequence[str], row_names: Sequence[str]) -> None:
+    """:class:`NonFiniteFeatureError` naming each row (``row_names``) with an infinite value and
+    its first such columns; NaN (a missing value) is allowed."""
+    infinite = np.isinf(table)
+    if not infinite.any():
+        return
+    rows = np.flatnonzero(infinite.any(axis=1))
+    reasons = []
+    for i in rows:
+        bad = [str(columns[j]) for j in np.flatnonzero(infinite[i])]
+        reasons.append(f"{row_names[i]}: {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''} infinite")
+    raise NonFiniteFeatureError(rows.tolist(), reasons)
+
+
+def row_names(X: Any, table: Any) -> list[str]:
+    """A name per row for messages: the image's source file, the table's index label, or ``row i``."""
+    if is_image_sequence(X):
+        images = [X] if isinstance(X, AFMImage) else list(X)
+        return [im.source or f"image {i}" for i, im in enumerate(images)]
+    if isinstance(table, pd.DataFrame):
+        return [f"row {label!r}" for label in table.index]
+    return [f"row {i}" for i in range(len(table))]
+
+
 def feature_groups_from_columns(columns: Sequence[str]) -> dict[str, list[str]]:
     """Group columns by their meaning, from their names alone.
 

@@ -188,17 +188,10 @@ class KernelSVMHead(ClassifierMixin, BaseEstimator):
         groups = np.arange(len(y)) if groups is None else np.asarray(groups)
         splits = inner_grouped_splits(y_enc, groups, self.inner_folds, self.random_state)
         scores, oof = {}, {}
-        if splits:
-            for params in itertools.product(self.C_grid, self.gamma_grid):
-                values = np.full((len(y), self._width()), np.nan)
-                for tr, te in splits:
-                    if len(np.unique(y_enc[tr][weights[tr] > 0])) < len(self.classes_):
-                        continue  # zero weights removed a class from this inner fold's training side
-                    model = self._pipeline(params).fit(X[tr], y_enc[tr], svm__sample_weight=weights[tr])
-                    values[te] = model.decision_function(X[te]).reshape(len(te), -1)
-                seen = ~np.isnan(values).any(axis=1)
-                scores[params] = float(np.mean(self._vote(values[seen]) == y_enc[seen])) if seen.any() else -1.0
-                oof[params] = (values, seen)
+        for params, values in self._grid_decisions(X, y_enc, weights, splits).items():
+            seen = ~np.isnan(values).any(axis=1)
+            scores[params] = float(np.mean(self._vote(values[seen]) == y_enc[seen])) if seen.any() else -1.0
+            oof[params] = (values, seen)
         best = max(scores, key=scores.get) if scores else (float(np.median(self.C_grid)), 1.0)
         self.best_C_, self.best_gamma_factor_ = best
         self.cv_scores_ = scores
@@ -215,6 +208,22 @@ class KernelSVMHead(ClassifierMixin, BaseEstimator):
             self.oof_proba_ = np.full((len(y), len(self.classes_)), np.nan)
             self.oof_proba_[seen] = self._calibrated(values[seen])
         return self
+
+    def _grid_decisions(self, X: np.ndarray, y_enc: np.ndarray, weights: np.ndarray,
+                        splits: list[tuple[np.ndarray, np.ndarray]]) -> dict[tuple[float, float], np.ndarray]:
+        """Out-of-fold decision values of every grid point (NaN rows: in no usable fold). The
+        preprocessing does not depend on the grid point, so it is fitted once per fold."""
+        grid = list(itertools.product(self.C_grid, self.gamma_grid)) if splits else []
+        values = {params: np.full((len(y_enc), self._width()), np.nan) for params in grid}
+        for tr, te in splits:
+            if len(np.unique(y_enc[tr][weights[tr] > 0])) < len(self.classes_):
+                continue  # zero weights removed a class from this inner fold's training side
+            preprocess = self._pipeline(grid[0])[:-1].fit(X[tr])
+            train, test = preprocess.transform(X[tr]), preprocess.transform(X[te])
+            for params in grid:
+                svm = self._pipeline(params)[-1].fit(train, y_enc[tr], sample_weight=weights[tr])
+                values[params][te] = svm.decision_function(test).reshape(len(te), -1)
+        return values
 
     def _resolve_l2_columns(self) -> np.ndarray:
         if self.l2_normalize is None:

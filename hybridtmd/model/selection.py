@@ -34,6 +34,21 @@ from .stack import StackHead, latent_indices
 
 #: the heads a name may stand for, and the candidates of ``classifier="auto"``
 HEAD_NAMES = ("xgboost", "svm", "stack")
+#: the strings ``classifier`` accepts
+HEAD_CHOICES = ("auto", *HEAD_NAMES)
+
+
+def is_head_spec(value: Any) -> bool:
+    """A head given by name (``"auto"``, a :data:`HEAD_NAMES` entry or a list of them): saved
+    in a manifest's params, so refitting a loaded model chooses the same way."""
+    return (isinstance(value, str) and value in HEAD_CHOICES) or (
+        isinstance(value, list) and bool(value) and all(isinstance(v, str) and v in HEAD_NAMES for v in value))
+
+
+def is_head_list(value: Any) -> bool:
+    """A non-empty list of head names (:data:`HEAD_NAMES`) or estimators: the candidates of a selection."""
+    return isinstance(value, list) and len(value) > 0 and all(
+        (isinstance(v, str) and v in HEAD_NAMES) or hasattr(v, "fit") for v in value)
 
 
 def named_head(name: str, feature_names: Sequence[str], random_state: int | None, n_jobs: int | None) -> Any:
@@ -147,3 +162,26 @@ def select_head(candidates: dict[str, Any], X: np.ndarray, y_enc: np.ndarray, we
                "fit_seconds": seconds, "reason": "highest mean inner accuracy"}
     report["selection_seconds"] = time.perf_counter() - start
     return report
+
+
+def choose_head(classifier: Any, feature_names: Sequence[str], X: np.ndarray, y_enc: np.ndarray,
+                weights: np.ndarray, groups: np.ndarray, n_folds: int, random_state: int | None,
+                n_jobs: int | None) -> dict[str, Any]:
+    """The head selection record of a :class:`~hybridtmd.model.HybridClassifier`'s ``classifier``:
+    :func:`select_head` for ``"auto"`` or a list, else the one head it names or gives."""
+    if not (classifier == "auto" or isinstance(classifier, list)):
+        name = classifier if isinstance(classifier, str) else (
+            "xgboost" if classifier is None else type(classifier).__name__)
+        return {"choice": name, "candidates": [name], "reason": "given as classifier"}
+    candidates = candidate_heads(classifier, feature_names, random_state, n_jobs)
+    return select_head(candidates, X, y_enc, weights, groups, n_folds, random_state)
+
+
+def make_head(classifier: Any, selection: dict[str, Any], feature_names: Sequence[str], random_state: int | None,
+              n_jobs: int | None) -> Any:
+    """A new unfitted head: the ``selection``'s choice for ``"auto"``/a list, else ``classifier``."""
+    if classifier == "auto" or isinstance(classifier, list):
+        return candidate_heads(classifier, feature_names, random_state, n_jobs)[selection["choice"]]
+    if classifier is None or isinstance(classifier, str):
+        return named_head(classifier or "xgboost", feature_names, random_state, n_jobs)
+    return clone(classifier)
