@@ -214,7 +214,8 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         validate_params(self, self._parameter_constraints)
         table = self._fit_features(X)
         X_arr = validate_data(self, table, ensure_all_finite=False, reset=True, dtype=np.float64)
-        check_finite_features(X_arr, getattr(self, "feature_names_in_", range(X_arr.shape[1])), row_names(X, table))
+        check_finite_features(X_arr, getattr(self, "feature_names_in_", [f"x{i}" for i in range(X_arr.shape[1])]),
+                              lambda: row_names(X, table, len(X_arr)))
         y_enc = self._encode_labels(y, X_arr.shape[0])
         groups = np.arange(len(y_enc)) if groups is None else np.asarray(groups)
         if len(groups) != len(y_enc):
@@ -326,7 +327,7 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         elif isinstance(X, pd.DataFrame) and hasattr(self, "feature_names_in_"):
             table = align_columns(X, self.feature_names_in_, stacklevel=3)
         X_arr = validate_data(self, table, ensure_all_finite=False, reset=False, dtype=np.float64)
-        check_finite_features(X_arr, self.feature_names_, row_names(X, table))
+        check_finite_features(X_arr, self.feature_names_, lambda: row_names(X, table, len(X_arr)))
         return X_arr
 
     def transform_features(self, X: Any) -> pd.DataFrame:

@@ -10,7 +10,7 @@ Column names explain themselves::
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -41,12 +41,13 @@ class NonFiniteFeatureError(HybridTMDError, ValueError):
         super().__init__(f"{len(self.rows)} row(s) with infinite feature values: " + "; ".join(self.reasons[:5]) + more)
 
 
-def check_finite_features(table: np.ndarray, columns: Sequence[str], row_names: Sequence[str]) -> None:
-    """:class:`NonFiniteFeatureError` naming each row (``row_names``) with an infinite value and
-    its first such columns; NaN (a missing value) is allowed."""
+def check_finite_features(table: np.ndarray, columns: Sequence[str], names: Callable[[], Sequence[str]]) -> None:
+    """:class:`NonFiniteFeatureError` naming each row (``names()``, called only then) with an
+    infinite value and its first such columns; NaN (a missing value) is allowed."""
     infinite = np.isinf(table)
     if not infinite.any():
         return
+    row_names = names()
     rows = np.flatnonzero(infinite.any(axis=1))
     reasons = []
     for i in rows:
@@ -55,14 +56,14 @@ def check_finite_features(table: np.ndarray, columns: Sequence[str], row_names: 
     raise NonFiniteFeatureError(rows.tolist(), reasons)
 
 
-def row_names(X: Any, table: Any) -> list[str]:
+def row_names(X: Any, table: Any, n_rows: int) -> list[str]:
     """A name per row for messages: the image's source file, the table's index label, or ``row i``."""
     if is_image_sequence(X):
         images = [X] if isinstance(X, AFMImage) else list(X)
         return [im.source or f"image {i}" for i, im in enumerate(images)]
     if isinstance(table, pd.DataFrame):
         return [f"row {label!r}" for label in table.index]
-    return [f"row {i}" for i in range(len(table))]
+    return [f"row {i}" for i in range(n_rows)]
 
 
 def feature_groups_from_columns(columns: Sequence[str]) -> dict[str, list[str]]:

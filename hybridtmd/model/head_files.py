@@ -65,4 +65,5 @@ def load_head(kind: str, path: Path, arrays: Mapping[str, np.ndarray], params: M
         return cls.from_state(settings, {k[len(HEAD_ARRAY_PREFIX):]: v for k, v in arrays.items()
                                          if k.startswith(HEAD_ARRAY_PREFIX)})
     except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ModelFileError(f"{path}: not a readable {kind} head ({type(exc).__name__}: {exc})") from None
+        what = "kernel-SVM" if kind == "kernel_svm" else kind
+        raise ModelFileError(f"{path}: not a readable {what} head ({type(exc).__name__}: {exc})") from None
