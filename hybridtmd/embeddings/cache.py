@@ -8,6 +8,7 @@ edited is recomputed with a :class:`CacheWarning`, never used.
 from __future__ import annotations
 
 import hashlib
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +50,7 @@ class EmbeddingCache:
                 vec, stored_key, digest = entry["vector"], str(entry["key"]), str(entry["sha256"])
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, EOFError, KeyError) as exc:
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
             warn_at_user(f"embedding cache entry {path} is unreadable ({exc}); recomputing", CacheWarning)
             return None
         if stored_key != key or digest != array_digest(vec):
