@@ -51,10 +51,11 @@ _THREADS = [Interval(_INT, None, None), None]
 #: The [model] keys and what each accepts; :class:`hybridtmd.model.HybridClassifier` checks its
 #: parameters against the same constraints at ``fit`` (its ``classifier`` may also be an estimator).
 MODEL_OPTIONS: dict[str, list[Any]] = {
-    "classifier": [Options(("xgboost", "svm")), None],
+    "classifier": [Options(("auto", "xgboost", "svm", "stack")), None],
     "class_weight": [Options(("balanced",)), Mapping, None],
     "calibration": [Options(("temperature",)), None],
     "calibration_folds": [Interval(_INT, 1, None)],
+    "selection_folds": [Interval(_INT, 2, None)],
     "ood_neighbors": [Interval(_INT, 1, None), None],
     "ood_quantile": [Interval(_REAL, 0, 1, closed="right")],
     "random_state": _SEED,

@@ -202,9 +202,14 @@ def _copy_model(saved_model, tmp_path):
 
 
 def _edit_manifest(directory, **changes):
+    """Edit the manifest and recompute its digest, as a forger would (an edit without that is
+    caught by the digest: tests/corpus/test_model_hardening.py), so the checks behind it are tested."""
+    from hybridtmd.model.persistence import manifest_digest
+
     path = directory / "manifest.json"
     manifest = json.loads(path.read_text())
     manifest.update(changes)
+    manifest["directory_digest"] = manifest_digest(manifest, None)
     path.write_text(json.dumps(manifest))
     return manifest
 
@@ -221,7 +226,7 @@ def _rehash(directory):
     ("manifest_not_a_model", r"manifest.json: not a hybridtmd model manifest"),
     ("manifest_lacks_keys", r"manifest.json: manifest lacks \['classes'"),
     ("manifest_unknown_param", r"manifest.json: invalid settings .*unexpected keyword argument 'evil'"),
-    ("manifest_bad_dtype", r"manifest.json: invalid settings .*data type"),
+    ("manifest_bad_dtype", r"manifest.json: invalid 'classes_dtype' .*data type"),
     ("manifest_lists_a_pickle", r"manifest.json: manifest lists unexpected files .*model.pkl"),
     ("manifest_path_traversal", r"manifest.json: manifest lists unexpected files"),
     ("arrays_tampered", r"arrays.npz: content differs from the manifest's SHA-256"),
@@ -239,6 +244,7 @@ def test_tampered_or_incomplete_model_directory(saved_model, tmp_path, case, mat
     elif case == "manifest_lacks_keys":
         del manifest["classes"]
         (d / "manifest.json").write_text(json.dumps(manifest))
+        _edit_manifest(d)
     elif case == "manifest_unknown_param":
         _edit_manifest(d, params={**manifest["params"], "evil": "__import__('os').system('true')"})
     elif case == "manifest_bad_dtype":
@@ -348,7 +354,7 @@ def test_batch_predict_with_a_broken_model_is_one_clear_error(image_model_dir, t
     good = make_good(tmp_path / "imgs", n=1)
     result = runner.invoke(app, ["predict", str(broken), str(good[0]), "-o", str(tmp_path / "p.csv")])
     assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
-    assert "manifest.json: invalid settings" in result.output.replace("\n", "")  # rich wraps long paths
+    assert "manifest.json: invalid 'classes_dtype'" in result.output.replace("\n", "")  # rich wraps long paths
     assert not (tmp_path / "p.csv").exists()
 
 

@@ -128,7 +128,7 @@ def test_cache_hit_miss_invalidation_and_corrupt_entry(images, tmp_path, monkeyp
     first = CNNEmbedder(cache_dir=tmp_path, **SMALL)
     ref = first.transform(images).to_numpy()
     assert (first.n_computed_, first.n_cache_hits_) == (4, 0)
-    entries = sorted(tmp_path.rglob("*.npy"))
+    entries = sorted(tmp_path.rglob("*.npz"))
     assert len(entries) == 4 and not list(tmp_path.rglob("*.tmp"))
 
     def no_model(*args, **kwargs):
@@ -142,7 +142,7 @@ def test_cache_hit_miss_invalidation_and_corrupt_entry(images, tmp_path, monkeyp
 
     changed = CNNEmbedder(cache_dir=tmp_path, clip_percentiles=(2.0, 98.0), **SMALL)  # any setting: new keys
     changed.transform(images)
-    assert changed.n_computed_ == 4 and len(list(tmp_path.rglob("*.npy"))) == 8
+    assert changed.n_computed_ == 4 and len(list(tmp_path.rglob("*.npz"))) == 8
 
     entries[0].write_bytes(entries[0].read_bytes()[:100])  # truncated entry
     again = CNNEmbedder(cache_dir=tmp_path, **SMALL)
@@ -150,7 +150,7 @@ def test_cache_hit_miss_invalidation_and_corrupt_entry(images, tmp_path, monkeyp
         out = again.transform(images).to_numpy()
     assert (again.n_computed_, again.n_cache_hits_) == (1, 3)
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)  # recomputed alone: batch-size rounding only
-    assert np.load(entries[0]).shape == (1280,)  # rewritten, usable again
+    assert np.load(entries[0])["vector"].shape == (1280,)  # rewritten, usable again
 
 
 def test_missing_resnet_weights_error_says_where_to_put_them(tmp_path, monkeypatch):

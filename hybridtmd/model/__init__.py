@@ -4,6 +4,10 @@
 :mod:`.columns`        column prefixes (``phys__``, ``latent__``), groups, units, column alignment
 :mod:`.features`       :class:`HybridFeatures`: AFM images → one feature table
 :mod:`.heads`          the XGBoost head (:func:`default_head`) and :class:`KernelSVMHead`
+:mod:`.stack`          :class:`StackHead`: XGBoost + out-of-fold kernel-SVM probabilities
+:mod:`.selection`      ``classifier="auto"``: the head chosen by inner grouped CV
+:mod:`.head_files`     heads in a model directory without pickle
+:mod:`.schema`         the checks of a saved manifest (types, ranges, consistency)
 :mod:`.calibration`    temperature scaling of probabilities
 :mod:`.ood`            :class:`NearestNeighborOOD`, the out-of-distribution score
 :mod:`.classifier`     :class:`HybridClassifier`: fit, predict, save and load
@@ -18,7 +22,9 @@ from .columns import (
     LATENT_GROUP,
     LATENT_PREFIX,
     PHYS_PREFIX,
+    SVM_PROBA_PREFIX,
     FeatureMismatchError,
+    NonFiniteFeatureError,
     align_columns,
     feature_groups_from_columns,
     feature_units,
@@ -28,10 +34,14 @@ from .columns import (
 from .features import HybridFeatures, resolve_features
 from .heads import KernelSVMHead, default_head, power_l2_normalise, signed_sqrt
 from .ood import NearestNeighborOOD
+from .selection import HEAD_NAMES
+from .stack import StackHead
 
 __all__ = [
     "LATENT_GROUP",
     "LATENT_PREFIX",
+    "HEAD_NAMES",
+    "SVM_PROBA_PREFIX",
     "MODEL_FORMAT_VERSION",
     "PHYS_PREFIX",
     "FeatureMismatchError",
@@ -40,6 +50,8 @@ __all__ = [
     "KernelSVMHead",
     "ModelFileError",
     "NearestNeighborOOD",
+    "NonFiniteFeatureError",
+    "StackHead",
     "align_columns",
     "default_head",
     "feature_groups_from_columns",

@@ -15,6 +15,9 @@ import numpy as np
 
 #: probabilities are clipped here before the logarithm (a zero would give -inf)
 MIN_PROBABILITY = 1e-12
+#: the temperatures searched and accepted from a model file: sharpening or softening by more than
+#: 10x means the head's probabilities are not worth rescaling (Guo et al. report T of about 1-3)
+TEMPERATURE_RANGE = (0.1, 10.0)
 
 
 def log_probabilities(proba: np.ndarray) -> np.ndarray:
@@ -24,7 +27,8 @@ def log_probabilities(proba: np.ndarray) -> np.ndarray:
 
 def fit_temperature(log_proba: np.ndarray, y_enc: np.ndarray) -> float:
     """The temperature minimising the mean negative log-likelihood of the encoded labels
-    ``y_enc`` under ``softmax(log_proba / T)``; searched over ``log T`` in [-3, 3]."""
+    ``y_enc`` under ``softmax(log_proba / T)``; searched over ``log T`` for ``T`` in
+    :data:`TEMPERATURE_RANGE`."""
     from scipy.optimize import minimize_scalar
     from scipy.special import log_softmax
 
@@ -34,7 +38,8 @@ def fit_temperature(log_proba: np.ndarray, y_enc: np.ndarray) -> float:
         log_q = log_softmax(log_proba / math.exp(log_t), axis=1)
         return float(-log_q[rows, y_enc].mean())
 
-    return float(math.exp(minimize_scalar(nll, bounds=(-3.0, 3.0), method="bounded").x))
+    bounds = (math.log(TEMPERATURE_RANGE[0]), math.log(TEMPERATURE_RANGE[1]))
+    return float(math.exp(minimize_scalar(nll, bounds=bounds, method="bounded").x))
 
 
 def apply_temperature(proba: np.ndarray, temperature: float) -> np.ndarray:

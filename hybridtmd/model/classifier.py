@@ -27,7 +27,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, column_or_1d, has_fit_parameter, validate_data
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from .._utils import Check, Options, array_digest, validate_params
 from ..config import MODEL_OPTIONS, Config, ConfigError
@@ -36,24 +36,53 @@ from ..errors import ModelFileError
 from ..io import check_images
 from ..splits import inner_grouped_splits
 from .calibration import apply_temperature, fit_temperature, log_probabilities
-from .columns import align_columns, feature_groups_from_columns, is_image_sequence, latent_mask
-from .features import HybridFeatures, resolve_features, unlevelled_extractor
-from .heads import HEAD_KINDS, KernelSVMHead, check_sample_weight, default_head, load_head, save_head
-from .ood import STATE_ARRAYS, NearestNeighborOOD
-from .persistence import MANIFEST_NAME, read_arrays, read_manifest, write_arrays, write_manifest
+from .columns import (
+    align_columns,
+    check_finite_features,
+    feature_groups_from_columns,
+    is_image_sequence,
+    latent_mask,
+    row_names,
+)
+from .features import HybridFeatures, resolve_features, unlevelled_extractor, with_saved_families
+from .head_files import HEAD_KINDS, load_head, save_head
+from .heads import check_sample_weight, default_head
+from .ood import STATE_ARRAYS, NearestNeighborOOD, flag_scores
+from .persistence import (
+    MANIFEST_NAME,
+    read_arrays,
+    read_manifest,
+    write_arrays,
+    write_manifest,
+    write_model_directory,
+)
+from .schema import (
+    check_classes,
+    check_features,
+    check_head,
+    check_ood,
+    check_temperature,
+    manifest_entries,
+    model_card,
+)
+from .selection import HEAD_CHOICES, choose_head, fit_head, is_head_list, make_head
+from .stack import StackHead
 
 MODEL_FORMAT = "hybridtmd-model"
 #: Version of the model directory layout written by :meth:`HybridClassifier.save`; every older
-#: one still loads. 3: the features' levelling flag is ``level_images`` (``level`` before);
+#: one still loads. 4: one digest over the directory, head selection, stack heads, resolved
+#: descriptor families; 3: the features' levelling flag is ``level_images`` (``level`` before);
 #: 2: the "head" entry and kernel-SVM heads; 1: XGBoost heads only.
-MODEL_FORMAT_VERSION = 3
+MODEL_FORMAT_VERSION = 4
+#: the first format whose manifest carries a digest over the whole model directory
+DIGEST_SINCE = 4
 CLASSIFIER_NAME = "classifier.json"
 ARRAYS_NAME = "arrays.npz"
 OOD_ARRAY_PREFIX = "ood_"
 #: the constructor parameters a manifest stores (features are stored as their settings, the head
 #: as its files)
-SAVED_PARAMS = ("class_weight", "calibration", "calibration_folds", "ood_neighbors", "ood_quantile",
-                "random_state", "n_jobs")
+SAVED_PARAMS = ("class_weight", "calibration", "calibration_folds", "selection_folds", "ood_neighbors",
+                "ood_quantile", "random_state", "n_jobs")
 MANIFEST_ENTRIES = ("params", "features", "classes", "classes_dtype", "n_features_in", "feature_names",
                     "feature_names_from_table", "feature_groups", "temperature", "ood_threshold", "training",
                     "metrics", "files")
@@ -67,12 +96,17 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
     features : HybridFeatures, "default" or None
         How images become a table; ``"default"`` is :class:`HybridFeatures` ``()``. Unused when
         ``fit`` receives a table. ``None``: the model accepts tables only.
-    classifier : estimator, "xgboost", "svm" or None
-        The head. ``None``/``"xgboost"``: :func:`default_head` (XGBoost; exact TreeSHAP
-        explanations, saved as JSON). ``"svm"``: :class:`KernelSVMHead` (RBF SVM tuned by inner
-        grouped CV; more accurate on embedding-dominated tables; its ``latent__`` columns
-        power- and L2-normalised as one block - none for a table without column names; saved as
-        JSON + npz; no TreeSHAP). Any scikit-learn classifier works for fit/predict.
+    classifier : "auto", "xgboost", "svm", "stack", estimator, list of those, or None
+        The head. ``"auto"`` (default): the best of XGBoost, the kernel SVM and (for tables with
+        embedding columns) the stack, by mean accuracy over ``selection_folds`` inner folds of
+        the training data grouped by sample (:mod:`.selection`; ``head_selection_`` records the
+        choice and the scores). A list: the same choice among the heads it names or gives.
+        ``None``/``"xgboost"``: :func:`default_head` (XGBoost; exact TreeSHAP, saved as JSON).
+        ``"svm"``: :class:`KernelSVMHead` (RBF SVM tuned by inner grouped CV; its ``latent__``
+        columns power- and L2-normalised as one block). ``"stack"``:
+        :class:`~hybridtmd.model.stack.StackHead` (XGBoost on descriptors + normalised embedding +
+        out-of-fold SVM probabilities; exact TreeSHAP of its XGBoost margin). Any scikit-learn
+        classifier works for fit/predict (saving needs one of the three).
     class_weight : "balanced", dict or None
         ``balanced`` weights each image by ``n / (n_classes * n_class)`` (multiplied with any
         ``sample_weight``), so rare materials count as much as common ones; a dict gives a weight
@@ -83,6 +117,8 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         sample. Changes confidence, never the predicted class.
     calibration_folds : int
         Folds for the calibration predictions.
+    selection_folds : int
+        Inner grouped folds that choose the head for ``classifier="auto"`` or a list.
     ood_neighbors : int or None
         Out-of-distribution score = mean Euclidean distance to the ``ood_neighbors`` nearest
         training images in the standardised table (each block - physical, latent - scaled to equal
@@ -106,6 +142,10 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
     feature_names_ : list of str  the column names the model sees: ``feature_names_in_``, or
         ``x0, x1...`` for an array; the columns of :meth:`transform_features`
     feature_groups_ : dict  group → columns (see :func:`feature_groups_from_columns`)
+    head_selection_ : dict  the head chosen (``choice``) and, when chosen by inner CV, each
+        candidate's inner ``scores``, ``mean``, ``std`` and ``fit_seconds`` (:mod:`.selection`)
+    head_feature_names_, head_feature_groups_ : the columns the head's trees see and their groups:
+        ``feature_names_``, plus ``latent_svm__p_<class>`` (group ``latent``) for the stack head
     temperature_ : float or None
     ood_ : NearestNeighborOOD or None  the fitted out-of-distribution score
     ood_threshold_ : float or None  its threshold
@@ -115,16 +155,18 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
     _parameter_constraints: dict = {  # noqa: RUF012 (scikit-learn's convention: a class attribute)
         **MODEL_OPTIONS,  # the constraints a config's [model] table is checked against
         "features": [HybridFeatures, Options(("default",)), None],
-        "classifier": [Options(("xgboost", "svm")), None, Check(lambda c: hasattr(c, "fit"), "an estimator")],
+        "classifier": [Options(HEAD_CHOICES), None, Check(lambda c: hasattr(c, "fit"), "an estimator"),
+                       Check(is_head_list, "a non-empty list of head names or estimators")],
     }
 
     def __init__(
         self,
         features: HybridFeatures | str | None = "default",
-        classifier: Any = None,
+        classifier: Any = "auto",
         class_weight: str | Mapping[Any, float] | None = "balanced",
         calibration: str | None = None,
         calibration_folds: int = 5,
+        selection_folds: int = 3,
         ood_neighbors: int | None = 5,
         ood_quantile: float = 0.99,
         random_state: int | None = 0,
@@ -135,6 +177,7 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         self.class_weight = class_weight
         self.calibration = calibration
         self.calibration_folds = calibration_folds
+        self.selection_folds = selection_folds
         self.ood_neighbors = ood_neighbors
         self.ood_quantile = ood_quantile
         self.random_state = random_state
@@ -170,7 +213,9 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         """
         validate_params(self, self._parameter_constraints)
         table = self._fit_features(X)
-        X_arr = validate_data(self, table, ensure_all_finite="allow-nan", reset=True, dtype=np.float64)
+        X_arr = validate_data(self, table, ensure_all_finite=False, reset=True, dtype=np.float64)
+        check_finite_features(X_arr, getattr(self, "feature_names_in_", [f"x{i}" for i in range(X_arr.shape[1])]),
+                              lambda: row_names(X, table, len(X_arr)))
         y_enc = self._encode_labels(y, X_arr.shape[0])
         groups = np.arange(len(y_enc)) if groups is None else np.asarray(groups)
         if len(groups) != len(y_enc):
@@ -180,7 +225,9 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
                                                        [f"x{i}" for i in range(X_arr.shape[1])])]
         self.feature_groups_ = feature_groups_from_columns(self.feature_names_)
 
+        self.head_selection_ = self._select_head(X_arr, y_enc, weights, groups)
         self.classifier_ = self._fit_head(X_arr, y_enc, weights, groups)
+        self._set_head_features()
         self.temperature_ = self._fit_temperature(X_arr, y_enc, groups, weights) if self.calibration else None
         self.ood_ = None if self.ood_neighbors is None else NearestNeighborOOD(
             self.ood_neighbors, self.ood_quantile).fit(X_arr, groups, block=latent_mask(self.feature_names_))
@@ -229,26 +276,27 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
             weights = weights * compute_sample_weight("balanced", y_enc)
         return weights
 
+    def _select_head(self, X: np.ndarray, y_enc: np.ndarray, weights: np.ndarray, groups: np.ndarray
+                     ) -> dict[str, Any]:
+        return choose_head(self.classifier, self.feature_names_, X, y_enc, weights, groups, self.selection_folds,
+                           self.random_state, self.n_jobs)
+
     def _make_head(self) -> Any:
-        if self.classifier is None or (isinstance(self.classifier, str) and self.classifier == "xgboost"):
-            return default_head(self.random_state, self.n_jobs)
-        if isinstance(self.classifier, str):  # "svm", the other string the constraints allow
-            # power + L2 normalisation belongs to the embedding block only
-            latent = np.flatnonzero(latent_mask(self.feature_names_)).tolist()
-            return KernelSVMHead(l2_normalize=tuple(latent) or None, random_state=self.random_state)
-        return clone(self.classifier)
+        return make_head(self.classifier, self.head_selection_, self.feature_names_, self.random_state,
+                         self.n_jobs)
 
     def _fit_head(self, X: np.ndarray, y_enc: np.ndarray, weights: np.ndarray, groups: np.ndarray,
                   stacklevel: int = 3) -> Any:
         """A new head fitted on the rows; ``stacklevel`` of its warning points at the user's call."""
-        head = self._make_head()
-        extra = {"groups": groups} if has_fit_parameter(head, "groups") else {}
-        if has_fit_parameter(head, "sample_weight"):
-            return head.fit(X, y_enc, sample_weight=weights, **extra)
-        if not np.allclose(weights, weights[0]):
-            warnings.warn(f"{type(head).__name__} takes no sample_weight: class/sample weights ignored",
-                          UserWarning, stacklevel=stacklevel)
-        return head.fit(X, y_enc, **extra)
+        return fit_head(self._make_head(), X, y_enc, weights, groups, stacklevel=stacklevel + 1)
+
+    def _set_head_features(self) -> None:
+        """``head_feature_names_`` / ``head_feature_groups_``: the stack's trees also see its SVM
+        probabilities, named ``latent_svm__p_<class>`` and grouped with the embedding."""
+        head = self.classifier_
+        self.head_feature_names_ = (head.get_feature_names_out(self.feature_names_, self.classes_)
+                                    if isinstance(head, StackHead) else list(self.feature_names_))
+        self.head_feature_groups_ = feature_groups_from_columns(self.head_feature_names_)
 
     def _fit_temperature(self, X: np.ndarray, y_enc: np.ndarray, groups: np.ndarray, weights: np.ndarray) -> float:
         """The temperature of heads fitted on grouped calibration folds, from their out-of-fold
@@ -271,13 +319,16 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         """The checked float array of ``X`` (images → features; a DataFrame aligned by name).
         Called by the public methods only, so a warning's ``stacklevel`` of 3 is the user's call."""
         check_is_fitted(self, "classifier_")
+        table = X
         if is_image_sequence(X):
             if self.features_ is None:
                 raise TypeError("this model was fitted on a feature table: pass a table with the same columns")
-            X = self.features_.transform(check_images(X))
+            table = self.features_.transform(check_images(X))
         elif isinstance(X, pd.DataFrame) and hasattr(self, "feature_names_in_"):
-            X = align_columns(X, self.feature_names_in_, stacklevel=3)
-        return validate_data(self, X, ensure_all_finite="allow-nan", reset=False, dtype=np.float64)
+            table = align_columns(X, self.feature_names_in_, stacklevel=3)
+        X_arr = validate_data(self, table, ensure_all_finite=False, reset=False, dtype=np.float64)
+        check_finite_features(X_arr, self.feature_names_, lambda: row_names(X, table, len(X_arr)))
+        return X_arr
 
     def transform_features(self, X: Any) -> pd.DataFrame:
         """The feature table the model sees for ``X`` (images or a table), columns ``feature_names_``."""
@@ -291,9 +342,10 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         return self.ood_.score(self._table_array(X))
 
     def is_out_of_distribution(self, X: Any) -> np.ndarray:
-        """True where :meth:`ood_score` exceeds ``ood_threshold_``: an image unlike every training
-        sample (an unknown material, a broken scan), whose predicted label should not be trusted."""
-        return self.ood_score(X) > self.ood_threshold_
+        """True where :meth:`ood_score` exceeds ``ood_threshold_`` or is NaN/inf: an image unlike
+        every training sample (an unknown material, a broken scan, a row of missing values), whose
+        predicted label should not be trusted."""
+        return flag_scores(self.ood_score(X), self.ood_threshold_)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, columns in the order of ``classes_`` (temperature-scaled when
@@ -316,7 +368,8 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
 
     def predict_frame(self, X: Any, index: Sequence[str] | None = None) -> pd.DataFrame:
         """A table per image: ``label``, ``confidence``, ``p_<class>`` for every class and, when
-        fitted with an OOD reference, ``ood_score`` and ``out_of_distribution``."""
+        fitted with an OOD reference, ``ood_score`` and ``out_of_distribution``; its
+        ``attrs["model_card"]`` is :meth:`model_card`."""
         table = self._table_array(X)
         proba = self._proba(table)
         frame = pd.DataFrame({"label": self._labels(table), "confidence": proba.max(axis=1)}, index=index)
@@ -325,8 +378,16 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         if self.ood_ is not None:
             score = self.ood_.score(table)
             frame["ood_score"] = score
-            frame["out_of_distribution"] = score > self.ood_threshold_
+            frame["out_of_distribution"] = flag_scores(score, self.ood_threshold_)
+        frame.attrs["model_card"] = self.model_card()
         return frame
+
+    def model_card(self) -> dict[str, Any]:
+        """What a prediction came from: the head and how it was chosen (``head_selection_``: choice,
+        inner scores with spread, fit seconds), classes, features, training data, calibration and
+        OOD threshold. :meth:`predict_frame` attaches it as ``frame.attrs["model_card"]``."""
+        check_is_fitted(self, "classifier_")
+        return model_card(self)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -335,55 +396,48 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
 
     # ---- persistence --------------------------------------------------------------------------
 
-    def save(self, directory: str | Path, metrics: Mapping[str, Any] | None = None) -> Path:
-        """Write the fitted model to ``directory`` (created): ``classifier.json`` (XGBoost's own
-        JSON, or the :class:`KernelSVMHead`'s settings), ``arrays.npz`` (OOD reference, the SVM
-        head's arrays) and ``manifest.json`` (settings, classes, feature names and groups, library
-        versions, training-data hash, ``metrics``, SHA-256 of the other files). No pickle: loading
-        runs no code. Every file is written atomically."""
+    def save(self, directory: str | Path, metrics: Mapping[str, Any] | None = None,
+             key: str | bytes | None = None) -> Path:
+        """Write the fitted model to ``directory``: ``classifier.json`` (XGBoost's own JSON, or the
+        SVM or stack head's settings), ``arrays.npz`` (OOD reference, the SVM's arrays) and
+        ``manifest.json`` (settings, classes, feature names and groups, head selection, library
+        versions, training-data hash, ``metrics``, SHA-256 of the other files, one digest over it
+        all - HMAC-signed with ``key`` or ``$HYBRIDTMD_MODEL_KEY`` when given; :mod:`.persistence`).
+        No pickle: loading runs no code. The model is written whole to a temporary sibling and
+        swapped in, so a failed save leaves the previous model in ``directory`` intact; an
+        existing non-model directory is never replaced (:class:`ModelFileError`)."""
         check_is_fitted(self, "classifier_")
-        directory = Path(directory)
-        head_kind, arrays = save_head(self.classifier_, directory / CLASSIFIER_NAME)
-        if self.ood_ is not None:
-            arrays |= {OOD_ARRAY_PREFIX + k: v for k, v in self.ood_.state().items()}
-        write_arrays(directory / ARRAYS_NAME, arrays)
-        write_manifest(directory, MODEL_FORMAT, MODEL_FORMAT_VERSION, self._manifest_entries(head_kind, metrics),
-                       files=(CLASSIFIER_NAME, ARRAYS_NAME), libraries=("scikit-learn", "xgboost"))
-        return directory
 
-    def _manifest_entries(self, head_kind: str, metrics: Mapping[str, Any] | None) -> dict[str, Any]:
-        params = self.get_params(deep=False)
-        return {
-            "head": head_kind,
-            "params": {k: params[k] for k in SAVED_PARAMS},
-            "features": None if self.features_ is None else self.features_.to_settings(),
-            "classifier_params": {k: v for k, v in self.classifier_.get_params().items()
-                                  if v is None or isinstance(v, (bool, int, float, str))},
-            "classes": self.classes_.tolist(),
-            "classes_dtype": self.classes_.dtype.str,
-            "n_features_in": int(self.n_features_in_),
-            "feature_names": self.feature_names_,
-            "feature_names_from_table": hasattr(self, "feature_names_in_"),
-            "feature_groups": self.feature_groups_,
-            "temperature": self.temperature_,
-            "ood_threshold": self.ood_threshold_,
-            "training": self.training_summary_,
-            "metrics": dict(metrics or {}),
-        }
+        def write(target: Path) -> None:
+            head_kind, arrays = save_head(self.classifier_, target / CLASSIFIER_NAME)
+            if self.ood_ is not None:
+                arrays |= {OOD_ARRAY_PREFIX + k: v for k, v in self.ood_.state().items()}
+            write_arrays(target / ARRAYS_NAME, arrays)
+            entries = manifest_entries(self, head_kind, metrics, SAVED_PARAMS)
+            write_manifest(target, MODEL_FORMAT, MODEL_FORMAT_VERSION, entries,
+                           files=(CLASSIFIER_NAME, ARRAYS_NAME), libraries=("scikit-learn", "xgboost"), key=key)
+
+        return write_model_directory(directory, write)
 
     @classmethod
-    def load(cls, directory: str | Path) -> HybridClassifier:
-        """Read a model written by :meth:`save` (any format up to :data:`MODEL_FORMAT_VERSION`).
-        Raises :class:`ModelFileError` naming the file when a file is missing, was modified after
-        saving, or comes from a newer format."""
+    def load(cls, directory: str | Path, key: str | bytes | None = None) -> HybridClassifier:
+        """Read a model written by :meth:`save` (any format up to :data:`MODEL_FORMAT_VERSION`;
+        ``key`` or ``$HYBRIDTMD_MODEL_KEY`` for a signed one). Raises :class:`ModelFileError`
+        naming the file when a file is missing or was modified after saving, the manifest's digest
+        or schema (:mod:`.schema`) fails, or the format is newer."""
         directory = Path(directory)
+        path = directory / MANIFEST_NAME
         manifest = read_manifest(directory, MODEL_FORMAT, MODEL_FORMAT_VERSION, MANIFEST_ENTRIES,
-                                 (CLASSIFIER_NAME, ARRAYS_NAME))
-        model = cls._unfitted_from_manifest(manifest, directory / MANIFEST_NAME)
+                                 (CLASSIFIER_NAME, ARRAYS_NAME), key=key, digest_since=DIGEST_SINCE)
+        model = cls._unfitted_from_manifest(manifest, path)
         arrays = read_arrays(directory / ARRAYS_NAME)
         head = load_head(manifest.get("head", "xgboost"), directory / CLASSIFIER_NAME, arrays,
                          manifest.get("classifier_params", {}))
-        model.set_params(classifier=clone(head))  # refitting a loaded model uses the same head settings
+        check_head(path, head, len(manifest["classes"]), manifest["n_features_in"])
+        check_ood(path, manifest["ood_threshold"], arrays.get(OOD_ARRAY_PREFIX + "reference"),
+                  manifest["n_features_in"])
+        if "classifier" not in manifest["params"]:  # a given estimator: refitting uses the same head settings
+            model.set_params(classifier=clone(head))
         model._restore_fitted(manifest, head, arrays, directory / ARRAYS_NAME)
         return model
 
@@ -393,15 +447,16 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         :class:`ModelFileError` naming it, not a TypeError from the constructor."""
         head = manifest.get("head", "xgboost")  # format 1 had XGBoost heads only
         if head not in HEAD_KINDS:
-            raise ModelFileError(f"{path}: unknown head {head!r} (expected 'xgboost' or 'kernel_svm')")
+            raise ModelFileError(f"{path}: unknown head {head!r} (expected one of {', '.join(HEAD_KINDS)})")
         try:
             model = cls(**manifest["params"])
             validate_params(model, cls._parameter_constraints)
-            np.dtype(manifest["classes_dtype"])
-            int(manifest["n_features_in"])
         except (TypeError, ValueError) as exc:
             raise ModelFileError(f"{path}: invalid settings ({type(exc).__name__}: {exc})") from None
-        features = manifest["features"]
+        check_classes(path, manifest)
+        check_features(path, manifest)
+        check_temperature(path, manifest["temperature"])
+        features = with_saved_families(manifest["features"], manifest["feature_groups"])
         return model.set_params(features=None if features is None else HybridFeatures.from_settings(features))
 
     def _restore_fitted(self, manifest: dict[str, Any], head: Any, arrays: dict[str, np.ndarray],
@@ -418,6 +473,9 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         self.ood_threshold_ = manifest["ood_threshold"]
         self.training_summary_ = manifest["training"]
         self.metrics_ = manifest["metrics"]
+        self.head_selection_ = manifest.get("head_selection") or {
+            "choice": manifest.get("head", "xgboost"), "reason": "saved before head selection was recorded"}
+        self._set_head_features()
         self.features_ = None if self.features is None else clone(self.features).restore_fitted(self.feature_names_)
         self.ood_ = None
         if self.ood_threshold_ is not None:

@@ -10,7 +10,7 @@ Column names explain themselves::
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,17 +23,55 @@ from ..io import AFMImage
 PHYS_PREFIX = "phys__"
 LATENT_PREFIX = "latent__"
 LATENT_GROUP = "latent"
+#: prefix of the stack head's SVM-probability columns, functions of the embedding (group latent)
+SVM_PROBA_PREFIX = "latent_svm__p_"
 
 
 class FeatureMismatchError(HybridTMDError, ValueError):
     """A feature table at predict time lacks columns the model was trained on."""
 
 
+class NonFiniteFeatureError(HybridTMDError, ValueError):
+    """Feature rows with infinite values (an overflowing descriptor, a corrupt table): refused
+    before they reach the head. ``rows`` are their positions, ``reasons`` one text per row."""
+
+    def __init__(self, rows: Sequence[int], reasons: Sequence[str]):
+        self.rows, self.reasons = list(rows), list(reasons)
+        more = f" (and {len(self.rows) - 5} more)" if len(self.rows) > 5 else ""
+        super().__init__(f"{len(self.rows)} row(s) with infinite feature values: " + "; ".join(self.reasons[:5]) + more)
+
+
+def check_finite_features(table: np.ndarray, columns: Sequence[str], names: Callable[[], Sequence[str]]) -> None:
+    """:class:`NonFiniteFeatureError` naming each row (``names()``, called only then) with an
+    infinite value and its first such columns; NaN (a missing value) is allowed."""
+    infinite = np.isinf(table)
+    if not infinite.any():
+        return
+    row_names = names()
+    rows = np.flatnonzero(infinite.any(axis=1))
+    reasons = []
+    for i in rows:
+        bad = [str(columns[j]) for j in np.flatnonzero(infinite[i])]
+        reasons.append(f"{row_names[i]}: {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''} infinite")
+    raise NonFiniteFeatureError(rows.tolist(), reasons)
+
+
+def row_names(X: Any, table: Any, n_rows: int) -> list[str]:
+    """A name per row for messages: the image's source file, the table's index label, or ``row i``."""
+    if is_image_sequence(X):
+        images = [X] if isinstance(X, AFMImage) else list(X)
+        return [im.source or f"image {i}" for i, im in enumerate(images)]
+    if isinstance(table, pd.DataFrame):
+        return [f"row {label!r}" for label in table.index]
+    return [f"row {i}" for i in range(n_rows)]
+
+
 def feature_groups_from_columns(columns: Sequence[str]) -> dict[str, list[str]]:
     """Group columns by their meaning, from their names alone.
 
     ``phys__<descriptor>`` → the descriptor's family (``paper``, ``areal``...; ``physical`` for a
-    name the registry does not know), ``latent__*`` → ``latent``, anything else → ``other``.
+    name the registry does not know), ``latent__*`` and the stack head's SVM probabilities
+    ``latent_svm__p_*`` → ``latent``, anything else → ``other``.
     Groups are in first-appearance order.
     """
     registry = list_descriptors()
@@ -42,7 +80,7 @@ def feature_groups_from_columns(columns: Sequence[str]) -> dict[str, list[str]]:
     for col in map(str, columns):
         if col.startswith(PHYS_PREFIX):
             group = family_of.get(col[len(PHYS_PREFIX):], "physical")
-        elif col.startswith(LATENT_PREFIX):
+        elif col.startswith((LATENT_PREFIX, SVM_PROBA_PREFIX)):
             group = LATENT_GROUP
         else:
             group = "other"

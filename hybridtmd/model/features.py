@@ -11,6 +11,7 @@ Either half can be switched off (``descriptors=None`` / ``embedder=None``) for a
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,7 @@ from ..embeddings import CNNEmbedder
 from ..errors import ModelFileError
 from ..io import AFMImage, check_images
 from ..preprocess import LevelConfig, level
-from .columns import PHYS_PREFIX, feature_groups_from_columns, feature_units, latent_column_name
+from .columns import LATENT_GROUP, PHYS_PREFIX, feature_groups_from_columns, feature_units, latent_column_name
 
 #: CNNEmbedder parameters a saved model stores (``pca_components`` would need pickle; ``progress``
 #: is not a setting of the features)
@@ -190,13 +191,15 @@ class HybridFeatures(TransformerMixin, BaseEstimator):
             "level_images": bool(self.level_images),
             "level_config": _config_dict(self.level_config),
             "descriptors": None if desc is None else {
-                "families": None if desc.families is None else (
-                    desc.families if isinstance(desc.families, str) else list(desc.families)),
+                # the resolved list, not None ("the defaults at load time" would change meaning
+                # when a default family is added)
+                "families": [f.name for f in desc.families_],
                 "config": _config_dict(desc.config),
                 "level_images": _levels_images(desc),
                 "level_config": _config_dict(desc.level_config),
             },
-            "embedder": None if emb is None else {k: getattr(emb, k) for k in EMBEDDER_KEYS},
+            "embedder": None if emb is None else {k: getattr(emb, k) for k in EMBEDDER_KEYS}
+            | {"cache_dir": None if emb.cache_dir is None else str(Path(emb.cache_dir).resolve())},
         }
 
     @classmethod
@@ -209,7 +212,8 @@ class HybridFeatures(TransformerMixin, BaseEstimator):
             descriptors = None if d is None else _extractor(
                 d["families"], _from_dict(DescriptorConfig, d["config"]), _flag(d),
                 _from_dict(LevelConfig, d["level_config"]))
-            embedder = None if e is None else CNNEmbedder(**{**e, "clip_percentiles": tuple(e["clip_percentiles"])})
+            embedder = None if e is None else CNNEmbedder(**{**e, "clip_percentiles": tuple(e["clip_percentiles"]),
+                                                             "cache_dir": _absolute_or_none(e.get("cache_dir"))})
             return cls(descriptors=descriptors, embedder=embedder, level_images=_flag(values),
                        level_config=_from_dict(LevelConfig, values["level_config"]))
         except (KeyError, TypeError, ValueError) as exc:
@@ -247,6 +251,23 @@ def resolve_features(features: HybridFeatures | str | None) -> HybridFeatures | 
 def _flag(values: dict[str, Any]) -> bool:
     """The saved levelling flag: ``level_images``, or ``level`` in models saved before the rename."""
     return values["level_images"] if "level_images" in values else values["level"]
+
+
+def with_saved_families(settings: dict[str, Any] | None, feature_groups: dict[str, list[str]]) -> dict[str, Any] | None:
+    """Feature settings whose ``families: None`` (release 0.1.0 saved "the defaults at load time")
+    is replaced by the families the model was trained with: its descriptor groups, in column
+    order, so a default family added since does not change what the model computes."""
+    descriptors = settings.get("descriptors") if isinstance(settings, dict) else None
+    if not isinstance(descriptors, dict) or descriptors.get("families") is not None:
+        return settings
+    families = [g for g in feature_groups if g not in (LATENT_GROUP, "physical", "other")]
+    return {**settings, "descriptors": {**descriptors, "families": families}}
+
+
+def _absolute_or_none(cache_dir: Any) -> str | None:
+    """A saved cache folder, or None for a relative one (saved by release 0.1.0: it would mean a
+    different folder wherever predict runs)."""
+    return cache_dir if isinstance(cache_dir, str) and Path(cache_dir).is_absolute() else None
 
 
 def _config_dict(config: Any) -> dict[str, Any] | None:

@@ -2,17 +2,15 @@
 
 :func:`default_head` is the XGBoost head (exact TreeSHAP explanations). :class:`KernelSVMHead` is
 an RBF support-vector head for tables dominated by CNN embeddings; its fitted state is plain
-arrays, so it saves without pickle. :func:`save_head` / :func:`load_head` write and read either
-head in a model directory.
+arrays, so it saves without pickle (:mod:`.head_files` writes and reads heads in a model
+directory).
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import numbers
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,10 +19,8 @@ from sklearn.utils import check_array
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._utils import Check, Interval, Options, atomic_path, validate_params
-from ..errors import ModelFileError
+from .._utils import Check, Interval, Options, validate_params
 from ..splits import inner_grouped_splits
-from .persistence import write_json
 
 if TYPE_CHECKING:  # xgboost is imported when a head is made, so importing the model stage stays light
     from xgboost import XGBClassifier
@@ -139,6 +135,10 @@ class KernelSVMHead(ClassifierMixin, BaseEstimator):
         The columns ``l2_normalize`` resolved to.
     best_C_, best_gamma_factor_, cv_scores_ :
         The chosen grid point and every grid point's inner-CV accuracy.
+    oof_proba_ : ndarray or None
+        Out-of-fold probabilities of the training rows at the chosen grid point (NaN rows: in no
+        inner test fold; None without inner folds); what :class:`~hybridtmd.model.stack.StackHead`
+        trains its XGBoost on. Not saved.
     """
 
     _parameter_constraints: dict = {  # noqa: RUF012 (scikit-learn's convention: a class attribute)
@@ -188,17 +188,10 @@ class KernelSVMHead(ClassifierMixin, BaseEstimator):
         groups = np.arange(len(y)) if groups is None else np.asarray(groups)
         splits = inner_grouped_splits(y_enc, groups, self.inner_folds, self.random_state)
         scores, oof = {}, {}
-        if splits:
-            for params in itertools.product(self.C_grid, self.gamma_grid):
-                values = np.full((len(y), self._width()), np.nan)
-                for tr, te in splits:
-                    if len(np.unique(y_enc[tr][weights[tr] > 0])) < len(self.classes_):
-                        continue  # zero weights removed a class from this inner fold's training side
-                    model = self._pipeline(params).fit(X[tr], y_enc[tr], svm__sample_weight=weights[tr])
-                    values[te] = model.decision_function(X[te]).reshape(len(te), -1)
-                seen = ~np.isnan(values).any(axis=1)
-                scores[params] = float(np.mean(self._vote(values[seen]) == y_enc[seen])) if seen.any() else -1.0
-                oof[params] = (values, seen)
+        for params, values in self._grid_decisions(X, y_enc, weights, splits).items():
+            seen = ~np.isnan(values).any(axis=1)
+            scores[params] = float(np.mean(self._vote(values[seen]) == y_enc[seen])) if seen.any() else -1.0
+            oof[params] = (values, seen)
         best = max(scores, key=scores.get) if scores else (float(np.median(self.C_grid)), 1.0)
         self.best_C_, self.best_gamma_factor_ = best
         self.cv_scores_ = scores
@@ -209,7 +202,28 @@ class KernelSVMHead(ClassifierMixin, BaseEstimator):
             calibrator = LogisticRegression(C=1.0, max_iter=1000).fit(values[seen], y_enc[seen])
             self.calibration_coef_, self.calibration_intercept_ = calibrator.coef_, calibrator.intercept_
             self.calibration_classes_ = calibrator.classes_
+        self.oof_proba_ = None
+        if best in oof:  # the chosen grid point's out-of-fold probabilities (NaN: not in a test fold)
+            values, seen = oof[best]
+            self.oof_proba_ = np.full((len(y), len(self.classes_)), np.nan)
+            self.oof_proba_[seen] = self._calibrated(values[seen])
         return self
+
+    def _grid_decisions(self, X: np.ndarray, y_enc: np.ndarray, weights: np.ndarray,
+                        splits: list[tuple[np.ndarray, np.ndarray]]) -> dict[tuple[float, float], np.ndarray]:
+        """Out-of-fold decision values of every grid point (NaN rows: in no usable fold). The
+        preprocessing does not depend on the grid point, so it is fitted once per fold."""
+        grid = list(itertools.product(self.C_grid, self.gamma_grid)) if splits else []
+        values = {params: np.full((len(y_enc), self._width()), np.nan) for params in grid}
+        for tr, te in splits:
+            if len(np.unique(y_enc[tr][weights[tr] > 0])) < len(self.classes_):
+                continue  # zero weights removed a class from this inner fold's training side
+            preprocess = self._pipeline(grid[0])[:-1].fit(X[tr])
+            train, test = preprocess.transform(X[tr]), preprocess.transform(X[te])
+            for params in grid:
+                svm = self._pipeline(params)[-1].fit(train, y_enc[tr], sample_weight=weights[tr])
+                values[params][te] = svm.decision_function(test).reshape(len(te), -1)
+        return values
 
     def _resolve_l2_columns(self) -> np.ndarray:
         if self.l2_normalize is None:
@@ -277,9 +291,12 @@ class KernelSVMHead(ClassifierMixin, BaseEstimator):
         return self.classes_[votes]
 
     def predict_proba(self, X: Any) -> np.ndarray:
+        return self._calibrated(self._decisions(X))
+
+    def _calibrated(self, values: np.ndarray) -> np.ndarray:
+        """Probabilities of decision values (multiclass Platt scaling; one-hot votes without it)."""
         from scipy.special import expit, softmax
 
-        values = self._decisions(X)
         if self.calibration_coef_ is None:  # too little data for out-of-fold calibration: one-hot votes
             return np.eye(len(self.classes_))[self._vote(values)]
         logits = values @ self.calibration_coef_.T + self.calibration_intercept_
@@ -312,6 +329,7 @@ class KernelSVMHead(ClassifierMixin, BaseEstimator):
                       "l2_normalize": tuple(l2) if isinstance(l2, list) else l2})
         for name in cls.STATE_ARRAYS:
             setattr(head, name, arrays[name] if name in arrays else None)
+        head.oof_proba_ = None  # used while fitting a stack only; not saved
         if head.l2_columns_ is None:  # saved before l2_normalize existed: square root only
             head.l2_columns_ = np.zeros(0, int)
         for name in ("classes_", "impute_values_", "support_vectors_", "dual_coef_", "intercept_", "n_support_"):
@@ -327,52 +345,3 @@ class KernelSVMHead(ClassifierMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
         return tags
-
-
-
-# ---- saving and loading a head ---------------------------------------------------------------
-
-#: what a model manifest's "head" entry may say
-HEAD_KINDS = ("xgboost", "kernel_svm")
-#: prefix of a kernel-SVM head's arrays in a model's arrays file
-HEAD_ARRAY_PREFIX = "head__"
-
-
-def save_head(head: Any, path: Path) -> tuple[str, dict[str, np.ndarray]]:
-    """Write a fitted head's settings to ``path`` (JSON) without pickle; returns its kind (one of
-    :data:`HEAD_KINDS`) and the arrays that go with it (saved by the caller, prefixed
-    :data:`HEAD_ARRAY_PREFIX`). XGBoost writes its own JSON model; a :class:`KernelSVMHead` its
-    :meth:`~KernelSVMHead.to_state`. Any other head is a :class:`ModelFileError`."""
-    from xgboost import XGBClassifier
-
-    if isinstance(head, XGBClassifier):
-        with atomic_path(path, suffix=".json") as tmp:  # the suffix picks XGBoost's format
-            head.save_model(tmp)
-        return "xgboost", {}
-    if isinstance(head, KernelSVMHead):
-        settings, arrays = head.to_state()
-        write_json(path, settings)
-        return "kernel_svm", {HEAD_ARRAY_PREFIX + k: v for k, v in arrays.items()}
-    raise ModelFileError("only the XGBoost and the kernel-SVM heads can be saved without pickle, "
-                         f"not {type(head).__name__}")
-
-
-def load_head(kind: str, path: Path, arrays: Mapping[str, np.ndarray], params: Mapping[str, Any]) -> Any:
-    """The head :func:`save_head` wrote at ``path``: ``kind`` from the manifest, ``arrays`` the
-    model's arrays file, ``params`` the XGBoost constructor settings the manifest kept.
-    :class:`ModelFileError` naming ``path`` when it is not a readable head of that kind."""
-    if kind == "xgboost":
-        from xgboost import XGBClassifier
-
-        head = XGBClassifier(**params)
-        try:
-            head.load_model(path)
-        except Exception as exc:
-            raise ModelFileError(f"{path}: not a readable XGBoost model ({exc})") from None
-        return head
-    try:
-        settings = json.loads(path.read_text(encoding="utf-8"))
-        return KernelSVMHead.from_state(settings, {k[len(HEAD_ARRAY_PREFIX):]: v for k, v in arrays.items()
-                                                   if k.startswith(HEAD_ARRAY_PREFIX)})
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise ModelFileError(f"{path}: not a readable kernel-SVM head ({type(exc).__name__}: {exc})") from None

@@ -42,6 +42,13 @@ def knn_mean_distance(query: np.ndarray, reference: np.ndarray, k: int,
     return out
 
 
+def flag_scores(scores: np.ndarray, threshold: float) -> np.ndarray:
+    """True where a score exceeds ``threshold`` or is NaN/inf: a score that cannot be computed
+    (overflowing features) never passes as in-distribution."""
+    scores = np.asarray(scores, dtype=np.float64)
+    return ~(np.isfinite(scores) & (scores <= threshold))
+
+
 class NearestNeighborOOD(BaseEstimator):
     """k-nearest-neighbour out-of-distribution score of feature-table rows.
 
@@ -103,15 +110,19 @@ class NearestNeighborOOD(BaseEstimator):
 
     def score(self, X: np.ndarray) -> np.ndarray:
         """The OOD score of every row (one value per row, not scikit-learn's scalar ``score``):
-        mean distance to the nearest training rows; larger = stranger."""
+        mean distance to the nearest training rows; larger = stranger. A row with no value at all
+        (every feature missing) scores ``inf``: nothing says it is like the training images, and
+        filling it with the training medians would place it at their centre."""
         check_is_fitted(self, "reference_")
+        X = np.asarray(X, dtype=np.float64)
         k = min(self.n_neighbors, len(self.reference_))
-        return knn_mean_distance(self._standardise(np.asarray(X, dtype=np.float64)),
-                                 self.reference_.astype(np.float64), k)
+        with np.errstate(over="ignore", invalid="ignore"):  # overflowing rows give inf/NaN, flagged below
+            scores = knn_mean_distance(self._standardise(X), self.reference_.astype(np.float64), k)
+        return np.where(np.isnan(X).all(axis=1), np.inf, scores) if X.shape[1] else scores
 
     def is_outlier(self, X: np.ndarray) -> np.ndarray:
-        """True where :meth:`score` exceeds ``threshold_``."""
-        return self.score(X) > self.threshold_
+        """True where :meth:`score` exceeds ``threshold_`` or is not a number (:func:`flag_scores`)."""
+        return flag_scores(self.score(X), self.threshold_)
 
     def state(self) -> dict[str, np.ndarray]:
         """The fitted arrays (:data:`STATE_ARRAYS`), for a model's arrays file."""

@@ -2,16 +2,30 @@
 every file, shared by every estimator that saves itself.
 
 A model directory holds ``manifest.json`` and the files it lists. The manifest names its format
-and version, the library versions that wrote it and the SHA-256 of each listed file, so loading
-refuses a file that is missing or was modified after saving. Arrays are read with
-``allow_pickle=False``: loading never runs code. Every file is written atomically.
+and version, the library versions that wrote it and the SHA-256 of each listed file, and one
+``directory_digest`` over the whole manifest (hence over every file): SHA-256, or HMAC-SHA256 with
+a secret key (``key=`` or the ``HYBRIDTMD_MODEL_KEY`` environment variable) for models shared
+between people. Loading refuses a file that is missing or was modified after saving, and a
+manifest edited by hand. What this protects against: accidental changes (a copy gone wrong, an
+edited setting, files of two models mixed) and naive edits. What it does not: without a key,
+anyone can recompute the digest after editing; with a key, anyone who holds the key. Arrays are
+read with ``allow_pickle=False``: loading never runs code.
+
+A model is saved as a whole (:func:`write_model_directory`): into a temporary sibling directory,
+then swapped in by renames, so a crash or a full disk leaves the previous model intact.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import hmac
 import json
+import os
 import platform
-from collections.abc import Iterable, Mapping
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -24,6 +38,10 @@ from .._utils import atomic_path, atomic_write_text, file_sha256
 from ..errors import ModelFileError
 
 MANIFEST_NAME = "manifest.json"
+#: environment variable holding the HMAC key of signed models (used when no ``key`` is passed)
+KEY_VARIABLE = "HYBRIDTMD_MODEL_KEY"
+#: the manifest entry holding the digest of everything else in it
+DIGEST_ENTRY = "directory_digest"
 
 
 def json_default(value: Any) -> Any:
@@ -73,10 +91,26 @@ def read_arrays(path: Path) -> dict[str, np.ndarray]:
                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
 
 
+def resolve_key(key: str | bytes | None) -> bytes | None:
+    """The HMAC key: ``key``, else the :data:`KEY_VARIABLE` environment variable, else None."""
+    key = os.environ.get(KEY_VARIABLE) or None if key is None else key
+    return key.encode() if isinstance(key, str) else key
+
+
+def manifest_digest(manifest: Mapping[str, Any], key: bytes | None) -> str:
+    """SHA-256 (or HMAC-SHA256 with ``key``) of the manifest's canonical JSON without
+    :data:`DIGEST_ENTRY`; the manifest lists each file's SHA-256, so this covers every file."""
+    body = {k: v for k, v in manifest.items() if k != DIGEST_ENTRY}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=json_default).encode()
+    return hmac.new(key, text, hashlib.sha256).hexdigest() if key else hashlib.sha256(text).hexdigest()
+
+
 def write_manifest(directory: Path, format_name: str, format_version: int, entries: Mapping[str, Any],
-                   files: Iterable[str], libraries: Iterable[str] = ()) -> dict[str, Any]:
+                   files: Iterable[str], libraries: Iterable[str] = (), key: str | bytes | None = None
+                   ) -> dict[str, Any]:
     """Write ``manifest.json``: format, version, time, :func:`library_versions` of ``libraries``,
-    ``entries`` and the SHA-256 of each of ``files`` (already written in ``directory``)."""
+    ``entries``, the SHA-256 of each of ``files`` (already written in ``directory``) and the
+    :func:`manifest_digest` (signed with the :func:`resolve_key` key, if any)."""
     manifest = {
         "format": format_name,
         "format_version": format_version,
@@ -85,18 +119,81 @@ def write_manifest(directory: Path, format_name: str, format_version: int, entri
         **entries,
         "files": {name: file_sha256(directory / name) for name in files},
     }
+    manifest = json.loads(json.dumps(manifest, default=json_default))  # the digest is of what is read back
+    secret = resolve_key(key)
+    manifest["signed"] = secret is not None
+    manifest[DIGEST_ENTRY] = manifest_digest(manifest, secret)
     write_json(directory / MANIFEST_NAME, manifest)
     return manifest
 
 
+def check_digest(path: Path, manifest: Mapping[str, Any], key: str | bytes | None, required: bool) -> None:
+    """:class:`ModelFileError` naming ``path`` when the manifest's digest is absent (and
+    ``required``: formats that write one), does not match, or needs a key that was not given."""
+    if DIGEST_ENTRY not in manifest:
+        if required:
+            raise ModelFileError(f"{path}: lacks its {DIGEST_ENTRY} (edited, or not written by hybridtmd)")
+        return
+    secret = resolve_key(key)
+    if manifest.get("signed") is True and secret is None:
+        raise ModelFileError(f"{path}: the model is signed; pass its key (key=... or {KEY_VARIABLE})")
+    if manifest.get("signed") is not True:
+        secret = None  # an unsigned model is checked by its plain SHA-256 even when a key is set
+    if not isinstance(manifest[DIGEST_ENTRY], str) or not hmac.compare_digest(
+            manifest[DIGEST_ENTRY], manifest_digest(manifest, secret)):
+        raise ModelFileError(f"{path}: {DIGEST_ENTRY} does not match its content (the manifest was modified "
+                             f"after saving{', or the key is wrong' if secret else ''})")
+
+
+def write_model_directory(directory: str | Path, write: Callable[[Path], Any], marker: str = MANIFEST_NAME) -> Path:
+    """Call ``write(tmp)`` to fill a temporary sibling of ``directory``, then swap it in.
+
+    The previous content of ``directory`` stays whole until the new model is complete: a crash or
+    a full disk while writing leaves it untouched (and removes the temporary). The swap is two
+    renames (old aside, new in place), then the old one is deleted. An existing ``directory``
+    that is not a model directory (no ``marker`` file) and not empty is never replaced:
+    :class:`ModelFileError`.
+    """
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise ModelFileError(f"{directory}: exists and is not a directory; will not replace it with a model")
+    if directory.is_dir() and any(directory.iterdir()) and not (directory / marker).is_file():
+        raise ModelFileError(f"{directory}: exists, is not empty and holds no {marker}; "
+                             "will not replace it with a model (choose a new or empty directory)")
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.new-"))
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give the model normal permissions
+        old = None
+        if directory.exists():
+            old = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.old-"))
+            os.replace(directory, old / "model")
+        os.replace(tmp, directory)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(tmp)
+    return directory
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def read_manifest(directory: Path, format_name: str, format_version: int, required: Iterable[str],
-                  files: Iterable[str]) -> dict[str, Any]:
+                  files: Iterable[str], key: str | bytes | None = None, digest_since: int | None = None
+                  ) -> dict[str, Any]:
     """The checked manifest of a model directory.
 
     Raises :class:`ModelFileError` naming the file when the manifest is missing or not JSON, has
     another ``format_name``, a version above ``format_version`` (this release reads older ones),
-    lacks a ``required`` entry, lists other files than ``files``, or when a listed file is missing
-    or its SHA-256 differs from the manifest's (modified after saving).
+    lacks a ``required`` entry, lists other files than ``files``, fails :func:`check_digest`
+    (required from format ``digest_since`` on), or when a listed file is missing or its SHA-256
+    differs from the manifest's (modified after saving).
     """
     path = directory / MANIFEST_NAME
     if not path.is_file():
@@ -108,6 +205,7 @@ def read_manifest(directory: Path, format_name: str, format_version: int, requir
     if not isinstance(version, int) or version > format_version:
         raise ModelFileError(f"{path}: model format {version!r} is newer than this hybridtmd ({__version__}) "
                              f"reads (format {format_version}); upgrade hybridtmd")
+    check_digest(path, manifest, key, required=digest_since is not None and version >= digest_since)
     if missing := set(required) - set(manifest):
         raise ModelFileError(f"{path}: manifest lacks {sorted(missing)}")
     if not isinstance(manifest.get("files"), dict) or set(manifest["files"]) != set(files):

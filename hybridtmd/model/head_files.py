@@ -1,0 +1,69 @@
+"""Heads in a model directory without pickle: ``classifier.json`` plus arrays for the model's npz.
+
+XGBoost writes its own JSON model; :class:`~hybridtmd.model.heads.KernelSVMHead` and
+:class:`~hybridtmd.model.stack.StackHead` write their settings as JSON and their fitted arrays
+(support vectors, dual coefficients...) into the model's arrays file, prefixed
+:data:`HEAD_ARRAY_PREFIX`. Reading never runs code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._utils import atomic_path
+from ..errors import ModelFileError
+from .heads import KernelSVMHead
+from .persistence import write_json
+from .stack import StackHead
+
+#: what a model manifest's "head" entry may say
+HEAD_KINDS = ("xgboost", "kernel_svm", "stack")
+#: prefix of a head's arrays in a model's arrays file
+HEAD_ARRAY_PREFIX = "head__"
+
+
+def save_head(head: Any, path: Path) -> tuple[str, dict[str, np.ndarray]]:
+    """Write a fitted head's settings to ``path`` (JSON) without pickle; returns its kind (one of
+    :data:`HEAD_KINDS`) and the arrays that go with it (saved by the caller). Any head other than
+    XGBoost, the kernel SVM and the stack is a :class:`ModelFileError`."""
+    from xgboost import XGBClassifier
+
+    if isinstance(head, XGBClassifier):
+        with atomic_path(path, suffix=".json") as tmp:  # the suffix picks XGBoost's format
+            head.save_model(tmp)
+        return "xgboost", {}
+    for kind, cls in (("kernel_svm", KernelSVMHead), ("stack", StackHead)):
+        if isinstance(head, cls):
+            settings, arrays = head.to_state()
+            write_json(path, settings)
+            return kind, {HEAD_ARRAY_PREFIX + k: v for k, v in arrays.items()}
+    raise ModelFileError("only the XGBoost, kernel-SVM and stack heads can be saved without pickle, "
+                         f"not {type(head).__name__}")
+
+
+def load_head(kind: str, path: Path, arrays: Mapping[str, np.ndarray], params: Mapping[str, Any]) -> Any:
+    """The head :func:`save_head` wrote at ``path``: ``kind`` from the manifest, ``arrays`` the
+    model's arrays file, ``params`` the XGBoost constructor settings the manifest kept.
+    :class:`ModelFileError` naming ``path`` when it is not a readable head of that kind."""
+    if kind == "xgboost":
+        from xgboost import XGBClassifier
+
+        head = XGBClassifier(**params)
+        try:
+            head.load_model(path)
+        except Exception as exc:  # XGBoost raises its own error class for a malformed file
+            raise ModelFileError(f"{path}: not a readable XGBoost model ({exc})") from None
+        return head
+    cls = KernelSVMHead if kind == "kernel_svm" else StackHead
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+        return cls.from_state(settings, {k[len(HEAD_ARRAY_PREFIX):]: v for k, v in arrays.items()
+                                         if k.startswith(HEAD_ARRAY_PREFIX)})
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        what = "kernel-SVM" if kind == "kernel_svm" else kind
+        raise ModelFileError(f"{path}: not a readable {what} head ({type(exc).__name__}: {exc})") from None

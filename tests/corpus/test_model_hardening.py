@@ -1,0 +1,231 @@
+"""Issue 16, models: tampered manifests, the directory digest (and HMAC key), atomic saving,
+resolved families, cache paths and entries, non-finite features and NaN/inf OOD scores. Each test
+fails on the code before the fix (a silent wrong result or a traceback there)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hybridtmd.embeddings.cache import CacheWarning, EmbeddingCache
+from hybridtmd.errors import ModelFileError
+from hybridtmd.model import HybridClassifier, HybridFeatures, NonFiniteFeatureError, default_head
+from hybridtmd.model.persistence import manifest_digest
+
+
+@pytest.fixture(scope="module")
+def table():
+    rng = np.random.default_rng(0)
+    n = 36
+    y = np.array(["MoS2", "WS2", "WSe2"] * (n // 3))
+    X = pd.DataFrame(rng.normal(size=(n, 4)), columns=["phys__sq_nm", "phys__sa_nm", "latent__0000", "latent__0001"])
+    X["phys__sq_nm"] += pd.Series(y).map({"MoS2": -3.0, "WS2": 0.0, "WSe2": 3.0}).to_numpy()
+    return X, y
+
+
+def small_model() -> HybridClassifier:
+    return HybridClassifier(classifier=default_head(0, n_jobs=1).set_params(n_estimators=10))
+
+
+@pytest.fixture(scope="module")
+def saved(table, tmp_path_factory):
+    X, y = table
+    return small_model().fit(X, y).save(tmp_path_factory.mktemp("model") / "m")
+
+
+def copy_of(saved, tmp_path):
+    return shutil.copytree(saved, tmp_path / "copy")
+
+
+def forge(directory, key=None, **changes):
+    """Edit the manifest and recompute its digest, as a forger who read the source would."""
+    path = directory / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest.update(changes)
+    manifest["directory_digest"] = manifest_digest(manifest, key)
+    path.write_text(json.dumps(manifest))
+    return manifest
+
+
+# ------------------------------------------------------------------------------------- manifest schema
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda m: {"classes": [m["classes"][1], m["classes"][0], m["classes"][2]]}, "classes.*sorted"),
+    (lambda m: {"classes": m["classes"][:2]}, "head outputs 3 classes"),
+    (lambda m: {"classes": ["MoS2", "MoS2", "WSe2"]}, "labels repeat"),
+    (lambda m: {"classes_dtype": "<U1"}, "does not hold the labels"),
+    (lambda m: {"classes_dtype": "<f8"}, "not a string or integer dtype"),
+    (lambda m: {"ood_threshold": 1e300}, "switch the OOD flag off"),
+    (lambda m: {"ood_threshold": float("nan")}, "finite positive"),
+    (lambda m: {"ood_threshold": -1.0}, "finite positive"),
+    (lambda m: {"ood_threshold": "high"}, "finite positive"),
+    (lambda m: {"temperature": 0.05}, "temperature"),
+    (lambda m: {"temperature": float("inf")}, "temperature"),
+    (lambda m: {"n_features_in": 3}, "feature_names"),
+    (lambda m: {"feature_groups": {"evil": ["not_a_column"]}}, "feature_groups"),
+])
+def test_forged_manifest_values_are_refused(saved, tmp_path, edit, match):
+    directory = copy_of(saved, tmp_path)
+    forge(directory, **edit(json.loads((directory / "manifest.json").read_text())))
+    with pytest.raises(ModelFileError, match=match):
+        HybridClassifier.load(directory)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda d, m: {"metrics": {"accuracy": 0.99}},  # harmless-looking
+    lambda d, m: {"classes": list(reversed(m["classes"]))},  # swaps predictions
+    lambda d, m: {"ood_threshold": m["ood_threshold"] * 10},  # within range, yet edited
+])
+def test_any_manifest_edit_breaks_the_directory_digest(saved, tmp_path, edit):
+    directory = copy_of(saved, tmp_path)
+    path = directory / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest.update(edit(directory, manifest))
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(ModelFileError, match="directory_digest does not match"):
+        HybridClassifier.load(directory)
+
+
+def test_another_models_arrays_with_an_updated_hash_are_refused(table, saved, tmp_path):
+    from hybridtmd._utils import file_sha256
+
+    X, y = table
+    other = small_model().fit(X.iloc[::-1], y[::-1]).save(tmp_path / "other")
+    directory = copy_of(saved, tmp_path)
+    shutil.copy(other / "arrays.npz", directory / "arrays.npz")
+    path = directory / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["files"]["arrays.npz"] = file_sha256(directory / "arrays.npz")
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(ModelFileError, match="directory_digest"):
+        HybridClassifier.load(directory)
+
+
+def test_signed_model_needs_its_key(table, tmp_path, monkeypatch):
+    X, y = table
+    monkeypatch.delenv("HYBRIDTMD_MODEL_KEY", raising=False)
+    model = small_model().fit(X, y)
+    directory = model.save(tmp_path / "signed", key="lab secret")
+    assert json.loads((directory / "manifest.json").read_text())["signed"] is True
+    with pytest.raises(ModelFileError, match="signed; pass its key"):
+        HybridClassifier.load(directory)
+    with pytest.raises(ModelFileError, match="or the key is wrong"):
+        HybridClassifier.load(directory, key="guess")
+    monkeypatch.setenv("HYBRIDTMD_MODEL_KEY", "lab secret")
+    np.testing.assert_array_equal(HybridClassifier.load(directory).predict_proba(X), model.predict_proba(X))
+    forge(directory, key=None, temperature=None)  # a forger without the key recomputes a plain SHA-256
+    with pytest.raises(ModelFileError, match="does not match"):
+        HybridClassifier.load(directory)
+
+
+# ------------------------------------------------------------------------------------------ saving
+
+def test_a_failed_save_leaves_the_previous_model(table, tmp_path, monkeypatch):
+    import hybridtmd.model.classifier as classifier_module
+
+    X, y = table
+    old = small_model().fit(X, y)
+    directory = old.save(tmp_path / "m")
+    before = {p.name: p.read_bytes() for p in directory.iterdir()}
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(classifier_module, "write_arrays", full_disk)
+    retrained = small_model().set_params(class_weight=None).fit(X, y[::-1])
+    with pytest.raises(OSError, match="No space left"):
+        retrained.save(directory)
+    assert {p.name: p.read_bytes() for p in directory.iterdir()} == before  # untouched, still whole
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no temporary left behind
+    np.testing.assert_array_equal(HybridClassifier.load(directory).predict_proba(X), old.predict_proba(X))
+
+
+def test_saving_over_a_model_replaces_it_whole_but_never_a_foreign_folder(table, tmp_path):
+    X, y = table
+    directory = small_model().fit(X, y).save(tmp_path / "m")
+    (directory / "stale.txt").write_text("left from before")
+    HybridClassifier(classifier=default_head(1, 1).set_params(n_estimators=5)).fit(X, y).save(directory)
+    assert not (directory / "stale.txt").exists()
+    assert HybridClassifier.load(directory).classifier_.get_params()["random_state"] == 1
+    foreign = tmp_path / "my_thesis"
+    foreign.mkdir()
+    (foreign / "chapter1.tex").write_text("precious")
+    with pytest.raises(ModelFileError, match="will not replace it"):
+        small_model().fit(X, y).save(foreign)
+    assert (foreign / "chapter1.tex").read_text() == "precious"
+
+
+# -------------------------------------------------------------------------- families and the cache
+
+def test_saved_features_store_the_resolved_family_list(tmp_path):
+    from hybridtmd.datasets import load_example_dataset
+    from hybridtmd.descriptors import DescriptorExtractor
+
+    data = load_example_dataset()
+    rows = np.concatenate([np.flatnonzero(np.asarray(data.labels) == c)[:3] for c in data.classes[:2]])
+    images = [data[int(i)] for i in rows]
+    features = HybridFeatures(descriptors=DescriptorExtractor(families=None), embedder=None)
+    model = HybridClassifier(features=features, classifier=default_head(0, 1).set_params(n_estimators=5),
+                             ood_neighbors=None).fit(images, np.asarray(data.labels)[rows].astype(str))
+    directory = model.save(tmp_path / "m")
+    families = json.loads((directory / "manifest.json").read_text())["features"]["descriptors"]["families"]
+    assert isinstance(families, list) and families == [f.name for f in model.features_.descriptors_.families_]
+
+
+def test_a_relative_cache_dir_is_not_followed_from_a_saved_model(tmp_path):
+    settings = {"level_images": True, "level_config": None, "descriptors": None,
+                "embedder": {"backbone": "efficientnet_lite0", "weights": None, "tta": "none", "input_size": 224,
+                             "clip_percentiles": [1.0, 99.0], "tile_size_px": None, "tile_stride_px": None,
+                             "batch_size": 16, "device": "cpu", "cache_dir": "relative/cache"}}
+    assert HybridFeatures.from_settings(settings).embedder.cache_dir is None
+    cache = EmbeddingCache("relative/cache", "resnet18")
+    assert cache.root.is_absolute()
+
+
+def test_swapped_cache_entries_are_detected(tmp_path):
+    cache = EmbeddingCache(tmp_path, "resnet18")
+    a, b = "a" * 64, "b" * 64
+    cache.put(a, np.ones(8))
+    cache.put(b, np.zeros(8))
+    pa, pb = cache.path(a), cache.path(b)
+    swap = pa.read_bytes()
+    pa.write_bytes(pb.read_bytes())
+    pb.write_bytes(swap)
+    with pytest.warns(CacheWarning, match="another key"):
+        assert cache.get(a, 8) is None
+    cache.put(a, np.ones(8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(cache.get(a, 8), np.ones(8, np.float32))
+
+
+# ------------------------------------------------------------------------ non-finite features and OOD
+
+def test_infinite_features_are_an_error_naming_the_row(table):
+    X, y = table
+    model = small_model().fit(X, y)
+    bad = X.iloc[:3].copy()
+    bad.index = ["scan_a.tif", "scan_b.tif", "scan_c.tif"]
+    bad.iloc[1, 0] = np.inf
+    with pytest.raises(NonFiniteFeatureError, match=r"scan_b\.tif.*phys__sq_nm") as info:
+        model.predict_frame(bad)
+    assert info.value.rows == [1]
+    with pytest.raises(NonFiniteFeatureError, match="infinite"):
+        small_model().fit(X.assign(latent__0001=np.where(np.arange(len(X)) == 4, -np.inf, X.latent__0001)), y)
+
+
+def test_overflowing_and_all_missing_rows_are_flagged_out_of_distribution(table):
+    X, y = table
+    model = small_model().fit(X, y)
+    odd = X.iloc[:3].copy()
+    odd.iloc[0, :] = 1e200  # finite, but the squared distances overflow to NaN/inf
+    odd.iloc[1, :] = np.nan  # nothing known about this image
+    frame = model.predict_frame(odd)
+    assert frame["out_of_distribution"].tolist() == [True, True, False]
+    assert np.isinf(frame["ood_score"].iloc[1])
+    assert model.is_out_of_distribution(odd).tolist() == [True, True, False]
