@@ -95,7 +95,7 @@ class DescriptorsSection:
     """[descriptors]: whether the physical half is used, its families and their settings."""
 
     enabled: bool = True
-    families: str | tuple[str, ...] | None = None
+    families: str | tuple[str, ...] | None = "default"
     config: DescriptorConfig = field(default_factory=DescriptorConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -178,7 +178,7 @@ def _descriptors(values: dict[str, Any]) -> DescriptorsSection:
     from .descriptors import DescriptorExtractor
 
     enabled = _enabled(values)
-    families = values.pop("families", None)
+    families = values.pop("families", "default")
     families = tuple(families) if isinstance(families, list) else families
     DescriptorExtractor(families=families).get_feature_names_out()  # unknown family names fail now
     return DescriptorsSection(enabled, families, DescriptorConfig.from_dict(values))

@@ -456,7 +456,7 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         check_classes(path, manifest)
         check_features(path, manifest)
         check_temperature(path, manifest["temperature"])
-        features = with_saved_families(manifest["features"], manifest["feature_groups"])
+        features = with_saved_families(manifest["features"])
         return model.set_params(features=None if features is None else HybridFeatures.from_settings(features))
 
     def _restore_fitted(self, manifest: dict[str, Any], head: Any, arrays: dict[str, np.ndarray],

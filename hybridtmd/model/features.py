@@ -19,12 +19,13 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
-from ..descriptors import DescriptorConfig, DescriptorExtractor
+from ..descriptors import RELEASE_0_1_0, DescriptorConfig, DescriptorExtractor
+from ..descriptors.extract import effective_config
 from ..embeddings import CNNEmbedder
 from ..errors import ModelFileError
 from ..io import AFMImage, check_images
 from ..preprocess import LevelConfig, level
-from .columns import LATENT_GROUP, PHYS_PREFIX, feature_groups_from_columns, feature_units, latent_column_name
+from .columns import PHYS_PREFIX, feature_groups_from_columns, feature_units, latent_column_name
 
 #: CNNEmbedder parameters a saved model stores (``pca_components`` would need pickle; ``progress``
 #: is not a setting of the features)
@@ -33,13 +34,13 @@ EMBEDDER_KEYS = ("backbone", "weights", "tta", "input_size", "clip_percentiles",
 REASON_COLUMNS = ["image", "source", "feature", "reason"]
 
 
-def _extractor(families: Any = None, config: DescriptorConfig | None = None, level_images: bool = True,
+def _extractor(families: Any = "default", config: DescriptorConfig | None = None, level_images: bool = True,
                level_config: LevelConfig | None = None) -> DescriptorExtractor:
     return DescriptorExtractor(families=families, config=config, level_images=level_images,
                                level_config=level_config)
 
 
-def unlevelled_extractor(families: Any = None, config: DescriptorConfig | None = None) -> DescriptorExtractor:
+def unlevelled_extractor(families: Any = "default", config: DescriptorConfig | None = None) -> DescriptorExtractor:
     """A :class:`~hybridtmd.descriptors.DescriptorExtractor` that does not level: the physical
     half of :class:`HybridFeatures`, which levels each image once before both halves."""
     return _extractor(families, config, level_images=False)
@@ -191,10 +192,10 @@ class HybridFeatures(TransformerMixin, BaseEstimator):
             "level_images": bool(self.level_images),
             "level_config": _config_dict(self.level_config),
             "descriptors": None if desc is None else {
-                # the resolved list, not None ("the defaults at load time" would change meaning
-                # when a default family is added)
-                "families": [f.name for f in desc.families_],
-                "config": _config_dict(desc.config),
+                # the resolved columns and settings, not None ("the defaults at load time" would
+                # change meaning whenever a default changes)
+                "families": [str(name) for name in desc.get_feature_names_out()],
+                "config": effective_config(desc.families, desc.config).to_dict(),
                 "level_images": _levels_images(desc),
                 "level_config": _config_dict(desc.level_config),
             },
@@ -253,15 +254,15 @@ def _flag(values: dict[str, Any]) -> bool:
     return values["level_images"] if "level_images" in values else values["level"]
 
 
-def with_saved_families(settings: dict[str, Any] | None, feature_groups: dict[str, list[str]]) -> dict[str, Any] | None:
+def with_saved_families(settings: dict[str, Any] | None) -> dict[str, Any] | None:
     """Feature settings whose ``families: None`` (release 0.1.0 saved "the defaults at load time")
-    is replaced by the families the model was trained with: its descriptor groups, in column
-    order, so a default family added since does not change what the model computes."""
+    name that release's frozen selection instead (:data:`~hybridtmd.descriptors.RELEASE_0_1_0`:
+    its columns, and its settings when ``config`` is None), so defaults changed since do not
+    change what the model computes."""
     descriptors = settings.get("descriptors") if isinstance(settings, dict) else None
     if not isinstance(descriptors, dict) or descriptors.get("families") is not None:
         return settings
-    families = [g for g in feature_groups if g not in (LATENT_GROUP, "physical", "other")]
-    return {**settings, "descriptors": {**descriptors, "families": families}}
+    return {**settings, "descriptors": {**descriptors, "families": RELEASE_0_1_0}}
 
 
 def _absolute_or_none(cache_dir: Any) -> str | None:

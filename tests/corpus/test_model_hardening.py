@@ -174,7 +174,10 @@ def test_saved_features_store_the_resolved_family_list(tmp_path):
                              ood_neighbors=None).fit(images, np.asarray(data.labels)[rows].astype(str))
     directory = model.save(tmp_path / "m")
     families = json.loads((directory / "manifest.json").read_text())["features"]["descriptors"]["families"]
-    assert isinstance(families, list) and families == [f.name for f in model.features_.descriptors_.families_]
+    # the resolved columns (not None, whose meaning would follow the defaults at load time)
+    assert isinstance(families, list) and families == list(model.features_.descriptors_.get_feature_names_out())
+    reloaded = HybridClassifier.load(directory)
+    assert list(reloaded.features_.descriptors_.get_feature_names_out()) == families
 
 
 def test_a_relative_cache_dir_is_not_followed_from_a_saved_model(tmp_path):
