@@ -72,9 +72,10 @@ def main(out: Path) -> None:
     print(f"wrote {out / 'gallery.png'}, {out / 'dataset_summary.csv'}, {out / 'descriptors.csv'} and "
           f"{out / 'descriptor_summary_by_class.csv'}")
 
-    # hybrid table once (images are levelled), then every model on identical sample-grouped folds
+    # hybrid table once (images are levelled), then every input on identical sample-grouped folds,
+    # under one head (XGBoost) so that the rows differ only in their input
     table = HybridFeatures(level_images=False).fit_transform(levelled)
-    evaluation = ablation(HybridClassifier(features=None), table, labels, groups, n_repeats=2)
+    evaluation = ablation(HybridClassifier(features=None, classifier="xgboost"), table, labels, groups, n_repeats=2)
     write_evaluation(evaluation, out / "evaluation", len(levelled), len(set(groups)))
 
     # the final model levels its input itself, so it predicts straight from AFM files

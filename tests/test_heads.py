@@ -154,3 +154,24 @@ def test_stack_saved_without_pickle_predicts_identically(table, tmp_path):
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
     assert loaded.head_feature_names_ == model.head_feature_names_
     assert loaded.get_params()["classifier"] == "stack"  # refitting chooses the same way
+
+
+def test_explain_gives_exact_treeshap_for_the_stack_head(table):
+    """explain / group_explanation on the stack: TreeSHAP of its trees' table (issue 20), values adding
+    up to the margin, the SVM-probability columns summed into the latent group."""
+    from hybridtmd.explanation import explain
+    from hybridtmd.explanation.shapley import group_explanation
+
+    X, y, groups = table
+    model = HybridClassifier(classifier=StackHead(svm=small_svm(), xgboost=small_xgb(),
+                                                  latent_columns=list(range(1, 7)))).fit(X, y, groups=groups)
+    explanation = explain(model, X)
+    assert list(explanation.feature_names) == model.head_feature_names_
+    margin = model.classifier_.xgboost_.predict(model.classifier_.transform(X.to_numpy()), output_margin=True)
+    np.testing.assert_allclose(explanation.values.sum(axis=1) + explanation.base_values, margin, atol=1e-4)
+    grouped = group_explanation(model, X)
+    assert grouped.method == "treeshap"
+    latent = grouped.groups.values[:, list(grouped.groups.feature_names).index("latent")]
+    members = [model.head_feature_names_.index(c) for c in model.head_feature_groups_["latent"]]
+    assert any(model.head_feature_names_[i].startswith("latent_svm__p_") for i in members)
+    np.testing.assert_allclose(latent, explanation.values[:, members].sum(axis=1), atol=1e-9)

@@ -11,12 +11,13 @@ probabilities.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..model import HybridClassifier
+from ..model import HybridClassifier, StackHead
 
 
 def explain(model: HybridClassifier, X: Any, *, calibrated: bool = False) -> Any:
@@ -51,10 +52,11 @@ def explain(model: HybridClassifier, X: Any, *, calibrated: bool = False) -> Any
     import shap
     import xgboost
 
-    booster = _booster(model)
+    booster, head_table = tree_head(model)
     start = time.perf_counter()
     table = model.transform_features(X)
-    data = table.to_numpy(dtype=np.float64)
+    data = head_table(table.to_numpy(dtype=np.float64))
+    names = list(getattr(model, "head_feature_names_", table.columns))
     # the head was fitted on a bare array: no feature names, so none are checked here either
     contribs = booster.predict(xgboost.DMatrix(data, missing=np.nan, feature_names=None), pred_contribs=True,
                                validate_features=False).astype(np.float64)
@@ -67,19 +69,27 @@ def explain(model: HybridClassifier, X: Any, *, calibrated: bool = False) -> Any
     temperature = getattr(model, "temperature_", None)
     if calibrated and temperature:
         values, base = values / temperature, base / temperature
-    return shap.Explanation(values=values, base_values=base, data=data, feature_names=list(table.columns),
+    return shap.Explanation(values=values, base_values=base, data=data, feature_names=names,
                             output_names=output_names, compute_time=time.perf_counter() - start)
 
 
-def _booster(model: HybridClassifier) -> Any:
+def tree_head(model: HybridClassifier) -> tuple[Any, Callable[[np.ndarray], np.ndarray]]:
+    """The XGBoost booster of ``model``'s head and the map from the model's feature table to the
+    table its trees see: the identity for the XGBoost head; for the stack head its
+    :meth:`~hybridtmd.model.StackHead.transform` (normalised embedding + out-of-fold-trained SVM
+    probabilities ``latent_svm__p_<class>``). TypeError for a head without trees."""
     from sklearn.utils.validation import check_is_fitted
     from xgboost import XGBClassifier
 
     check_is_fitted(model, "classifier_")
-    if not isinstance(model.classifier_, XGBClassifier):
-        raise TypeError(f"exact TreeSHAP needs the XGBoost head, not {type(model.classifier_).__name__}; "
-                        "fit HybridClassifier(classifier='xgboost') to explain it")
-    return model.classifier_.get_booster()
+    head = model.classifier_
+    if isinstance(head, XGBClassifier):
+        return head.get_booster(), lambda table: table
+    if isinstance(head, StackHead):
+        return head.get_booster(), head.transform
+    raise TypeError(f"exact TreeSHAP needs the XGBoost head (or the stack, whose trees are XGBoost), not "
+                    f"{type(head).__name__}; "
+                    "hybridtmd.explanation.group_explanation explains any head by exact group Shapley values")
 
 
 def per_class(explanation: Any) -> tuple[np.ndarray, np.ndarray, list[str]]:

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..model import HybridClassifier
+from ..model import HybridClassifier, StackHead
 from .attributions import explain, per_class
 from .groups import member_positions
 
@@ -192,10 +192,11 @@ class GroupExplanation:
 
 
 def has_tree_head(model: Any) -> bool:
-    """Whether :func:`~hybridtmd.explanation.explain` gives exact TreeSHAP for ``model``'s head."""
+    """Whether :func:`~hybridtmd.explanation.explain` gives exact TreeSHAP for ``model``'s head
+    (the XGBoost head or the stack head)."""
     from xgboost import XGBClassifier
 
-    return isinstance(getattr(model, "classifier_", None), XGBClassifier)
+    return isinstance(getattr(model, "classifier_", None), XGBClassifier | StackHead)
 
 
 def group_explanation(model: HybridClassifier, X: Any, *, background: pd.DataFrame | None = None,
@@ -205,7 +206,8 @@ def group_explanation(model: HybridClassifier, X: Any, *, background: pd.DataFra
     otherwise."""
     if has_tree_head(model):
         features = explain(model, X)
-        return GroupExplanation(tree_group_sums(features, model.feature_groups_), features, "treeshap",
+        groups = getattr(model, "head_feature_groups_", model.feature_groups_)  # the stack's SVM columns: latent
+        return GroupExplanation(tree_group_sums(features, groups), features, "treeshap",
                                 "margin (log-odds)")
     grouped = group_shapley(model, X, background=background, max_background=max_background,
                             random_state=random_state)
