@@ -71,7 +71,7 @@ def test_predict_proba_shapes_and_fitted_attributes(fitted, data):
     assert fitted.backbone_used_ == "efficientnet_lite0" and fitted.n_features_ == 1280
     assert fitted.n_epochs_ == 1 and fitted.best_epoch_ == 1 and len(fitted.history_) == 1
     entry = fitted.history_[0]
-    assert set(entry) == {"epoch", "train_loss", "val_loss", "val_accuracy", "seconds"}
+    assert set(entry) == {"epoch", "train_loss", "val_loss", "val_accuracy", "val_macro_f1", "seconds"}
     assert entry["val_loss"] is not None  # MoS2 has 5 samples: one is held out
     assert fitted.flops_per_image_ > estimate_flops("efficientnet_lite0", 32)  # backbone + head
     assert fitted.fit_flops_ >= 3 * fitted.flops_per_image_ * (len(X) - len(fitted.validation_indices_))

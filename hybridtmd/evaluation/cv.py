@@ -47,11 +47,19 @@ def model_inputs(models: dict[str, Any], X: Any) -> dict[str, tuple[Any, Any]]:
         if features is None or not features.is_per_image():
             out[name] = (model, X)
             continue
-        key = repr(features)
+        key = feature_key(features)
         if key not in tables:
             tables[key] = features.fit_transform(X)
         out[name] = (model, tables[key])
     return out
+
+
+def feature_key(features: Any) -> str:
+    """Identity of a feature transformer's configuration: ``joblib.hash`` of all its parameters,
+    nested ones included (a repr elides the middle of long parameter lists)."""
+    import joblib
+
+    return joblib.hash(features.get_params(deep=True))
 
 
 def prepare(models: Any, X: Any, y: Any, groups: Any, cv: Any, n_repeats: int,
