@@ -100,7 +100,15 @@ def compare_command(
     max_folds: Annotated[int | None, typer.Option(help="Run only the first N folds (quick runs).")] = None,
     repeats: RepeatsOption = 1,
     seed: Annotated[int, typer.Option(help="Seed of folds and of the fine-tuning.")] = 0,
-    epochs: Annotated[int, typer.Option(help="Fine-tuning epochs (paper: 60, early stopping).")] = 60,
+    epochs: Annotated[int, typer.Option(min=1, help="Fine-tuning epochs at most (paper: 60).")] = 60,
+    min_steps: Annotated[int, typer.Option(min=1, help="Fine-tuning optimiser steps at least (more epochs "
+                                           "when a small training set gives few batches).")] = 300,
+    lr: Annotated[float, typer.Option(min=1e-12, help="Fine-tuning Adam learning rate "
+                                      "(the paper: 7.5e-5 on GPU for 60 epochs).")] = 1e-3,
+    batch_size: Annotated[int, typer.Option(min=1, help="Fine-tuning batch size.")] = 32,
+    patience: Annotated[int, typer.Option(min=1, help="Early-stopping patience in epochs.")] = 10,
+    selection: Annotated[str, typer.Option(help="Kept epoch by validation 'macro_f1' (the paper) or "
+                                           "'loss'.")] = "macro_f1",
     backbone: Annotated[str, typer.Option(help="Fine-tuned backbone (falls back to efficientnet_lite0 "
                                           "when its weights are absent).")] = "resnet18",
     input_size: Annotated[int | None, typer.Option(help="Fine-tuning input side (default: backbone's).")] = None,
@@ -121,7 +129,10 @@ def compare_command(
     _, images, labels, groups, _, errors = labelled_images(source, pattern)
     trained = backbone if backbone in list_backbones(available_only=True) else (
         f"efficientnet_lite0 ({backbone} weights absent, see `hybridtmd embed --help`)")
-    fine_tune = FineTuneClassifier(backbone, epochs=epochs, input_size=input_size, frozen=frozen,
+    if selection not in ("macro_f1", "loss"):
+        fail(f"--selection must be macro_f1 or loss, not {selection!r}")
+    fine_tune = FineTuneClassifier(backbone, epochs=epochs, min_steps=min_steps, lr=lr, batch_size=batch_size,
+                                   patience=patience, selection=selection, input_size=input_size, frozen=frozen,
                                    random_state=seed, progress=False)
     cv = split_limit(StratifiedGroupKFold(folds, shuffle=True), max_folds)
     with console.status(f"comparing on {len(images)} images ({folds} folds"
@@ -134,7 +145,10 @@ def compare_command(
     ratios = compute_ratios(result)
     n_folds = result.folds.groupby("model").size().iloc[0]
     protocol = (f"{len(images)} images, {len(set(groups.tolist()))} samples; StratifiedGroupKFold({folds}) by sample, "
-                f"{n_folds} fold(s) run, seed {seed}; fine-tuning: {epochs} epoch(s) max, backbone {trained}"
+                f"{n_folds} fold(s) run, seed {seed}; fine-tuning: Adam lr {lr:g}, batch {batch_size}, "
+                f"{epochs} epoch(s) max, >= {min_steps} steps, patience {patience}, kept epoch by validation "
+                f"{selection}, "
+                f"backbone {trained}; both arms at input side {input_size or 'the backbone default'}"
                 f"{' (frozen)' if frozen else ''}. Mean ± std over folds.")
     write_comparison_report(result, output, title=f"Hybrid vs fine-tuning: {source}", protocol=protocol,
                             ratios=ratios)
