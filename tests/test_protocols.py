@@ -135,3 +135,63 @@ def test_multilabel_head_trains_on_elements_and_predicts_materials(images):
     assert sum(s["n_steps"] for s in clf.stages_) >= 4  # min_steps extends the one-epoch budget
     assert set(clf.predict(X)) <= set(clf.classes_)
     assert isinstance(pd.DataFrame(clf.history_), pd.DataFrame)
+
+
+def test_pool_samples_mean_log_probability():
+    from hybridtmd.model.samples import pool_samples, sample_accuracy
+
+    proba = np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8], [0.99, 0.01]])
+    frame = pool_samples(proba, ["s1", "s1", "s2", "s2"], np.array(["a", "b"]))
+    p1 = np.exp(np.log([0.9, 0.1]) / 2 + np.log([0.4, 0.6]) / 2)
+    assert frame.loc["s1", "p_a"] == pytest.approx(p1[0] / p1.sum())
+    assert frame.loc["s1", "label"] == "a" and frame.loc["s1", "agreement"] == 0.5
+    # a confident image outweighs a hesitant one (the product rule), unlike a mean of probabilities
+    assert frame.loc["s2", "label"] == "a" and list(frame["n_images"]) == [2, 2]
+    assert sample_accuracy(["a", "a", "b", "b"], ["s1", "s1", "s2", "s2"], frame) == 0.5
+
+
+def test_permutation_is_between_samples_and_paired_differences_are_corrected():
+    from sklearn.dummy import DummyClassifier
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from hybridtmd.evaluation import evaluate, paired_differences, permutation_test, permute_between_samples
+
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(30), 2)
+    y = np.array(["a", "b", "c"])[groups % 3]
+    perm = permute_between_samples(y, groups, rng)
+    assert all(len(set(perm[groups == g])) == 1 for g in range(30))  # a sample keeps one label
+    assert sorted(perm) == sorted(y)
+    X = pd.DataFrame({"x": (groups % 3) * 3.0 + rng.normal(size=60)})
+    test = permutation_test(KNeighborsClassifier(3), X, y, groups, n_permutations=9)
+    assert test["observed"] > 0.8 and test["p_value"] == pytest.approx(0.1) and test["null_mean"] < 0.6
+    result = evaluate({"knn": KNeighborsClassifier(3), "dummy": DummyClassifier()}, X, y, groups, n_repeats=2)
+    paired = paired_differences(result)
+    row = paired.iloc[0]
+    assert (row["model_a"], row["model_b"]) == ("knn", "dummy") and row["n_folds"] == 10
+    diff = result.folds.pivot_table(index=["repeat", "fold"], columns="model", values="accuracy")
+    d = (diff["knn"] - diff["dummy"]).to_numpy()
+    naive_se = d.std(ddof=1) / np.sqrt(10)
+    assert row["mean_difference"] == pytest.approx(d.mean())
+    assert (row["ci_high"] - row["ci_low"]) / 2 > 2.26 * naive_se  # the correction widens the interval
+    assert "sample_accuracy" in result.folds and (result.folds["n_test_samples"] < result.folds["n_test"]).all()
+
+
+def test_evaluation_report_has_sample_accuracy_permutation_and_paired_differences(tmp_path):
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from hybridtmd.evaluation import ablation
+    from hybridtmd.evaluation.report import write_evaluation_report
+
+    rng = np.random.default_rng(1)
+    groups = np.repeat(np.arange(20), 2)
+    y = np.array(["a", "b"])[groups % 2]
+    table = pd.DataFrame({"phys__h": (groups % 2) * 2.0 + rng.normal(size=40), "latent__0": rng.normal(size=40)})
+    result = ablation(KNeighborsClassifier(3), table, y, groups)
+    perm = {"observed": 0.9, "null_mean": 0.5, "null_std": 0.1, "p_value": 0.05, "n_permutations": 19}
+    summary = write_evaluation_report({"hybrid": result}, tmp_path, title="t", protocol="p",
+                                      permutation=perm).read_text()
+    assert "sample_accuracy" in summary and "p = 0.05" in summary and "Nadeau & Bengio" in summary
+    paired = pd.read_csv(tmp_path / "hybrid_paired.csv")
+    assert {"mean_difference", "ci_low", "ci_high", "p_value"} <= set(paired.columns) and len(paired) == 3
+    assert "sample_accuracy" in pd.read_csv(tmp_path / "hybrid_folds.csv")

@@ -17,7 +17,17 @@ import pandas as pd
 from sklearn.metrics import confusion_matrix
 
 from ..model import LATENT_PREFIX, PHYS_PREFIX
-from .cv import cap_per_class, confusion_frame, evaluate_inputs, fit_predict, fold_row, prepare, run_splits, score_fold
+from .cv import (
+    cap_per_class,
+    confusion_frame,
+    evaluate_inputs,
+    fit_predict,
+    fold_row,
+    prepare,
+    run_splits,
+    sample_scores,
+    score_fold,
+)
 from .results import Evaluation
 
 #: The paper's order of adding classes (Moses & Reinhart 2025, ``Train/fine*class_gen.py``).
@@ -116,13 +126,14 @@ def paper_low_data_rows(name: str, model: Any, data: Any, y: np.ndarray, groups:
                 rng = np.random.default_rng([*rng_seed, k, cap or 0])
                 train = newest_class_cap(train_k, y, groups, order[k - 1], cap, rng)
                 previous = copy.deepcopy(chain) if variant == "previous" else None
-                _, pred, seconds = fit_predict(model, data, y, groups, train, test, previous=previous)
+                fitted, pred, seconds = fit_predict(model, data, y, groups, train, test, previous=previous)
                 prefix = f"2-{k}" if variant == "previous" else f"{k}"
                 setting = prefix if cap is None else f"{prefix}-{cap}"
                 extra = {"variant": variant, "k": k, "cap": cap or 0, "setting": setting,
                          "n_train_newest": int((y[train] == order[k - 1]).sum())}
-                rows.append(fold_row(name, extra, split, train, test,
-                                     score_fold(y[test], pred, np.asarray(order[:k])), seconds))
+                scores = score_fold(y[test], pred, np.asarray(order[:k])) | sample_scores(fitted, data, y, groups,
+                                                                                          test, pred)
+                rows.append(fold_row(name, extra, split, train, test, scores, seconds))
     return rows
 
 
@@ -154,8 +165,8 @@ def evaluate_sequential(models: Any, X: Any, y: Any, groups: Any, *, class_order
                 fitted, pred, seconds = fit_predict(model, data, y, groups, train, test, previous=fitted)
                 if k == len(order):
                     confusion[name] += confusion_matrix(y[test], pred, labels=labels)
-                rows.append(fold_row(name, {"n_classes": k}, split, train, test,
-                                 score_fold(y[test], pred, labels[:k]), seconds))
+                scores = score_fold(y[test], pred, labels[:k]) | sample_scores(fitted, data, y, groups, test, pred)
+                rows.append(fold_row(name, {"n_classes": k}, split, train, test, scores, seconds))
     frames = {n: confusion_frame(m, labels) for n, m in confusion.items()}
     return Evaluation(pd.DataFrame(rows), frames, keys=["model", "n_classes"])
 
