@@ -36,13 +36,14 @@ PAPER_CLASS_ORDER = ("MoS2", "WS2", "WSe2", "MoSe2", "Mo-WSe2")
 
 def evaluate_low_data(models: Any, X: Any, y: Any, groups: Any, *, caps: Iterable[int] = (64, 32, 16, 8),
                       protocol: str = "paper", class_order: str | Sequence[Any] = "paper",
-                      n_classes: Iterable[int] = (3, 4, 5), variants: Sequence[str] = ("imagenet", "previous"),
+                      n_classes: Iterable[int] | None = None, variants: Sequence[str] = ("imagenet", "previous"),
                       cv: Any = None, n_repeats: int = 1, random_state: int = 0) -> Evaluation:
     """The paper's low-data modality, on the folds of :func:`evaluate`; test folds are never capped.
 
     ``protocol="paper"`` (the paper's ``sample_one_multiclass``): for each ``k`` in ``n_classes``
-    the model learns the first ``k`` classes of ``class_order`` ("paper": MoS2 → WS2 → WSe2 →
-    MoSe2 → Mo-WSe2, the classes present; "frequency": most frequent first; or a list), and
+    (default 3 ... number of classes, as the paper's 3, 4, 5; 2 with two classes) the model
+    learns the first ``k`` classes of ``class_order`` ("paper": MoS2 → WS2 → WSe2 → MoSe2 →
+    Mo-WSe2, the classes present; "frequency": most frequent first; or a list), and
     **only the newest, k-th class** is capped at each of ``caps`` training images (whole samples
     first, :func:`cap_per_class`); the other classes keep all their training images. Tests are
     the test images of those k classes. Two variants: ``imagenet`` fits each setting from scratch
@@ -66,6 +67,9 @@ def evaluate_low_data(models: Any, X: Any, y: Any, groups: Any, *, caps: Iterabl
     if protocol != "paper":
         raise ValueError(f"protocol must be 'paper' or 'balanced_cap', not {protocol!r}")
     order = resolve_class_order(class_order, y)
+    n_classes = list(range(min(3, len(order)), len(order) + 1)) if n_classes is None else list(n_classes)
+    if not any(2 <= int(k) <= len(order) for k in n_classes):
+        raise ValueError(f"n_classes {n_classes}: none between 2 and the {len(order)} classes present")
     rows = []
     for split in splits:
         rng_seed = [random_state, split.repeat, split.fold]
