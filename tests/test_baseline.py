@@ -243,8 +243,8 @@ def test_compare_command_uses_identical_folds_for_every_model(tmp_path):
     config.write_text('[descriptors]\nfamilies = ["areal"]\n[embeddings]\ninput_size = 64\n'
                       '[model]\nood_neighbors = 3\n[model.xgboost]\nn_estimators = 20\n')
     result = CliRunner().invoke(app, ["compare", str(tmp_path / "data"), "-o", str(tmp_path / "cmp"), "--config",
-                                      str(config), "--epochs", "1", "--folds", "3", "--max-folds", "2",
-                                      "--input-size", "64"])
+                                      str(config), "--epochs", "1", "--min-steps", "1", "--folds", "3",
+                                      "--max-folds", "2", "--input-size", "64"])
     assert result.exit_code == 0, result.output
     folds = pd.read_csv(tmp_path / "cmp" / "compare_folds.csv")
     assert sorted(folds["model"].unique()) == ["descriptors", "embeddings", "fine-tune", "hybrid"]
@@ -253,3 +253,5 @@ def test_compare_command_uses_identical_folds_for_every_model(tmp_path):
     assert (folds["fit_flops"] > 0).where(folds["model"] != "descriptors", True).all()
     report = (tmp_path / "cmp" / "compare.md").read_text()
     assert "Cost ratio fine-tune / hybrid" in report and (tmp_path / "cmp" / "compare.png").stat().st_size > 0
+    assert "Backbones actually used" in report and "efficientnet_lite0" in report and "Nadeau & Bengio" in report
+    assert (tmp_path / "cmp" / "curves.png").stat().st_size > 0 and "sample_accuracy" in folds

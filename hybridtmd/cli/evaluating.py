@@ -114,7 +114,8 @@ def compare_command(
     max_folds: Annotated[int | None, typer.Option(help="Run only the first N folds (quick runs).")] = None,
     repeats: RepeatsOption = 1,
     seed: Annotated[int, typer.Option(help="Seed of folds and of the fine-tuning.")] = 0,
-    epochs: Annotated[int, typer.Option(min=1, help="Fine-tuning epochs at most (paper: 60).")] = 60,
+    epochs: Annotated[int, typer.Option(min=1, help="Fine-tuning epochs (paper: 60); more when --min-steps "
+                                        "needs them, fewer with early stopping.")] = 60,
     min_steps: Annotated[int, typer.Option(min=1, help="Fine-tuning optimiser steps at least (more epochs "
                                            "when a small training set gives few batches).")] = 200,
     lr: Annotated[float, typer.Option(min=1e-12, help="Fine-tuning Adam learning rate "
