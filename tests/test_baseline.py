@@ -71,7 +71,7 @@ def test_predict_proba_shapes_and_fitted_attributes(fitted, data):
     assert fitted.backbone_used_ == "efficientnet_lite0" and fitted.n_features_ == 1280
     assert fitted.n_epochs_ == 1 and fitted.best_epoch_ == 1 and len(fitted.history_) == 1
     entry = fitted.history_[0]
-    assert set(entry) == {"epoch", "train_loss", "val_loss", "val_accuracy", "seconds"}
+    assert set(entry) == {"epoch", "train_loss", "val_loss", "val_accuracy", "val_macro_f1", "seconds"}
     assert entry["val_loss"] is not None  # MoS2 has 5 samples: one is held out
     assert fitted.flops_per_image_ > estimate_flops("efficientnet_lite0", 32)  # backbone + head
     assert fitted.fit_flops_ >= 3 * fitted.flops_per_image_ * (len(X) - len(fitted.validation_indices_))
@@ -243,8 +243,8 @@ def test_compare_command_uses_identical_folds_for_every_model(tmp_path):
     config.write_text('[descriptors]\nfamilies = ["areal"]\n[embeddings]\ninput_size = 64\n'
                       '[model]\nood_neighbors = 3\n[model.xgboost]\nn_estimators = 20\n')
     result = CliRunner().invoke(app, ["compare", str(tmp_path / "data"), "-o", str(tmp_path / "cmp"), "--config",
-                                      str(config), "--epochs", "1", "--folds", "3", "--max-folds", "2",
-                                      "--input-size", "64"])
+                                      str(config), "--epochs", "1", "--min-steps", "1", "--folds", "3",
+                                      "--max-folds", "2", "--input-size", "64"])
     assert result.exit_code == 0, result.output
     folds = pd.read_csv(tmp_path / "cmp" / "compare_folds.csv")
     assert sorted(folds["model"].unique()) == ["descriptors", "embeddings", "fine-tune", "hybrid"]
@@ -253,3 +253,5 @@ def test_compare_command_uses_identical_folds_for_every_model(tmp_path):
     assert (folds["fit_flops"] > 0).where(folds["model"] != "descriptors", True).all()
     report = (tmp_path / "cmp" / "compare.md").read_text()
     assert "Cost ratio fine-tune / hybrid" in report and (tmp_path / "cmp" / "compare.png").stat().st_size > 0
+    assert "Backbones actually used" in report and "efficientnet_lite0" in report and "Nadeau & Bengio" in report
+    assert (tmp_path / "cmp" / "curves.png").stat().st_size > 0 and "sample_accuracy" in folds

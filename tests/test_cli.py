@@ -112,16 +112,19 @@ def test_train_predict_evaluate_commands(tmp_path):
     bad = tmp_path / "broken.tif"
     bad.write_text("not a tiff")
     result = runner.invoke(app, ["predict", str(tmp_path / "model"), *map(str, files), str(bad),
-                                 "-o", str(tmp_path / "preds.csv")])
+                                 "-o", str(tmp_path / "preds.csv"), "--by-sample"])
     assert result.exit_code == 1 and "skipped" in result.output and "broken.tif" in result.output
     preds = pd.read_csv(tmp_path / "preds.csv")
     assert len(preds) == 3 and {"file", "label", "p_MoS2", "p_WSe2", "out_of_distribution"} <= set(preds)
+    samples = pd.read_csv(tmp_path / "preds_samples.csv")  # 3 files of 2 samples (img0, img1 of the first)
+    assert list(samples["n_images"]) == [2, 1] and {"label", "confidence", "agreement", "files"} <= set(samples)
 
     result = runner.invoke(app, ["evaluate", str(data), "-o", str(tmp_path / "report"), "--config", str(config),
-                                 "--folds", "3", "--low-data", "8"])
+                                 "--folds", "3", "--low-data", "8", "--permutations", "2"])
     assert result.exit_code == 0, result.output
     summary = (tmp_path / "report" / "summary.md").read_text()
     assert "descriptors" in summary and "embeddings" in summary and "low_data" in summary
+    assert "sample_accuracy" in summary and "permutation test" in summary and "Nadeau & Bengio" in summary
     assert (tmp_path / "report" / "evaluation.png").stat().st_size > 0
 
     result = runner.invoke(app, ["train", str(data), "-o", str(tmp_path / "m2"), "--config", str(bad)])

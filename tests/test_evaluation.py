@@ -69,12 +69,52 @@ def test_repeats_reshuffle_and_a_leaky_cv_is_refused(data):
 
 def test_low_data_caps_training_only(data):
     X, y, groups = data
-    result = evaluate_low_data({"knn": KNeighborsClassifier(1)}, X, y, groups, caps=(8, 4))
+    result = evaluate_low_data({"knn": KNeighborsClassifier(1)}, X, y, groups, caps=(8, 4), protocol="balanced_cap")
     full = evaluate({"knn": KNeighborsClassifier(1)}, X, y, groups)
     assert set(result.folds["cap"]) == {8, 4}
     assert (result.folds.groupby("cap")["n_train"].max() <= 4 * np.array([4, 8])).all()
     # the test side is untouched: same test sizes as the full evaluation
     assert list(result.folds.query("cap == 8")["n_test"]) == list(full.folds["n_test"])
+
+
+def test_paper_low_data_caps_only_the_newest_class(data):
+    """The paper's protocol: k classes in the paper's order, only the k-th capped, the others keep
+    every training image; whole samples first; test = the k classes' test images, uncapped."""
+    X, y, groups = data
+    calls = []
+
+    class Recording(KNeighborsClassifier):
+        def fit(self, X, y, groups=None):
+            calls.append((len(y), dict(zip(*np.unique(y, return_counts=True), strict=True)),
+                          None if groups is None else groups))
+            return super().fit(X, y)
+
+        def fit_continue(self, X, y, groups=None):
+            return self.fit(X, y, groups)
+
+    result = evaluate_low_data({"knn": Recording(1)}, X, y, groups, caps=(4,), n_classes=(3, 4), cv=KFold_groups())
+    folds = result.folds
+    assert set(folds["setting"]) == {"3", "3-4", "4", "4-4", "2-3", "2-3-4", "2-4", "2-4-4"}
+    order = ["MoS2", "WS2", "WSe2", "MoSe2"]  # the paper's order, restricted to the classes present
+    for (_, k, _), rows in folds.groupby(["variant", "k", "fold"]):
+        full, capped = rows.set_index("cap").loc[0], rows.set_index("cap").loc[4]
+        assert capped["n_train_newest"] == 4 < full["n_train_newest"]
+        # every older class keeps all its training images
+        assert full["n_train"] - full["n_train_newest"] == capped["n_train"] - capped["n_train_newest"]
+        assert full["n_test"] == capped["n_test"]  # test side untouched
+        assert np.isnan(capped[[f"recall[{c}]" for c in set(CLASSES) - set(order[:k])]].astype(float)).all()
+    # 4 images of the newest class = one whole sample (3 images) + one image of a second
+    capped_fits = [c for c in calls if c[1].get("WSe2") == 4 and "MoSe2" not in c[1]]
+    assert capped_fits and all(c[1]["MoS2"] > 4 and c[1]["WS2"] > 4 for c in capped_fits)
+    for *_, fit_groups in capped_fits:
+        newest_groups = fit_groups[np.isin(fit_groups, groups[y == "WSe2"])]
+        assert len(np.unique(newest_groups)) == 2  # one whole sample of 3 images + 1 of another
+
+
+def KFold_groups():  # noqa: N802 (reads as the splitter it returns)
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    return StratifiedGroupKFold(3, shuffle=True)
 
 
 def test_cap_per_class_takes_whole_samples_first():

@@ -123,8 +123,9 @@ unreadable or inconsistent, or ``model.pt`` does not match its recorded digest.
 
 from ..errors import ModelFileError
 from ..splits import grouped_validation_split
-from .classifier import MANIFEST_NAME, MODEL_FORMAT_VERSION, WEIGHTS_NAME, BackboneFallbackWarning, FineTuneClassifier
+from .classifier import BackboneFallbackWarning, FineTuneClassifier
 from .network import TRAIN_STEP_FLOPS_FACTOR, estimate_flops
+from .persistence import MANIFEST_NAME, MODEL_FORMAT_VERSION, WEIGHTS_NAME
 
 __all__ = [
     "BackboneFallbackWarning",

@@ -38,8 +38,10 @@ from ..embeddings import (
 )
 from ..errors import ModelFileError
 from ..io import AFMImage, check_images
-from ..splits import grouped_validation_split
+from .multilabel import ElementLoss, class_log_likelihood, element_matrix, material_elements
 from .network import (
+    AMP_DTYPES,
+    DevicePlan,
     build_head,
     build_network,
     estimate_flops,
@@ -47,16 +49,29 @@ from .network import (
     linear_flops,
     split_batches,
     torch_settings,
+    widen_output,
 )
-from .training import FrozenFeatures, TrainingSteps, run_epochs
+from .persistence import (
+    MANIFEST_NAME,
+    MODEL_FORMAT_VERSION,
+    WEIGHTS_NAME,
+    jsonable_params,
+    package_versions,
+    read_manifest,
+    restore_fitted,
+)
+from .training import (
+    Budget,
+    FrozenFeatures,
+    TrainingSteps,
+    class_weights,
+    run_epochs,
+    stage_validation_split,
+)
 
 if TYPE_CHECKING:  # torch is imported lazily, as in hybridtmd.embeddings
     import torch
 
-#: Version of the saved-model layout (``manifest.json`` + ``model.pt``).
-MODEL_FORMAT_VERSION = 1
-MANIFEST_NAME = "manifest.json"
-WEIGHTS_NAME = "model.pt"
 
 _FALLBACK_WARNED: set[tuple[str, str]] = set()
 
@@ -94,7 +109,20 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
     dropout : float
         Dropout probability before the output layer (the paper: 0).
     patience : int or None
-        Stop after this many epochs without a lower validation loss; None: run all epochs.
+        Stop after this many epochs without a better validation score; None: run all epochs.
+    min_steps : int, optional
+        Train for at least this many optimiser steps (more epochs than ``epochs`` when the
+        training set gives few batches per epoch; early stopping waits for them too).
+    selection : "loss" | "macro_f1"
+        Validation score that picks the kept epoch and drives early stopping: the class-weighted
+        loss, or macro-F1 with the loss breaking ties (as the paper).
+    multilabel : bool
+        One sigmoid output per chemical element of the class names, binary cross-entropy (the
+        paper's sequential/low-data head, :mod:`hybridtmd.baseline.multilabel`).
+    amp : "bf16" | "fp16" | None
+        Mixed-precision forward passes (autocast); fp16 training scales the loss on CUDA.
+    channels_last : bool
+        NHWC memory layout of images and convolution weights.
     validation_fraction : float
         Fraction of each class's groups held out for early stopping, in [0, 1).
     augment : bool
@@ -126,6 +154,9 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
         "class_weight": [Options(("balanced",)), dict, None],
         "clip_percentiles": [CLIP_PERCENTILES],
         "device": [Options(DEVICES)],
+        "min_steps": [Interval(numbers.Integral, 1, None), None],
+        "selection": [Options(("loss", "macro_f1"))],
+        "amp": [Options(AMP_DTYPES), None],
     }
 
     def __init__(
@@ -141,6 +172,11 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
         hidden: int = 100,
         dropout: float = 0.0,
         patience: int | None = 10,
+        min_steps: int | None = None,
+        selection: Literal["loss", "macro_f1"] = "loss",
+        multilabel: bool = False,
+        amp: Literal["bf16", "fp16"] | None = None,
+        channels_last: bool = False,
         validation_fraction: float = 0.2,
         augment: bool = True,
         class_weight: Literal["balanced"] | dict[Any, float] | None = "balanced",
@@ -161,6 +197,11 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
         self.hidden = hidden
         self.dropout = dropout
         self.patience = patience
+        self.min_steps = min_steps
+        self.selection = selection
+        self.multilabel = multilabel
+        self.amp = amp
+        self.channels_last = channels_last
         self.validation_fraction = validation_fraction
         self.augment = augment
         self.class_weight = class_weight
@@ -178,7 +219,8 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
         hashable type) and ``groups`` (sample ids, for the validation split)."""
         images, y, groups = self._check_fit_input(X, y, groups)
         validate_params(self, self._parameter_constraints)
-        self.__dict__.pop("stages_", None)
+        for name in ("stages_", "seen_groups_"):
+            self.__dict__.pop(name, None)
         backbone = self._resolve_backbone()
         self.backbone_used_ = backbone.name
         self.backbone_weights_id_ = backbone.weights_id
@@ -188,12 +230,13 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
         self.classes_ = np.unique(y)
         if len(self.classes_) < 2:
             raise ValueError(f"fit needs at least 2 classes, got {self.classes_.tolist()}")
+        self.elements_ = self._elements_of(self.classes_, [])
         seed = self._seed()
         with torch_settings(self.n_threads, seed, self.device_):
             features = pooled(backbone.build())
             self.n_features_ = int(backbone.embedding_dim)
-            self.model_ = build_network(features, build_head(self.n_features_, int(self.hidden), len(self.classes_),
-                                                             float(self.dropout))).to(self.device_)
+            self.model_ = self._plan().network(build_network(features, build_head(
+                self.n_features_, int(self.hidden), self._n_outputs(), float(self.dropout))))
             self._train(images, y, groups, seed, stage="fit")
         return self
 
@@ -204,38 +247,60 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
             return self.fit(X, y, groups)
         images, y, groups = self._check_fit_input(X, y, groups)
         validate_params(self, self._parameter_constraints)
-        import torch
-        from torch import nn
-
         known = self.classes_.tolist()
         new = [c for c in np.unique(y).tolist() if c not in known]
         seed = self._seed()
         with torch_settings(self.n_threads, seed, self.device_):
             if new:
-                old_out = self.model_.head[-1]
-                out = nn.Linear(old_out.in_features, len(known) + len(new)).to(self.device_)
-                with torch.no_grad():  # known rows carry over; new rows keep Linear's fresh initialisation
-                    out.weight[: len(known)] = old_out.weight
-                    out.bias[: len(known)] = old_out.bias
-                self.model_.head[-1] = out
                 merged = np.asarray(known + new)  # numpy picks a string width that fits the new labels
                 self.classes_ = merged.astype(object) if self.classes_.dtype == object else merged
+                self.elements_ = self._elements_of(new, self.elements_)
+                self.model_.head[-1] = widen_output(self.model_.head[-1], self._n_outputs())
             self._train(images, y, groups, seed, stage="continue")
         return self
 
+    def _elements_of(self, classes: Any, known: list[str]) -> list[str]:
+        """Output elements of the multi-label head: ``known`` then new ones in order (empty for
+        the softmax head)."""
+        if not self.multilabel:
+            return []
+        found = list(dict.fromkeys([*known, *(e for c in classes for e in material_elements(c))]))
+        if len(found) < 1:
+            raise ValueError("multilabel=True needs class names made of element symbols, e.g. MoS2")
+        return found
+
+    def _n_outputs(self) -> int:
+        return len(self.elements_) if self.multilabel else len(self.classes_)
+
+    def _plan(self) -> DevicePlan:
+        return DevicePlan(self.device_, self.amp, bool(self.channels_last))
+
+    def _decide(self) -> Any:
+        """Outputs -> class log-scores: logits (softmax head) or element-vector log-likelihoods."""
+        if not self.multilabel:
+            return lambda out: out
+        import torch
+
+        matrix = torch.from_numpy(element_matrix(self.classes_, self.elements_)).to(self.device_)
+        return lambda out: class_log_likelihood(out.float(), matrix)
+
     def predict_proba(self, X: Sequence[AFMImage]) -> np.ndarray:
-        """Class probabilities (softmax), ``(n_images, n_classes)``, columns in ``classes_`` order."""
+        """Class probabilities ``(n_images, n_classes)``, columns in ``classes_`` order: softmax of
+        the logits, or (``multilabel``) the normalised likelihood of each class's element vector."""
         check_is_fitted(self, "model_")
         import torch
 
         images = check_images(X)
+        plan, decide = self._plan(), self._decide()
         with torch_settings(self.n_threads):
             x = self._inputs(images)
             self.model_.eval()
             out = []
             with torch.inference_mode():
                 for idx in split_batches(torch.arange(len(x)), int(self.batch_size)):
-                    out.append(torch.softmax(self.model_(x[idx].to(self.device_)).float(), dim=1).cpu())
+                    with plan.autocast():
+                        logits = self.model_(plan.move(x[idx])).float()
+                    out.append(torch.softmax(decide(logits), dim=1).cpu())
         return torch.cat(out).numpy().astype(np.float64) if out else np.empty((0, len(self.classes_)))
 
     def predict(self, X: Sequence[AFMImage]) -> np.ndarray:
@@ -264,7 +329,7 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
         manifest = {
             "format": "hybridtmd.FineTuneClassifier",
             "format_version": MODEL_FORMAT_VERSION,
-            "params": self._jsonable_params(),
+            "params": jsonable_params(self.get_params()),
             "classes": self.classes_.tolist(),
             "classes_dtype": "object" if self.classes_.dtype == object else self.classes_.dtype.str,
             "backbone_used": self.backbone_used_,
@@ -276,10 +341,11 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
             "best_epoch": self.best_epoch_,
             "history": self.history_,
             "stages": self.stages_,
+            "elements": self.elements_,
             "flops_per_image": self.flops_per_image_,
             "weights_file": WEIGHTS_NAME,
             "weights_sha256": file_sha256(weights_path),
-            "versions": _versions(),
+            "versions": package_versions(),
         }
         atomic_write_text(directory / MANIFEST_NAME, json.dumps(manifest, indent=1))
         return directory
@@ -291,14 +357,14 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
         import torch
 
         manifest_path, weights_path = Path(directory) / MANIFEST_NAME, Path(directory) / WEIGHTS_NAME
-        manifest = _read_manifest(manifest_path, weights_path)
+        manifest = read_manifest(manifest_path, weights_path)
         try:
             clf = cls._from_manifest(manifest, device)
         except (TypeError, ValueError, KeyError) as exc:
             raise ModelFileError(f"{manifest_path}: inconsistent manifest ({type(exc).__name__}: {exc})") from exc
         clf.device_ = select_device(clf.device)
         model = build_network(feature_extractor(clf.backbone_used_),
-                              build_head(clf.n_features_, int(clf.hidden), len(clf.classes_), float(clf.dropout)))
+                              build_head(clf.n_features_, int(clf.hidden), clf._n_outputs(), float(clf.dropout)))
         try:
             state = torch.load(weights_path, map_location="cpu", weights_only=True)
             model.load_state_dict(state, strict=True)
@@ -318,19 +384,7 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
         if device is not None:
             params["device"] = device
         clf = cls(**params)
-        dtype = manifest["classes_dtype"]
-        clf.classes_ = np.asarray(manifest["classes"], dtype=object if dtype == "object" else np.dtype(dtype))
-        clf.backbone_used_ = str(manifest["backbone_used"])
-        clf.backbone_weights_id_ = str(manifest["backbone_weights_id"])
-        clf.input_size_ = int(manifest["input_size"])
-        clf.n_features_ = int(manifest["n_features"])
-        norm = manifest["normalisation"]
-        clf._norm = (tuple(float(v) for v in norm["mean"]), tuple(float(v) for v in norm["std"]))
-        clf.n_epochs_ = manifest.get("n_epochs")
-        clf.best_epoch_ = manifest.get("best_epoch")
-        clf.history_ = list(manifest.get("history") or [])
-        clf.stages_ = list(manifest.get("stages") or [])
-        clf.flops_per_image_ = manifest.get("flops_per_image")
+        restore_fitted(clf, manifest)
         return clf
 
     # ---- internals --------------------------------------------------------------------------
@@ -373,52 +427,52 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
         clip = tuple(self.clip_percentiles)
         return torch.stack([view for im in images for view in image_views(im, clip, self.input_size_, mean, std)])
 
-    def _class_weights(self, y_index: np.ndarray) -> torch.Tensor | None:
-        import torch
-
-        n = len(self.classes_)
-        if self.class_weight is None:
-            return None
-        if self.class_weight == "balanced":
-            counts = np.bincount(y_index, minlength=n).astype(np.float64)
-            # classes absent from this training set get weight 1: they never appear as a target
-            w = np.where(counts > 0, len(y_index) / (np.count_nonzero(counts) * np.maximum(counts, 1)), 1.0)
-        else:
-            w = np.array([float(self.class_weight.get(c, 1.0)) for c in self.classes_.tolist()])
-        return torch.tensor(w, dtype=torch.float32, device=self.device_)
-
     def _train(self, images: list[AFMImage], y: np.ndarray, groups: np.ndarray | None, seed: int, stage: str) -> None:
-        """One training stage of ``model_`` on (images, y): split, epochs, early stopping, records."""
+        """One training stage of ``model_`` on (images, y): split, epochs, early stopping, records.
+
+        Kept in one piece because it wires the split, inputs, loss, optimiser, device plan and
+        records of one stage in the order they depend on each other."""
         import torch
 
         start = time.perf_counter()
         index = {c: i for i, c in enumerate(self.classes_.tolist())}
         y_index = np.array([index[c] for c in y.tolist()], dtype=np.int64)
-        train, val = grouped_validation_split(y, groups, float(self.validation_fraction), seed)
+        train, val, self.seen_groups_ = stage_validation_split(y, groups, float(self.validation_fraction), seed,
+                                                               getattr(self, "seen_groups_", {}))
         if float(self.validation_fraction) > 0 and len(val) == 0:
             warnings.warn(f"validation_fraction={self.validation_fraction} holds out no group (too few groups per "
                           f"class): training without a validation set, so without early stopping", UserWarning,
                           stacklevel=3)
         self.validation_indices_ = val
-        x = self._inputs(images)
+        plan = self._plan()
+        x = plan.inputs(self._inputs(images))
         model, frozen = self.model_, bool(self.frozen)
         model.features.requires_grad_(not frozen)
         optimiser = torch.optim.Adam(model.head.parameters() if frozen else model.parameters(), lr=float(self.lr))
-        loss_fn = torch.nn.CrossEntropyLoss(weight=self._class_weights(y_index[train]))
+        weights = class_weights(self.class_weight, self.classes_, y_index[train], self.device_)
+        if self.multilabel:
+            matrix = torch.from_numpy(element_matrix(self.classes_, self.elements_)).to(self.device_)
+            loss_fn: Any = ElementLoss(matrix, weights)
+        else:
+            loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
+        decide = self._decide()
         generator = torch.Generator().manual_seed(seed)
         total_flops = self.flops_per_image_ = estimate_flops(model, self.input_size_)
         head_flops = linear_flops(model.head) if frozen else 0
         cache = (FrozenFeatures(model.features, x, 8 if self.augment else 1, self.n_features_, self.device_)
                  if frozen else None)
-        steps = TrainingSteps(model, x, torch.from_numpy(y_index), self.device_, bool(self.augment),
-                              int(self.batch_size), loss_fn, cache)
+        targets = torch.from_numpy(y_index)
+        steps = TrainingSteps(model, x, targets, targets, plan, bool(self.augment), int(self.batch_size), loss_fn,
+                              lambda out: decide(out).argmax(1), cache)
+        budget = Budget(int(self.epochs), None if self.min_steps is None else int(self.min_steps),
+                        None if self.patience is None else int(self.patience), str(self.selection))
         n_batches = len(split_batches(torch.arange(len(train)), int(self.batch_size)))
         show = self.progress if self.progress is not None else sys.stderr.isatty()
         title = f"fine-tuning {self.backbone_used_}" + (" (frozen)" if frozen else "")
-        with ProgressBar(bool(show), int(self.epochs) * n_batches, title) as bar:
-            result = run_epochs(steps, train, val, optimiser, generator, epochs=int(self.epochs),
-                                patience=None if self.patience is None else int(self.patience),
-                                step_flops=head_flops if frozen else total_flops, bar=bar)
+        with ProgressBar(bool(show), budget.n_epochs(n_batches) * n_batches, title) as bar:
+            result = run_epochs(steps, train, val, optimiser, generator, budget=budget,
+                                step_flops=head_flops if frozen else total_flops, bar=bar,
+                                scaler=plan.grad_scaler())
         n_backbone_passes = 0 if cache is None else cache.n_passes
         self.history_ = result.history
         self.n_epochs_ = len(result.history)
@@ -427,58 +481,7 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
         self.fit_flops_ = float(result.flops + n_backbone_passes * (total_flops - head_flops))
         self.stages_ = [*getattr(self, "stages_", []), {
             "stage": stage, "classes": self.classes_.tolist(), "n_images": len(images), "n_train": len(train),
-            "n_validation": len(val), "n_epochs": self.n_epochs_, "best_epoch": result.best_epoch,
+            "n_validation": len(val), "n_steps": result.n_steps, "n_epochs": self.n_epochs_,
+            "best_epoch": result.best_epoch,
             "best_val_loss": result.best_loss, "seconds": self.fit_seconds_, "flops": self.fit_flops_,
         }]
-
-    def _jsonable_params(self) -> dict[str, Any]:
-        params = self.get_params()
-        if params["weights"] is not None:
-            params["weights"] = str(params["weights"])
-        if isinstance(params["class_weight"], dict):  # JSON object keys must be strings; labels may not be
-            params["class_weight"] = [[k, v] for k, v in params["class_weight"].items()]
-        params["clip_percentiles"] = list(params["clip_percentiles"])
-        if not (params["random_state"] is None or isinstance(params["random_state"], (int, np.integer))):
-            params["random_state"] = None  # a RandomState object is not serialisable; it was consumed anyway
-        return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in params.items()}
-
-
-def _read_manifest(manifest_path: Path, weights_path: Path) -> dict[str, Any]:
-    """The manifest of a saved classifier, checked: readable, of this format and version, with
-    every required entry, and with a weights file whose SHA-256 is the recorded one."""
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelFileError(f"{manifest_path}: missing; not a saved FineTuneClassifier") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{manifest_path}: unreadable manifest ({exc})") from exc
-    required = ("format", "format_version", "params", "classes", "classes_dtype", "backbone_used",
-                "backbone_weights_id", "normalisation", "input_size", "n_features", "weights_sha256")
-    if not isinstance(manifest, dict) or manifest.get("format") != "hybridtmd.FineTuneClassifier":
-        raise ModelFileError(f"{manifest_path}: not a FineTuneClassifier manifest")
-    missing = [k for k in required if k not in manifest]
-    if missing:
-        raise ModelFileError(f"{manifest_path}: missing entries {missing}")
-    if manifest["format_version"] != MODEL_FORMAT_VERSION:
-        raise ModelFileError(f"{manifest_path}: format version {manifest['format_version']!r}, this hybridtmd "
-                             f"reads {MODEL_FORMAT_VERSION}")
-    if not weights_path.is_file():
-        raise ModelFileError(f"{weights_path}: missing (the manifest {manifest_path} refers to it)")
-    if file_sha256(weights_path) != manifest["weights_sha256"]:
-        raise ModelFileError(f"{weights_path}: SHA-256 differs from the one in {manifest_path}; the weights "
-                             f"were modified or belong to another model")
-    return manifest
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for name in ("hybridtmd", "torch", "torchvision", "timm"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
-

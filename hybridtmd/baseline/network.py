@@ -4,9 +4,11 @@ batches and the torch settings a fit runs under."""
 from __future__ import annotations
 
 import contextlib
+import os
 from collections import OrderedDict
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from ..embeddings import Backbone, build_architecture, pooled
 
@@ -66,6 +68,21 @@ def build_head(n_features: int, hidden: int, n_classes: int, dropout: float) -> 
     return nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, n_classes))
 
 
+def widen_output(layer: nn.Linear, n_outputs: int) -> nn.Linear:
+    """``layer`` with ``n_outputs`` rows: the known rows (weights and bias) carry over, new rows
+    keep ``Linear``'s fresh initialisation (the sequential modality's new classes or elements)."""
+    import torch
+    from torch import nn
+
+    if n_outputs == layer.out_features:
+        return layer
+    out = nn.Linear(layer.in_features, n_outputs).to(layer.weight.device)
+    with torch.no_grad():
+        out.weight[: layer.out_features] = layer.weight
+        out.bias[: layer.out_features] = layer.bias
+    return out
+
+
 def build_network(features: nn.Module, head: nn.Module) -> nn.Module:
     """``features`` then ``head``, as the submodules ``features`` and ``head`` (state-dict keys
     ``features.*`` and ``head.*``)."""
@@ -83,10 +100,82 @@ def split_batches(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
     return parts
 
 
+#: ``amp`` values: the autocast dtype of mixed-precision training and inference.
+AMP_DTYPES = ("bf16", "fp16")
+#: cuBLAS needs a fixed workspace for reproducible matrix products on CUDA (NVIDIA's cuBLAS
+#: documentation, "Results reproducibility"); set for seeded fits unless the user set it.
+CUBLAS_WORKSPACE = ":4096:8"
+
+
+@dataclass(frozen=True)
+class DevicePlan:
+    """How tensors reach the device and how the network runs there.
+
+    On CUDA the inputs of a fit are moved to the device once (``resident``) and every batch
+    transfer is ``non_blocking`` from pinned memory otherwise; ``amp`` runs forward passes under
+    ``torch.autocast`` (``bf16`` or ``fp16``; fp16 training also scales the loss);
+    ``channels_last`` stores images and convolution weights NHWC (faster convolutions on tensor
+    cores). On CPU nothing is pinned or asynchronous.
+    """
+
+    device: str
+    amp: str | None = None
+    channels_last: bool = False
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device.split(":")[0] == "cuda"
+
+    @property
+    def resident(self) -> bool:
+        """Keep a fit's inputs on the device for the whole fit (CUDA)."""
+        return self.is_cuda
+
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """The stacked inputs of a fit where they live during it: on the device (CUDA), else on
+        CPU; NHWC with ``channels_last``."""
+        import torch
+
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x.to(self.device, non_blocking=False) if self.resident else x
+
+    def move(self, x: torch.Tensor) -> torch.Tensor:
+        """One batch to the device; asynchronous from pinned memory on CUDA."""
+        if x.device.type == self.device.split(":")[0]:
+            return x
+        if self.is_cuda:
+            return x.pin_memory().to(self.device, non_blocking=True)
+        return x.to(self.device)
+
+    def network(self, model: nn.Module) -> nn.Module:
+        """``model`` on the device (NHWC weights with ``channels_last``)."""
+        import torch
+
+        model = model.to(self.device)
+        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """Mixed precision for forward passes (a no-op context without ``amp``)."""
+        import torch
+
+        if self.amp is None:
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.amp == "bf16" else torch.float16
+        return torch.autocast(device_type=self.device.split(":")[0], dtype=dtype)
+
+    def grad_scaler(self) -> Any:
+        """A loss scaler for fp16 training on CUDA (bf16 and fp32 need none), else None."""
+        import torch
+
+        return torch.amp.GradScaler("cuda") if self.amp == "fp16" and self.is_cuda else None
+
+
 @contextlib.contextmanager
 def torch_settings(n_threads: int | None, seed: int | None = None, device: str = "cpu") -> Iterator[None]:
     """Thread count, and with ``seed`` a forked, seeded global RNG and deterministic algorithms,
-    all restored on exit so a fit leaves the caller's torch state untouched."""
+    all restored on exit so a fit leaves the caller's torch state untouched. On CUDA a seeded run
+    also sets ``CUBLAS_WORKSPACE_CONFIG`` (when unset; it stays set, cuBLAS reads it once)."""
     import torch
 
     old_threads = torch.get_num_threads()
@@ -98,7 +187,10 @@ def torch_settings(n_threads: int | None, seed: int | None = None, device: str =
         if seed is None:
             yield
             return
-        devices = [torch.cuda.current_device()] if device == "cuda" else []
+        is_cuda = device.split(":")[0] == "cuda"
+        if is_cuda:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+        devices = [torch.cuda.current_device()] if is_cuda else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             # warn_only: an op without a deterministic kernel (some CUDA ones) warns instead of failing

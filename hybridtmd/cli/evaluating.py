@@ -57,19 +57,26 @@ def evaluate_command(
     low_data: LowDataOption = None,
     sequential: Annotated[bool, typer.Option(help="Also the sequential modality (classes added one by one).")] = False,
     multilabel: Annotated[bool, typer.Option(help="Also the multilabel modality (elements Mo, W, S, Se).")] = False,
+    permutations: Annotated[int, typer.Option(min=0, help="Grouped label permutations (labels swapped between "
+                                              "samples) for the hybrid's p-value; 0: none.")] = 19,
     cache_dir: CacheDirOption = None,
     pattern: PatternOption = None,
 ) -> None:
-    """Grouped cross-validation report of the hybrid classifier: per-fold CSV, summary Markdown,
-    confusion matrix and ablation figure (folds never share a sample)."""
+    """Grouped cross-validation report of the hybrid classifier: per-fold CSV, summary Markdown
+    (image- and sample-level accuracy, permutation p-value, paired differences), confusion
+    matrix and ablation figure (folds never share a sample)."""
     use_file_backend()
     from sklearn.base import clone
     from sklearn.model_selection import StratifiedGroupKFold
 
+    from .. import evaluation
     from ..evaluation.report import report_metrics, write_evaluation_report
 
     model = model_from_config(config, cache_dir)
     _, images, labels, groups, _, errors = labelled_images(source, pattern, n_folds=folds)
+    if not model.features.is_per_image():  # a table of all images would let the PCA see the test folds
+        fail("evaluate needs per-image features (no [embeddings] pca_components): a PCA fitted on every image "
+             "would see the test folds; remove pca_components to evaluate", code=2)
     with console.status(f"computing features of {len(images)} images..."):
         table = clone(model.features).fit_transform(images)
     common = {"cv": StratifiedGroupKFold(folds, shuffle=True), "n_repeats": repeats, "random_state": seed}
@@ -79,9 +86,16 @@ def evaluate_command(
                                       low_data=low_data, sequential=sequential, multilabel=multilabel, common=common)
         except (HybridTMDError, ValueError) as exc:
             fail(str(exc), code=1)
+    permutation = None
+    if permutations:
+        with console.status(f"grouped permutation test ({permutations} permutations)..."):
+            permutation = evaluation.permutation_test(model, table, labels, groups, n_permutations=permutations,
+                                                      **common)
     protocol = (f"{len(images)} images, {len(set(groups.tolist()))} samples; StratifiedGroupKFold({folds}) by sample "
-                f"x {repeats} repeat(s), seed {seed}; mean ± std over folds.")
-    write_evaluation_report(results, output, title=f"Grouped cross-validation: {source}", protocol=protocol)
+                f"x {repeats} repeat(s), seed {seed}; mean ± std over folds; sample_accuracy: the images of "
+                f"each test sample decided together (mean log-probability).")
+    write_evaluation_report(results, output, title=f"Grouped cross-validation: {source}", protocol=protocol,
+                            permutation=permutation)
     for name, result in results.items():
         console.print(f"[bold]{name}[/]")
         shown = report_metrics(name)[:2] if name == "multilabel" else ("accuracy", "macro_f1")
@@ -100,7 +114,16 @@ def compare_command(
     max_folds: Annotated[int | None, typer.Option(help="Run only the first N folds (quick runs).")] = None,
     repeats: RepeatsOption = 1,
     seed: Annotated[int, typer.Option(help="Seed of folds and of the fine-tuning.")] = 0,
-    epochs: Annotated[int, typer.Option(help="Fine-tuning epochs (paper: 60, early stopping).")] = 60,
+    epochs: Annotated[int, typer.Option(min=1, help="Fine-tuning epochs (paper: 60); more when --min-steps "
+                                        "needs them, fewer with early stopping.")] = 60,
+    min_steps: Annotated[int, typer.Option(min=1, help="Fine-tuning optimiser steps at least (more epochs "
+                                           "when a small training set gives few batches).")] = 200,
+    lr: Annotated[float, typer.Option(min=1e-12, help="Fine-tuning Adam learning rate "
+                                      "(the paper: 7.5e-5 on GPU for 60 epochs).")] = 1e-3,
+    batch_size: Annotated[int, typer.Option(min=1, help="Fine-tuning batch size.")] = 32,
+    patience: Annotated[int, typer.Option(min=1, help="Early-stopping patience in epochs.")] = 10,
+    selection: Annotated[str, typer.Option(help="Kept epoch by validation 'macro_f1' (the paper) or "
+                                           "'loss'.")] = "macro_f1",
     backbone: Annotated[str, typer.Option(help="Fine-tuned backbone (falls back to efficientnet_lite0 "
                                           "when its weights are absent).")] = "resnet18",
     input_size: Annotated[int | None, typer.Option(help="Fine-tuning input side (default: backbone's).")] = None,
@@ -121,7 +144,10 @@ def compare_command(
     _, images, labels, groups, _, errors = labelled_images(source, pattern, n_folds=folds)
     trained = backbone if backbone in list_backbones(available_only=True) else (
         f"efficientnet_lite0 ({backbone} weights absent, see `hybridtmd embed --help`)")
-    fine_tune = FineTuneClassifier(backbone, epochs=epochs, input_size=input_size, frozen=frozen,
+    if selection not in ("macro_f1", "loss"):
+        fail(f"--selection must be macro_f1 or loss, not {selection!r}")
+    fine_tune = FineTuneClassifier(backbone, epochs=epochs, min_steps=min_steps, lr=lr, batch_size=batch_size,
+                                   patience=patience, selection=selection, input_size=input_size, frozen=frozen,
                                    random_state=seed, progress=False)
     cv = split_limit(StratifiedGroupKFold(folds, shuffle=True), max_folds)
     with console.status(f"comparing on {len(images)} images ({folds} folds"
@@ -134,7 +160,10 @@ def compare_command(
     ratios = compute_ratios(result)
     n_folds = result.folds.groupby("model").size().iloc[0]
     protocol = (f"{len(images)} images, {len(set(groups.tolist()))} samples; StratifiedGroupKFold({folds}) by sample, "
-                f"{n_folds} fold(s) run, seed {seed}; fine-tuning: {epochs} epoch(s) max, backbone {trained}"
+                f"{n_folds} fold(s) run, seed {seed}; fine-tuning: Adam lr {lr:g}, batch {batch_size}, "
+                f"{epochs} epoch(s) max, >= {min_steps} steps, patience {patience}, kept epoch by validation "
+                f"{selection}, "
+                f"backbone {trained}; both arms at input side {input_size or 'the backbone default'}"
                 f"{' (frozen)' if frozen else ''}. Mean ± std over folds.")
     write_comparison_report(result, output, title=f"Hybrid vs fine-tuning: {source}", protocol=protocol,
                             ratios=ratios)

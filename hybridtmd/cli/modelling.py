@@ -90,12 +90,17 @@ def predict_command(
     pixel_size_nm: PixelSizeOption = None,
     z_unit: ZUnitOption = None,
     z_scale: ZScaleOption = None,
+    by_sample: Annotated[bool, typer.Option(help="Also one verdict per sample (images pooled by mean "
+                                            "log-probability) into <output>_samples.csv; the sample id is "
+                                            "the file name's group (<x>_<MATERIAL>_<x>_<SAMPLE>_...), else "
+                                            "the file is its own sample.")] = False,
 ) -> None:
     """Predict the material of AFM files: label, confidence, probability per class, OOD flag.
 
     A folder gives every readable file in it, whatever its name. Files that cannot be read or
     processed are reported and skipped; the others are predicted. An image flagged
-    out_of_distribution is unlike every training sample: do not trust its label.
+    out_of_distribution is unlike every training sample: do not trust its label. With
+    --by-sample the images of one sample are also decided together.
     """
     import pandas as pd
 
@@ -124,10 +129,36 @@ def predict_command(
         n_ood = int(table["out_of_distribution"].sum()) if "out_of_distribution" in table else 0
         console.print(f"predicted {len(table)} of {len(paths)} file(s) into {output}"
                       + (f"; {n_ood} flagged out of distribution" if n_ood else ""), soft_wrap=True)
+        if by_sample:
+            _write_sample_verdicts(table, model.classes_, output.with_name(f"{output.stem}_samples.csv"))
     report_errors(errors)
     if not frames:
         fail("no file could be predicted", code=1)
     exit_for(errors)
+
+
+def sample_of(path: str) -> str:
+    """The sample id in a file name (the default naming convention's group), else the file stem."""
+    import re
+
+    from ..io.dataset import DEFAULT_FILENAME_PATTERN
+
+    match = re.match(DEFAULT_FILENAME_PATTERN, Path(path).name)
+    return match.group("group") if match else Path(path).stem
+
+
+def _write_sample_verdicts(table: Any, classes: Any, path: Path) -> None:
+    """Pool the image probabilities of ``table`` per sample and write one row per sample."""
+    from .._utils import atomic_write_csv
+    from ..model.samples import pool_samples
+
+    groups = [sample_of(f) for f in table["file"]]
+    verdicts = pool_samples(table[[f"p_{c}" for c in classes]].to_numpy(), groups, classes)
+    files = table.groupby(groups, sort=False)["file"].agg(";".join)
+    verdicts.insert(4, "files", files.loc[verdicts.index].to_numpy())
+    atomic_write_csv(verdicts.reset_index(), path, index=False)
+    console.print(f"{len(verdicts)} sample verdict(s) into {path} (mean log-probability of each sample's images)",
+                  soft_wrap=True)
 
 
 def _table_to_explain(model: Any, model_dir: Path, inputs: list[Path]) -> tuple[Any, list | None, list | None]:

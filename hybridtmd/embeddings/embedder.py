@@ -92,7 +92,12 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
         Embed square tiles of this many source pixels (stride default: tile size) and average
         them; images smaller than a tile are embedded whole.
     batch_size : int
-        Images per forward pass.
+        Inputs per forward pass. Every pass has exactly this many rows (the last batch of a call
+        is padded with zeros, which are discarded): the CPU/GPU kernels then see one shape only,
+        so an image's vector never depends on what else is in the batch (bit-identical on one
+        machine; a pass with fewer rows may take another kernel and differ by ~1e-6, which a
+        tree head can turn into a different prediction). The cost is at most ``batch_size - 1``
+        padded passes per call: lower it to predict single images faster.
     device : "cpu" | "cuda" | "auto"
         ``auto`` uses CUDA when available. Threads on CPU follow ``torch.set_num_threads``.
     cache_dir : path, optional
@@ -194,6 +199,18 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
         plan = self._plan()
         return shared_model(plan.backbone, plan.device)
 
+    def get_backbone(self) -> Backbone:
+        """The resolved backbone (name, weights id, preprocessing), without building the network."""
+        return self._plan().backbone
+
+    def resolved_input_size(self) -> int:
+        """The CNN input side actually used: ``input_size`` or the backbone's."""
+        return self._plan().input_size
+
+    def n_views(self, image: AFMImage) -> int:
+        """Forward passes one image costs: its tiles, times 8 with ``tta="d4"``."""
+        return self._plan().n_views(image)
+
     def input_tensors(self, image: AFMImage) -> torch.Tensor:
         """Every CNN input (tiles x TTA views) of one image, ``(V, 3, S, S)``; its embedding is the
         mean of the model's outputs over them."""
@@ -279,13 +296,17 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
                     if len(buffer) == self.batch_size:
                         yield torch.stack(buffer), np.asarray(owners)
                         buffer, owners = [], []
-            if buffer:
-                yield torch.stack(buffer), np.asarray(owners)
+            if buffer:  # padded to the fixed shape: see batch_size in the class docstring
+                n_pad = self.batch_size - len(buffer)
+                yield torch.cat([torch.stack(buffer), buffer[0].new_zeros((n_pad, *buffer[0].shape))]), \
+                    np.asarray(owners)
 
         with ProgressBar(show, total, f"embedding ({plan.backbone.name})", transient=True) as bar, \
                 torch.inference_mode():
             for batch, owners in batches():
-                feats = model(batch.to(plan.device)).float().cpu().numpy()
+                if plan.device.startswith("cuda"):  # page-locked: the copy below runs asynchronously
+                    batch = batch.pin_memory()
+                feats = model(batch.to(plan.device, non_blocking=True)).float().cpu().numpy()[: len(owners)]
                 if feats.shape != (len(owners), plan.backbone.embedding_dim):
                     raise HybridTMDError(f"backbone {plan.backbone.name!r} returned shape {feats.shape}, expected "
                                          f"({len(owners)}, {plan.backbone.embedding_dim})")

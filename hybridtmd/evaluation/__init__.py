@@ -15,6 +15,7 @@ from .cv import cap_per_class, evaluate, evaluate_inputs
 from .figures import plot_confusion, plot_evaluation
 from .modalities import ablation, element_targets, evaluate_low_data, evaluate_multilabel, evaluate_sequential
 from .results import METRICS, MULTILABEL_METRICS, Evaluation
+from .significance import paired_differences, permutation_test, permute_between_samples
 
 __all__ = [
     "METRICS",
@@ -23,6 +24,9 @@ __all__ = [
     "GroupLeakError",
     "Split",
     "ablation",
+    "paired_differences",
+    "permutation_test",
+    "permute_between_samples",
     "cap_per_class",
     "check_grouped_split",
     "compare",

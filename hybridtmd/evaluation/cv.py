@@ -18,6 +18,7 @@ from sklearn.base import clone
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score, recall_score
 
 from ..model import HybridClassifier, is_image_sequence, resolve_features
+from ..model.samples import pool_samples, sample_accuracy
 from ..splits import Split, grouped_splits
 from .results import Evaluation
 
@@ -47,11 +48,19 @@ def model_inputs(models: dict[str, Any], X: Any) -> dict[str, tuple[Any, Any]]:
         if features is None or not features.is_per_image():
             out[name] = (model, X)
             continue
-        key = repr(features)
+        key = feature_key(features)
         if key not in tables:
             tables[key] = features.fit_transform(X)
         out[name] = (model, tables[key])
     return out
+
+
+def feature_key(features: Any) -> str:
+    """Identity of a feature transformer's configuration: ``joblib.hash`` of all its parameters,
+    nested ones included (a repr elides the middle of long parameter lists)."""
+    import joblib
+
+    return joblib.hash(features.get_params(deep=True))
 
 
 def prepare(models: Any, X: Any, y: Any, groups: Any, cv: Any, n_repeats: int,
@@ -108,8 +117,9 @@ def run_splits(
         for name, (model, X) in models.items():
             fitted, pred, seconds = fit_predict(model, X, y, groups, train, test)
             confusion[name] += confusion_matrix(y[test], pred, labels=labels)
-            rows.append(fold_row(name, extra, split, train, test, score_fold(y[test], pred, labels), seconds)
-                        | reported_flops(fitted, len(test)))
+            scores = score_fold(y[test], pred, labels) | sample_scores(fitted, X, y, groups, test, pred)
+            rows.append(fold_row(name, extra, split, train, test, scores, seconds) | reported_flops(fitted, len(test))
+                        | training_record(fitted))
     return rows, {n: confusion_frame(m, labels) for n, m in confusion.items()}
 
 
@@ -129,6 +139,20 @@ def fit_predict(model: Any, X: Any, y: np.ndarray, groups: np.ndarray, train: np
     return fitted, pred, (fit_seconds, time.perf_counter() - start)
 
 
+def sample_scores(fitted: Any, X: Any, y: np.ndarray, groups: np.ndarray, test: np.ndarray,
+                  pred: np.ndarray) -> dict[str, float]:
+    """Sample-level accuracy of one test fold: the images of each sample decided together
+    (:func:`hybridtmd.model.samples.pool_samples`, mean log-probability) when the model has
+    ``predict_proba``, else by majority vote of its image labels (ties: first in sorted order)."""
+    if hasattr(fitted, "predict_proba"):
+        verdicts = pool_samples(fitted.predict_proba(take_rows(X, test)), groups[test], fitted.classes_)
+    else:
+        votes = pd.DataFrame({"sample": groups[test], "label": pred})
+        majority = votes.groupby("sample", sort=False)["label"].agg(lambda s: sorted(s.mode().tolist(), key=str)[0])
+        verdicts = majority.to_frame("label")
+    return {"sample_accuracy": sample_accuracy(y[test], groups[test], verdicts), "n_test_samples": len(verdicts)}
+
+
 def reported_flops(fitted: Any, n_test: int) -> dict[str, float]:
     """FLOPs a fitted model reports about itself (the fine-tuning baseline counts them)."""
     out = {}
@@ -136,6 +160,19 @@ def reported_flops(fitted: Any, n_test: int) -> dict[str, float]:
         out["fit_flops"] = float(fitted.fit_flops_)
     if hasattr(fitted, "flops_per_image_"):
         out["predict_flops"] = float(fitted.flops_per_image_) * n_test
+    return out
+
+
+def training_record(fitted: Any) -> dict[str, Any]:
+    """What a fitted model says about its own training: the backbone it actually ran and its
+    per-epoch curve (JSON), for models that record them (the fine-tuning baseline)."""
+    out: dict[str, Any] = {}
+    if hasattr(fitted, "backbone_used_"):
+        out["backbone"] = fitted.backbone_used_
+    if getattr(fitted, "history_", None):
+        import json
+
+        out["history"] = json.dumps(fitted.history_)
     return out
 
 
@@ -207,4 +244,4 @@ def evaluate_inputs(inputs: Mapping[str, tuple[Any, Any]], y: Any, groups: Any, 
     return Evaluation(pd.DataFrame(rows), confusion)
 
 
-__all__ = ["cap_per_class", "evaluate", "evaluate_inputs"]
+__all__ = ["cap_per_class", "evaluate", "evaluate_inputs", "feature_key", "sample_scores"]

@@ -46,4 +46,40 @@ def plot_confusion(confusion: pd.DataFrame, ax: Any = None, title: str | None = 
     return ax
 
 
-__all__ = ["plot_confusion", "plot_evaluation"]
+def training_curves(folds: pd.DataFrame) -> pd.DataFrame:
+    """One row per (model, repeat, fold, epoch) from the ``history`` column of fold rows (the
+    per-epoch records of the fine-tuning baseline); empty without one."""
+    import json
+
+    if "history" not in folds:
+        return pd.DataFrame()
+    rows = []
+    for _, fold in folds.dropna(subset=["history"]).iterrows():
+        for entry in json.loads(fold["history"]):
+            rows.append({"model": fold["model"], "repeat": fold["repeat"], "fold": fold["fold"], **entry})
+    return pd.DataFrame(rows)
+
+
+def plot_curves(curves: pd.DataFrame) -> Any:
+    """Training and validation loss (left) and validation macro-F1 (right) per epoch, one line per
+    fold; returns the Figure. A plateau of the validation curves is what convergence looks like."""
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_f1) = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
+    for i, ((model, repeat, fold), part) in enumerate(curves.groupby(["model", "repeat", "fold"], sort=False)):
+        color = plt.cm.tab10(i % 10)
+        label = f"{model} r{repeat} f{fold}"
+        ax_loss.plot(part["epoch"], part["train_loss"], color=color, ls="--", label=f"{label} train")
+        if part["val_loss"].notna().any():
+            ax_loss.plot(part["epoch"], part["val_loss"], color=color, label=f"{label} validation")
+            ax_f1.plot(part["epoch"], part["val_macro_f1"], color=color, label=label)
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("loss (class-weighted)")
+    ax_loss.legend(fontsize=6)
+    ax_f1.set_xlabel("epoch")
+    ax_f1.set_ylabel("validation macro-F1")
+    ax_f1.set_ylim(0, 1)
+    return fig
+
+
+__all__ = ["plot_confusion", "plot_curves", "plot_evaluation", "training_curves"]

@@ -1,7 +1,7 @@
 """The paper's evaluation modalities (Moses & Reinhart, MLST 2025): variations of the training side
 only, on the folds of :func:`~hybridtmd.evaluation.evaluate`; test folds are never altered.
 
-* :func:`evaluate_low_data` - training images capped per class.
+* :func:`evaluate_low_data` - the newest class's training images capped (the paper's), or every class's.
 * :func:`evaluate_sequential` - classes added one at a time (2 → 3 → 4 → 5).
 * :func:`evaluate_multilabel` - one binary target per element (Mo, W, S, Se).
 * :func:`ablation` - descriptors-only vs embeddings-only vs hybrid on one feature table."""
@@ -17,22 +17,128 @@ import pandas as pd
 from sklearn.metrics import confusion_matrix
 
 from ..model import LATENT_PREFIX, PHYS_PREFIX
-from .cv import confusion_frame, evaluate_inputs, fit_predict, fold_row, prepare, run_splits, score_fold
+from .cv import (
+    cap_per_class,
+    confusion_frame,
+    evaluate_inputs,
+    fit_predict,
+    fold_row,
+    prepare,
+    run_splits,
+    sample_scores,
+    score_fold,
+)
 from .results import Evaluation
+
+#: The paper's order of adding classes (Moses & Reinhart 2025, ``Train/fine*class_gen.py``).
+PAPER_CLASS_ORDER = ("MoS2", "WS2", "WSe2", "MoSe2", "Mo-WSe2")
 
 
 def evaluate_low_data(models: Any, X: Any, y: Any, groups: Any, *, caps: Iterable[int] = (64, 32, 16, 8),
+                      protocol: str = "paper", class_order: str | Sequence[Any] = "paper",
+                      n_classes: Iterable[int] | None = None, variants: Sequence[str] = ("imagenet", "previous"),
                       cv: Any = None, n_repeats: int = 1, random_state: int = 0) -> Evaluation:
-    """The paper's low-data modality: the same folds as :func:`evaluate`, training images capped
-    at each of ``caps`` per class (:func:`cap_per_class`); test folds untouched. Adds a ``cap``
-    column."""
+    """The paper's low-data modality, on the folds of :func:`evaluate`; test folds are never capped.
+
+    ``protocol="paper"`` (the paper's ``sample_one_multiclass``): for each ``k`` in ``n_classes``
+    (default 3 ... number of classes, as the paper's 3, 4, 5; 2 with two classes) the model
+    learns the first ``k`` classes of ``class_order`` ("paper": MoS2 → WS2 → WSe2 → MoSe2 →
+    Mo-WSe2, the classes present; "frequency": most frequent first; or a list), and
+    **only the newest, k-th class** is capped at each of ``caps`` training images (whole samples
+    first, :func:`cap_per_class`); the other classes keep all their training images. Tests are
+    the test images of those k classes. Two variants: ``imagenet`` fits each setting from scratch
+    (the paper's from-ImageNet runs, keys ``k`` and ``k-n``); ``previous`` (models with
+    ``fit_continue`` only: the fine-tuning baseline) continues the chain 2 → ... → k-1 trained on
+    all images, then learns the k-th class capped (keys ``2-k`` and ``2-k-n``, as in
+    ``ImageNet_Sequential.json``; ``n`` uncapped rows are included as ``cap`` 0). Columns
+    ``variant``, ``k``, ``cap`` and ``setting`` (the paper's key).
+
+    ``protocol="balanced_cap"``: every class capped at each cap (all classes, ``cap`` column).
+    """
     y, groups, splits, inputs = prepare(models, X, y, groups, cv, n_repeats, random_state)
-    rows, confusion = [], {}
-    for cap in caps:
-        r, confusion = run_splits(inputs, y, groups, splits, extra={"cap": int(cap)}, train_cap=int(cap),
-                            random_state=random_state)
-        rows += r
-    return Evaluation(pd.DataFrame(rows), confusion, keys=["model", "cap"])
+    caps = [int(c) for c in caps]
+    if protocol == "balanced_cap":
+        rows, confusion = [], {}
+        for cap in caps:
+            r, confusion = run_splits(inputs, y, groups, splits, extra={"cap": cap}, train_cap=cap,
+                                      random_state=random_state)
+            rows += r
+        return Evaluation(pd.DataFrame(rows), confusion, keys=["model", "cap"])
+    if protocol != "paper":
+        raise ValueError(f"protocol must be 'paper' or 'balanced_cap', not {protocol!r}")
+    order = resolve_class_order(class_order, y)
+    n_classes = list(range(min(3, len(order)), len(order) + 1)) if n_classes is None else list(n_classes)
+    if not any(2 <= int(k) <= len(order) for k in n_classes):
+        raise ValueError(f"n_classes {n_classes}: none between 2 and the {len(order)} classes present")
+    rows = []
+    for split in splits:
+        rng_seed = [random_state, split.repeat, split.fold]
+        for name, (model, data) in inputs.items():
+            rows += paper_low_data_rows(name, model, data, y, groups, split, order, n_classes, caps, variants,
+                                        rng_seed)
+    return Evaluation(pd.DataFrame(rows), {}, keys=["model", "variant", "setting"])
+
+
+def resolve_class_order(class_order: str | Sequence[Any], y: np.ndarray) -> list[Any]:
+    """The order classes are added in: the paper's (classes present), by frequency, or as given."""
+    present = set(np.unique(y).tolist())
+    if class_order == "paper":
+        order = [c for c in PAPER_CLASS_ORDER if c in present]
+        order += sorted(present - set(order), key=str)  # other materials after the paper's five
+    elif class_order == "frequency":
+        order = list(pd.Series(y).value_counts().index)
+    else:
+        order = list(class_order)
+    if set(order) != present or len(order) != len(set(order)):
+        raise ValueError(f"class_order must list every class once; classes: {sorted(map(str, present))}")
+    return order
+
+
+def newest_class_cap(train: np.ndarray, y: np.ndarray, groups: np.ndarray, newest: Any, cap: int | None,
+                     rng: np.random.Generator) -> np.ndarray:
+    """``train`` with only the ``newest`` class capped at ``cap`` images (whole samples first);
+    every other class keeps all of its images. ``cap`` None: unchanged."""
+    if cap is None:
+        return train
+    is_new = y[train] == newest
+    kept_new = cap_per_class(train[is_new], y, groups, cap, rng)
+    return np.sort(np.concatenate([train[~is_new], kept_new]))
+
+
+def paper_low_data_rows(name: str, model: Any, data: Any, y: np.ndarray, groups: np.ndarray, split: Any,
+                        order: list[Any], n_classes: Iterable[int], caps: list[int], variants: Sequence[str],
+                        rng_seed: list[int]) -> list[dict[str, Any]]:
+    """Rows of one model on one split: every (variant, k, cap) setting of the paper's table."""
+    import copy
+
+    rows = []
+    chain, chain_k = None, 1  # the `previous` variant's model trained on all images of classes[:chain_k]
+    for k in sorted(int(v) for v in n_classes):
+        if k < 2 or k > len(order):
+            continue
+        keep = np.isin(y, order[:k])
+        train_k, test = split.train[keep[split.train]], split.test[keep[split.test]]
+        for variant in variants:
+            if variant == "previous" and not hasattr(model, "fit_continue"):
+                continue  # without continuation it is the imagenet variant again
+            if variant == "previous":
+                while chain_k < k - 1:  # extend the chain 2 → ... → k-1 on all training images
+                    chain_k += 1
+                    stage = split.train[np.isin(y[split.train], order[:chain_k])]
+                    chain, _, _ = fit_predict(model, data, y, groups, stage, stage[:1], previous=chain)
+            for cap in [None, *caps]:
+                rng = np.random.default_rng([*rng_seed, k, cap or 0])
+                train = newest_class_cap(train_k, y, groups, order[k - 1], cap, rng)
+                previous = copy.deepcopy(chain) if variant == "previous" else None
+                fitted, pred, seconds = fit_predict(model, data, y, groups, train, test, previous=previous)
+                prefix = f"2-{k}" if variant == "previous" else f"{k}"
+                setting = prefix if cap is None else f"{prefix}-{cap}"
+                extra = {"variant": variant, "k": k, "cap": cap or 0, "setting": setting,
+                         "n_train_newest": int((y[train] == order[k - 1]).sum())}
+                scores = score_fold(y[test], pred, np.asarray(order[:k])) | sample_scores(fitted, data, y, groups,
+                                                                                          test, pred)
+                rows.append(fold_row(name, extra, split, train, test, scores, seconds))
+    return rows
 
 
 def evaluate_sequential(models: Any, X: Any, y: Any, groups: Any, *, class_order: Sequence[Any] | None = None,
@@ -63,8 +169,8 @@ def evaluate_sequential(models: Any, X: Any, y: Any, groups: Any, *, class_order
                 fitted, pred, seconds = fit_predict(model, data, y, groups, train, test, previous=fitted)
                 if k == len(order):
                     confusion[name] += confusion_matrix(y[test], pred, labels=labels)
-                rows.append(fold_row(name, {"n_classes": k}, split, train, test,
-                                 score_fold(y[test], pred, labels[:k]), seconds))
+                scores = score_fold(y[test], pred, labels[:k]) | sample_scores(fitted, data, y, groups, test, pred)
+                rows.append(fold_row(name, {"n_classes": k}, split, train, test, scores, seconds))
     frames = {n: confusion_frame(m, labels) for n, m in confusion.items()}
     return Evaluation(pd.DataFrame(rows), frames, keys=["model", "n_classes"])
 

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from .._utils import atomic_write_csv, atomic_write_text
 from ..plotting import save_figure
-from .figures import plot_confusion, plot_evaluation
+from .figures import plot_confusion, plot_curves, plot_evaluation, training_curves
 from .results import Evaluation
+from .significance import paired_differences
 
 #: Columns of the Markdown tables: every modality but multilabel reports class metrics.
-CLASS_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "fit_seconds")
+CLASS_METRICS = ("accuracy", "sample_accuracy", "balanced_accuracy", "macro_f1", "fit_seconds")
 MULTILABEL_REPORT_METRICS = ("hamming_accuracy", "subset_accuracy", "fit_seconds")
-COMPARE_METRICS = ("accuracy", "macro_f1", "fit_seconds", "predict_seconds", "fit_flops", "predict_flops")
+COMPARE_METRICS = ("accuracy", "sample_accuracy", "macro_f1", "fit_seconds", "predict_seconds", "fit_flops",
+                   "predict_flops")
 
 
 def report_metrics(name: str) -> tuple[str, ...]:
@@ -23,10 +26,13 @@ def report_metrics(name: str) -> tuple[str, ...]:
 
 
 def write_evaluation_report(results: Mapping[str, Evaluation], output: str | Path, *, title: str,
-                            protocol: str, main: str = "hybrid") -> Path:
+                            protocol: str, main: str = "hybrid",
+                            permutation: Mapping[str, float] | None = None) -> Path:
     """Write ``<name>_folds.csv`` for every result, ``evaluation.png`` (``main``'s metric bars and
-    its confusion matrix over all folds) and ``summary.md`` (``title``, the ``protocol``
-    sentence, one mean ± std table per result). Returns the summary's path."""
+    its confusion matrix over all folds), ``<name>_paired.csv`` (paired differences) and
+    ``summary.md`` (``title``, the ``protocol`` sentence, one mean ± std table per result, the
+    grouped permutation test's p-value when given, paired differences of the models compared on
+    the same folds). Returns the summary's path."""
     import matplotlib.pyplot as plt
 
     output = Path(output)
@@ -35,6 +41,9 @@ def write_evaluation_report(results: Mapping[str, Evaluation], output: str | Pat
     for name, result in results.items():
         atomic_write_csv(result.folds, output / f"{name}_folds.csv", index=False)
         lines += [f"## {name}", "", result.to_markdown(report_metrics(name)), ""]
+        lines += significance_lines(result, output / f"{name}_paired.csv", report_metrics(name)[0])
+    if permutation:
+        lines += permutation_lines(permutation)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
     plot_evaluation(results[main], ax=axes[0])
     plot_confusion(results[main].confusion[main], ax=axes[1], title=f"{main}: confusion (all folds)")
@@ -56,7 +65,14 @@ def write_comparison_report(result: Evaluation, output: str | Path, *, title: st
     atomic_write_csv(result.folds, output / "compare_folds.csv", index=False)
     recalls = [c for c in result.folds.columns if c.startswith("recall[")]
     lines = [f"# {title}", "", protocol, "", result.to_markdown(metrics), "", "Recall per class:", "",
-             result.to_markdown(recalls), "", f"Cost ratio fine-tune / hybrid: {format_ratios(ratios)}", ""]
+             result.to_markdown(recalls), "", f"Cost ratio fine-tune / hybrid: {format_ratios(ratios)}", "",
+             *backbone_lines(result.folds), *significance_lines(result, output / "compare_paired.csv", "accuracy")]
+    curves = training_curves(result.folds)
+    if not curves.empty:
+        atomic_write_csv(curves, output / "curves.csv", index=False)
+        save_figure(plot_curves(curves), output / "curves.png")
+        lines += ["Fine-tuning curves per fold (training loss, validation loss and macro-F1 per epoch; the kept "
+                  "epoch is marked):", "", "![curves](curves.png)", ""]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
     plot_evaluation(result, "accuracy", ax=axes[0])
     plot_evaluation(result, "macro_f1", ax=axes[1])
@@ -64,6 +80,44 @@ def write_comparison_report(result: Evaluation, output: str | Path, *, title: st
     page = output / "compare.md"
     atomic_write_text(page, "\n".join(lines + ["![comparison](compare.png)", ""]))
     return page
+
+
+def significance_lines(result: Evaluation, csv_path: Path, metric: str) -> list[str]:
+    """Markdown of the paired differences of ``metric`` between the models of ``result`` (written
+    to ``csv_path`` too); nothing with a single model."""
+    if result.folds["model"].nunique() < 2:
+        return []
+    paired = paired_differences(result, metric)
+    atomic_write_csv(paired, csv_path, index=False)
+    context = [c for c in paired.columns if c not in {"model_a", "model_b", "mean_difference", "ci_low", "ci_high",
+                                                      "t", "p_value", "n_folds"}]
+    lines = [f"Paired differences of {metric} on the same folds (corrected resampled t-test, Nadeau & Bengio "
+             "2003; 95 % interval):", "", "| " + " | ".join([*context, "a − b", "difference", "95 % interval",
+                                                              "p"]) + " |", "|" + "---|" * (len(context) + 4)]
+    for _, row in paired.iterrows():
+        cells = [str(row[c]) for c in context] + [f"{row['model_a']} − {row['model_b']}",
+                                                   f"{row['mean_difference']:+.3f}",
+                                                   f"[{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]",
+                                                   f"{row['p_value']:.3g}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def permutation_lines(test: Mapping[str, float]) -> list[str]:
+    """The grouped label-permutation test in one paragraph."""
+    return [f"Grouped label-permutation test (labels permuted between samples, {int(test['n_permutations'])} "
+            f"permutations, same folds): observed accuracy {test['observed']:.3f}, permuted "
+            f"{test['null_mean']:.3f} ± {test['null_std']:.3f}, p = {test['p_value']:.3g} (the smallest "
+            f"possible p is {1 / (1 + test['n_permutations']):.3g}).", ""]
+
+
+def backbone_lines(folds: Any) -> list[str]:
+    """Which network each row actually ran (a fine-tuning fallback shows here)."""
+    if "backbone" not in folds:
+        return []
+    used = folds.dropna(subset=["backbone"]).groupby("model", sort=False)["backbone"].agg(
+        lambda s: ", ".join(sorted(set(map(str, s)))))
+    return ["Backbones actually used: " + "; ".join(f"{m}: {b}" for m, b in used.items()), ""]
 
 
 def format_ratios(ratios: Mapping[str, float]) -> str:

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 #: Per-fold metric columns summarised by :meth:`Evaluation.summary`, besides ``recall[<class>]``.
-METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "fit_seconds", "predict_seconds", "fit_flops",
-           "predict_flops")
+METRICS = ("accuracy", "sample_accuracy", "balanced_accuracy", "macro_f1", "fit_seconds", "predict_seconds",
+           "fit_flops", "predict_flops")
 MULTILABEL_METRICS = ("hamming_accuracy", "subset_accuracy", "fit_seconds", "predict_seconds")
 
 
@@ -20,8 +20,9 @@ class Evaluation:
     Attributes
     ----------
     folds : DataFrame
-        ``model, repeat, fold, n_train, n_test`` + metrics (+ ``cap`` / ``n_classes`` for the
-        low-data / sequential modalities).
+        ``model, repeat, fold, n_train, n_test`` + metrics (``sample_accuracy``: the images of
+        each test sample decided together, :mod:`hybridtmd.model.samples`) (+ ``cap`` /
+        ``n_classes`` for the low-data / sequential modalities).
     confusion : dict
         model name → confusion matrix (DataFrame, true × predicted) summed over every fold of
         every repeat (for the last setting of a modality).

@@ -1,0 +1,68 @@
+"""Sample-level verdicts: the images of one sample (film) decided together.
+
+Every image of a sample shows the same material, so a verdict per sample should use all of them.
+:func:`pool_samples` pools image probabilities by the **mean log-probability** per class,
+renormalised over the classes (the normalised geometric mean, i.e. a product of experts with each
+image's evidence counted once per image and the number of images divided out so a sample with many
+images is not over-confident): ``log p_s(c) = mean_i log p_i(c) - log Σ_c' exp(mean_i log p_i(c'))``.
+An image that is confident against a class pulls that class down strongly, which a plain mean of
+probabilities would not (Kittler et al., "On combining classifiers", IEEE TPAMI 20, 226, 1998:
+the product rule for independent evidence). Probabilities are clipped at 1e-12 before the log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+#: Probabilities are clipped here before the logarithm (a hard 0 would veto a class forever).
+PROBABILITY_FLOOR = 1e-12
+
+
+def pool_samples(proba: np.ndarray, groups: Sequence[Any], classes: Sequence[Any]) -> pd.DataFrame:
+    """One row per sample (index ``sample``, in order of first appearance): ``label`` (the
+    verdict), ``confidence`` (its pooled probability), ``agreement`` (fraction of the sample's
+    images whose own most probable class is the verdict), ``n_images`` and ``p_<class>`` (pooled).
+
+    ``proba`` is ``(n_images, n_classes)`` with columns in ``classes`` order.
+    """
+    proba = np.asarray(proba, dtype=np.float64)
+    groups = np.asarray(groups, dtype=object)
+    classes = np.asarray(classes)
+    if proba.ndim != 2 or proba.shape != (len(groups), len(classes)):
+        raise ValueError(f"proba must be (n_images, n_classes) = ({len(groups)}, {len(classes)}), got {proba.shape}")
+    log_p = np.log(np.clip(proba, PROBABILITY_FLOOR, 1.0))
+    codes, samples = pd.factorize(pd.Series(groups), sort=False)
+    n = np.bincount(codes, minlength=len(samples))
+    mean_log = np.zeros((len(samples), len(classes)))
+    np.add.at(mean_log, codes, log_p)
+    mean_log /= n[:, None]
+    pooled = np.exp(mean_log - mean_log.max(axis=1, keepdims=True))
+    pooled /= pooled.sum(axis=1, keepdims=True)
+    verdict = pooled.argmax(axis=1)
+    agree = np.bincount(codes, weights=(proba.argmax(axis=1) == verdict[codes]).astype(float),
+                        minlength=len(samples)) / n
+    frame = pd.DataFrame({"label": classes[verdict], "confidence": pooled.max(axis=1), "agreement": agree,
+                          "n_images": n}, index=pd.Index(list(samples), name="sample"))
+    for j, c in enumerate(classes):
+        frame[f"p_{c}"] = pooled[:, j]
+    return frame
+
+
+def predict_samples(model: Any, X: Any, groups: Sequence[Any]) -> pd.DataFrame:
+    """Sample verdicts of a fitted classifier with ``predict_proba`` (hybrid or fine-tuned):
+    :func:`pool_samples` of its image probabilities, ``groups`` naming each image's sample."""
+    return pool_samples(model.predict_proba(X), groups, model.classes_)
+
+
+def sample_accuracy(y_true: Sequence[Any], groups: Sequence[Any], verdicts: pd.DataFrame) -> float:
+    """Fraction of samples whose verdict is their (single) true label."""
+    truth = pd.Series(np.asarray(y_true, dtype=object), index=np.asarray(groups, dtype=object))
+    truth = truth[~truth.index.duplicated()]
+    return float((verdicts["label"].to_numpy(dtype=object) == truth.loc[verdicts.index].to_numpy()).mean())
+
+
+__all__ = ["PROBABILITY_FLOOR", "pool_samples", "predict_samples", "sample_accuracy"]

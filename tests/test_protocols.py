@@ -1,0 +1,197 @@
+"""Issue 17/16 regressions: the evaluation's feature cache key, batch-invariant embeddings, the
+sequential fine-tune's validation split, compare's per-fold feature fitting, the device plan."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hybridtmd.baseline import FineTuneClassifier
+from hybridtmd.baseline.network import DevicePlan, torch_settings
+from hybridtmd.datasets import make_synthetic_dataset
+from hybridtmd.embeddings import CNNEmbedder
+from hybridtmd.evaluation.cv import model_inputs
+from hybridtmd.model import HybridClassifier, HybridFeatures
+from hybridtmd.model.features import unlevelled_extractor
+from hybridtmd.preprocess import LevelConfig, Preprocessor
+
+SMALL = {"backbone": "efficientnet_lite0", "input_size": 32, "batch_size": 8, "epochs": 1, "progress": False,
+         "n_threads": 1}
+
+
+@pytest.fixture(scope="module")
+def images():
+    d = make_synthetic_dataset(n_samples=12, images_per_sample=2, size_px=48,
+                               materials=["MoS2", "WS2", "WSe2"], seed=5)
+    return Preprocessor().fit_transform(d.images), d.labels, d.groups
+
+
+class ElidedRepr(HybridFeatures):
+    """scikit-learn elides the middle of long reprs: two configurations, one repr."""
+
+    def __repr__(self, N_CHAR_MAX: int = 700) -> str:  # noqa: N803 (scikit-learn's signature)
+        return "HybridFeatures(...)"
+
+
+def test_feature_cache_is_keyed_on_all_nested_parameters(images):
+    X, y, _ = images
+    X = X[:4]
+    one = ElidedRepr(descriptors=None, embedder=CNNEmbedder(input_size=32, batch_size=4),
+                     level_config=LevelConfig(row_order=1))
+    two = ElidedRepr(descriptors=None, embedder=CNNEmbedder(input_size=48, batch_size=4),
+                     level_config=LevelConfig(row_order=1))
+    assert repr(one) == repr(two)
+    inputs = model_inputs({"a": HybridClassifier(features=one), "b": HybridClassifier(features=two)}, X)
+    assert not inputs["a"][1].equals(inputs["b"][1])  # each model is scored on its own table
+
+
+def test_embedding_does_not_depend_on_the_rest_of_the_batch(images):
+    X, _, _ = images
+    embedder = CNNEmbedder(input_size=32, batch_size=8, device="cpu")
+    alone = embedder.transform([X[3]]).to_numpy()
+    for batch in (X[:5], X[:8], X[:13]):
+        together = embedder.transform(list(batch)).to_numpy()[3]
+        np.testing.assert_array_equal(together, alone[0])
+
+
+def test_sequential_validation_samples_were_never_trained_on(images):
+    """Stage k's validation samples must not have been training samples of an earlier stage."""
+    X, y, groups = images
+    X = np.array(X, dtype=object)
+    clf = FineTuneClassifier(**SMALL, frozen=True, validation_fraction=0.4, random_state=3)
+    trained: set = set()
+    for k in (2, 3):
+        keep = np.isin(y, ["WS2", "WSe2", "MoS2"][:k])  # the new class sorts first: the old split shifted
+        clf.fit_continue(list(X[keep]), y[keep], groups[keep])
+        val_groups = set(groups[keep][clf.validation_indices_])
+        train_groups = set(groups[keep]) - val_groups
+        assert not val_groups & trained, f"stage {k}: validation samples trained on before"
+        trained |= train_groups
+
+
+def test_compare_fits_learnt_features_inside_training_folds(images, monkeypatch):
+    """An embedder PCA must never see a test fold: compare fits it on each training fold only."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    from hybridtmd.evaluation import compare, split_limit
+
+    X, y, groups = images
+    seen: list[int] = []
+    original = CNNEmbedder._fit
+
+    def spy(self, images_):
+        if self.pca_components is not None:
+            seen.append(len(images_))
+        return original(self, images_)
+
+    monkeypatch.setattr(CNNEmbedder, "_fit", spy)
+    embedder = CNNEmbedder(input_size=32, batch_size=8, pca_components=3)
+    features = HybridFeatures(descriptors=unlevelled_extractor(["areal"]), embedder=embedder)
+    hybrid = HybridClassifier(features=features, ood_neighbors=None, n_jobs=1)
+    cv = split_limit(StratifiedGroupKFold(3, shuffle=True), 1)
+    result = compare(X, y, groups, hybrid=hybrid, fine_tune=FineTuneClassifier(**SMALL, frozen=True), cv=cv,
+                     same_input_size=True)
+    n_train = int(result.folds.query("model == 'hybrid'")["n_train"].iloc[0])
+    assert seen and max(seen) <= n_train < len(X)
+    assert set(result.folds["model"]) == {"hybrid", "descriptors", "embeddings", "fine-tune"}
+
+
+def test_device_plan_dispatch_without_a_gpu():
+    """The CUDA path is chosen from the device string alone; checked here on a CPU machine."""
+    import torch
+
+    cuda, cpu = DevicePlan("cuda:0", amp="fp16", channels_last=True), DevicePlan("cpu")
+    assert cuda.is_cuda and cuda.resident and not cpu.is_cuda and not cpu.resident
+    x = torch.zeros(2, 3, 8, 8)
+    assert cpu.inputs(x) is x and cpu.move(x) is x  # nothing copied on CPU
+    assert DevicePlan("cpu", channels_last=True).inputs(x).is_contiguous(memory_format=torch.channels_last)
+    assert isinstance(DevicePlan("cpu", amp="bf16").autocast(), torch.autocast)
+    assert cpu.grad_scaler() is None and DevicePlan("cpu", amp="fp16").grad_scaler() is None
+    if not torch.cuda.is_available():
+        with pytest.raises((RuntimeError, AssertionError)):
+            cuda.inputs(x)  # really dispatches to CUDA
+
+
+def test_seeded_cuda_run_sets_the_cublas_workspace(monkeypatch):
+    import torch
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.random, "fork_rng", lambda devices: __import__("contextlib").nullcontext())
+    with torch_settings(None, seed=0, device="cuda"):
+        import os
+
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+
+
+def test_multilabel_head_trains_on_elements_and_predicts_materials(images):
+    X, y, groups = images
+    clf = FineTuneClassifier(**SMALL, multilabel=True, selection="macro_f1", min_steps=4).fit(X, y, groups)
+    assert clf.elements_ == ["Mo", "S", "W", "Se"]
+    assert clf.model_.head[-1].out_features == 4
+    proba = clf.predict_proba(X)
+    assert proba.shape == (len(X), 3) and np.allclose(proba.sum(1), 1)
+    assert sum(s["n_steps"] for s in clf.stages_) >= 4  # min_steps extends the one-epoch budget
+    assert set(clf.predict(X)) <= set(clf.classes_)
+    assert isinstance(pd.DataFrame(clf.history_), pd.DataFrame)
+
+
+def test_pool_samples_mean_log_probability():
+    from hybridtmd.model.samples import pool_samples, sample_accuracy
+
+    proba = np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8], [0.99, 0.01]])
+    frame = pool_samples(proba, ["s1", "s1", "s2", "s2"], np.array(["a", "b"]))
+    p1 = np.exp(np.log([0.9, 0.1]) / 2 + np.log([0.4, 0.6]) / 2)
+    assert frame.loc["s1", "p_a"] == pytest.approx(p1[0] / p1.sum())
+    assert frame.loc["s1", "label"] == "a" and frame.loc["s1", "agreement"] == 0.5
+    # a confident image outweighs a hesitant one (the product rule), unlike a mean of probabilities
+    assert frame.loc["s2", "label"] == "a" and list(frame["n_images"]) == [2, 2]
+    assert sample_accuracy(["a", "a", "b", "b"], ["s1", "s1", "s2", "s2"], frame) == 0.5
+
+
+def test_permutation_is_between_samples_and_paired_differences_are_corrected():
+    from sklearn.dummy import DummyClassifier
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from hybridtmd.evaluation import evaluate, paired_differences, permutation_test, permute_between_samples
+
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(30), 2)
+    y = np.array(["a", "b", "c"])[groups % 3]
+    perm = permute_between_samples(y, groups, rng)
+    assert all(len(set(perm[groups == g])) == 1 for g in range(30))  # a sample keeps one label
+    assert sorted(perm) == sorted(y)
+    X = pd.DataFrame({"x": (groups % 3) * 3.0 + rng.normal(size=60)})
+    test = permutation_test(KNeighborsClassifier(3), X, y, groups, n_permutations=9)
+    assert test["observed"] > 0.8 and test["p_value"] == pytest.approx(0.1) and test["null_mean"] < 0.6
+    result = evaluate({"knn": KNeighborsClassifier(3), "dummy": DummyClassifier()}, X, y, groups, n_repeats=2)
+    paired = paired_differences(result)
+    row = paired.iloc[0]
+    assert (row["model_a"], row["model_b"]) == ("knn", "dummy") and row["n_folds"] == 10
+    diff = result.folds.pivot_table(index=["repeat", "fold"], columns="model", values="accuracy")
+    d = (diff["knn"] - diff["dummy"]).to_numpy()
+    naive_se = d.std(ddof=1) / np.sqrt(10)
+    assert row["mean_difference"] == pytest.approx(d.mean())
+    assert (row["ci_high"] - row["ci_low"]) / 2 > 2.26 * naive_se  # the correction widens the interval
+    assert "sample_accuracy" in result.folds and (result.folds["n_test_samples"] < result.folds["n_test"]).all()
+
+
+def test_evaluation_report_has_sample_accuracy_permutation_and_paired_differences(tmp_path):
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from hybridtmd.evaluation import ablation
+    from hybridtmd.evaluation.report import write_evaluation_report
+
+    rng = np.random.default_rng(1)
+    groups = np.repeat(np.arange(20), 2)
+    y = np.array(["a", "b"])[groups % 2]
+    table = pd.DataFrame({"phys__h": (groups % 2) * 2.0 + rng.normal(size=40), "latent__0": rng.normal(size=40)})
+    result = ablation(KNeighborsClassifier(3), table, y, groups)
+    perm = {"observed": 0.9, "null_mean": 0.5, "null_std": 0.1, "p_value": 0.05, "n_permutations": 19}
+    summary = write_evaluation_report({"hybrid": result}, tmp_path, title="t", protocol="p",
+                                      permutation=perm).read_text()
+    assert "sample_accuracy" in summary and "p = 0.05" in summary and "Nadeau & Bengio" in summary
+    paired = pd.read_csv(tmp_path / "hybrid_paired.csv")
+    assert {"mean_difference", "ci_low", "ci_high", "p_value"} <= set(paired.columns) and len(paired) == 3
+    assert "sample_accuracy" in pd.read_csv(tmp_path / "hybrid_folds.csv")
