@@ -114,7 +114,9 @@ class StackHead(ClassifierMixin, BaseEstimator):
         self.latent_columns_ = self._resolve_latent_columns(X_arr.shape[1])
         self.svm_ = svm
         oof = svm.oof_proba_
-        if oof is None or len(oof) != len(X_arr):
+        if oof is None:  # too few samples for inner folds: no honest SVM column, so it is missing
+            oof = np.full((len(X_arr), len(self.classes_)), np.nan)
+        if len(oof) != len(X_arr):
             raise ValueError("the SVM has no out-of-fold probabilities for these rows (fit it on them first)")
         self.xgboost_ = default_head(self.random_state, self.n_jobs) if self.xgboost is None else clone(self.xgboost)
         weights = check_sample_weight(sample_weight, len(X_arr))
