@@ -152,3 +152,18 @@ def test_no_sentence_for_a_non_monotone_dependence():
     expl = shap.Explanation(values=values, base_values=np.zeros((40, 2)), data=x[:, None],
                             feature_names=["phys__sq_nm"], output_names=["A", "B"])
     assert ex.class_stories(expl).empty
+
+
+def test_held_out_folds_with_different_heads_share_one_method_and_unit(svm_model, tree_model):
+    """Out-of-fold models of classifier="auto" may pick different heads per fold: their
+    explanations are then all group Shapley (probabilities), never TreeSHAP margins mixed with
+    probabilities."""
+    from hybridtmd.explanation.explained import _common_method
+    from hybridtmd.explanation.shapley import group_explanation
+
+    svm, tree = svm_model[0], tree_model[0]
+    assert _common_method([tree, tree]) == "auto" and _common_method([tree, svm]) == "group_shapley"
+    forced = group_explanation(tree, tree_model[1].iloc[:5], background=tree_model[1], method="group_shapley")
+    assert forced.method == "group_shapley" and forced.unit == "probability" and forced.features is None
+    total = forced.groups.values.sum(axis=1) + forced.groups.base_values
+    np.testing.assert_allclose(total, tree.predict_proba(tree_model[1].iloc[:5]), atol=1e-9)

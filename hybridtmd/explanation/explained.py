@@ -20,7 +20,7 @@ from sklearn.base import clone
 from ..model import HybridClassifier, is_image_sequence, resolve_features
 from ..splits import grouped_splits
 from .evidence import nearest_examples
-from .shapley import background_table, group_explanation
+from .shapley import background_table, group_explanation, has_tree_head
 from .stats import latent_correlates
 
 
@@ -93,6 +93,23 @@ def _concat_explanations(parts: list[Any], order: np.ndarray) -> Any:
                             feature_names=list(parts[0].feature_names), output_names=parts[0].output_names)
 
 
+def _fit_fold(head: HybridClassifier, table: pd.DataFrame, labels: np.ndarray, samples: np.ndarray, split: Any,
+              classes: list[str], n_splits: int) -> HybridClassifier:
+    """``head`` fitted on one fold's training rows; ValueError when they lack a class."""
+    fitted = clone(head).fit(table.iloc[split.train], labels[split.train], groups=samples[split.train])
+    if [str(c) for c in fitted.classes_] != classes:
+        raise ValueError(f"fold {split.fold} of {n_splits} lacks a class in its training images (a class with "
+                         f"fewer samples than folds): use fewer folds")
+    return fitted
+
+
+def _common_method(fitted: Sequence[HybridClassifier]) -> str:
+    """TreeSHAP when every fold's head has trees over the same columns, else group Shapley for
+    all: one method and one unit (margin or probability) for the whole held-out set."""
+    names = {tuple(getattr(f, "head_feature_names_", f.feature_names_)) for f in fitted}
+    return "auto" if all(has_tree_head(f) for f in fitted) and len(names) == 1 else "group_shapley"
+
+
 def explain_held_out(model: HybridClassifier, images: Sequence[Any], labels: Sequence[Any], groups: Sequence[Any], *,
                      n_splits: int = 5, random_state: int = 0, max_background: int = 64, n_examples: int = 3,
                      table: pd.DataFrame | None = None) -> ExplainedSet:
@@ -122,16 +139,14 @@ def explain_held_out(model: HybridClassifier, images: Sequence[Any], labels: Seq
     proba = np.zeros((len(labels), len(classes)))
     fold = np.zeros(len(labels), dtype=int)
     grouped, per_feature, evidence, order = [], [], [], []
-    for split in splits:
+    fitted_folds = [_fit_fold(head, table, labels, samples, split, classes, n_splits) for split in splits]
+    method = _common_method(fitted_folds)
+    for split, fitted in zip(splits, fitted_folds, strict=True):
         train, test = split.train, split.test
-        fitted = clone(head).fit(table.iloc[train], labels[train], groups=samples[train])
-        if [str(c) for c in fitted.classes_] != classes:
-            raise ValueError(f"fold {split.fold} of {n_splits} lacks a class in its training images (a class with "
-                             f"fewer samples than folds): use fewer folds")
         proba[test] = fitted.predict_proba(table.iloc[test])
         fold[test] = split.fold
         explained = group_explanation(fitted, table.iloc[test], background=table.iloc[train],
-                                      max_background=max_background, random_state=random_state)
+                                      max_background=max_background, random_state=random_state, method=method)
         grouped.append(explained.groups)
         per_feature.append(explained.features)
         found = nearest_examples(fitted, table.iloc[test], table.iloc[train], labels[train], samples[train],

@@ -200,11 +200,15 @@ def has_tree_head(model: Any) -> bool:
 
 
 def group_explanation(model: HybridClassifier, X: Any, *, background: pd.DataFrame | None = None,
-                      max_background: int = 64, random_state: int | None = 0) -> GroupExplanation:
+                      max_background: int = 64, random_state: int | None = 0,
+                      method: str = "auto") -> GroupExplanation:
     """Group-level attribution for any head: exact TreeSHAP summed over ``model.feature_groups_``
     for an XGBoost head, exact group Shapley (interventional ``background``) of the probabilities
-    otherwise."""
-    if has_tree_head(model):
+    otherwise. ``method="group_shapley"`` uses group Shapley for every head (one unit for models
+    whose heads differ, e.g. out-of-fold models that chose different heads)."""
+    if method not in ("auto", "group_shapley"):
+        raise ValueError(f"method must be 'auto' or 'group_shapley', not {method!r}")
+    if method == "auto" and has_tree_head(model):
         features = explain(model, X)
         groups = getattr(model, "head_feature_groups_", model.feature_groups_)  # the stack's SVM columns: latent
         return GroupExplanation(tree_group_sums(features, groups), features, "treeshap",
