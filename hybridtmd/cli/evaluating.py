@@ -10,19 +10,24 @@ import typer
 from ..errors import HybridTMDError
 from .common import (
     CacheDirOption,
+    ChannelOption,
     ConfigOption,
     FoldsOption,
     LabelledDataset,
     LowDataOption,
     PatternOption,
+    PixelSizeOption,
     RepeatsOption,
     ReportFolder,
+    ZScaleOption,
+    ZUnitOption,
     command,
     console,
     exit_for,
     fail,
     labelled_images,
     model_from_config,
+    read_options,
     report_errors,
     use_file_backend,
 )
@@ -61,6 +66,10 @@ def evaluate_command(
                                               "samples) for the hybrid's p-value; 0: none.")] = 19,
     cache_dir: CacheDirOption = None,
     pattern: PatternOption = None,
+    channel: ChannelOption = None,
+    pixel_size_nm: PixelSizeOption = None,
+    z_unit: ZUnitOption = None,
+    z_scale: ZScaleOption = None,
 ) -> None:
     """Grouped cross-validation report of the hybrid classifier: per-fold CSV, summary Markdown
     (image- and sample-level accuracy, permutation p-value, paired differences), confusion
@@ -73,7 +82,8 @@ def evaluate_command(
     from ..evaluation.report import report_metrics, write_evaluation_report
 
     model = model_from_config(config, cache_dir)
-    _, images, labels, groups, _, errors = labelled_images(source, pattern, n_folds=folds)
+    read = read_options(channel, pixel_size_nm, z_unit, z_scale)
+    _, images, labels, groups, _, errors = labelled_images(source, pattern, read, n_folds=folds)
     if not model.features.is_per_image():  # a table of all images would let the PCA see the test folds
         fail("evaluate needs per-image features (no [embeddings] pca_components): a PCA fitted on every image "
              "would see the test folds; remove pca_components to evaluate", code=2)
@@ -129,6 +139,10 @@ def compare_command(
     input_size: Annotated[int | None, typer.Option(help="Fine-tuning input side (default: backbone's).")] = None,
     frozen: Annotated[bool, typer.Option(help="Train only the fine-tuning head (the paper's transfer mode).")] = False,
     pattern: PatternOption = None,
+    channel: ChannelOption = None,
+    pixel_size_nm: PixelSizeOption = None,
+    z_unit: ZUnitOption = None,
+    z_scale: ZScaleOption = None,
 ) -> None:
     """Hybrid vs descriptors-only vs embeddings-only vs end-to-end fine-tuning, identical folds:
     accuracy, macro-F1, per-class recall, wall time and FLOPs, and the fine-tune/hybrid cost ratio."""
@@ -141,7 +155,8 @@ def compare_command(
     from ..evaluation.report import format_ratios, write_comparison_report
 
     model = model_from_config(config)
-    _, images, labels, groups, _, errors = labelled_images(source, pattern, n_folds=folds)
+    read = read_options(channel, pixel_size_nm, z_unit, z_scale)
+    _, images, labels, groups, _, errors = labelled_images(source, pattern, read, n_folds=folds)
     trained = backbone if backbone in list_backbones(available_only=True) else (
         f"efficientnet_lite0 ({backbone} weights absent, see `hybridtmd embed --help`)")
     if selection not in ("macro_f1", "loss"):
