@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from corpus.make_corpus import PIXEL_NM, make_corpus, make_good, make_huge_tiff, surface
+from corpus.tampering import forge_manifest
 from typer.testing import CliRunner
 
 from hybridtmd.cli import app
@@ -201,24 +202,13 @@ def _copy_model(saved_model, tmp_path):
     return target
 
 
-def _edit_manifest(directory, **changes):
-    """Edit the manifest and recompute its digest, as a forger would (an edit without that is
-    caught by the digest: tests/corpus/test_model_hardening.py), so the checks behind it are tested."""
-    from hybridtmd.model.persistence import manifest_digest
-
-    path = directory / "manifest.json"
-    manifest = json.loads(path.read_text())
-    manifest.update(changes)
-    manifest["directory_digest"] = manifest_digest(manifest, None)
-    path.write_text(json.dumps(manifest))
-    return manifest
 
 
 def _rehash(directory):
     from hybridtmd._utils import file_sha256
 
     manifest = json.loads((directory / "manifest.json").read_text())
-    _edit_manifest(directory, files={name: file_sha256(directory / name) for name in manifest["files"]})
+    forge_manifest(directory, files={name: file_sha256(directory / name) for name in manifest["files"]})
 
 
 @pytest.mark.parametrize("case, match", [
@@ -240,19 +230,19 @@ def test_tampered_or_incomplete_model_directory(saved_model, tmp_path, case, mat
     if case == "manifest_not_json":
         (d / "manifest.json").write_text("{'not': json")
     elif case == "manifest_not_a_model":
-        _edit_manifest(d, format="something-else")
+        forge_manifest(d, format="something-else")
     elif case == "manifest_lacks_keys":
         del manifest["classes"]
         (d / "manifest.json").write_text(json.dumps(manifest))
-        _edit_manifest(d)
+        forge_manifest(d)
     elif case == "manifest_unknown_param":
-        _edit_manifest(d, params={**manifest["params"], "evil": "__import__('os').system('true')"})
+        forge_manifest(d, params={**manifest["params"], "evil": "__import__('os').system('true')"})
     elif case == "manifest_bad_dtype":
-        _edit_manifest(d, classes_dtype="not-a-dtype")
+        forge_manifest(d, classes_dtype="not-a-dtype")
     elif case == "manifest_lists_a_pickle":
-        _edit_manifest(d, files={**manifest["files"], "model.pkl": "0" * 64})
+        forge_manifest(d, files={**manifest["files"], "model.pkl": "0" * 64})
     elif case == "manifest_path_traversal":
-        _edit_manifest(d, files={"../m/classifier.json": "0" * 64, "arrays.npz": manifest["files"]["arrays.npz"]})
+        forge_manifest(d, files={"../m/classifier.json": "0" * 64, "arrays.npz": manifest["files"]["arrays.npz"]})
     elif case == "arrays_tampered":
         (d / "arrays.npz").write_bytes((d / "arrays.npz").read_bytes() + b"\0")
     else:
@@ -350,7 +340,7 @@ def test_batch_predict_over_mixed_files(mixed_folder, image_model_dir, tmp_path)
 def test_batch_predict_with_a_broken_model_is_one_clear_error(image_model_dir, tmp_path):
     broken = tmp_path / "model"
     shutil.copytree(image_model_dir, broken)
-    _edit_manifest(broken, classes_dtype="not-a-dtype")
+    forge_manifest(broken, classes_dtype="not-a-dtype")
     good = make_good(tmp_path / "imgs", n=1)
     result = runner.invoke(app, ["predict", str(broken), str(good[0]), "-o", str(tmp_path / "p.csv")])
     assert result.exit_code == 2 and isinstance(result.exception, SystemExit)

@@ -91,10 +91,9 @@ def _crafted(saved, tmp_path, where: str):
             np.savez(fh, ood_reference=np.array([_Payload(str(marker))], dtype=object),
                      ood_center=np.zeros(1), ood_scale=np.ones(1))
         manifest["files"]["arrays.npz"] = file_sha256(d / "arrays.npz")
-    from hybridtmd.model.persistence import manifest_digest
+    from corpus.tampering import write_forged
 
-    manifest["directory_digest"] = manifest_digest(manifest, None)  # a forger recomputes the digest too
-    (d / "manifest.json").write_text(json.dumps(manifest))
+    write_forged(d, manifest)  # a forger recomputes the digest too
     return d, marker
 
 

@@ -235,10 +235,9 @@ def test_svm_head_saves_without_pickle(blobs, tmp_path):
     # a head file that is not the head's JSON is named in the error
     (tmp_path / "svm" / "classifier.json").write_text("{}")
     manifest["files"]["classifier.json"] = __import__("hashlib").sha256(b"{}").hexdigest()
-    from hybridtmd.model.persistence import manifest_digest
+    from corpus.tampering import write_forged
 
-    manifest["directory_digest"] = manifest_digest(manifest, None)  # as a forger would
-    (tmp_path / "svm" / "manifest.json").write_text(json.dumps(manifest))
+    write_forged(tmp_path / "svm", manifest)  # as a forger would
     with pytest.raises(ModelFileError, match="classifier.json.*kernel-SVM"):
         HybridClassifier.load(tmp_path / "svm")
 

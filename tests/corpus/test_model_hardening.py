@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from corpus.tampering import forge_manifest
 from hybridtmd.embeddings.cache import CacheWarning, EmbeddingCache
 from hybridtmd.errors import ModelFileError
 from hybridtmd.model import HybridClassifier, HybridFeatures, NonFiniteFeatureError, default_head
-from hybridtmd.model.persistence import manifest_digest
 
 
 @pytest.fixture(scope="module")
@@ -42,14 +42,6 @@ def copy_of(saved, tmp_path):
     return shutil.copytree(saved, tmp_path / "copy")
 
 
-def forge(directory, key=None, **changes):
-    """Edit the manifest and recompute its digest, as a forger who read the source would."""
-    path = directory / "manifest.json"
-    manifest = json.loads(path.read_text())
-    manifest.update(changes)
-    manifest["directory_digest"] = manifest_digest(manifest, key)
-    path.write_text(json.dumps(manifest))
-    return manifest
 
 
 # ------------------------------------------------------------------------------------- manifest schema
@@ -71,7 +63,7 @@ def forge(directory, key=None, **changes):
 ])
 def test_forged_manifest_values_are_refused(saved, tmp_path, edit, match):
     directory = copy_of(saved, tmp_path)
-    forge(directory, **edit(json.loads((directory / "manifest.json").read_text())))
+    forge_manifest(directory, **edit(json.loads((directory / "manifest.json").read_text())))
     with pytest.raises(ModelFileError, match=match):
         HybridClassifier.load(directory)
 
@@ -118,7 +110,7 @@ def test_signed_model_needs_its_key(table, tmp_path, monkeypatch):
         HybridClassifier.load(directory, key="guess")
     monkeypatch.setenv("HYBRIDTMD_MODEL_KEY", "lab secret")
     np.testing.assert_array_equal(HybridClassifier.load(directory).predict_proba(X), model.predict_proba(X))
-    forge(directory, key=None, temperature=None)  # a forger without the key recomputes a plain SHA-256
+    forge_manifest(directory, key=None, temperature=None)  # a forger without the key recomputes a plain SHA-256
     with pytest.raises(ModelFileError, match="does not match"):
         HybridClassifier.load(directory)
 
