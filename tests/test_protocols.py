@@ -195,3 +195,23 @@ def test_evaluation_report_has_sample_accuracy_permutation_and_paired_difference
     paired = pd.read_csv(tmp_path / "hybrid_paired.csv")
     assert {"mean_difference", "ci_low", "ci_high", "p_value"} <= set(paired.columns) and len(paired) == 3
     assert "sample_accuracy" in pd.read_csv(tmp_path / "hybrid_folds.csv")
+
+
+def test_permutations_keep_the_classes_of_every_training_fold():
+    """Found on four real instrument files: a permuted labelling left a training fold with one class
+    and the refit crashed. Permutations keep each training fold's classes, so every fold refits."""
+    from hybridtmd.evaluation.significance import fold_compatible_permutation
+
+    y = np.repeat(["A", "B"], 4)
+    groups = np.arange(8)
+    splits = [(np.array([0, 1, 4, 5]), np.array([2, 3, 6, 7])), (np.array([2, 3, 6, 7]), np.array([0, 1, 4, 5]))]
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        permuted = fold_compatible_permutation(y, groups, splits, rng)
+        assert sorted(permuted) == sorted(y)
+        assert all(set(permuted[train]) == {"A", "B"} for train, _ in splits)
+    # eight one-sample classes, leave-one-out folds: only the real labelling keeps every fold's classes
+    y8, all_samples = np.array(list("ABCDEFGH")), np.arange(8)
+    loo = [(np.delete(all_samples, i), np.array([i])) for i in range(8)]
+    with pytest.raises(ValueError, match="too few samples for a permutation test"):
+        fold_compatible_permutation(y8, all_samples, loo, np.random.default_rng(0))

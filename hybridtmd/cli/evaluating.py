@@ -99,8 +99,11 @@ def evaluate_command(
     permutation = None
     if permutations:
         with console.status(f"grouped permutation test ({permutations} permutations)..."):
-            permutation = evaluation.permutation_test(model, table, labels, groups, n_permutations=permutations,
-                                                      **common)
+            try:
+                permutation = evaluation.permutation_test(model, table, labels, groups,
+                                                          n_permutations=permutations, **common)
+            except (HybridTMDError, ValueError) as exc:
+                fail(str(exc), code=1)
     protocol = (f"{len(images)} images, {len(set(groups.tolist()))} samples; StratifiedGroupKFold({folds}) by sample "
                 f"x {repeats} repeat(s), seed {seed}; mean ± std over folds; sample_accuracy: the images of "
                 f"each test sample decided together (mean log-probability).")

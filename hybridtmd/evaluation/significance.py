@@ -33,6 +33,27 @@ def permute_between_samples(y: np.ndarray, groups: np.ndarray, rng: np.random.Ge
     return rng.permutation(sample_labels)[codes]
 
 
+#: Draws allowed per permutation to find labels whose training folds hold the classes the real
+#: labels' training folds hold (tiny data sets may have none: then the test is refused).
+MAX_DRAWS = 100
+
+
+def fold_compatible_permutation(y: np.ndarray, groups: np.ndarray, splits: list[tuple[np.ndarray, np.ndarray]],
+                                rng: np.random.Generator) -> np.ndarray:
+    """:func:`permute_between_samples`, redrawn until every training fold holds the same classes
+    as with the real labels (a fold the real labels can fit stays fittable); ValueError after
+    :data:`MAX_DRAWS` draws."""
+    wanted = [set(y[train].tolist()) for train, _ in splits]
+    for _ in range(MAX_DRAWS):
+        permuted = permute_between_samples(y, groups, rng)
+        if all(set(permuted[train].tolist()) == classes
+               for (train, _), classes in zip(splits, wanted, strict=True)):
+            return permuted
+    raise ValueError(f"no label permutation in {MAX_DRAWS} draws keeps every class in every training fold "
+                     f"({len(np.unique(groups))} samples): too few samples for a permutation test "
+                     "(--permutations 0 skips it)")
+
+
 def permutation_test(model: Any, X: Any, y: Any, groups: Any, *, n_permutations: int = 19,
                      metric: str = "accuracy", cv: Any = None, n_repeats: int = 1,
                      random_state: int = 0) -> dict[str, float]:
@@ -40,19 +61,21 @@ def permutation_test(model: Any, X: Any, y: Any, groups: Any, *, n_permutations:
 
     Returns ``observed`` (mean ``metric`` over folds with the real labels), ``null_mean``,
     ``null_std``, ``p_value`` and ``n_permutations``. The folds are drawn once from the real labels
-    and kept for every permutation (only the labels move).
+    and kept for every permutation (only the labels move); each permutation keeps the classes of
+    every training fold (:func:`fold_compatible_permutation`), so every fold can be refitted.
     """
     from .cv import evaluate
 
     y, groups = np.asarray(y), np.asarray(groups)
-    fixed = FixedFolds([(s.train, s.test) for s in grouped_splits(y, groups, cv, n_repeats=n_repeats,
-                                                                   random_state=random_state)])
+    splits = [(s.train, s.test) for s in grouped_splits(y, groups, cv, n_repeats=n_repeats,
+                                                        random_state=random_state)]
+    fixed = FixedFolds(splits)
     observed = evaluate({"m": model}, X, y, groups, cv=fixed)
     score = float(observed.folds[metric].mean())
     rng = np.random.default_rng(random_state)
     null = []
     for _ in range(int(n_permutations)):
-        permuted = permute_between_samples(y, groups, rng)
+        permuted = fold_compatible_permutation(y, groups, splits, rng)
         result = evaluate({"m": model}, X, permuted, groups, cv=fixed)
         null.append(float(result.folds[metric].mean()))
     null_arr = np.asarray(null)
