@@ -62,6 +62,49 @@ def grouped_splits(y: Any, groups: Any, cv: Any = None, *, n_repeats: int = 1, r
     return out
 
 
+class FixedTestSplit:
+    """The paper's evaluation with a fixed test set: a splitter for :func:`grouped_splits`.
+
+    The images whose ``splits`` entry is ``"test"`` (files named ``..._test``, or a manifest's
+    ``split`` column) are the test side of every split. The other images are divided by
+    ``StratifiedGroupKFold(n_splits)`` grouped by sample; split ``k`` trains on every fold but the
+    ``k``-th, which is left out (the paper's validation fold, used there to pick the fine-tuning
+    epoch; models here choose inside their training side), and tests on the fixed test set. So
+    ``n_splits`` models are scored on the same test images and the spread is over training sets.
+    As the paper (``codes/utils.py``, ``stratified_train_test_group_kfold``): unshuffled folds
+    unless ``shuffle=True`` (repeats of :func:`grouped_splits` reshuffle them). A sample with images
+    on both sides raises :class:`GroupLeakError`.
+
+    Moses & Reinhart, *Mach. Learn.: Sci. Technol.* (2025), arXiv:2407.20975.
+    """
+
+    def __init__(self, splits: Sequence[Any], n_splits: int = 5, shuffle: bool = False,
+                 random_state: int | None = None):
+        self.splits = splits
+        self.n_splits = n_splits
+        self.shuffle = shuffle
+        self.random_state = random_state
+
+    def get_n_splits(self, X: Any = None, y: Any = None, groups: Any = None) -> int:
+        return self.n_splits
+
+    def split(self, X: Any, y: Any = None, groups: Any = None) -> Iterable[tuple[np.ndarray, np.ndarray]]:
+        splits = np.asarray(["" if s is None else str(s).lower() for s in self.splits], dtype=object)
+        y, groups = np.asarray(y), np.asarray(groups)
+        if not len(splits) == len(y) == len(groups):
+            raise ValueError(f"{len(splits)} split entries for {len(y)} images")
+        test = np.flatnonzero(splits == "test")
+        rest = np.flatnonzero(splits != "test")
+        if len(test) == 0:
+            raise ValueError("a fixed test split needs images whose split is 'test' (files named ..._test, or a "
+                             "manifest split column); this data set has none")
+        check_grouped_split(rest, test, groups)
+        folds = StratifiedGroupKFold(self.n_splits, shuffle=self.shuffle,
+                                     random_state=self.random_state if self.shuffle else None)
+        for train, _validation in folds.split(np.zeros(len(rest)), y[rest], groups[rest]):
+            yield rest[train], test
+
+
 class _FirstSplits:
     """A splitter that yields only the first ``n`` splits of another (quick runs)."""
 
@@ -141,6 +184,7 @@ def grouped_validation_split(
 
 
 __all__ = [
+    "FixedTestSplit",
     "GroupLeakError",
     "Split",
     "check_grouped_split",

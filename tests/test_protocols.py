@@ -215,3 +215,59 @@ def test_permutations_keep_the_classes_of_every_training_fold():
     loo = [(np.delete(all_samples, i), np.array([i])) for i in range(8)]
     with pytest.raises(ValueError, match="too few samples for a permutation test"):
         fold_compatible_permutation(y8, all_samples, loo, np.random.default_rng(0))
+
+
+def test_fixed_test_split_is_the_papers():
+    """The paper's protocol: the _test images are the test side of every split; each split trains
+    on all other folds but one (the paper's validation fold), by sample."""
+    from hybridtmd.splits import FixedTestSplit, GroupLeakError, grouped_splits
+
+    groups = np.repeat(np.arange(30), 2)
+    y = np.array(["a", "b", "c"])[groups % 3]
+    splits = np.where(groups < 6, "test", "train")
+    folds = grouped_splits(y, groups, FixedTestSplit(splits, n_splits=4))
+    test = np.flatnonzero(splits == "test")
+    assert len(folds) == 4
+    left_out = []
+    for fold in folds:
+        assert np.array_equal(fold.test, test)
+        assert not set(groups[fold.train]) & set(groups[test])
+        left_out.append(np.setdiff1d(np.flatnonzero(splits != "test"), fold.train))
+    # every non-test image is left out (the validation fold) exactly once, whole samples at a time
+    assert np.array_equal(np.sort(np.concatenate(left_out)), np.flatnonzero(splits != "test"))
+    assert all(not set(groups[a]) & set(groups[b]) for i, a in enumerate(left_out) for b in left_out[i + 1:])
+    leaky = splits.copy()
+    leaky[12] = "test"  # one image of sample 6 in the test split, its twin in training
+    with pytest.raises(GroupLeakError):
+        grouped_splits(y, groups, FixedTestSplit(leaky, n_splits=4))
+    with pytest.raises(ValueError, match="needs images whose split is 'test'"):
+        grouped_splits(y, groups, FixedTestSplit(["train"] * len(y), n_splits=4))
+
+
+def test_evaluate_takes_the_fixed_test_split(tmp_path):
+    from typer.testing import CliRunner
+
+    from hybridtmd.cli import app
+    from hybridtmd.datasets import write_synthetic_dataset
+
+    data = tmp_path / "data"
+    write_synthetic_dataset(data, n_samples=12, images_per_sample=2, size_px=48, materials=["MoS2", "WSe2"], seed=2)
+    manifest = pd.read_csv(data / "manifest.csv", dtype=str)
+    test_samples = manifest.groupby("label")["group"].first()
+    manifest["split"] = np.where(manifest["group"].isin(test_samples), "test", "train")
+    manifest.to_csv(data / "fixed.csv", index=False)
+    config = tmp_path / "cfg.toml"
+    config.write_text('[descriptors]\nfamilies = ["areal"]\n[embeddings]\nenabled = false\n'
+                      '[model]\nood_neighbors = 3\n[model.xgboost]\nn_estimators = 10\n')
+    runner = CliRunner()
+    result = runner.invoke(app, ["evaluate", str(data / "fixed.csv"), "-o", str(tmp_path / "report"),
+                                 "--config", str(config), "--folds", "3", "--fixed-test", "--permutations", "0",
+                                 "--no-ablation"])
+    assert result.exit_code == 0, result.output
+    folds = pd.read_csv(tmp_path / "report" / "hybrid_folds.csv")
+    n_test = int((manifest["split"] == "test").sum())
+    assert len(folds) == 3 and (folds["n_test"] == n_test).all()
+    assert "fixed test split" in (tmp_path / "report" / "summary.md").read_text()
+    result = runner.invoke(app, ["evaluate", str(data), "-o", str(tmp_path / "r2"), "--config", str(config),
+                                 "--folds", "3", "--fixed-test"])
+    assert result.exit_code == 2 and "--fixed-test needs images whose split is test" in result.output

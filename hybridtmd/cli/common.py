@@ -52,7 +52,9 @@ def command(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 #: keyword; the same message on the command line names the flag).
 KEYWORD_FLAGS = {"pixel_size_nm=...": "--pixel-size-nm NM", "pixel_size_nm": "--pixel-size-nm",
                  "z_scale (nm per grey level)": "--z-scale NM_PER_LEVEL", "z_scale=nm per count": "--z-scale NM",
-                 "z_scale": "--z-scale", "channel=<page index": "--channel <page index", "z_unit": "--z-unit"}
+                 "z_scale": "--z-scale", "channel=<page index": "--channel <page index", "z_unit": "--z-unit",
+                 "DescriptorConfig(reference_pixel_nm=...)": "reference_pixel_nm = ... in the --config file's "
+                                                              "[descriptors] table"}
 _KEYWORDS = re.compile("|".join(re.escape(k) for k in sorted(KEYWORD_FLAGS, key=len, reverse=True)))
 
 
@@ -118,6 +120,14 @@ def main(
     from ..io import set_third_party_logging
 
     set_third_party_logging(verbose)
+    warnings.showwarning = show_warning_line
+
+
+def show_warning_line(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      file: Any = None, line: str | None = None) -> None:
+    """Warnings of a command as ``warning: <message>`` lines (Python's default format names a
+    source line inside typer, which means nothing to the user)."""
+    warn_line(str(message))
 
 
 CONFIG_HELP = "TOML config with \\[level] \\[descriptors] \\[embeddings] \\[model] tables."
@@ -129,6 +139,10 @@ LevelConfigOption = Annotated[Path | None, typer.Option("--config", help=LEVEL_C
 FoldsOption = Annotated[int, typer.Option(min=2, help="StratifiedGroupKFold folds (grouped by sample), at least 2.")]
 RepeatsOption = Annotated[int, typer.Option(min=1, help="Repeats with reshuffled folds, at least 1.")]
 ReportFolder = Annotated[Path, typer.Option("-o", "--output", help="Report folder.")]
+FixedTestOption = Annotated[bool, typer.Option(
+    "--fixed-test", help="The paper's protocol for data sets with a test split (files named ..._test or a "
+    "manifest split column): test always on those images, train on --folds - 1 of --folds grouped folds of the "
+    "rest.")]
 
 
 def parse_pattern(text: str | None) -> str | None:
@@ -270,11 +284,31 @@ def load_dataset_images(ds: Any) -> Any:
     return report
 
 
+def outer_folds(dataset: Any, folds: int, fixed_test: bool) -> tuple[Any, str]:
+    """The outer splitter of ``evaluate``/``compare`` and the sentence naming it: shuffled
+    ``StratifiedGroupKFold(folds)`` by sample, or with ``fixed_test`` the paper's
+    :class:`~hybridtmd.splits.FixedTestSplit` on the data set's ``test`` images."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    from ..splits import FixedTestSplit
+
+    if not fixed_test:
+        return StratifiedGroupKFold(folds, shuffle=True), f"StratifiedGroupKFold({folds}) by sample"
+    splits = dataset.splits if dataset.splits is not None else [None] * len(dataset)
+    n_test = sum(str(s).lower() == "test" for s in splits)
+    if n_test == 0:
+        fail("--fixed-test needs images whose split is test (files named ..._test, or a manifest split column); "
+             "this data set has none", code=2)
+    return FixedTestSplit(splits, folds), (f"fixed test split ({n_test} images named _test, the paper's protocol); "
+                                           f"training on {folds - 1} of {folds} StratifiedGroupKFold folds by "
+                                           "sample of the rest, one model per left-out fold")
+
+
 def labelled_images(source: Path, pattern: str | None, options: dict[str, Any] | None = None, *,
                     n_folds: int | None = None):
-    """Read a labelled dataset: (dataset, images, labels, groups, paths, errors); bad files are
-    collected in ``errors`` as (file, reason), the rest is returned. With ``n_folds``, a class with
-    fewer samples than folds is an error before any image is read."""
+    """Read a labelled dataset: (dataset of the images read, images, labels, groups, paths,
+    errors); bad files are collected in ``errors`` as (file, reason), the rest is returned. With
+    ``n_folds``, a class with fewer samples than folds is an error before any image is read."""
     ds = read_dataset(source, pattern, options)
     if n_folds is not None:
         try:
@@ -287,7 +321,7 @@ def labelled_images(source: Path, pattern: str | None, options: dict[str, Any] |
         report_errors(errors)
         fail("no readable image in the dataset", code=1)
     idx = report.indices
-    return ds, report.images, ds.labels[idx], ds.groups[idx], [str(ds.paths[i]) for i in idx], errors
+    return ds.subset(idx), report.images, ds.labels[idx], ds.groups[idx], [str(ds.paths[i]) for i in idx], errors
 
 
 def expand_inputs(inputs: list[Path]) -> list[Path]:

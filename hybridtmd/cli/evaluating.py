@@ -12,6 +12,7 @@ from .common import (
     CacheDirOption,
     ChannelOption,
     ConfigOption,
+    FixedTestOption,
     FoldsOption,
     LabelledDataset,
     LowDataOption,
@@ -27,6 +28,7 @@ from .common import (
     fail,
     labelled_images,
     model_from_config,
+    outer_folds,
     read_options,
     report_errors,
     use_file_backend,
@@ -64,6 +66,7 @@ def evaluate_command(
     multilabel: Annotated[bool, typer.Option(help="Also the multilabel modality (elements Mo, W, S, Se).")] = False,
     permutations: Annotated[int, typer.Option(min=0, help="Grouped label permutations (labels swapped between "
                                               "samples) for the hybrid's p-value; 0: none.")] = 19,
+    fixed_test: FixedTestOption = False,
     cache_dir: CacheDirOption = None,
     pattern: PatternOption = None,
     channel: ChannelOption = None,
@@ -76,20 +79,20 @@ def evaluate_command(
     matrix and ablation figure (folds never share a sample)."""
     use_file_backend()
     from sklearn.base import clone
-    from sklearn.model_selection import StratifiedGroupKFold
 
     from .. import evaluation
     from ..evaluation.report import report_metrics, write_evaluation_report
 
     model = model_from_config(config, cache_dir)
     read = read_options(channel, pixel_size_nm, z_unit, z_scale)
-    _, images, labels, groups, _, errors = labelled_images(source, pattern, read, n_folds=folds)
+    dataset, images, labels, groups, _, errors = labelled_images(source, pattern, read, n_folds=folds)
+    cv, folds_sentence = outer_folds(dataset, folds, fixed_test)
     if not model.features.is_per_image():  # a table of all images would let the PCA see the test folds
         fail("evaluate needs per-image features (no [embeddings] pca_components): a PCA fitted on every image "
              "would see the test folds; remove pca_components to evaluate", code=2)
     with console.status(f"computing features of {len(images)} images..."):
         table = clone(model.features).fit_transform(images)
-    common = {"cv": StratifiedGroupKFold(folds, shuffle=True), "n_repeats": repeats, "random_state": seed}
+    common = {"cv": cv, "n_repeats": repeats, "random_state": seed}
     with console.status("cross-validating..."):
         try:
             results = _cross_validate(model.set_params(features=None), table, labels, groups, ablation=ablation,
@@ -104,7 +107,7 @@ def evaluate_command(
                                                           n_permutations=permutations, **common)
             except (HybridTMDError, ValueError) as exc:
                 fail(str(exc), code=1)
-    protocol = (f"{len(images)} images, {len(set(groups.tolist()))} samples; StratifiedGroupKFold({folds}) by sample "
+    protocol = (f"{len(images)} images, {len(set(groups.tolist()))} samples; {folds_sentence} "
                 f"x {repeats} repeat(s), seed {seed}; mean ± std over folds; sample_accuracy: the images of "
                 f"each test sample decided together (mean log-probability).")
     write_evaluation_report(results, output, title=f"Grouped cross-validation: {source}", protocol=protocol,
@@ -140,7 +143,10 @@ def compare_command(
     backbone: Annotated[str, typer.Option(help="Fine-tuned backbone (falls back to efficientnet_lite0 "
                                           "when its weights are absent).")] = "resnet18",
     input_size: Annotated[int | None, typer.Option(help="Fine-tuning input side (default: backbone's).")] = None,
-    frozen: Annotated[bool, typer.Option(help="Train only the fine-tuning head (the paper's transfer mode).")] = False,
+    frozen: Annotated[bool, typer.Option(help="Train only the fine-tuning head on frozen backbone features (a "
+                                         "linear-probe reference; not the paper's transfer comparison, which was an "
+                                         "MLP on pre-extracted features).")] = False,
+    fixed_test: FixedTestOption = False,
     pattern: PatternOption = None,
     channel: ChannelOption = None,
     pixel_size_nm: PixelSizeOption = None,
@@ -150,8 +156,6 @@ def compare_command(
     """Hybrid vs descriptors-only vs embeddings-only vs end-to-end fine-tuning, identical folds:
     accuracy, macro-F1, per-class recall, wall time and FLOPs, and the fine-tune/hybrid cost ratio."""
     use_file_backend()
-    from sklearn.model_selection import StratifiedGroupKFold
-
     from ..baseline import FineTuneClassifier
     from ..embeddings import list_backbones
     from ..evaluation import compare, compute_ratios, split_limit
@@ -159,7 +163,8 @@ def compare_command(
 
     model = model_from_config(config)
     read = read_options(channel, pixel_size_nm, z_unit, z_scale)
-    _, images, labels, groups, _, errors = labelled_images(source, pattern, read, n_folds=folds)
+    dataset, images, labels, groups, _, errors = labelled_images(source, pattern, read, n_folds=folds)
+    outer, folds_sentence = outer_folds(dataset, folds, fixed_test)
     trained = backbone if backbone in list_backbones(available_only=True) else (
         f"efficientnet_lite0 ({backbone} weights absent, see `hybridtmd embed --help`)")
     if selection not in ("macro_f1", "loss"):
@@ -167,7 +172,7 @@ def compare_command(
     fine_tune = FineTuneClassifier(backbone, epochs=epochs, min_steps=min_steps, lr=lr, batch_size=batch_size,
                                    patience=patience, selection=selection, input_size=input_size, frozen=frozen,
                                    random_state=seed, progress=False)
-    cv = split_limit(StratifiedGroupKFold(folds, shuffle=True), max_folds)
+    cv = split_limit(outer, max_folds)
     with console.status(f"comparing on {len(images)} images ({folds} folds"
                         f"{f', first {max_folds}' if max_folds else ''}, {epochs} fine-tuning epochs)..."):
         try:
@@ -177,7 +182,7 @@ def compare_command(
             fail(str(exc), code=1)
     ratios = compute_ratios(result)
     n_folds = result.folds.groupby("model").size().iloc[0]
-    protocol = (f"{len(images)} images, {len(set(groups.tolist()))} samples; StratifiedGroupKFold({folds}) by sample, "
+    protocol = (f"{len(images)} images, {len(set(groups.tolist()))} samples; {folds_sentence}, "
                 f"{n_folds} fold(s) run, seed {seed}; fine-tuning: Adam lr {lr:g}, batch {batch_size}, "
                 f"{epochs} epoch(s) max, >= {min_steps} steps, patience {patience}, kept epoch by validation "
                 f"{selection}, "

@@ -9,7 +9,7 @@ folds. :mod:`.figures` draws results, :mod:`.report` writes the report folders o
 ``hybridtmd evaluate`` and ``hybridtmd compare``.
 """
 
-from ..splits import GroupLeakError, Split, check_grouped_split, grouped_splits, split_limit
+from ..splits import FixedTestSplit, GroupLeakError, Split, check_grouped_split, grouped_splits, split_limit
 from .compare import compare, compute_ratios
 from .cv import cap_per_class, evaluate, evaluate_inputs
 from .figures import plot_confusion, plot_evaluation
@@ -21,6 +21,7 @@ __all__ = [
     "METRICS",
     "MULTILABEL_METRICS",
     "Evaluation",
+    "FixedTestSplit",
     "GroupLeakError",
     "Split",
     "ablation",

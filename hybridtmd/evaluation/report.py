@@ -40,7 +40,7 @@ def write_evaluation_report(results: Mapping[str, Evaluation], output: str | Pat
     lines = [f"# {title}", "", protocol, ""]
     for name, result in results.items():
         atomic_write_csv(result.folds, output / f"{name}_folds.csv", index=False)
-        lines += [f"## {name}", "", result.to_markdown(report_metrics(name)), ""]
+        lines += [f"## {name}", "", result.to_markdown(report_metrics(name)), "", *head_lines(result.folds)]
         lines += significance_lines(result, output / f"{name}_paired.csv", report_metrics(name)[0])
     if permutation:
         lines += permutation_lines(permutation)
@@ -66,7 +66,8 @@ def write_comparison_report(result: Evaluation, output: str | Path, *, title: st
     recalls = [c for c in result.folds.columns if c.startswith("recall[")]
     lines = [f"# {title}", "", protocol, "", result.to_markdown(metrics), "", "Recall per class:", "",
              result.to_markdown(recalls), "", f"Cost ratio fine-tune / hybrid: {format_ratios(ratios)}", "",
-             *backbone_lines(result.folds), *significance_lines(result, output / "compare_paired.csv", "accuracy")]
+             *head_lines(result.folds), *backbone_lines(result.folds),
+             *significance_lines(result, output / "compare_paired.csv", "accuracy")]
     curves = training_curves(result.folds)
     if not curves.empty:
         atomic_write_csv(curves, output / "curves.csv", index=False)
@@ -109,6 +110,17 @@ def permutation_lines(test: Mapping[str, float]) -> list[str]:
             f"permutations, same folds): observed accuracy {test['observed']:.3f}, permuted "
             f"{test['null_mean']:.3f} ± {test['null_std']:.3f}, p = {test['p_value']:.3g} (the smallest "
             f"possible p is {1 / (1 + test['n_permutations']):.3g}).", ""]
+
+
+def head_lines(folds: Any) -> list[str]:
+    """Which head each hybrid model's inner grouped CV chose, counted over its folds (``auto``
+    may choose differently per fold; a fixed head shows once)."""
+    if "head" not in folds:
+        return []
+    counts = folds.dropna(subset=["head"]).groupby("model", sort=False)["head"].agg(
+        lambda s: ", ".join(f"{head} {n}x" for head, n in s.value_counts().items()))
+    return ["Head per fold (chosen inside each training fold): " + "; ".join(f"{m}: {c}" for m, c in counts.items()),
+            ""]
 
 
 def backbone_lines(folds: Any) -> list[str]:
