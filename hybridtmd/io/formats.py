@@ -224,7 +224,10 @@ def _gwy_fields(path: Path) -> dict[str, Any]:
 
 
 def _gwy_unit(field: Any, name: str) -> str:
-    return (field[name].unitstr if field.get(name) is not None else "m") or "m"
+    """A data field's lateral (``si_unit_xy``, metres when absent) or value unit (``si_unit_z``:
+    ``dimensionless`` when absent or empty, as Gwyddion reads it: a log or ratio channel)."""
+    unit = field[name].unitstr if field.get(name) is not None else None
+    return unit or ("m" if name == "si_unit_xy" else "dimensionless")
 
 
 def _gwy_specs(fields: dict[str, Any]) -> list[ChannelSpec]:
