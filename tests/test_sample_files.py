@@ -127,6 +127,13 @@ def test_other_height_channels_in_nm(name):
     assert len({im.shape for im in images.values()}) == 1  # one pixel grid per file
 
 
+def test_the_ibw_z_sensor_is_uncalibrated_in_the_file():
+    """ZLVDTSens -1 (no sensor calibration): its values come out near 1 m, the same in AFMReader."""
+    image = load_image(_path("sample_0.ibw"), channel="ZSensorTrace")
+    assert str(image.metadata["raw_header"]["ZLVDTSens"]).strip() == "-1"
+    assert 0.5e9 < np.median(image.height) < 1.5e9  # nm
+
+
 def test_jpk_trace_and_retrace_are_told_apart():
     table = list_channels(_path("sample_0.jpk")).set_index("name")
     assert table.loc["Height", "direction"] == "trace" and table.loc["Height (retrace)", "direction"] == "retrace"
@@ -171,7 +178,7 @@ def afmreader():
 
 
 @pytest.mark.parametrize("name", sorted(AFMREADER_FACTS))
-def test_afmreader_formats(name, afmreader):
+def test_afmreader_formats(name, afmreader, capfd):
     pixels, scan, default, std, frames = AFMREADER_FACTS[name]
     with pytest.warns(AFMInputWarning, match=f"{frames} frames, using the first") if frames else nullcontext():
         image = load_image(_path(name))
@@ -182,6 +189,7 @@ def test_afmreader_formats(name, afmreader):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AFMInputWarning)  # the frames warning again
         assert list(list_channels(_path(name))["unit"]) == ["nm"]
+    assert "INFO" not in capfd.readouterr().err  # AFMReader's log lines stay off (--verbose shows them)
 
 
 def _afmreader_read(afmreader, path: Path, channel: str) -> tuple[np.ndarray, float]:
