@@ -178,7 +178,7 @@ def afmreader():
 
 
 @pytest.mark.parametrize("name", sorted(AFMREADER_FACTS))
-def test_afmreader_formats(name, afmreader, capfd):
+def test_afmreader_formats(name, afmreader):
     pixels, scan, default, std, frames = AFMREADER_FACTS[name]
     with pytest.warns(AFMInputWarning, match=f"{frames} frames, using the first") if frames else nullcontext():
         image = load_image(_path(name))
@@ -189,7 +189,25 @@ def test_afmreader_formats(name, afmreader, capfd):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AFMInputWarning)  # the frames warning again
         assert list(list_channels(_path(name))["unit"]) == ["nm"]
-    assert "INFO" not in capfd.readouterr().err  # AFMReader's log lines stay off (--verbose shows them)
+
+
+def test_afmreader_log_lines_are_off_unless_verbose(afmreader):
+    from loguru import logger
+
+    from hybridtmd.io import set_third_party_logging
+
+    records: list = []
+    sink = logger.add(records.append, level="DEBUG", format="{name}: {message}")
+    try:
+        load_image(_path("sample_0_1.topostats"))  # its AFMReader module is imported here, turning its logger on
+        quiet = len(records)
+        set_third_party_logging(True)  # what `hybridtmd --verbose` does
+        load_image(_path("sample_0_1.topostats"))
+    finally:
+        set_third_party_logging(False)
+        logger.remove(sink)
+    assert quiet == 0
+    assert any(str(r).startswith("AFMReader.topostats: Loading image from") for r in records), records
 
 
 def _afmreader_read(afmreader, path: Path, channel: str) -> tuple[np.ndarray, float]:
