@@ -5,6 +5,7 @@ whole in the part kept, read exactly the heights of the whole file (never a wron
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -43,7 +44,7 @@ def _real_files() -> list[Path]:
         if folder.is_dir():
             found = sorted(p for p in folder.iterdir() if p.suffix != ".md")
             break
-    samples = here.parent / "fixtures" / "vendor_samples"
+    samples = Path(os.environ.get("HYBRIDTMD_SAMPLE_FILES") or here.parent / "fixtures" / "vendor_samples")
     if samples.is_dir():
         found += sorted(p for p in samples.iterdir() if p.suffix in (".jpk", ".stp", ".top", ".gwy", ".ibw", ".spm"))
     return found
