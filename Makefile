@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install lint bench clean
+.PHONY: demo test install lint bench clean samples
 
 # Reinstall only when the project metadata or the pins change (idempotent, fast second run).
 $(STAMP): pyproject.toml constraints.txt
@@ -18,7 +18,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py --out outputs
 
+# AFMReader's instrument sample files (pip download of its sdist, cached; git-ignored folder):
+# tests/test_sample_files.py skips without them, so `make test` goes on when they cannot be had.
+samples: $(STAMP)
+	$(BIN)/python tools/fetch_reader_samples.py
+
 test: $(STAMP)
+	-$(BIN)/python tools/fetch_reader_samples.py --optional
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

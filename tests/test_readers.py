@@ -153,3 +153,15 @@ def test_transform_does_not_change_the_fitted_state(small_synthetic):
     out, index = pre.transform_with_index(images)
     assert vars(pre) == before
     assert len(pre.transform(images)) == len(out) == len(index) == 8
+
+
+def test_a_channel_without_a_direction_beside_its_retrace_is_the_trace():
+    from hybridtmd.io import ChannelSpec, default_channel
+    from hybridtmd.io.channels import implied_directions
+
+    jpk = [ChannelSpec(0, "Height (retrace)", "m", direction="retrace"), ChannelSpec(1, "Height", "m"),
+           ChannelSpec(2, "Phase", "deg", is_length=False)]
+    marked = implied_directions(jpk)
+    assert [c.direction for c in marked] == ["retrace", "trace", None]  # Phase has no retrace: unknown
+    assert default_channel(marked).name == "Height"
+    assert default_channel(jpk).name == "Height (retrace)"  # the rule alone prefers a named direction

@@ -5,10 +5,10 @@ readers with a public registry (:mod:`.readers`), writers (:mod:`.writers`) and
 Every reader returns heights in **nanometres** (float64) and the pixel size in nanometres as
 ``(x, y)``; other channels (phase, amplitude...) keep their own unit (``AFMImage.z_unit``).
 Channel names are aligned across vendors by :mod:`.channels`; :mod:`.limits` bounds what one
-file may cost (pixels, parse time). Any problem with a file raises
-:class:`~hybridtmd.errors.AFMInputError` whose message names the file and the reason. The
-supported formats, and how to add one with :func:`register_reader`, are listed in
-:mod:`hybridtmd.io.readers`.
+file may cost (pixels, parse time) and :mod:`.integrity` refuses container files cut short.
+Any problem with a file raises :class:`~hybridtmd.errors.AFMInputError` whose message names the
+file and the reason. The supported formats, and how to add one with :func:`register_reader`,
+are listed in :mod:`hybridtmd.io.readers`.
 """
 
 from .channels import CHANNEL_ALIASES, ChannelSpec, canonical_channel, default_channel

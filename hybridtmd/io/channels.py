@@ -13,7 +13,9 @@ Among the channels whose canonical name is ``height`` (the feedback height / top
 sensor), and whose values are lengths:
 
 1. ``height`` before ``height_sensor`` (the topography channel every AFM program shows first);
-2. trace / forward before retrace / backward, and those before channels of unknown direction;
+2. trace / forward before retrace / backward, and those before channels of unknown direction (a
+   channel that names no direction is the trace when a channel of its canonical name is the
+   retrace, :func:`implied_directions`);
 3. the first in file order.
 
 A file with none of these uses its first channel in a length unit; a file without any length
@@ -24,12 +26,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 #: Canonical name of each signal, keyed by the vendor name folded to lower-case letters and digits
 #: (direction words removed). Documented in README ("Channels").
 CHANNEL_ALIASES: dict[str, str] = {
-    **dict.fromkeys(("height", "topography", "topo", "zheight", "z", "zaxis", "heighttrace", "zdrive"), "height"),
+    **dict.fromkeys(("height", "topography", "topo", "zheight", "z", "zaxis", "heighttrace", "zdrive",
+                     "tp"), "height"),
     **dict.fromkeys(("heightsensor", "zsensor", "zaxissensor", "measuredheight", "zsens", "zsensorheight",
                      "heightmeasured", "capacitivesensorheight"), "height_sensor"),
     **dict.fromkeys(("amplitude", "mag", "magnitude", "amplitudesignal"), "amplitude"),
@@ -101,6 +104,15 @@ class ChannelSpec:
         return canonical_channel(self.name)
 
 
+def implied_directions(channels: Sequence[ChannelSpec]) -> list[ChannelSpec]:
+    """The channels with the direction a name without one implies: a channel that names no
+    direction while a channel of the same canonical name is the retrace is the trace (JPK files
+    read by SurfaceTopography name them ``Height`` and ``Height (retrace)``)."""
+    retraced = {c.canonical for c in channels if c.direction == "retrace"}
+    return [replace(c, direction="trace") if c.direction is None and c.canonical in retraced else c
+            for c in channels]
+
+
 def default_channel(channels: Sequence[ChannelSpec]) -> ChannelSpec | None:
     """The topography channel by the module's documented rule, or None when no channel is a length."""
     rank_direction = {"trace": 0, "retrace": 1, None: 2}
@@ -164,5 +176,6 @@ __all__ = [
     "channel_direction",
     "channel_keys",
     "default_channel",
+    "implied_directions",
     "resolve_channel",
 ]

@@ -18,7 +18,8 @@ import numpy as np
 from ..errors import AFMInputError
 from .channels import ChannelSpec, resolve_channel
 from .image import unit_to_nm, warn_input
-from .limits import check_declared_size
+from .integrity import check_gwy_complete, check_tiff_complete
+from .limits import bounded_call, check_declared_size
 from .raw import RawImage
 from .vendor import read_surface_topography
 
@@ -84,6 +85,7 @@ def tiff_channels(path: Path) -> list[ChannelSpec]:
     """A multi-page TIFF's pages as channels ``page 0``, ``page 1``...; one channel otherwise."""
     import tifffile
 
+    check_tiff_complete(path)
     if is_park_tiff(path):
         from .vendor import surface_topography_channels
 
@@ -102,6 +104,7 @@ def read_tiff(path: Path, channel: str | int | None) -> RawImage:
     resolution tags."""
     import tifffile
 
+    check_tiff_complete(path)
     if is_park_tiff(path):
         return read_surface_topography(path, channel, "ps")
     with tifffile.TiffFile(path) as tif:
@@ -213,22 +216,25 @@ def _gwy_fields(path: Path) -> dict[str, Any]:
     import gwyfile
     from gwyfile.util import get_datafields
 
-    fields = get_datafields(gwyfile.load(str(path)))
+    check_gwy_complete(path)
+    fields = bounded_call(lambda: get_datafields(gwyfile.load(str(path))), path, "reading the Gwyddion file")
     if not fields:
         raise AFMInputError(path, "Gwyddion file holds no data fields")
     return fields
 
 
 def _gwy_unit(field: Any, name: str) -> str:
-    return (field[name].unitstr if field.get(name) is not None else "m") or "m"
+    """A data field's lateral (``si_unit_xy``, metres when absent) or value unit (``si_unit_z``:
+    ``dimensionless`` when absent or empty, as Gwyddion reads it: a log or ratio channel)."""
+    unit = field[name].unitstr if field.get(name) is not None else None
+    return unit or ("m" if name == "si_unit_xy" else "dimensionless")
 
 
-def gwy_channels(path: Path) -> list[ChannelSpec]:
-    """The data fields of a Gwyddion file, by title."""
+def _gwy_specs(fields: dict[str, Any]) -> list[ChannelSpec]:
     from .image import is_length_unit
 
     specs = []
-    for i, (title, df) in enumerate(_gwy_fields(path).items()):
+    for i, (title, df) in enumerate(fields.items()):
         factor = unit_to_nm(_gwy_unit(df, "si_unit_xy"))
         unit = _gwy_unit(df, "si_unit_z")
         rows, cols = np.shape(df.data)
@@ -237,12 +243,17 @@ def gwy_channels(path: Path) -> list[ChannelSpec]:
     return specs
 
 
+def gwy_channels(path: Path) -> list[ChannelSpec]:
+    """The data fields of a Gwyddion file, by title."""
+    return _gwy_specs(_gwy_fields(path))
+
+
 def read_gwy(path: Path, channel: str | int | None) -> RawImage:
     """Gwyddion ``.gwy``: the data field asked for (title, canonical name or index; default by the
     topography rule of :mod:`hybridtmd.io.channels`)."""
     fields = _gwy_fields(path)
     try:
-        spec = resolve_channel(gwy_channels(path), channel)
+        spec = resolve_channel(_gwy_specs(fields), channel)
     except ValueError as exc:
         raise AFMInputError(path, str(exc)) from None
     df = fields[spec.name]

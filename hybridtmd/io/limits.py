@@ -65,37 +65,46 @@ def check_declared_size(shape: Iterable[int], source: str | Path | None) -> None
                                     "(set HYBRIDTMD_MAX_PIXELS to raise it)")
 
 
-class _ReadTimeout(Exception):
-    pass
+class _ReadTimeout(BaseException):
+    """Not an Exception: a parser's own ``except Exception`` must not swallow the time limit."""
 
 
 def _raise_timeout(signum, frame):  # signal handler signature
     raise _ReadTimeout
 
 
+_BOUND = threading.local()  # .active: this thread already runs under a time limit
+
+
 def bounded_call(function: Callable[[], T], source: str | Path, what: str) -> T:
     """``function()`` stopped after :func:`read_timeout_s` with one :class:`AFMInputError` naming
     ``source``.
 
-    In the main thread an interval timer interrupts the call itself (a parser looping in Python
-    stops there); in other threads (joblib, dask workers) the call runs in a daemon thread that
-    is abandoned when the time is up, so the batch goes on.
+    In the main thread an interval timer interrupts the call itself (a parser looping or waiting
+    in Python stops there); in other threads (joblib, dask workers) the call runs in a daemon
+    thread that is abandoned when the time is up, so the batch goes on. A call made inside
+    another bounded call runs under the outer limit.
     """
+    if getattr(_BOUND, "active", False):
+        return function()
     limit = read_timeout_s()
     reason = f"{what} did not finish within {limit:g} s (a malformed file?; HYBRIDTMD_READ_TIMEOUT sets the limit)"
     if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
         previous = signal.signal(signal.SIGALRM, _raise_timeout)
         signal.setitimer(signal.ITIMER_REAL, limit)
+        _BOUND.active = True
         try:
             return function()
         except _ReadTimeout:
             raise AFMInputError(source, reason) from None
         finally:
+            _BOUND.active = False
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
     outcome: dict[str, object] = {}
 
     def run() -> None:
+        _BOUND.active = True
         try:
             outcome["value"] = function()
         except BaseException as exc:  # handed to the calling thread below
@@ -122,7 +131,9 @@ def set_third_party_logging(verbose: bool) -> None:
 
 def quiet_third_party_logs() -> None:
     """Apply the current setting to the standard-library loggers and to AFMReader's loguru logger."""
-    level = logging.NOTSET if _VERBOSE["on"] else logging.ERROR
+    # Off means off: tifffile logs recoverable parse problems at ERROR level, which the one-line
+    # report of the file already covers.
+    level = logging.NOTSET if _VERBOSE["on"] else logging.CRITICAL + 1
     for name in THIRD_PARTY_LOGGERS:
         logging.getLogger(name).setLevel(level)
     try:

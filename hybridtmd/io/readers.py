@@ -37,7 +37,9 @@ name, an index or None for the default) and register it with :func:`register_rea
 suffix. The reader only parses: :func:`load_image` checks the array
 (:func:`~hybridtmd.io.check_height`), applies ``pixel_size_nm`` / ``z_unit`` / ``z_scale`` and
 converts to nm, and turns any exception the reader raises into an :class:`AFMInputError` naming
-the file. A multi-channel format also passes ``channels=lister`` (``lister(path) ->
+the file. A registered reader and lister run under the read time limit
+(:func:`~hybridtmd.io.limits.bounded_call`, ``HYBRIDTMD_READ_TIMEOUT``), as do the built-in
+readers' third-party calls. A multi-channel format also passes ``channels=lister`` (``lister(path) ->
 list[ChannelSpec]``) so that :func:`list_channels` and :func:`load_channels` see every channel.
 
 >>> def read_toy(path, channel):                                     # doctest: +SKIP
@@ -58,6 +60,7 @@ from ..errors import AFMInputError, HybridTMDError
 from .channels import ChannelSpec, canonical_channel, channel_keys, default_channel
 from .formats import gwy_channels, read_gwy, read_npy, read_npz, read_raster, read_tiff, tiff_channels
 from .image import AFMImage, check_height, check_pixel_size, is_length_unit, unit_to_nm, warn_input
+from .limits import bounded_call
 from .raw import RawImage
 from .vendor import (
     AFMREADER_LOADERS,
@@ -170,6 +173,12 @@ SUPPORTED_SUFFIXES: Sequence[str] = _SupportedSuffixes()
 # Built-in readers
 # --------------------------------------------------------------------------------------------
 
+#: Built-in readers that import their library first and then bound each third-party call
+#: themselves: a time limit around the import would count the import (SurfaceTopography takes
+#: seconds) and, when it strikes there, leave a half-imported module for the rest of the process.
+_BOUND_INSIDE = frozenset({read_tiff, tiff_channels, read_gwy, gwy_channels, read_surface_topography,
+                           surface_topography_channels, read_afmreader})
+
 register_reader(TIFF_SUFFIXES, read_tiff, channels=tiff_channels)
 register_reader(".npy", read_npy)
 register_reader(".npz", read_npz)
@@ -188,8 +197,11 @@ def _read_raw(path: Path, channel: str | int | None) -> tuple[str, RawImage]:
     """Check the file, dispatch on its suffix and return (suffix, reader output); any parser
     failure becomes one :class:`AFMInputError` line naming the file."""
     suffix = _checked_suffix(path)
+    reader = _READERS[suffix]
     try:
-        return suffix, RawImage(*_READERS[suffix](path, channel))
+        if reader in _BOUND_INSIDE:
+            return suffix, RawImage(*reader(path, channel))
+        return suffix, RawImage(*bounded_call(lambda: reader(path, channel), path, f"reading the {suffix} file"))
     except HybridTMDError:
         raise
     except Exception as exc:  # any parser failure is a bad file, reported as one line
@@ -317,7 +329,9 @@ def _channel_specs(path: Path) -> list[ChannelSpec]:
     lister = _LISTERS.get(suffix)
     if lister is not None:
         try:
-            return list(lister(path))
+            if lister in _BOUND_INSIDE:
+                return list(lister(path))
+            return list(bounded_call(lambda: lister(path), path, f"reading the {suffix} header"))
         except HybridTMDError:
             raise
         except Exception as exc:

@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import AFMInputError, MissingDependencyError
-from .channels import ChannelSpec, channel_direction, resolve_channel
+from .channels import ChannelSpec, channel_direction, implied_directions, resolve_channel
 from .image import is_length_unit, unit_to_nm, warn_input
+from .integrity import check_tiff_complete
 from .limits import bounded_call, check_declared_size, quiet_third_party_logs
 from .raw import RawImage
 
@@ -29,9 +30,10 @@ SURFACE_TOPOGRAPHY_FORMATS: dict[str, str] = {
     ".sur": "sur", ".plu": "plu", ".mdt": "mdt", ".sdf": "sdf", ".datx": "datx", ".vk4": "vk", ".vk6": "vk",
     ".vk7": "vk", ".zon": "zon", ".al3d": "al3d", ".lext": "lext", ".oir": "oir", ".nms": "nms", ".frt": "frt",
 }
-#: AFMReader module and loader of each suffix SurfaceTopography lacks.
-AFMREADER_LOADERS = {".asd": ("asd", "load_asd"), ".topostats": ("topostats", "load_topostats"),
-                     ".h5-jpk": ("h5_jpk", "load_h5jpk")}
+#: AFMReader module, loader and default (topography) channel of each suffix SurfaceTopography
+#: lacks (``.asd``: ``TP``, topography; ``.h5-jpk``: ``height_trace``; ``.topostats``: its one image).
+AFMREADER_LOADERS = {".asd": ("asd", "load_asd", "TP"), ".topostats": ("topostats", "load_topostats", None),
+                     ".h5-jpk": ("h5_jpk", "load_h5jpk", "height_trace")}
 _HEADER_END = b"\\*File list end"
 #: Vendor of each SurfaceTopography format, for files whose header does not name it.
 FORMAT_VENDORS = {"di": "Bruker", "ps": "Park Systems", "mi": "Agilent (Molecular Imaging)", "ezd": "Nanosurf",
@@ -46,14 +48,16 @@ def _import_surface_topography() -> Any:
 
 
 def _check_signature(path: Path, fmt: str, st_io: Any) -> None:
-    """Refuse a file whose first bytes rule out its format, and a Nanoscope file whose header
-    never ends (a parser would search for the end forever)."""
+    """Refuse a file whose first bytes rule out its format, a Nanoscope file whose header never
+    ends (a parser would search for the end forever) and a JPK file (a TIFF) cut short."""
     with open(path, "rb") as fh:
         head = fh.read(max(int(getattr(st_io, "MAGIC_BUFFER_SIZE", 4096)), 65536))
     reader_class = st_io.lookup_reader_by_format[fmt]
     verdict = reader_class.can_read(head)
     if getattr(verdict, "value", verdict) == "no":
         raise AFMInputError(path, f"not a {reader_class.name()} file (its first bytes are not that format's signature)")
+    if fmt == "jpk":
+        check_tiff_complete(path)
     if fmt == "di":
         declared = re.search(rb"\\Data length:\s*(\d+)", head)
         header_length = int(declared.group(1)) if declared else len(head)
@@ -125,7 +129,7 @@ def _open(path: Path, fmt: str) -> tuple[Any, list[Any], list[ChannelSpec]]:
     def open_file():
         reader = st_io.open_topography(str(path), format=fmt)
         channels = [c for c in reader.channels if c.dim == 2]
-        return reader, channels, [_spec(c) for c in channels]
+        return reader, channels, implied_directions([_spec(c) for c in channels])
 
     reader, channels, specs = bounded_call(open_file, path, f"reading the {fmt} header")
     if not specs:
@@ -190,11 +194,11 @@ def read_afmreader(path: Path, channel: str | int | None) -> RawImage:
         raise MissingDependencyError(
             f"{path}: reading {suffix} files needs AFMReader; install the extra: pip install 'hybridtmd[vendor]'"
         ) from None
-    quiet_third_party_logs()
-    module_name, func = AFMREADER_LOADERS[suffix]
+    module_name, func, default = AFMREADER_LOADERS[suffix]
     loader = getattr(importlib.import_module(f"AFMReader.{module_name}"), func)
-    wanted = "Height" if channel is None else str(channel)
-    result = bounded_call(lambda: loader(path) if suffix == ".topostats" else loader(path, channel=wanted),
+    quiet_third_party_logs()  # after the import: each AFMReader module turns its logger on when imported
+    wanted = str(channel if channel is not None else default or "Height")
+    result = bounded_call(lambda: loader(path) if default is None else loader(path, channel=wanted),
                           path, f"reading the {suffix} file")
     data, px_to_nm = (result["image"], result["pixel_to_nm_scaling"]) if isinstance(result, dict) else result[:2]
     meta: dict[str, Any] = {"reader": "AFMReader", "channel": wanted}
