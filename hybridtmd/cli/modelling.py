@@ -53,8 +53,8 @@ def train_command(
     channels: ChannelsOption = None,
 ) -> None:
     """Fit the hybrid classifier (descriptors + embeddings -> XGBoost) and save it (no pickle).
-    With --channels (or [descriptors] channels) the model describes those channels of every file
-    and predict reads them again."""
+    With --channels (or channels in the config's descriptors table) the model describes those
+    channels of every file, and predict reads them again."""
     check_output_dir(output)
     model = model_from_config(config, cache_dir, channels)
     _, images, labels, groups, _, errors = labelled_images(source, pattern,
