@@ -59,6 +59,8 @@ def test_features_pass_channels_to_the_extractor_and_level_only_the_height(scans
         _features({"ph ase": ["areal"]}).fit(scans)
     with pytest.raises(ValueError, match="needs the descriptors half"):
         HybridFeatures(descriptors=None, embedder="default", channels=CHANNELS).fit(scans)
+    with pytest.raises(TypeError, match="height maps only"):
+        _features(None).fit(scans)
     with pytest.raises(ValueError, match="differ from channels"):
         HybridFeatures(descriptors=DescriptorExtractor(channels={"phase": ["areal"]}), embedder=None,
                        channels=CHANNELS).fit(scans)

@@ -136,6 +136,9 @@ class HybridFeatures(TransformerMixin, BaseEstimator):
         """The input with its height maps levelled: AFMImages, or with ``channels`` one item per
         image (AFMImage, or dict channel -> AFMImage whose height entry alone is levelled)."""
         if self.channels is None:
+            if isinstance(X, Mapping) or (isinstance(X, Sequence) and any(isinstance(x, Mapping) for x in X)):
+                raise TypeError("these features describe height maps only (channels=None): pass AFMImages, or "
+                                "set channels to describe mappings channel -> AFMImage")
             images = check_images(X)
             return [level(im, self.level_config) for im in images] if self.level_images else images
         items = check_channel_maps(X)
