@@ -218,3 +218,18 @@ def test_real_bruker_file_extract_and_features_with_height_and_phase(tmp_path):
     # --channel picks the height channel (ZSensor instead of Height)
     sensor = load_channels(path, ["height", "phase"], channel="ZSensor")
     assert sensor["height"].channel == "ZSensor"
+
+
+def test_held_out_explanations_of_channel_maps_group_by_channel(scans, small_synthetic):
+    from hybridtmd.explanation import explain_held_out
+
+    keep = np.isin(small_synthetic.labels, ["MoS2", "WS2"])
+    items = [scan for scan, kept in zip(scans, keep, strict=True) if kept]
+    model = HybridClassifier(features=_features(), classifier="xgboost", calibration=None, ood_neighbors=None,
+                             random_state=0)
+    with pytest.warns(UserWarning):
+        explained = explain_held_out(model, items, small_synthetic.labels[keep], small_synthetic.groups[keep],
+                                     n_splits=2, group_by="channel")
+    assert list(explained.groups.feature_names) == ["height", "phase"]
+    assert explained.names == [scan["height"].name for scan in items]
+    assert all(isinstance(im, AFMImage) for im in explained.train_images)  # height maps for the thumbnails
