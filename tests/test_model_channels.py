@@ -79,6 +79,16 @@ def test_multichannel_model_saves_its_channels_and_predicts_the_same_after_loadi
     assert loaded.features_.channels == saved
     with pytest.warns(UserWarning):
         np.testing.assert_array_equal(loaded.predict_proba(scans), model.predict_proba(scans))
+    # a forged manifest (digest recomputed) asking a height-only family of the phase map: one clear error
+    from corpus.tampering import forge_manifest
+
+    from hybridtmd.errors import ModelFileError
+
+    forged = json.loads(json.dumps(manifest["features"]))
+    forged["channels"]["phase"] = ["grains"]
+    forge_manifest(tmp_path / "m", features=forged)
+    with pytest.raises(ModelFileError, match="invalid feature settings.*height maps only"):
+        HybridClassifier.load(tmp_path / "m")
     # a bare height image lacks the phase channel: its phase columns are NaN, the model still answers
     with pytest.warns(UserWarning):
         table = loaded.transform_features([scans[0]["height"]])

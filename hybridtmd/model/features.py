@@ -218,9 +218,13 @@ class HybridFeatures(TransformerMixin, BaseEstimator):
     def restore_fitted(self, feature_names: Sequence[str]) -> HybridFeatures:
         """Set up the fitted state of a loaded model without data (both halves are stateless
         without embedder PCA); :class:`ModelFileError` when these settings do not produce
-        ``feature_names`` (another hybridtmd version or descriptor registry)."""
-        self.descriptors_, self.embedder_ = self._halves()
-        self._fit_without_data()
+        ``feature_names`` (another hybridtmd version or descriptor registry) or are invalid (a
+        hand-edited manifest: unknown families, a height-only family asked of another channel)."""
+        try:
+            self.descriptors_, self.embedder_ = self._halves()
+            self._fit_without_data()
+        except (TypeError, ValueError) as exc:
+            raise ModelFileError(f"manifest: invalid feature settings ({type(exc).__name__}: {exc})") from None
         if list(self.feature_names_out_) != list(feature_names):
             raise ModelFileError("the manifest's feature names differ from those its feature settings produce "
                                  "(another hybridtmd version or descriptor registry?)")
