@@ -10,6 +10,8 @@ A config file has one table per stage; every key is optional and defaults are th
     [descriptors]                # families + hybridtmd.descriptors.DescriptorConfig; enabled = false drops them
     families = ["paper", "areal", "grains"]
     blob_method = "fast"
+    channels = ["height", "phase"]   # multichannel AFM: height gets `families`, phase areal/spectral/texture
+    # or per channel: channels = {height = ["paper", "areal"], phase = ["areal", "texture"]}
 
     [embeddings]                 # hybridtmd.embeddings.CNNEmbedder options; enabled = false drops them
     backbone = "efficientnet_lite0"
@@ -97,10 +99,14 @@ class DescriptorsSection:
     enabled: bool = True
     families: str | tuple[str, ...] | None = "default"
     config: DescriptorConfig = field(default_factory=DescriptorConfig)
+    #: multichannel AFM: channel -> selection of families (``DescriptorExtractor(channels=...)``);
+    #: None: the height map alone
+    channels: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         families = list(self.families) if isinstance(self.families, tuple) else self.families
-        return {"enabled": self.enabled, "families": families, **self.config.to_dict()}
+        channels = {} if self.channels is None else {"channels": dict(self.channels)}
+        return {"enabled": self.enabled, "families": families, **channels, **self.config.to_dict()}
 
 
 @dataclass(frozen=True)
@@ -180,8 +186,28 @@ def _descriptors(values: dict[str, Any]) -> DescriptorsSection:
     enabled = _enabled(values)
     families = values.pop("families", "default")
     families = tuple(families) if isinstance(families, list) else families
-    DescriptorExtractor(families=families).get_feature_names_out()  # unknown family names fail now
-    return DescriptorsSection(enabled, families, DescriptorConfig.from_dict(values))
+    channels = _channels(values.pop("channels", None), families)
+    # unknown family names, and height-only families asked of another channel, fail now
+    DescriptorExtractor(families=families, channels=channels).get_feature_names_out()
+    return DescriptorsSection(enabled, families, DescriptorConfig.from_dict(values), channels)
+
+
+def _channels(value: Any, families: Any) -> dict[str, Any] | None:
+    """``channels``: a list of channel names (height computes ``families``, the others the
+    families that describe any channel), or a table channel -> families."""
+    from .descriptors import channel_selections, is_channel_selection
+
+    if value is None:
+        return None
+    if isinstance(value, list) and all(isinstance(name, str) for name in value):
+        return channel_selections(value, list(families) if isinstance(families, tuple) else families)
+    if not isinstance(value, dict):
+        raise ValueError(f"channels must be a list of channel names or a table channel -> families, not {value!r}")
+    channels = {str(k).casefold(): v for k, v in value.items()}
+    if not is_channel_selection(channels):
+        raise ValueError("channels: keys must be channel names (identifiers without '__') and values a family "
+                         f"name or a list of them, got {value!r}")
+    return channels
 
 
 def _embeddings(values: dict[str, Any]) -> EmbeddingsSection:

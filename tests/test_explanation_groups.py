@@ -167,3 +167,57 @@ def test_held_out_folds_with_different_heads_share_one_method_and_unit(svm_model
     assert forced.method == "group_shapley" and forced.unit == "probability" and forced.features is None
     total = forced.groups.values.sum(axis=1) + forced.groups.base_values
     np.testing.assert_allclose(total, tree.predict_proba(tree_model[1].iloc[:5]), atol=1e-9)
+
+
+CHANNEL_COLUMNS = ["phys__sq_nm", "phys__sa_nm", "phys__phase__sq", "phys__phase__glcm_contrast_d1px",
+                   "latent__0000", "latent__0001"]
+
+
+def planted_channels(seed: int = 2, n_per_class: int = 30) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Height and phase descriptors: B has a higher phase Sq (phase channel, areal family), C a
+    higher height Sq (height channel, areal family); two images per sample."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(["A", "B", "C"], n_per_class)
+    table = pd.DataFrame(rng.normal(size=(len(labels), len(CHANNEL_COLUMNS))), columns=CHANNEL_COLUMNS)
+    table.loc[labels == "B", "phys__phase__sq"] += 5.0
+    table.loc[labels == "C", "phys__sq_nm"] += 5.0
+    return table, labels, np.arange(len(labels)) // 2
+
+
+def test_multichannel_groups_by_channel_family_by_default_and_by_channel_or_family_on_request():
+    table, labels, samples = planted_channels()
+    head = default_head(0, n_jobs=1).set_params(n_estimators=40, learning_rate=0.3)
+    model = HybridClassifier(features=None, classifier=head).fit(table, labels, groups=samples)
+    assert list(model.feature_groups_) == ["areal", "phase__areal", "phase__texture", "latent"]
+    margin = model.classifier_.predict(table.to_numpy(), output_margin=True)
+    names = {}
+    for group_by in ("auto", "channel", "family", "channel_family"):
+        groups = ex.group_explanation(model, table, group_by=group_by).groups
+        names[group_by] = list(groups.feature_names)
+        np.testing.assert_allclose(groups.values.sum(axis=1) + groups.base_values, margin, atol=1e-4)
+        if group_by == "channel":
+            shares = ex.group_shares(groups)
+            assert shares.loc["B"].idxmax() == "phase"  # B differs in its phase map only
+            assert (shares["latent"] < shares[["height", "phase"]].max(axis=1)).all()  # latent is noise here
+    assert names["auto"] == names["channel_family"] == ["areal", "phase__areal", "phase__texture", "latent"]
+    assert names["channel"] == ["height", "phase", "latent"]
+    assert names["family"] == ["areal", "texture", "latent"]
+    # the family view adds the height and phase areal columns: their sums are the parts' sums
+    by_family = ex.group_explanation(model, table, group_by="family").groups
+    default = ex.group_explanation(model, table).groups
+    np.testing.assert_allclose(by_family.values[:, 0], default.values[:, 0] + default.values[:, 1], atol=1e-10)
+    attribution = ex.group_attributions(ex.explain(model, table), model.feature_groups_, group_by="channel")
+    assert list(attribution.global_abs.index) == ["height", "phase", "latent"]
+    assert set(attribution.share.columns) == {"physical", "latent"}
+    with pytest.raises(ValueError, match="group_by must be one of"):
+        ex.regroup(model.feature_groups_, "channels")
+
+
+def test_multichannel_group_shapley_by_channel_adds_up_to_the_probabilities():
+    table, labels, samples = planted_channels(3)
+    model = HybridClassifier(features=None, classifier=KernelSVMHead(C_grid=(1.0,), gamma_grid=(1.0,))).fit(
+        table, labels, groups=samples)
+    groups = ex.group_explanation(model, table.iloc[:5], group_by="channel").groups
+    assert list(groups.feature_names) == ["height", "phase", "latent"]
+    np.testing.assert_allclose(groups.values.sum(axis=1) + groups.base_values, model.predict_proba(table.iloc[:5]),
+                               atol=1e-10)

@@ -236,6 +236,42 @@ def parse_z_scale(text: str | None) -> float | None:
 ZScaleOption = Annotated[
     Any, typer.Option(parser=parse_z_scale, metavar="NM", help="nm per stored count (PNG/JPEG grey levels, "
                                                                "integer TIFF).")]
+ChannelsOption = Annotated[
+    str | None, typer.Option("--channels", metavar="NAMES", help=(
+        "Multichannel AFM: comma-separated channels, e.g. height,phase (keys of `hybridtmd info`): height gets "
+        "the descriptor families, other channels areal, spectral and texture; columns <channel>__<name>. A file "
+        "lacking one of them is reported and skipped."))]
+
+
+def parse_channels(text: str | None, height_families: Any = "default") -> dict[str, Any] | None:
+    """``--channels height,phase`` -> the ``channels`` parameter of the descriptor extractor and
+    of HybridFeatures (:func:`hybridtmd.descriptors.channel_selections`); a one-line error
+    otherwise."""
+    from ..descriptors import channel_selections
+
+    if text is None:
+        return None
+    families = list(height_families) if isinstance(height_families, tuple) else height_families
+    try:
+        return channel_selections(text.split(","), families)
+    except ValueError as exc:
+        fail(f"--channels {text!r}: {exc}")
+
+
+def needed_channels(features: Any) -> list[str] | None:
+    """The channels HybridFeatures (a model's ``features_``) reads from each file; None for
+    height maps only."""
+    channels = getattr(features, "channels", None)
+    return None if channels is None else list(channels)
+
+
+def source_of(item: Any) -> str:
+    """The file of an image or of a mapping channel -> image (its height channel's)."""
+    from ..io import height_images
+
+    return str(height_images([item])[0].source)
+
+
 LowDataOption = Annotated[
     Any, typer.Option(parser=parse_low_data, metavar="CAPS", help="Training caps per class, e.g. 64,32,16,8.")]
 
@@ -274,11 +310,12 @@ def read_dataset(source: Path, pattern: str | None = None, options: dict[str, An
     return dataset
 
 
-def load_dataset_images(ds: Any) -> Any:
-    """``ds.load()`` with its bad files collected and its cross-sample duplicates printed."""
+def load_dataset_images(ds: Any, channels: list[str] | None = None) -> Any:
+    """``ds.load()`` with its bad files collected and its cross-sample duplicates printed; with
+    ``channels`` every item is a mapping channel -> image and a file lacking one is a bad file."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        report = ds.load(on_error="skip", progress=len(ds) >= 20)
+        report = ds.load(on_error="skip", progress=len(ds) >= 20, channels=channels)
     for first, second, reason in report.duplicates:
         warn_line(f"{second}: {reason} ({first}): a train/test leak that grouped folds cannot see")
     return report
@@ -305,17 +342,18 @@ def outer_folds(dataset: Any, folds: int, fixed_test: bool) -> tuple[Any, str]:
 
 
 def labelled_images(source: Path, pattern: str | None, options: dict[str, Any] | None = None, *,
-                    n_folds: int | None = None):
+                    n_folds: int | None = None, channels: list[str] | None = None):
     """Read a labelled dataset: (dataset of the images read, images, labels, groups, paths,
     errors); bad files are collected in ``errors`` as (file, reason), the rest is returned. With
-    ``n_folds``, a class with fewer samples than folds is an error before any image is read."""
+    ``n_folds``, a class with fewer samples than folds is an error before any image is read; with
+    ``channels``, images are mappings channel -> image (:func:`load_dataset_images`)."""
     ds = read_dataset(source, pattern, options)
     if n_folds is not None:
         try:
             ds.check_folds(n_folds)
         except ValueError as exc:
             fail(str(exc))
-    report = load_dataset_images(ds)
+    report = load_dataset_images(ds, channels)
     errors = list(ds.skipped) + list(report.errors)
     if not report.images:
         report_errors(errors)
@@ -408,17 +446,22 @@ def use_file_backend() -> None:
     matplotlib.use("Agg")
 
 
-def model_from_config(config: Path | None, cache_dir: Path | None = None) -> Any:
+def model_from_config(config: Path | None, cache_dir: Path | None = None, channels: str | None = None) -> Any:
     """The HybridClassifier a config file describes (defaults without one), with ``cache_dir``
-    set on its embedder."""
+    set on its embedder and ``--channels`` (which replaces the config's ``channels``)."""
     from ..config import load_config
     from ..model import HybridClassifier
 
     try:
-        model = HybridClassifier.from_config(load_config(config))
+        settings = load_config(config)
+        model = HybridClassifier.from_config(settings)
     except (HybridTMDError, ValueError, RecursionError) as exc:
         fail(str(exc) if not isinstance(exc, RecursionError) else f"{config}: nested too deeply")
     features = model.features
+    if channels is not None:
+        if features.descriptors is None:
+            fail(f"--channels needs the descriptors ({config}: [descriptors] enabled = false)")
+        features.set_params(channels=parse_channels(channels, settings.descriptors.families))
     if features.embedder is not None and getattr(features.embedder, "device", "auto") == "cuda":
         from .._utils import select_device
 

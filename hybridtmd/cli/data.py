@@ -11,6 +11,7 @@ from rich.markup import escape
 from ..errors import HybridTMDError
 from .common import (
     ChannelOption,
+    ChannelsOption,
     LevelConfigOption,
     NJobsOption,
     PatternOption,
@@ -27,6 +28,8 @@ from .common import (
     fail,
     load_dataset_images,
     load_level_config,
+    needed_channels,
+    parse_channels,
     read_dataset,
     read_options,
     report_errors,
@@ -274,9 +277,7 @@ def extract_command(
     families: Annotated[str, typer.Option(
         help="Comma-separated descriptor families or descriptor names (default: the default set; release-0.1.0: "
              "that release's).")] = "default",
-    channels: Annotated[str | None, typer.Option(help="Comma-separated channels, e.g. height,phase: height gets "
-                                                      "--families, other channels areal, texture and spectral; "
-                                                      "columns <channel>__<name>.")] = None,
+    channels: ChannelsOption = None,
     config: LevelConfigOption = None,
     level_images: Annotated[bool, typer.Option("--level/--no-level", help="Level images first.")] = True,
     n_jobs: NJobsOption = 1,
@@ -305,7 +306,9 @@ def extract_command(
     descriptor (see `hybridtmd.descriptors.list_descriptors()` for units and definitions).
     CSV, or parquet when the output ends in .parquet (needs pyarrow, the parquet extra).
     Undefined values are empty cells; their reasons go to <output>.reasons.csv. Bad files are
-    reported and skipped; the others are written.
+    reported and skipped; the others are written. With --channels height,phase each file gives
+    the descriptors of each channel (phase columns phase__<name>, in the channel's unit); a file
+    lacking one of the channels is a bad file.
 
     With --store DIR: the same descriptors go to a feature store (hybridtmd.store: one parquet
     file per partition, column path then descriptors; read it with hybridtmd.store.read_store).
@@ -324,7 +327,7 @@ def extract_command(
     level_config = load_level_config(config)
     ds = read_dataset(source, pattern, read_options(channel, pixel_size_nm, z_unit, z_scale))
     names = [f.strip() for f in families.split(",") if f.strip()] or "default"
-    per_channel = None if channels is None else _channel_families(channels, names)
+    per_channel = parse_channels(channels, names)
     if per_channel is not None and store is not None:
         fail("--channels is not supported with --store yet")
     try:
@@ -341,41 +344,7 @@ def extract_command(
         _extract_to_store(ds, store, extractor, scheduler=scheduler, n_jobs=n_jobs, address=address,
                           partition_size=partition_size, read=read_options(channel, pixel_size_nm))
     else:
-        _extract_to_csv(ds, output, extractor, read_options(channel, pixel_size_nm, z_unit, z_scale))
-
-
-#: Families computed on channels other than height (those that need heights in nm are refused).
-OTHER_CHANNEL_FAMILIES = ["areal", "texture", "spectral"]
-
-
-def _channel_families(channels: str, height_families) -> dict[str, object]:
-    """``--channels height,phase`` -> the extractor's ``channels`` mapping."""
-    names = list(dict.fromkeys(c.strip() for c in channels.split(",") if c.strip()))
-    if not names:
-        fail("--channels needs at least one channel name, e.g. height,phase")
-    return {c: (height_families if c == "height" else OTHER_CHANNEL_FAMILIES) for c in names}
-
-
-def _load_channel_maps(ds, read: dict):
-    """Every file of ``ds`` as a mapping channel -> AFMImage (``height`` is the file's default
-    topography channel when no channel of that canonical name exists); bad files are reported."""
-    import numpy as np
-
-    from ..io import LoadReport, load_channels, load_image
-
-    maps, indices, errors = [], [], []
-    lengths = {k: read[k] for k in ("pixel_size_nm", "z_unit", "z_scale")}
-    for i, path in enumerate(ds.paths):
-        try:
-            channels = load_channels(path, **lengths)
-            if "height" not in channels:
-                channels["height"] = load_image(path, channel=read["channel"], **lengths)
-        except HybridTMDError as exc:
-            errors.append((str(path), getattr(exc, "reason", str(exc))))
-            continue
-        maps.append(channels)
-        indices.append(i)
-    return LoadReport(maps, np.asarray(indices, dtype=int), errors)
+        _extract_to_csv(ds, output, extractor)
 
 
 def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
@@ -417,12 +386,12 @@ def _extract_to_store(ds, store: Path, extractor, *, scheduler: str | None, n_jo
     exit_for(errors + done.failed)
 
 
-def _extract_to_csv(ds, output: Path, extractor, read: dict) -> None:
+def _extract_to_csv(ds, output: Path, extractor) -> None:
     import pandas as pd
 
     from .._utils import atomic_write_csv
 
-    report = load_dataset_images(ds) if extractor.channels is None else _load_channel_maps(ds, read)
+    report = load_dataset_images(ds, needed_channels(extractor))
     errors = list(ds.skipped) + list(report.errors)
     if not report.images:
         report_errors(errors)

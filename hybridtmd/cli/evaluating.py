@@ -11,6 +11,7 @@ from ..errors import HybridTMDError
 from .common import (
     CacheDirOption,
     ChannelOption,
+    ChannelsOption,
     ConfigOption,
     FixedTestOption,
     FoldsOption,
@@ -28,6 +29,7 @@ from .common import (
     fail,
     labelled_images,
     model_from_config,
+    needed_channels,
     outer_folds,
     read_options,
     report_errors,
@@ -73,19 +75,22 @@ def evaluate_command(
     pixel_size_nm: PixelSizeOption = None,
     z_unit: ZUnitOption = None,
     z_scale: ZScaleOption = None,
+    channels: ChannelsOption = None,
 ) -> None:
     """Grouped cross-validation report of the hybrid classifier: per-fold CSV, summary Markdown
     (image- and sample-level accuracy, permutation p-value, paired differences), confusion
-    matrix and ablation figure (folds never share a sample)."""
+    matrix and ablation figure (folds never share a sample). --channels: the descriptors of
+    those channels of every file."""
     use_file_backend()
     from sklearn.base import clone
 
     from .. import evaluation
     from ..evaluation.report import report_metrics, write_evaluation_report
 
-    model = model_from_config(config, cache_dir)
+    model = model_from_config(config, cache_dir, channels)
     read = read_options(channel, pixel_size_nm, z_unit, z_scale)
-    dataset, images, labels, groups, _, errors = labelled_images(source, pattern, read, n_folds=folds)
+    dataset, images, labels, groups, _, errors = labelled_images(source, pattern, read, n_folds=folds,
+                                                                 channels=needed_channels(model.features))
     cv, folds_sentence = outer_folds(dataset, folds, fixed_test)
     if not model.features.is_per_image():  # a table of all images would let the PCA see the test folds
         fail("evaluate needs per-image features (no [embeddings] pca_components): a PCA fitted on every image "

@@ -12,6 +12,7 @@ from ..errors import HybridTMDError
 from .common import (
     CacheDirOption,
     ChannelOption,
+    ChannelsOption,
     ConfigOption,
     LabelledDataset,
     ModelDirArgument,
@@ -29,8 +30,10 @@ from .common import (
     fail,
     labelled_images,
     model_from_config,
+    needed_channels,
     read_options,
     report_errors,
+    source_of,
     use_file_backend,
     write_table,
 )
@@ -47,12 +50,16 @@ def train_command(
     pixel_size_nm: PixelSizeOption = None,
     z_unit: ZUnitOption = None,
     z_scale: ZScaleOption = None,
+    channels: ChannelsOption = None,
 ) -> None:
-    """Fit the hybrid classifier (descriptors + embeddings -> XGBoost) and save it (no pickle)."""
+    """Fit the hybrid classifier (descriptors + embeddings -> XGBoost) and save it (no pickle).
+    With --channels (or channels in the config's descriptors table) the model describes those
+    channels of every file, and predict reads them again."""
     check_output_dir(output)
-    model = model_from_config(config, cache_dir)
+    model = model_from_config(config, cache_dir, channels)
     _, images, labels, groups, _, errors = labelled_images(source, pattern,
-                                                           read_options(channel, pixel_size_nm, z_unit, z_scale))
+                                                           read_options(channel, pixel_size_nm, z_unit, z_scale),
+                                                           channels=needed_channels(model.features))
     with console.status(f"computing features of {len(images)} images and fitting..."):
         try:
             model.fit(images, labels, groups=groups)
@@ -100,7 +107,9 @@ def predict_command(
     A folder gives every readable file in it, whatever its name. Files that cannot be read or
     processed are reported and skipped; the others are predicted. An image flagged
     out_of_distribution is unlike every training sample: do not trust its label. With
-    --by-sample the images of one sample are also decided together.
+    --by-sample the images of one sample are also decided together. A multichannel model reads
+    the channels it was trained on from each file (--channel picks the height channel); a file
+    lacking one is reported and skipped.
     """
     import pandas as pd
 
@@ -112,17 +121,17 @@ def predict_command(
         fail(f"{model_dir}: this model was trained on a feature table; predict from images needs an image model")
     paths = expand_inputs(inputs)
     report = load_images(paths, **read_options(channel, pixel_size_nm, z_unit, z_scale), on_error="skip",
-                         progress=len(paths) >= 20)
+                         progress=len(paths) >= 20, channels=needed_channels(model.features_))
     errors = list(report.errors)
     frames = []
     try:
-        frames.append(model.predict_frame(report.images, index=[str(im.source) for im in report.images]))
+        frames.append(model.predict_frame(report.images, index=[source_of(im) for im in report.images]))
     except (HybridTMDError, ValueError, RuntimeError):
         for image in report.images:  # isolate the image(s) that break the batch
             try:
-                frames.append(model.predict_frame([image], index=[str(image.source)]))
+                frames.append(model.predict_frame([image], index=[source_of(image)]))
             except (HybridTMDError, ValueError, RuntimeError) as exc:
-                errors.append((str(image.source), f"{type(exc).__name__}: {exc}"))
+                errors.append((source_of(image), f"{type(exc).__name__}: {exc}"))
     if frames:
         table = pd.concat(frames).rename_axis("file").reset_index()
         write_table(table, output)
@@ -184,13 +193,13 @@ def _table_to_explain(model: Any, model_dir: Path, inputs: list[Path]) -> tuple[
     return X, labels, names
 
 
-def _images_to_explain(inputs: list[Path], read: dict) -> tuple[list, list | None, list]:
-    """Images of files or a dataset: (images, true labels when the input is a labelled dataset,
-    errors)."""
+def _images_to_explain(inputs: list[Path], read: dict, channels: list[str] | None) -> tuple[list, list | None, list]:
+    """Images (with ``channels``: mappings channel -> image) of files or a dataset: (images, true
+    labels when the input is a labelled dataset, errors)."""
     from ..io import load_dataset, load_images
 
     paths = expand_inputs(inputs)
-    report = load_images(paths, **read, on_error="skip", progress=len(paths) >= 20)
+    report = load_images(paths, **read, on_error="skip", progress=len(paths) >= 20, channels=channels)
     errors = list(report.errors)
     if not report.images:
         report_errors(errors)
@@ -202,7 +211,7 @@ def _images_to_explain(inputs: list[Path], read: dict) -> tuple[list, list | Non
                 warnings.simplefilter("ignore")
                 ds = load_dataset(inputs[0])
             label_of = {str(p): str(c) for p, c in zip(ds.paths, ds.labels, strict=True)}
-            found = [label_of.get(str(im.source)) for im in report.images]
+            found = [label_of.get(source_of(im)) for im in report.images]
             labels = found if None not in found else None
         except (HybridTMDError, ValueError):
             labels = None
@@ -217,6 +226,8 @@ def explain_command(
     output: ReportFolder = Path("explain"),
     max_images: Annotated[int, typer.Option(help="Images that get their own waterfall and height-map figure.")] = 3,
     top_latent: Annotated[int, typer.Option(help="Latent dimensions per class linked to descriptors.")] = 3,
+    group_by: Annotated[str, typer.Option(help="Attribution groups: auto (the model's: families, per channel for a "
+                                          "multichannel model), family, channel, channel_family.")] = "auto",
     channel: ChannelOption = None,
     pixel_size_nm: PixelSizeOption = None,
     z_unit: ZUnitOption = None,
@@ -231,17 +242,22 @@ def explain_command(
     from ..explanation import write_report
 
     check_output_dir(output)
+    from ..explanation import GROUP_BY
+
+    if group_by not in GROUP_BY:
+        fail(f"--group-by must be one of {', '.join(GROUP_BY)}, not {group_by!r}")
     model = load_classifier(model_dir)
     errors: list[tuple[str, str]] = []
     names = None
     if model.features_ is None:
         X, labels, names = _table_to_explain(model, model_dir, inputs)
     else:
-        X, labels, errors = _images_to_explain(inputs, read_options(channel, pixel_size_nm, z_unit, z_scale))
+        X, labels, errors = _images_to_explain(inputs, read_options(channel, pixel_size_nm, z_unit, z_scale),
+                                               needed_channels(model.features_))
     with console.status(f"explaining {len(X)} input(s)..."):
         try:
             page = write_report(model, X, output, labels=labels, names=names, max_images=max_images,
-                                top_latent=top_latent)
+                                top_latent=top_latent, group_by=group_by)
         except (HybridTMDError, ValueError, RuntimeError) as exc:
             fail(str(exc), code=1)
     console.print(f"explained {len(X)} input(s); report written to {page} (figures as PNG, CSV tables)",

@@ -45,7 +45,13 @@ from . import spectral  # noqa: F401
 from . import grains  # noqa: F401
 from . import texture  # noqa: F401
 from .core import DescriptorConfig, Surface
-from .extract import DescriptorExtractor, extract_descriptors
+from .extract import (
+    DescriptorExtractor,
+    channel_selections,
+    column_descriptor,
+    extract_descriptors,
+    is_channel_selection,
+)
 from .registry import (
     DEFAULT,
     RELEASE_0_1_0,
@@ -71,8 +77,11 @@ __all__ = [
     "Family",
     "RegistryError",
     "Surface",
+    "channel_selections",
+    "column_descriptor",
     "describe",
     "extract_descriptors",
+    "is_channel_selection",
     "family_names",
     "list_descriptors",
     "register_descriptor",

@@ -26,13 +26,19 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from .._utils import Check, Options, track, validate_params, warn_at_user
-from ..io import AFMImage, check_images
+from ..io import HEIGHT_CHANNEL, AFMImage, channel_image, check_channel_maps, check_images
 from ..preprocess import LevelConfig, level
 from .core import DescriptorConfig, Surface
-from .registry import DEFAULT, RELEASE_0_1_0, DescriptorSpec, Family, RegistryError, resolve_families
-
-#: the channel whose columns carry no prefix (the height map; the descriptors' native input)
-HEIGHT_CHANNEL = "height"
+from .registry import (
+    DEFAULT,
+    RELEASE_0_1_0,
+    DescriptorSpec,
+    Family,
+    RegistryError,
+    family_names,
+    get_family,
+    resolve_families,
+)
 
 
 def _family_values(image: AFMImage, families: list[Family], config: DescriptorConfig, level_images: bool,
@@ -72,18 +78,6 @@ def _family_values(image: AFMImage, families: list[Family], config: DescriptorCo
     return values, reasons
 
 
-def _channel_image(item: AFMImage | Mapping[str, AFMImage], channel: str) -> AFMImage | None:
-    """The image of ``channel`` in one input (a mapping channel name -> image, names compared
-    case-insensitively; a bare AFMImage is the height channel), or None when it has none."""
-    if isinstance(item, AFMImage):
-        return item if channel == HEIGHT_CHANNEL else None
-    wanted = channel.casefold()
-    for key, image in item.items():
-        if str(key).casefold() == wanted:
-            return image
-    return None
-
-
 def _compute_one(item: AFMImage | Mapping[str, AFMImage], plan: list[tuple[str | None, list[Family]]],
                  config: DescriptorConfig, level_images: bool,
                  level_config: LevelConfig | None) -> tuple[list[float], dict[str, str]]:
@@ -93,7 +87,7 @@ def _compute_one(item: AFMImage | Mapping[str, AFMImage], plan: list[tuple[str |
     values: list[float] = []
     reasons: dict[str, str] = {}
     for channel, families in plan:
-        image = item if channel is None else _channel_image(item, channel)
+        image = item if channel is None else channel_image(item, channel)
         columns = [channel_column(channel, spec) for fam in families for spec in fam.descriptors]
         if image is None:
             values += [math.nan] * len(columns)
@@ -115,6 +109,34 @@ def channel_column(channel: str | None, spec: DescriptorSpec) -> str:
         return spec.name
     name = spec.name[:-3] if spec.z_unit == "{z}" and spec.name.endswith("_nm") else spec.name
     return f"{channel}__{name}"
+
+
+def column_descriptor(column: str) -> tuple[str, DescriptorSpec | None]:
+    """The channel and the registered descriptor of a descriptor column (the inverse of
+    :func:`channel_column`): ``"phase__sq"`` -> ``("phase", <sq_nm>)``, ``"sq_nm"`` ->
+    ``("height", <sq_nm>)``; the descriptor is None for a name the registry does not know."""
+    channel, rest = column.split("__", 1) if "__" in column else (HEIGHT_CHANNEL, column)
+    specs = [spec for name in family_names() for spec in get_family(name).descriptors]
+    if channel == HEIGHT_CHANNEL:
+        return channel, next((spec for spec in specs if spec.name == column), None)
+    return channel, next((spec for spec in specs if channel_column(channel, spec) == column), None)
+
+
+def channel_selections(channels: Sequence[str], height_families: str | Sequence[str] | None = DEFAULT
+                       ) -> dict[str, str | list[str] | None]:
+    """The ``channels`` parameter for a list of channel names (``["height", "phase"]``, the
+    command line's ``--channels height,phase``): the height channel computes ``height_families``,
+    every other channel the default families that describe any channel (``areal``, ``spectral``,
+    ``texture``: those that need heights in nm cannot describe a phase map). Names are
+    lower-cased; repeats dropped; ValueError for none or an invalid name."""
+    names = list(dict.fromkeys(str(c).strip().casefold() for c in channels if str(c).strip()))
+    if not names:
+        raise ValueError("channels needs at least one channel name, e.g. height,phase")
+    any_channel = [name for name in family_names(default_only=True) if get_family(name).any_channel]
+    selection = {c: (height_families if c == HEIGHT_CHANNEL else list(any_channel)) for c in names}
+    if not is_channel_selection(selection):
+        raise ValueError(f"channel names must be identifiers without '__' (they prefix column names): {names}")
+    return selection
 
 
 def channel_unit(spec: DescriptorSpec, z_unit: str) -> str:
@@ -179,8 +201,9 @@ def _columns(families: Iterable[Family]) -> list[str]:
     return [n for f in families for n in f.names]
 
 
-def _channel_selections(value: Any) -> bool:
-    """True for a mapping channel name -> selection of families."""
+def is_channel_selection(value: Any) -> bool:
+    """True for a mapping channel name -> selection of families (the ``channels`` parameter):
+    names are identifiers without ``__`` (they prefix column names)."""
     return isinstance(value, Mapping) and len(value) > 0 and all(
         isinstance(k, str) and k.isidentifier() and "__" not in k and (v is None or isinstance(v, str) or _family_names(v))
         for k, v in value.items())
@@ -250,7 +273,7 @@ class DescriptorExtractor(TransformerMixin, BaseEstimator):
         "config": [None, DescriptorConfig],
         "level_images": [bool],
         "level_config": [None, LevelConfig],
-        "channels": [None, Check(_channel_selections, "a dict channel name -> selection of families")],
+        "channels": [None, Check(is_channel_selection, "a dict channel name -> selection of families")],
         "n_jobs": [None, Check(lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool) and v != 0,
                                "a non-zero int")],
         "progress": [bool, Options(("auto",))],
@@ -291,17 +314,7 @@ class DescriptorExtractor(TransformerMixin, BaseEstimator):
 
     def _inputs(self, X: Any) -> list[AFMImage | Mapping[str, AFMImage]]:
         """The input as a list: AFMImages, or with ``channels`` mappings channel -> AFMImage."""
-        if self.channels is None:
-            return check_images(X)
-        items = [X] if isinstance(X, (AFMImage, Mapping)) else list(X)
-        for i, item in enumerate(items):
-            if isinstance(item, Mapping):
-                bad = [k for k, v in item.items() if not isinstance(v, AFMImage)]
-                if bad:
-                    raise TypeError(f"item {i}: channel(s) {bad} are not AFMImage (use hybridtmd.io.load_channels)")
-            elif not isinstance(item, AFMImage):
-                raise TypeError(f"item {i} is {type(item).__name__}, expected a mapping channel -> AFMImage")
-        return items
+        return check_images(X) if self.channels is None else check_channel_maps(X)
 
     def fit(self, X: Sequence[AFMImage], y: Any = None) -> DescriptorExtractor:
         validate_params(self, self._parameter_constraints)
@@ -386,12 +399,13 @@ class DescriptorExtractor(TransformerMixin, BaseEstimator):
 
 
 def _seen_unit(items: list[Any], channel: str | None) -> str:
-    """The unit (``z_unit``, nm by default) of ``channel`` in the first input that has it."""
+    """The unit (``z_unit``, nm by default) of ``channel`` in the first input that has it; nm
+    for heights and ``a.u.`` for another channel that no input has (fitted without data)."""
     for item in items:
-        image = item if channel is None else _channel_image(item, channel)
+        image = item if channel is None else channel_image(item, channel)
         if image is not None:
             return str(getattr(image, "z_unit", "nm") or "nm")
-    return "nm"
+    return "nm" if channel in (None, HEIGHT_CHANNEL) else "a.u."
 
 
 def _source(item: Any) -> str | None:
@@ -406,7 +420,7 @@ def _warn_coarser_than_reference(items: list[Any], config: DescriptorConfig) -> 
     ref = config.reference_pixel_nm
     if ref is None:
         return
-    images = [item if isinstance(item, AFMImage) else _channel_image(item, HEIGHT_CHANNEL) for item in items]
+    images = [item if isinstance(item, AFMImage) else channel_image(item, HEIGHT_CHANNEL) for item in items]
     coarse = [im for im in images if im is not None and max(im.pixel_size_nm) > 1.01 * ref]
     if coarse:
         worst = max(max(im.pixel_size_nm) for im in coarse)

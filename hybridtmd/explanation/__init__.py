@@ -63,7 +63,15 @@ from .figures import (
     plot_top_features,
     plot_waterfall,
 )
-from .groups import GroupAttribution, block_of, feature_importance, group_attributions, member_positions
+from .groups import (
+    GROUP_BY,
+    GroupAttribution,
+    block_of,
+    feature_importance,
+    group_attributions,
+    member_positions,
+    regroup,
+)
 from .names import display_names, format_unit, with_display_names
 from .report import render_report, write_held_out_report, write_report
 from .shapley import GroupExplanation, background_table, group_explanation, group_shapley, shapley_from_values
@@ -100,6 +108,8 @@ __all__ = [
     "feature_importance",
     "format_unit",
     "group_attributions",
+    "regroup",
+    "GROUP_BY",
     "group_explanation",
     "group_shapley",
     "group_shares",

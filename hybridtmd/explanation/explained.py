@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
+from ..io import check_channel_maps, height_images
 from ..model import HybridClassifier, is_image_sequence, resolve_features
 from ..splits import grouped_splits
 from .evidence import nearest_examples
@@ -46,6 +47,7 @@ class ExplainedSet:
     features_model : the fitted HybridFeatures (for latent maps), or None for table input
     train_images, train_labels, train_samples : the images the evidence points into
     description : str  the protocol in one sentence, for the report
+    group_by : str  how ``groups`` groups the columns (:func:`~hybridtmd.explanation.groups.regroup`)
     """
 
     names: list[str]
@@ -67,6 +69,7 @@ class ExplainedSet:
     train_labels: np.ndarray | None = None
     train_samples: np.ndarray | None = None
     description: str = ""
+    group_by: str = "auto"
 
     @property
     def predicted(self) -> np.ndarray:
@@ -112,7 +115,7 @@ def _common_method(fitted: Sequence[HybridClassifier]) -> str:
 
 def explain_held_out(model: HybridClassifier, images: Sequence[Any], labels: Sequence[Any], groups: Sequence[Any], *,
                      n_splits: int = 5, random_state: int = 0, max_background: int = 64, n_examples: int = 3,
-                     table: pd.DataFrame | None = None) -> ExplainedSet:
+                     table: pd.DataFrame | None = None, group_by: str = "auto") -> ExplainedSet:
     """Out-of-fold predictions and explanations of ``images`` (module docstring).
 
     The feature table is computed once (the features learn nothing from the images, which is
@@ -120,7 +123,8 @@ def explain_held_out(model: HybridClassifier, images: Sequence[Any], labels: Seq
     as ``model.features`` computes them), then ``model`` (unfitted, its settings) is cloned and
     fitted on the training images of each of ``n_splits`` folds grouped by sample, and predicts
     and explains its test images. Group Shapley's background is the fold's training table
-    (``max_background`` rows).
+    (``max_background`` rows). ``group_by``: how columns are grouped
+    (:func:`~hybridtmd.explanation.groups.regroup`; multichannel: ``"channel"``, ``"family"``).
     """
     labels, samples = np.asarray([str(v) for v in labels]), np.asarray(groups)
     features = resolve_features(model.features)
@@ -146,7 +150,8 @@ def explain_held_out(model: HybridClassifier, images: Sequence[Any], labels: Seq
         proba[test] = fitted.predict_proba(table.iloc[test])
         fold[test] = split.fold
         explained = group_explanation(fitted, table.iloc[test], background=table.iloc[train],
-                                      max_background=max_background, random_state=random_state, method=method)
+                                      max_background=max_background, random_state=random_state, method=method,
+                                      group_by=group_by)
         grouped.append(explained.groups)
         per_feature.append(explained.features)
         found = nearest_examples(fitted, table.iloc[test], table.iloc[train], labels[train], samples[train],
@@ -157,14 +162,14 @@ def explain_held_out(model: HybridClassifier, images: Sequence[Any], labels: Seq
         order.append(test)
     order = np.concatenate(order)
     return ExplainedSet(
-        names=[getattr(im, "name", str(i)) for i, im in enumerate(images)], labels=labels, samples=samples,
+        names=[im.name for im in height_images(check_channel_maps(images))], labels=labels, samples=samples,
         table=table, classes=classes, proba=proba, groups=_concat_explanations(grouped, order),
         features=_concat_explanations(per_feature, order), method=explained.method, unit=explained.unit,
         evidence=pd.concat(evidence, ignore_index=True).sort_values(["image", "role", "rank"], ignore_index=True),
         correlates=latent_correlates(table), held_out=True, fold=fold, features_model=features,
-        train_images=list(images), train_labels=labels, train_samples=samples,
+        train_images=height_images(check_channel_maps(images)), train_labels=labels, train_samples=samples,
         description=(f"out-of-fold: StratifiedGroupKFold({n_splits}) by sample; each image predicted and "
-                     f"explained by the model of the fold that held its sample out"))
+                     f"explained by the model of the fold that held its sample out"), group_by=group_by)
 
 
 def _splitter(n_splits: int, random_state: int) -> Any:
@@ -177,7 +182,7 @@ def explain_set(model: HybridClassifier, X: Any, *, labels: Sequence[Any] | None
                 names: Sequence[str] | None = None, samples: Sequence[Any] | None = None,
                 train_images: Sequence[Any] = (), train_labels: Sequence[Any] | None = None,
                 train_samples: Sequence[Any] | None = None, max_background: int = 64,
-                n_examples: int = 3) -> ExplainedSet:
+                n_examples: int = 3, group_by: str = "auto") -> ExplainedSet:
     """Explain the fitted ``model`` on ``X`` (images or a table).
 
     Nearest examples and the latent correlates use the model's training rows (its OOD
@@ -187,9 +192,10 @@ def explain_set(model: HybridClassifier, X: Any, *, labels: Sequence[Any] | None
     table = model.transform_features(X)
     n = len(table)
     names = list(names) if names is not None else (
-        [im.name for im in X] if is_image_sequence(X) else [str(i) for i in range(n)])
+        [im.name for im in height_images(check_channel_maps(X))] if is_image_sequence(X) else
+        [str(i) for i in range(n)])
     proba = model.predict_proba(table)
-    explained = group_explanation(model, table, max_background=max_background)
+    explained = group_explanation(model, table, max_background=max_background, group_by=group_by)
     train = background_table(model) if getattr(model, "ood_", None) is not None else None
     evidence = pd.DataFrame(columns=["image", "role", "class", "rank", "train_index", "train_sample", "distance"])
     if train is not None and train_labels is not None and len(train_labels) == len(train):
@@ -201,10 +207,11 @@ def explain_set(model: HybridClassifier, X: Any, *, labels: Sequence[Any] | None
         classes=[str(c) for c in model.classes_], proba=proba, groups=explained.groups,
         features=explained.features, method=explained.method, unit=explained.unit, evidence=evidence,
         correlates=_model_correlates(model, train if train is not None else table), held_out=False,
-        features_model=model.features_, train_images=list(train_images),
+        features_model=model.features_, train_images=height_images(check_channel_maps(train_images)),
         train_labels=None if train_labels is None else np.asarray([str(v) for v in train_labels]),
         train_samples=None if train_samples is None else np.asarray(train_samples),
-        description="explained by one fitted model (in-sample if these are its training images)")
+        description="explained by one fitted model (in-sample if these are its training images)",
+        group_by=group_by)
 
 
 def _model_correlates(model: HybridClassifier, table: pd.DataFrame) -> pd.DataFrame:

@@ -4,6 +4,12 @@
 (descriptor families ``paper``, ``areal``, ``spectral``, ``grains``, ``texture`` and the CNN
 ``latent`` block), per image and globally, and gives the share of the attribution carried by
 physical vs latent features for each class.
+
+Multichannel models (descriptors of height and, e.g., phase) group another channel's columns as
+``<channel>__<family>`` (``phase__texture``); :func:`regroup` gives the other views:
+``group_by="family"`` (a family over every channel), ``"channel"`` (everything a channel
+contributes) or ``"channel_family"`` (the model's groups). The default ``"auto"`` keeps the
+model's groups, which are per channel and family whenever more than one channel is present.
 """
 
 from __future__ import annotations
@@ -22,6 +28,33 @@ PHYSICAL_BLOCK = "physical"
 OTHER_BLOCK = "other"
 #: The group of features that are in none of the given groups.
 UNGROUPED = "ungrouped"
+
+
+#: The ways :func:`regroup` groups columns (``"auto"``: the model's groups).
+GROUP_BY = ("auto", "family", "channel", "channel_family")
+#: The channel of the groups that carry no channel prefix (descriptor families of the height map).
+HEIGHT_GROUP = "height"
+_NOT_DESCRIPTORS = (LATENT_GROUP, OTHER_BLOCK, UNGROUPED)
+
+
+def regroup(groups: Mapping[str, Sequence[str]], group_by: str = "auto") -> dict[str, list[str]]:
+    """Feature groups by ``group_by`` (one of :data:`GROUP_BY`) from a model's groups
+    (``model.feature_groups_``: height families, ``<channel>__<family>`` of another channel,
+    ``latent``): ``"family"`` merges a family over channels (``areal`` + ``phase__areal`` ->
+    ``areal``), ``"channel"`` merges a channel's families (``height``, ``phase``), and
+    ``"channel_family"`` / ``"auto"`` keep the groups. ``latent`` and ``other`` are never merged
+    with descriptors. Groups stay in first-appearance order."""
+    if group_by not in GROUP_BY:
+        raise ValueError(f"group_by must be one of {', '.join(GROUP_BY)}, not {group_by!r}")
+    out: dict[str, list[str]] = {}
+    for group, columns in groups.items():
+        channel, family = group.split("__", 1) if "__" in group else (HEIGHT_GROUP, group)
+        if group in _NOT_DESCRIPTORS or group_by in ("auto", "channel_family"):
+            key = group
+        else:
+            key = family if group_by == "family" else channel
+        out.setdefault(key, []).extend(columns)
+    return out
 
 
 def feature_importance(explanation: Any) -> pd.DataFrame:
@@ -80,14 +113,17 @@ def member_positions(features: Sequence[str], groups: Mapping[str, Sequence[str]
     return {g: idx for g, idx in members.items() if idx}
 
 
-def group_attributions(explanation: Any, groups: Mapping[str, Sequence[str]]) -> GroupAttribution:
+def group_attributions(explanation: Any, groups: Mapping[str, Sequence[str]], group_by: str = "auto"
+                       ) -> GroupAttribution:
     """Sum |SHAP| and signed SHAP over feature groups, per image and globally.
 
-    ``groups`` maps a group to its columns (``model.feature_groups_``). Features in no group form
-    the group ``ungrouped``; a feature in two groups is an error (it would be counted twice).
+    ``groups`` maps a group to its columns (``model.feature_groups_``), regrouped by
+    ``group_by`` (:func:`regroup`: ``"family"``, ``"channel"``, ``"channel_family"``; default
+    the groups as given). Features in no group form the group ``ungrouped``; a feature in two
+    groups is an error (it would be counted twice).
     """
     values, _, classes = per_class(explanation)
-    members = member_positions([str(f) for f in explanation.feature_names], groups)
+    members = member_positions([str(f) for f in explanation.feature_names], regroup(groups, group_by))
     names = list(members)
     abs_sum = np.stack([np.abs(values[:, idx, :]).sum(axis=1) for idx in members.values()], axis=1)  # (n, g, k)
     signed = np.stack([values[:, idx, :].sum(axis=1) for idx in members.values()], axis=1)

@@ -19,12 +19,13 @@ import numpy as np
 import pandas as pd
 
 from .._utils import atomic_write_csv, atomic_write_text
+from ..io import check_channel_maps, height_images
 from ..model import LATENT_GROUP, LATENT_PREFIX, PHYS_PREFIX, HybridClassifier, is_image_sequence
 from ..plotting import save_figure
 from . import cards, figures, page
 from .attributions import per_class
 from .explained import ExplainedSet, explain_held_out, explain_set
-from .groups import block_of
+from .groups import block_of, regroup
 from .stats import latent_label, latent_pca_correlation
 from .story import class_stories
 
@@ -183,7 +184,7 @@ def _card(explained: ExplainedSet, i: int, images: Sequence[Any], saved: _Figure
 def _groups_of(explained: ExplainedSet) -> dict[str, list[str]]:
     from ..model import feature_groups_from_columns
 
-    return feature_groups_from_columns([str(c) for c in explained.table.columns])
+    return regroup(feature_groups_from_columns([str(c) for c in explained.table.columns]), explained.group_by)
 
 
 def _answer(explained: ExplainedSet, predictions: pd.DataFrame, saved: _Figures, shares: pd.DataFrame) -> list[str]:
@@ -314,25 +315,28 @@ def _global_figures(explained: ExplainedSet, saved: _Figures, predictions: pd.Da
 
 def write_report(model: HybridClassifier, X: Any, output: str | Path, *, labels: Sequence[str] | None = None,
                  names: Sequence[str] | None = None, samples: Sequence[Any] | None = None, max_images: int = 24,
-                 top_latent: int = 3, title: str = "Why the model decided", **train: Any) -> Path:
+                 top_latent: int = 3, title: str = "Why the model decided", group_by: str = "auto",
+                 **train: Any) -> Path:
     """Explain the fitted ``model`` on ``X`` (images or a feature table) and write the report to
     ``output``; returns the path of ``report.html``. ``labels`` (and ``samples``) add the
     confusion matrix and recall on these images; ``train_images``, ``train_labels`` and
     ``train_samples`` (the model's training images in fit order) add the nearest examples.
     Cards are drawn for ``max_images`` images, each with the maps of its ``top_latent`` latent
-    drivers."""
-    explained = explain_set(model, X, labels=labels, names=names, samples=samples, **train)
-    images = list(X) if is_image_sequence(X) else []
+    drivers. ``group_by``: how columns are grouped (:func:`~hybridtmd.explanation.groups.regroup`;
+    for a multichannel model ``"channel"`` or ``"family"``; default the model's groups)."""
+    explained = explain_set(model, X, labels=labels, names=names, samples=samples, group_by=group_by, **train)
+    images = height_images(check_channel_maps(X)) if is_image_sequence(X) else []  # the maps the cards show
     return render_report(explained, output, images=images, title=title, max_cards=max_images, top_latent=top_latent)
 
 
 def write_held_out_report(model: HybridClassifier, images: Sequence[Any], labels: Sequence[Any],
                           groups: Sequence[Any], output: str | Path, *, n_splits: int = 5, max_cards: int = 24,
                           title: str = "Why the model decides: held-out images", random_state: int = 0,
-                          table: pd.DataFrame | None = None) -> Path:
+                          table: pd.DataFrame | None = None, group_by: str = "auto") -> Path:
     """Out-of-fold predictions and explanations (:func:`explain_held_out`; ``table``: the
-    images' feature table when computed already) of ``images`` as a report in ``output``;
-    returns the path of ``report.html``."""
+    images' feature table when computed already; ``group_by``: how columns are grouped) of
+    ``images`` as a report in ``output``; returns the path of ``report.html``."""
     explained = explain_held_out(model, images, labels, groups, n_splits=n_splits, random_state=random_state,
-                                 table=table)
-    return render_report(explained, output, images=list(images), title=title, max_cards=max_cards)
+                                 table=table, group_by=group_by)
+    return render_report(explained, output, images=height_images(check_channel_maps(images)), title=title,
+                         max_cards=max_cards)

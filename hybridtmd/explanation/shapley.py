@@ -38,7 +38,7 @@ import pandas as pd
 
 from ..model import HybridClassifier, StackHead
 from .attributions import explain, per_class
-from .groups import member_positions
+from .groups import member_positions, regroup
 
 OUTPUTS = ("probability", "log_probability")
 
@@ -201,18 +201,19 @@ def has_tree_head(model: Any) -> bool:
 
 def group_explanation(model: HybridClassifier, X: Any, *, background: pd.DataFrame | None = None,
                       max_background: int = 64, random_state: int | None = 0,
-                      method: str = "auto") -> GroupExplanation:
+                      method: str = "auto", group_by: str = "auto") -> GroupExplanation:
     """Group-level attribution for any head: exact TreeSHAP summed over ``model.feature_groups_``
-    for an XGBoost head, exact group Shapley (interventional ``background``) of the probabilities
-    otherwise. ``method="group_shapley"`` uses group Shapley for every head (one unit for models
-    whose heads differ, e.g. out-of-fold models that chose different heads)."""
+    (regrouped by ``group_by``, :func:`~hybridtmd.explanation.groups.regroup`) for an XGBoost
+    head, exact group Shapley (interventional ``background``) of the probabilities otherwise.
+    ``method="group_shapley"`` uses group Shapley for every head (one unit for models whose
+    heads differ, e.g. out-of-fold models that chose different heads)."""
     if method not in ("auto", "group_shapley"):
         raise ValueError(f"method must be 'auto' or 'group_shapley', not {method!r}")
     if method == "auto" and has_tree_head(model):
         features = explain(model, X)
         groups = getattr(model, "head_feature_groups_", model.feature_groups_)  # the stack's SVM columns: latent
-        return GroupExplanation(tree_group_sums(features, groups), features, "treeshap",
+        return GroupExplanation(tree_group_sums(features, regroup(groups, group_by)), features, "treeshap",
                                 "margin (log-odds)")
-    grouped = group_shapley(model, X, background=background, max_background=max_background,
-                            random_state=random_state)
+    grouped = group_shapley(model, X, groups=regroup(model.feature_groups_, group_by), background=background,
+                            max_background=max_background, random_state=random_state)
     return GroupExplanation(grouped, None, "group_shapley", "probability")

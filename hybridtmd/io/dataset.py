@@ -15,8 +15,8 @@ import numpy as np
 
 from .._utils import array_digest, atomic_write_csv, track
 from ..errors import AFMInputError, AFMInputWarning, HybridTMDError
-from .image import AFMImage, warn_input
-from .readers import load_image, registered_suffix
+from .image import AFMImage, height_images, warn_input
+from .readers import load_channels, load_image, registered_suffix
 
 #: Default file-name convention of the seed paper: underscore-separated fields
 #: ``<anything>_<MATERIAL>_<anything>_<SAMPLEID>[_<more>...].<ext>``; a last field of
@@ -34,7 +34,7 @@ ROW_OPTIONS = ("pixel_size_nm", "channel", "z_unit", "z_scale")
 class LoadReport:
     """What a batch load produced: the images that loaded and the files that did not."""
 
-    images: list[AFMImage]
+    images: list[AFMImage]  # or mappings channel -> AFMImage when loaded with ``channels``
     indices: np.ndarray  # positions in the dataset of ``images``
     errors: list[tuple[str, str]]  # (file, reason) for every file that failed
     #: (file, file, reason) for identical images (same pixels) that a grouped split cannot see
@@ -120,15 +120,19 @@ class Dataset:
             frame["split"] = self.splits
         return frame
 
-    def load(self, on_error: str = "skip", progress: bool = False) -> LoadReport:
+    def load(self, on_error: str = "skip", progress: bool = False, channels: Sequence[str] | None = None
+             ) -> LoadReport:
         """Read every image. ``on_error="skip"`` collects bad files in ``report.errors``
-        (file, reason) and keeps going; ``"raise"`` stops at the first one.
+        (file, reason) and keeps going; ``"raise"`` stops at the first one. ``channels``
+        (e.g. ``["height", "phase"]``): every item is a mapping channel -> AFMImage of those
+        channels (:func:`~hybridtmd.io.load_channels`; the height channel is the dataset's
+        ``channel``), and a file lacking one is a bad file.
 
         Identical images (same pixels, by digest) of two different samples are a train/test leak
         no grouped split can see: they are listed in ``report.duplicates`` with a warning.
         """
         report = load_images(self.paths, options=[self.read_options(i) for i in range(len(self))],
-                             on_error=on_error, progress=progress)
+                             on_error=on_error, progress=progress, channels=channels)
         report.duplicates = self._cross_group_duplicates(report)
         for first, second, reason in report.duplicates:
             warn_input(f"{second}: {reason} ({first})")
@@ -137,7 +141,7 @@ class Dataset:
     def _cross_group_duplicates(self, report: LoadReport) -> list[tuple[str, str, str]]:
         seen: dict[str, int] = {}
         found = []
-        for image, i in zip(report.images, report.indices, strict=True):
+        for image, i in zip(height_images(report.images), report.indices, strict=True):
             digest = array_digest(image.height)
             j = seen.setdefault(digest, int(i))
             if j != i and self.groups[j] != self.groups[i]:
@@ -172,11 +176,15 @@ def load_images(
     options: Sequence[dict] | None = None,
     on_error: str = "skip",
     progress: bool = False,
+    channels: Sequence[str] | None = None,
 ) -> LoadReport:
     """Load many files, skipping (and reporting) the bad ones instead of stopping.
 
     ``pixel_size_nm``, ``channel``, ``z_unit`` and ``z_scale`` go to :func:`load_image` for every
-    file; ``options`` (one dict of the same keywords per file) replaces them per file.
+    file; ``options`` (one dict of the same keywords per file) replaces them per file. With
+    ``channels`` (e.g. ``["height", "phase"]``, what a multichannel model needs) every item is a
+    mapping channel -> AFMImage (:func:`load_channels`, ``channel`` choosing the height
+    channel); a file lacking one of them is reported with that reason and skipped.
     """
     if on_error not in ("skip", "raise"):
         raise ValueError("on_error must be 'skip' or 'raise'")
@@ -189,7 +197,8 @@ def load_images(
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("default", AFMInputWarning)
-                images.append(load_image(p, **(shared if options is None else options[i])))
+                read = shared if options is None else options[i]
+                images.append(load_image(p, **read) if channels is None else load_channels(p, channels, **read))
             indices.append(i)
         except HybridTMDError as exc:
             if on_error == "raise":

@@ -6,7 +6,7 @@ data raises :class:`~hybridtmd.errors.AFMInputError` naming the source and the r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -165,6 +165,48 @@ def check_images(X: Sequence[AFMImage] | AFMImage) -> list[AFMImage]:
         if not isinstance(im, AFMImage):
             raise TypeError(f"item {i} is {type(im).__name__}, expected AFMImage (use hybridtmd.io.load_image)")
     return images
+
+
+#: The channel name of the height map in a mapping channel -> image (a bare AFMImage is it).
+HEIGHT_CHANNEL = "height"
+
+
+def channel_image(item: AFMImage | Mapping[str, AFMImage], channel: str) -> AFMImage | None:
+    """The image of ``channel`` in one multichannel input (a mapping channel name -> AFMImage,
+    names compared case-insensitively; a bare AFMImage is the ``height`` channel), or None."""
+    if isinstance(item, AFMImage):
+        return item if channel.casefold() == HEIGHT_CHANNEL else None
+    wanted = channel.casefold()
+    return next((image for key, image in item.items() if str(key).casefold() == wanted), None)
+
+
+def check_channel_maps(X: Any) -> list[AFMImage | Mapping[str, AFMImage]]:
+    """The input of a multichannel transformer as a list whose items are AFMImages (the height
+    channel alone) or mappings channel name -> AFMImage (:func:`~hybridtmd.io.load_channels`);
+    TypeError naming the first bad item otherwise."""
+    items = [X] if isinstance(X, (AFMImage, Mapping)) else list(X)
+    for i, item in enumerate(items):
+        if isinstance(item, Mapping):
+            bad = [k for k, v in item.items() if not isinstance(v, AFMImage)]
+            if bad:
+                raise TypeError(f"item {i}: channel(s) {bad} are not AFMImage (use hybridtmd.io.load_channels)")
+        elif not isinstance(item, AFMImage):
+            raise TypeError(f"item {i} is {type(item).__name__}, expected a mapping channel -> AFMImage")
+    return items
+
+
+def height_images(items: Sequence[AFMImage | Mapping[str, AFMImage]]) -> list[AFMImage]:
+    """The height image of every item of :func:`check_channel_maps` (ValueError naming the item,
+    and its file, that has none)."""
+    heights = []
+    for i, item in enumerate(items):
+        image = channel_image(item, HEIGHT_CHANNEL)
+        if image is None:
+            source = next((im.source for im in item.values() if im.source), None)
+            raise ValueError(f"item {i}{f' ({source})' if source else ''} has no {HEIGHT_CHANNEL!r} channel "
+                             f"(channels: {', '.join(map(str, item))})")
+        heights.append(image)
+    return heights
 
 
 def image_info(image: AFMImage) -> dict[str, Any]:

@@ -57,9 +57,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import AFMInputError, HybridTMDError
-from .channels import ChannelSpec, canonical_channel, channel_keys, default_channel
+from .channels import ChannelSpec, canonical_channel, channel_keys, default_channel, resolve_channel
 from .formats import gwy_channels, read_gwy, read_npy, read_npz, read_raster, read_tiff, tiff_channels
-from .image import AFMImage, check_height, check_pixel_size, is_length_unit, unit_to_nm, warn_input
+from .image import HEIGHT_CHANNEL, AFMImage, check_height, check_pixel_size, is_length_unit, unit_to_nm, warn_input
 from .limits import bounded_call
 from .raw import RawImage
 from .vendor import (
@@ -375,27 +375,59 @@ def list_channels(path: str | Path):
 
 def load_channels(
     path: str | Path,
+    channels: Sequence[str] | None = None,
     *,
+    channel: str | int | None = None,
     pixel_size_nm: float | Sequence[float] | None = None,
     z_unit: str | None = None,
     z_scale: float | None = None,
 ) -> dict[str, AFMImage]:
-    """Every channel of a file, keyed by canonical name (the ``key`` column of :func:`list_channels`:
+    """Channels of a file, keyed by canonical name (the ``key`` column of :func:`list_channels`:
     ``height``, ``height_sensor``, ``phase``, ``amplitude_retrace``...), in file order.
 
     Heights are in nm; other signals keep their own unit (:attr:`AFMImage.z_unit`). Channels of
     one file share the pixel grid. ``z_unit`` and ``z_scale`` apply to the length channels only.
+
+    ``channels`` (e.g. ``["height", "phase"]``, what a multichannel model needs) reads only
+    those, keyed as asked: each is found by key, then by canonical name
+    (:func:`~hybridtmd.io.channels.resolve_channel`); ``height`` is ``channel`` when given, else
+    the file's channel keyed ``height``, else its default topography channel (the rule of
+    :mod:`hybridtmd.io.channels`). A file lacking one of them is an :class:`AFMInputError`
+    naming the channel and listing the file's channels. Without ``channels``: every channel
+    (``channel`` is then unused).
     """
     path = Path(path)
     specs = _channel_specs(path)
+    keys = channel_keys(specs)
+    if channels is None:
+        wanted = list(zip(keys, specs, strict=True))
+    else:
+        wanted = [(name, _wanted_channel(path, specs, keys, name, channel)) for name in dict.fromkeys(channels)]
     out: dict[str, AFMImage] = {}
-    for spec, key in zip(specs, channel_keys(specs), strict=True):
+    for key, spec in wanted:
         lengths = {"z_unit": z_unit, "z_scale": z_scale} if spec.is_length else {}
         image = load_image(path, pixel_size_nm=pixel_size_nm, channel=spec.index if len(specs) > 1 else None,
                            **lengths)
-        image.metadata["channel_key"] = key
+        image.metadata["channel_key"] = keys[specs.index(spec)]
         out[key] = image
     return out
+
+
+def _wanted_channel(path: Path, specs: list[ChannelSpec], keys: list[str], name: str,
+                    height: str | int | None) -> ChannelSpec:
+    """The channel of a file that :func:`load_channels` reads as ``name``."""
+    is_height = name.casefold() == HEIGHT_CHANNEL
+    try:
+        if is_height and height is not None:
+            return resolve_channel(specs, height)
+        for spec, key in zip(specs, keys, strict=True):
+            if key == name.casefold():
+                return spec
+        return resolve_channel(specs, None if is_height else name)
+    except ValueError:
+        listing = ", ".join(f"{k} ({c.name})" for c, k in zip(specs, keys, strict=True))
+        what = f"height channel {height!r}" if is_height and height is not None else f"{name!r} channel"
+        raise AFMInputError(path, f"has no {what} (its channels: {listing})") from None
 
 
 __all__ = [

@@ -2,8 +2,9 @@
 
 :class:`HybridClassifier` - ``fit(X, y, groups=None)``, ``predict``, ``predict_proba``, ``score``,
 ``predict_frame``. ``X`` is either a sequence of :class:`~hybridtmd.io.AFMImage` (features
-computed by ``features``) or a precomputed feature table (DataFrame or 2-D array, e.g. cached
-features or the paper's embedding table), so both use the same estimator. String labels in,
+computed by ``features``; for multichannel ``features``, mappings channel -> AFMImage) or a
+precomputed feature table (DataFrame or 2-D array, e.g. cached features or the paper's embedding
+table), so both use the same estimator. String labels in,
 string labels out. Default head: XGBoost (exact TreeSHAP explanations). Options: balanced class
 weights, temperature-scaled probabilities fitted on grouped out-of-fold predictions
 (:mod:`.calibration`), and an out-of-distribution score that flags images unlike any training
@@ -33,7 +34,6 @@ from .._utils import Check, Options, array_digest, validate_params
 from ..config import MODEL_OPTIONS, Config, ConfigError
 from ..embeddings import CNNEmbedder
 from ..errors import ModelFileError
-from ..io import check_images
 from ..splits import inner_grouped_splits
 from .calibration import apply_temperature, fit_temperature, log_probabilities
 from .columns import (
@@ -192,8 +192,9 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         desc, emb, settings = config.descriptors, config.embeddings, config.model
         descriptors = unlevelled_extractor(desc.families, desc.config) if desc.enabled else None
         embedder = CNNEmbedder(**emb.options) if emb.enabled else None
-        model = cls(features=HybridFeatures(descriptors=descriptors, embedder=embedder, level_config=config.level),
-                    **settings.options)
+        channels = desc.channels if desc.enabled else None
+        model = cls(features=HybridFeatures(descriptors=descriptors, embedder=embedder, level_config=config.level,
+                                            channels=None if channels is None else dict(channels)), **settings.options)
         if settings.xgboost is not None:
             model.set_params(classifier=default_head(model.random_state, model.n_jobs).set_params(**settings.xgboost))
         if embedder is not None:
@@ -258,7 +259,7 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         if self.features is None:
             raise TypeError("this HybridClassifier has features=None: pass a feature table, not images")
         features = resolve_features(self.features)
-        table = features.fit_transform(check_images(X))
+        table = features.fit_transform(X)  # checks the images (or, with channels, the channel maps)
         self.features_ = features
         return table
 
@@ -323,7 +324,7 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         if is_image_sequence(X):
             if self.features_ is None:
                 raise TypeError("this model was fitted on a feature table: pass a table with the same columns")
-            table = self.features_.transform(check_images(X))
+            table = self.features_.transform(X)
         elif isinstance(X, pd.DataFrame) and hasattr(self, "feature_names_in_"):
             table = align_columns(X, self.feature_names_in_, stacklevel=3)
         X_arr = validate_data(self, table, ensure_all_finite=False, reset=False, dtype=np.float64)

@@ -3,22 +3,24 @@ the alignment of a table's columns to those a model was trained on.
 
 Column names explain themselves::
 
-    phys__grain_density_per_um2, phys__sq_nm, ...   # physical descriptors
+    phys__grain_density_per_um2, phys__sq_nm, ...   # physical descriptors (of the height map)
+    phys__phase__sq, phys__phase__glcm_...           # descriptors of another channel (here phase)
     latent__0000 ... latent__1279                    # embedding dimensions
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..descriptors import list_descriptors
+from ..descriptors import column_descriptor, list_descriptors
+from ..descriptors.extract import channel_unit
 from ..errors import HybridTMDError
-from ..io import AFMImage
+from ..io import HEIGHT_CHANNEL, AFMImage
 
 PHYS_PREFIX = "phys__"
 LATENT_PREFIX = "latent__"
@@ -59,8 +61,10 @@ def check_finite_features(table: np.ndarray, columns: Sequence[str], names: Call
 def row_names(X: Any, table: Any, n_rows: int) -> list[str]:
     """A name per row for messages: the image's source file, the table's index label, or ``row i``."""
     if is_image_sequence(X):
-        images = [X] if isinstance(X, AFMImage) else list(X)
-        return [im.source or f"image {i}" for i, im in enumerate(images)]
+        items = [X] if isinstance(X, (AFMImage, Mapping)) else list(X)
+        sources = [item.source if isinstance(item, AFMImage) else next(
+            (im.source for im in item.values() if im.source), None) for item in items]
+        return [source or f"image {i}" for i, source in enumerate(sources)]
     if isinstance(table, pd.DataFrame):
         return [f"row {label!r}" for label in table.index]
     return [f"row {i}" for i in range(n_rows)]
@@ -70,16 +74,22 @@ def feature_groups_from_columns(columns: Sequence[str]) -> dict[str, list[str]]:
     """Group columns by their meaning, from their names alone.
 
     ``phys__<descriptor>`` → the descriptor's family (``paper``, ``areal``...; ``physical`` for a
-    name the registry does not know), ``latent__*`` and the stack head's SVM probabilities
-    ``latent_svm__p_*`` → ``latent``, anything else → ``other``.
-    Groups are in first-appearance order.
+    name the registry does not know), ``phys__<channel>__<descriptor>`` → ``<channel>__<family>``
+    (``phase__areal``), ``latent__*`` and the stack head's SVM probabilities ``latent_svm__p_*`` →
+    ``latent``, anything else → ``other``. Groups are in first-appearance order.
     """
     registry = list_descriptors()
     family_of = dict(zip(registry["name"], registry["family"], strict=True))
     groups: dict[str, list[str]] = {}
     for col in map(str, columns):
         if col.startswith(PHYS_PREFIX):
-            group = family_of.get(col[len(PHYS_PREFIX):], "physical")
+            name = col[len(PHYS_PREFIX):]
+            if name in family_of:
+                group = family_of[name]
+            else:
+                channel, spec = column_descriptor(name)
+                family = "physical" if spec is None else spec.family
+                group = family if channel == HEIGHT_CHANNEL else f"{channel}__{family}"
         elif col.startswith((LATENT_PREFIX, SVM_PROBA_PREFIX)):
             group = LATENT_GROUP
         else:
@@ -88,11 +98,21 @@ def feature_groups_from_columns(columns: Sequence[str]) -> dict[str, list[str]]:
     return groups
 
 
-def feature_units(columns: Sequence[str]) -> dict[str, str]:
-    """Unit of every column: the descriptor's unit for ``phys__*``, ``a.u.`` otherwise."""
+def feature_units(columns: Sequence[str], channel_units: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Unit of every column: the descriptor's unit for ``phys__*`` (for another channel's
+    descriptor in that channel's unit, ``channel_units[channel]`` or ``a.u.``), ``a.u.``
+    otherwise."""
     registry = list_descriptors()
     unit_of = dict(zip(registry["name"], registry["unit"], strict=True))
-    return {c: unit_of.get(c[len(PHYS_PREFIX):], "a.u.") if c.startswith(PHYS_PREFIX) else "a.u." for c in columns}
+    units = {}
+    for col in map(str, columns):
+        name = col[len(PHYS_PREFIX):] if col.startswith(PHYS_PREFIX) else None
+        if name is None or name in unit_of:
+            units[col] = "a.u." if name is None else unit_of[name]
+            continue
+        channel, spec = column_descriptor(name)
+        units[col] = "a.u." if spec is None else channel_unit(spec, (channel_units or {}).get(channel, "a.u."))
+    return units
 
 
 def latent_column_name(column: str) -> str:
@@ -117,12 +137,17 @@ def latent_mask(columns: Sequence[str]) -> np.ndarray:
 
 
 def is_image_sequence(X: Any) -> bool:
-    """True when ``X`` is an AFMImage or a non-empty sequence of them (rather than a table)."""
-    if isinstance(X, AFMImage):
+    """True when ``X`` is an AFMImage, a mapping channel -> AFMImage, or a non-empty sequence of
+    them (rather than a table)."""
+    if isinstance(X, AFMImage) or _is_channel_map(X):
         return True
     if isinstance(X, (pd.DataFrame, np.ndarray)) or not isinstance(X, Sequence) or isinstance(X, str):
         return False
-    return len(X) > 0 and isinstance(X[0], AFMImage)
+    return len(X) > 0 and (isinstance(X[0], AFMImage) or _is_channel_map(X[0]))
+
+
+def _is_channel_map(item: Any) -> bool:
+    return isinstance(item, Mapping) and len(item) > 0 and all(isinstance(v, AFMImage) for v in item.values())
 
 
 def align_columns(table: pd.DataFrame, names: Sequence[str], stacklevel: int = 1) -> pd.DataFrame:

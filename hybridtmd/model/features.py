@@ -4,13 +4,18 @@
 (:class:`~hybridtmd.descriptors.DescriptorExtractor`) and the frozen-CNN embeddings
 (:class:`~hybridtmd.embeddings.CNNEmbedder`) under the column names of :mod:`.columns`.
 ``feature_groups_`` maps each group (descriptor family: ``paper``, ``areal``, ``spectral``,
-``grains``, ``texture``; and ``latent``) to its columns; explanations sum attributions over it.
-Either half can be switched off (``descriptors=None`` / ``embedder=None``) for ablations.
+``grains``, ``texture``; ``<channel>__<family>`` for another AFM channel; and ``latent``) to its
+columns; explanations sum attributions over it. Either half can be switched off
+(``descriptors=None`` / ``embedder=None``) for ablations.
+
+Multichannel AFM (``channels``): each image is a mapping channel name -> AFMImage
+(:func:`hybridtmd.io.load_channels`); the height channel is levelled and embedded, and the
+descriptors describe every channel of ``channels`` (:class:`~hybridtmd.descriptors.DescriptorExtractor`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +24,12 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
-from ..descriptors import RELEASE_0_1_0, DescriptorConfig, DescriptorExtractor
+from .._utils import Check, validate_params
+from ..descriptors import RELEASE_0_1_0, DescriptorConfig, DescriptorExtractor, is_channel_selection
 from ..descriptors.extract import effective_config
 from ..embeddings import CNNEmbedder
 from ..errors import ModelFileError
-from ..io import AFMImage, check_images
+from ..io import HEIGHT_CHANNEL, AFMImage, check_channel_maps, check_images, height_images
 from ..preprocess import LevelConfig, level
 from .columns import PHYS_PREFIX, feature_groups_from_columns, feature_units, latent_column_name
 
@@ -35,9 +41,9 @@ REASON_COLUMNS = ["image", "source", "feature", "reason"]
 
 
 def _extractor(families: Any = "default", config: DescriptorConfig | None = None, level_images: bool = True,
-               level_config: LevelConfig | None = None) -> DescriptorExtractor:
+               level_config: LevelConfig | None = None, channels: Any = None) -> DescriptorExtractor:
     return DescriptorExtractor(families=families, config=config, level_images=level_images,
-                               level_config=level_config)
+                               level_config=level_config, channels=channels)
 
 
 def unlevelled_extractor(families: Any = "default", config: DescriptorConfig | None = None) -> DescriptorExtractor:
@@ -68,14 +74,33 @@ class HybridFeatures(TransformerMixin, BaseEstimator):
         Level each image once (:func:`hybridtmd.preprocess.level`) before both halves.
     level_config : LevelConfig, optional
         Levelling settings (default :class:`~hybridtmd.preprocess.LevelConfig`).
+    channels : dict, optional
+        Multichannel AFM: channel name -> selection of families, passed to the descriptor
+        extractor (its ``channels``; :func:`hybridtmd.descriptors.channel_selections` builds one
+        from channel names), e.g. ``{"height": "default", "phase": ["areal", "spectral",
+        "texture"]}``. Each image is then a mapping channel -> AFMImage (a bare AFMImage is the
+        height channel alone: its other channels' columns are NaN with the reason). Only the
+        height channel is levelled and embedded. None (default): height maps only. Needs the
+        descriptors half; a custom extractor with other ``channels`` is an error.
 
     Attributes
     ----------
     descriptors_, embedder_ : the fitted halves (None when off)
     feature_names_out_ : ndarray of str
-    feature_groups_ : dict  group → columns (descriptor families, then ``latent``)
-    feature_units_ : dict  column → unit
+    feature_groups_ : dict  group → columns (descriptor families, ``<channel>__<family>``, then
+        ``latent``)
+    feature_units_ : dict  column → unit (another channel's in its unit seen at ``fit``)
     """
+
+    _parameter_constraints = {
+        "descriptors": [None, DescriptorExtractor, Check(lambda v: v == "default", "'default'"),
+                        Check(lambda v: hasattr(v, "transform_with_reasons"), "a descriptor transformer")],
+        "embedder": [None, Check(lambda v: v == "default" or hasattr(v, "fit_transform"),
+                                 "an embedder or 'default'")],
+        "level_images": [bool],
+        "level_config": [None, LevelConfig],
+        "channels": [None, Check(is_channel_selection, "a dict channel name -> selection of families")],
+    }
 
     def __init__(
         self,
@@ -83,22 +108,45 @@ class HybridFeatures(TransformerMixin, BaseEstimator):
         embedder: CNNEmbedder | str | None = "default",
         level_images: bool = True,
         level_config: LevelConfig | None = None,
+        channels: Mapping[str, str | Sequence[str] | None] | None = None,
     ):
         self.descriptors = descriptors
         self.embedder = embedder
         self.level_images = level_images
         self.level_config = level_config
+        self.channels = channels
 
     def _halves(self) -> tuple[DescriptorExtractor | None, CNNEmbedder | None]:
+        validate_params(self, self._parameter_constraints)
         desc = _resolve(self.descriptors, unlevelled_extractor, "descriptors")
         emb = _resolve(self.embedder, CNNEmbedder, "embedder")
         if desc is None and emb is None:
             raise ValueError("HybridFeatures needs descriptors, an embedder or both (both are None)")
+        if self.channels is not None:
+            if desc is None:
+                raise ValueError("channels needs the descriptors half (descriptors=None describes no channel)")
+            own = desc.get_params().get("channels")
+            if own is not None and dict(own) != dict(self.channels):
+                raise ValueError(f"the descriptor extractor's channels {dict(own)} differ from channels "
+                                 f"{dict(self.channels)}: set one of them")
+            desc.set_params(channels=dict(self.channels))
         return desc, emb
 
-    def _levelled(self, X: Any) -> list[AFMImage]:
-        images = check_images(X)
-        return [level(im, self.level_config) for im in images] if self.level_images else images
+    def _levelled(self, X: Any) -> list[AFMImage] | list[AFMImage | dict[str, AFMImage]]:
+        """The input with its height maps levelled: AFMImages, or with ``channels`` one item per
+        image (AFMImage, or dict channel -> AFMImage whose height entry alone is levelled)."""
+        if self.channels is None:
+            if isinstance(X, Mapping) or (isinstance(X, Sequence) and any(isinstance(x, Mapping) for x in X)):
+                raise TypeError("these features describe height maps only (channels=None): pass AFMImages, or "
+                                "set channels to describe mappings channel -> AFMImage")
+            images = check_images(X)
+            return [level(im, self.level_config) for im in images] if self.level_images else images
+        items = check_channel_maps(X)
+        if not self.level_images:
+            return items
+        return [level(item, self.level_config) if isinstance(item, AFMImage) else
+                {key: level(image, self.level_config) if str(key).casefold() == HEIGHT_CHANNEL else image
+                 for key, image in item.items()} for item in items]
 
     def fit(self, X: Sequence[AFMImage], y: Any = None) -> HybridFeatures:
         """Fit both halves (stateless unless the embedder has ``pca_components``)."""
@@ -142,6 +190,9 @@ class HybridFeatures(TransformerMixin, BaseEstimator):
         self.feature_names_out_ = np.asarray(names, dtype=object)
         self.feature_groups_ = feature_groups_from_columns(names)
         self.feature_units_ = feature_units(names)
+        if self.descriptors_ is not None and hasattr(self.descriptors_, "feature_units_"):
+            # the extractor knows each channel's unit (z_unit of the images seen at fit)
+            self.feature_units_ |= {PHYS_PREFIX + c: u for c, u in self.descriptors_.feature_units_.items()}
         self.n_features_out_ = len(names)
 
     def _table(self, images: list[AFMImage], fitting: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -155,7 +206,8 @@ class HybridFeatures(TransformerMixin, BaseEstimator):
             parts.append(phys.add_prefix(PHYS_PREFIX))
             reasons = phys_reasons.assign(feature=lambda r: PHYS_PREFIX + r["feature"])
         if self.embedder_ is not None:
-            latent = self.embedder_.fit_transform(images) if fitting else self.embedder_.transform(images)
+            heights = images if self.channels is None else height_images(images)
+            latent = self.embedder_.fit_transform(heights) if fitting else self.embedder_.transform(heights)
             parts.append(latent.rename(columns=latent_column_name))
         table = pd.concat(parts, axis=1)
         table.index = pd.RangeIndex(len(images))
@@ -166,9 +218,13 @@ class HybridFeatures(TransformerMixin, BaseEstimator):
     def restore_fitted(self, feature_names: Sequence[str]) -> HybridFeatures:
         """Set up the fitted state of a loaded model without data (both halves are stateless
         without embedder PCA); :class:`ModelFileError` when these settings do not produce
-        ``feature_names`` (another hybridtmd version or descriptor registry)."""
-        self.descriptors_, self.embedder_ = self._halves()
-        self._fit_without_data()
+        ``feature_names`` (another hybridtmd version or descriptor registry) or are invalid (a
+        hand-edited manifest: unknown families, a height-only family asked of another channel)."""
+        try:
+            self.descriptors_, self.embedder_ = self._halves()
+            self._fit_without_data()
+        except (TypeError, ValueError) as exc:
+            raise ModelFileError(f"manifest: invalid feature settings ({type(exc).__name__}: {exc})") from None
         if list(self.feature_names_out_) != list(feature_names):
             raise ModelFileError("the manifest's feature names differ from those its feature settings produce "
                                  "(another hybridtmd version or descriptor registry?)")
@@ -191,10 +247,15 @@ class HybridFeatures(TransformerMixin, BaseEstimator):
         return {
             "level_images": bool(self.level_images),
             "level_config": _config_dict(self.level_config),
+            # per channel its resolved descriptor names (release 0.1.0 and height-only models: None)
+            "channels": None if self.channels is None else {
+                channel: [spec.name for family in families for spec in family.descriptors]
+                for channel, families in desc.channel_families_.items()},
             "descriptors": None if desc is None else {
                 # the resolved columns and settings, not None ("the defaults at load time" would
                 # change meaning whenever a default changes)
-                "families": [str(name) for name in desc.get_feature_names_out()],
+                "families": [str(name) for name in desc.get_feature_names_out()] if self.channels is None
+                else [spec.name for family in desc.families_ for spec in family.descriptors],
                 "config": effective_config(desc.families, desc.config).to_dict(),
                 "level_images": _levels_images(desc),
                 "level_config": _config_dict(desc.level_config),
@@ -215,8 +276,10 @@ class HybridFeatures(TransformerMixin, BaseEstimator):
                 _from_dict(LevelConfig, d["level_config"]))
             embedder = None if e is None else CNNEmbedder(**{**e, "clip_percentiles": tuple(e["clip_percentiles"]),
                                                              "cache_dir": _absolute_or_none(e.get("cache_dir"))})
+            channels = values.get("channels")  # absent before multichannel models
             return cls(descriptors=descriptors, embedder=embedder, level_images=_flag(values),
-                       level_config=_from_dict(LevelConfig, values["level_config"]))
+                       level_config=_from_dict(LevelConfig, values["level_config"]),
+                       channels=None if channels is None else dict(channels))
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFileError(f"manifest: invalid feature settings ({type(exc).__name__}: {exc})") from None
 
