@@ -32,11 +32,12 @@ NPZ = ROOT / "data" / "paper_embeddings" / "mocvd1_center_resnet18_imagenet.npz"
 HEADS = ("xgboost", "svm", "stack", "auto")
 
 
-def heads_for(table: pd.DataFrame, selection_folds: tuple[int, ...] = (3,)) -> dict[str, HybridClassifier]:
-    """The single heads the table allows, and ``auto`` with each number of inner selection
-    folds (``auto`` = the default, 3; ``auto_<k>f`` = ``selection_folds=k``)."""
+def heads_for(table: pd.DataFrame, selection_folds: tuple[int, ...] = (3,),
+              singles: tuple[str, ...] = HEADS) -> dict[str, HybridClassifier]:
+    """The single heads of ``singles`` the table allows, and ``auto`` with each number of inner
+    selection folds (``auto`` = the default, 3; ``auto_<k>f`` = ``selection_folds=k``)."""
     has_latent = any(str(c).startswith(LATENT_PREFIX) for c in table.columns)
-    names = [h for h in HEADS if h != "auto" and (h != "stack" or has_latent)]
+    names = [h for h in singles if h != "auto" and (h != "stack" or has_latent)]
     models = {name: HybridClassifier(features=None, classifier=name, ood_neighbors=None) for name in names}
     default = HybridClassifier().selection_folds
     for k in selection_folds:
@@ -46,11 +47,11 @@ def heads_for(table: pd.DataFrame, selection_folds: tuple[int, ...] = (3,)) -> d
 
 
 def run(table: pd.DataFrame, y: np.ndarray, groups: np.ndarray, repeats: int,
-        selection_folds: tuple[int, ...] = (3,)) -> pd.DataFrame:
+        selection_folds: tuple[int, ...] = (3,), singles: tuple[str, ...] = HEADS) -> pd.DataFrame:
     """One row per (head, outer fold): accuracy, macro-F1, fit seconds (wall and this process's
     CPU, which other jobs on the machine do not inflate) and auto's choice."""
     rows = []
-    models = heads_for(table, selection_folds)
+    models = heads_for(table, selection_folds, singles)
     for seed in range(repeats):
         cv = StratifiedGroupKFold(5, shuffle=True, random_state=seed)
         for fold, (train, test) in enumerate(cv.split(table, y, groups)):
@@ -105,18 +106,19 @@ def synthetic_tables() -> tuple[dict[str, pd.DataFrame], np.ndarray, np.ndarray]
     return tables, np.asarray(data.labels).astype(str), np.asarray(data.groups).astype(str)
 
 
-def main(repeats: int, skip_paper: bool, skip_synthetic: bool, selection_folds: tuple[int, ...] = (3,)) -> None:
+def main(repeats: int, skip_paper: bool, skip_synthetic: bool, selection_folds: tuple[int, ...] = (3,),
+         singles: tuple[str, ...] = HEADS) -> None:
     print(__doc__.split("\n\n")[1])
     if not skip_paper:
         with np.load(NPZ, allow_pickle=False) as data:
             X, y, groups = latent_table(data["X"]), data["y"].astype(str), data["groups"].astype(str)
         print(f"\npaper embeddings {NPZ.name}: {len(y)} images, {len(set(groups))} samples, {X.shape[1]}-d")
-        report("paper embeddings", run(X, y, groups, repeats, selection_folds))
+        report("paper embeddings", run(X, y, groups, repeats, selection_folds, singles))
     if not skip_synthetic:
         tables, y, groups = synthetic_tables()
         for name, table in tables.items():
             print(f"\nsynthetic {name}: {len(y)} images, {len(set(groups))} samples, {table.shape[1]} columns")
-            report(f"synthetic {name}", run(table, y, groups, repeats, selection_folds))
+            report(f"synthetic {name}", run(table, y, groups, repeats, selection_folds, singles))
 
 
 if __name__ == "__main__":
@@ -126,5 +128,7 @@ if __name__ == "__main__":
     parser.add_argument("--skip-synthetic", action="store_true")
     parser.add_argument("--selection-folds", type=int, nargs="+", default=[3],
                         help="inner selection folds of auto (one auto row each; 3 is the default)")
+    parser.add_argument("--singles", nargs="*", default=list(HEADS[:-1]), choices=HEADS[:-1],
+                        help="single heads to run beside auto (the cost ratio is to the slowest of them)")
     args = parser.parse_args()
-    main(args.repeats, args.skip_paper, args.skip_synthetic, tuple(args.selection_folds))
+    main(args.repeats, args.skip_paper, args.skip_synthetic, tuple(args.selection_folds), tuple(args.singles))

@@ -175,3 +175,23 @@ def test_explain_gives_exact_treeshap_for_the_stack_head(table):
     members = [model.head_feature_names_.index(c) for c in model.head_feature_groups_["latent"]]
     assert any(model.head_feature_names_[i].startswith("latent_svm__p_") for i in members)
     np.testing.assert_allclose(latent, explanation.values[:, members].sum(axis=1), atol=1e-9)
+
+
+def test_svm_head_on_few_samples_whose_inner_test_folds_hold_one_class():
+    """Seven samples of two classes, two selection and calibration folds: the SVM's usable inner
+    test folds held one class only and Platt scaling raised "needs samples of at least 2
+    classes". The head now votes one-hot there, and ``auto`` trains."""
+    import pandas as pd
+
+    from hybridtmd.model import HybridClassifier
+
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(7), 3)
+    y = np.where(groups < 3, "a", "b")
+    X = pd.DataFrame(rng.normal(size=(len(y), 6)),
+                     columns=[f"phys__f{i}" for i in range(3)] + [f"latent__{i:04d}" for i in range(3)])
+    for seed in range(4):
+        model = HybridClassifier(features=None, selection_folds=2, calibration_folds=2, ood_neighbors=None,
+                                 random_state=seed).fit(X, y, groups=groups)
+        proba = model.predict_proba(X)
+        assert proba.shape == (len(y), 2) and np.allclose(proba.sum(axis=1), 1.0)
