@@ -47,6 +47,7 @@ Held-out explanations and the report (:mod:`.explained`, :mod:`.report`)
 
 from __future__ import annotations
 
+from ..model import latent_correlates
 from .attributions import class_explanation, explain, margins, predicted_class_index
 from .cards import drill_down, plot_drill_down, plot_group_waterfall, plot_latent_overlays, plot_nearest
 from .evidence import nearest_examples
@@ -72,7 +73,6 @@ from .stats import (
     LatentLinks,
     LatentPCA,
     correlation_table,
-    latent_correlates,
     latent_drivers,
     latent_label,
     latent_pca_correlation,

@@ -17,11 +17,10 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from ..model import HybridClassifier, is_image_sequence, resolve_features
+from ..model import HybridClassifier, is_image_sequence, latent_correlates, resolve_features
 from ..splits import grouped_splits
 from .evidence import nearest_examples
 from .shapley import background_table, group_explanation, has_tree_head
-from .stats import latent_correlates
 
 
 @dataclass
@@ -40,7 +39,12 @@ class ExplainedSet:
     method, unit : how ``groups`` was computed and what its values are in
     evidence : DataFrame  :func:`~hybridtmd.explanation.evidence.nearest_examples`; ``train_index``
         indexes ``train_images``
-    correlates : DataFrame  :func:`~hybridtmd.explanation.stats.latent_correlates` of the training table
+    correlates : DataFrame  the latent-physical links (:func:`~hybridtmd.model.latent_correlates`)
+        the figures of the whole set name latent columns with: the model's stored ``latent_links_``
+        (computed on its training rows at fit); for held-out sets, the links of the whole feature
+        table (each image is a training image of the other folds' models; the links use no label)
+    fold_correlates : list of DataFrame or None  held-out sets: each fold model's stored links,
+        which name the latent columns on the cards of that fold's images
     held_out : bool  True when every image was predicted by a model that never saw its sample
     fold : ndarray or None  the outer fold of each image
     features_model : the fitted HybridFeatures (for latent maps), or None for table input
@@ -67,6 +71,15 @@ class ExplainedSet:
     train_labels: np.ndarray | None = None
     train_samples: np.ndarray | None = None
     description: str = ""
+    fold_correlates: list | None = None
+
+    def correlates_of(self, image: int) -> pd.DataFrame:
+        """The links that name latent columns for ``image``: those of the model that explained it."""
+        if self.fold_correlates is not None and self.fold is not None:
+            stored = self.fold_correlates[int(self.fold[image])]
+            if stored is not None:
+                return stored
+        return self.correlates
 
     @property
     def predicted(self) -> np.ndarray:
@@ -163,8 +176,17 @@ def explain_held_out(model: HybridClassifier, images: Sequence[Any], labels: Seq
         evidence=pd.concat(evidence, ignore_index=True).sort_values(["image", "role", "rank"], ignore_index=True),
         correlates=latent_correlates(table), held_out=True, fold=fold, features_model=features,
         train_images=list(images), train_labels=labels, train_samples=samples,
+        fold_correlates=_fold_links(splits, fitted_folds),
         description=(f"out-of-fold: StratifiedGroupKFold({n_splits}) by sample; each image predicted and "
                      f"explained by the model of the fold that held its sample out"))
+
+
+def _fold_links(splits: Sequence[Any], fitted: Sequence[HybridClassifier]) -> list:
+    """Each fold model's stored links, indexed by fold number (None where a model has none)."""
+    links: list = [None] * (max(s.fold for s in splits) + 1)
+    for split, model in zip(splits, fitted, strict=True):
+        links[split.fold] = getattr(model, "latent_links_", None)
+    return links
 
 
 def _splitter(n_splits: int, random_state: int) -> Any:

@@ -152,7 +152,7 @@ def _card(explained: ExplainedSet, i: int, images: Sequence[Any], saved: _Figure
         from ..embeddings import latent_maps
 
         maps = latent_maps(explained.features_model, images[i], dims)
-        labels = [latent_label(n, explained.correlates) for n in maps.names]
+        labels = [latent_label(n, explained.correlates_of(i)) for n in maps.names]
         path = saved.save(cards.plot_latent_overlays(maps, labels), f"{stem}_latent_maps.png")
         parts.append(page.figure(path, f"Height map and where its {how} fire (each map averages to the "
                                        "dimension's embedding value)."))
@@ -163,7 +163,7 @@ def _card(explained: ExplainedSet, i: int, images: Sequence[Any], saved: _Figure
     parts.append(page.figure(path, f"From the base value to this image's output for {row['predicted']}, "
                                    f"one bar per feature group ({explained.method})."))
     if explained.features is not None:
-        table = cards.drill_down(explained.features, i, k, _groups_of(explained), explained.correlates)
+        table = cards.drill_down(explained.features, i, k, _groups_of(explained), explained.correlates_of(i))
         path = saved.save(cards.plot_drill_down(table, f"drill-down: top features of each group, "
                                                        f"{row['predicted']}"), f"{stem}_drill_down.png")
         parts.append(page.figure(path, "The three largest features of each group and the rest of the group "

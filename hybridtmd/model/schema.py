@@ -26,6 +26,7 @@ import numpy as np
 
 from ..errors import ModelFileError
 from .calibration import TEMPERATURE_RANGE
+from .links import links_entry
 from .selection import is_head_spec
 
 
@@ -146,6 +147,7 @@ def manifest_entries(model: Any, head_kind: str, metrics: Mapping[str, Any] | No
         "training": model.training_summary_,
         "metrics": dict(metrics or {}),
         "head_selection": model.head_selection_,
+        "latent_links": links_entry(getattr(model, "latent_links_", None)),
     }
 
 
