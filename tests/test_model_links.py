@@ -120,3 +120,26 @@ def test_release_models_without_links_load_and_explain_with_links_computed_from_
     training = ex.background_table(model)
     explained = ex.explain_set(model, training.iloc[:4])
     pd.testing.assert_frame_equal(explained.correlates, latent_correlates(training))
+
+
+def test_vectorised_links_equal_the_pairwise_correlation_table():
+    rng = np.random.default_rng(5)
+    n = 41
+    table = pd.DataFrame(rng.normal(size=(n, 6)), columns=["phys__sq_nm", "phys__sa_nm", "phys__str",
+                                                           "latent__0000", "latent__0001", "latent__0002"])
+    table["latent__0001"] = 0.5 * table["phys__sa_nm"] + 0.3 * rng.normal(size=n)
+    table["latent__0002"] = np.round(table["phys__str"])  # ties
+    table.iloc[rng.choice(n, 4, replace=False), 0] = np.nan
+    table.iloc[rng.choice(n, 3, replace=False), 3] = np.nan  # a latent column with missing values too
+    links = latent_correlates(table).set_index("latent")
+    pairs = ex.correlation_table(table.filter(like="latent__"), table.filter(like="phys__"))
+    for latent, rows in pairs.groupby("x"):
+        significant = rows[rows["spearman_q"] < 0.05]
+        if not len(significant):
+            assert links.loc[latent, "descriptor"] is None
+            continue
+        best = significant.loc[significant["spearman_rho"].abs().idxmax()]
+        assert links.loc[latent, "descriptor"] == best["y"]
+        for column, reference in (("spearman_rho", "spearman_rho"), ("pearson_r", "pearson_r"), ("q", "spearman_q")):
+            assert links.loc[latent, column] == pytest.approx(best[reference], rel=1e-10, abs=1e-12)
+    assert links["n"].tolist() == pairs.groupby("x")["n"].max().loc[links.index].tolist()

@@ -50,6 +50,7 @@ from __future__ import annotations
 from ..model import latent_correlates
 from .attributions import class_explanation, explain, margins, predicted_class_index
 from .cards import drill_down, plot_drill_down, plot_group_waterfall, plot_latent_overlays, plot_nearest
+from .descriptor_shapley import descriptor_shapley, screen_descriptors
 from .evidence import nearest_examples
 from .explained import ExplainedSet, explain_held_out, explain_set
 from .figures import (
@@ -90,6 +91,7 @@ __all__ = [
     "background_table",
     "block_of",
     "class_explanation",
+    "descriptor_shapley",
     "class_stories",
     "correlation_table",
     "display_names",
@@ -126,6 +128,7 @@ __all__ = [
     "plot_waterfall",
     "predicted_class_index",
     "render_report",
+    "screen_descriptors",
     "shapley_from_values",
     "with_display_names",
     "write_held_out_report",

@@ -217,19 +217,22 @@ def _answer(explained: ExplainedSet, predictions: pd.DataFrame, saved: _Figures,
 def _story(explained: ExplainedSet, shares: pd.DataFrame) -> list[str]:
     out = ["<h2>The physical story per class</h2><ul>", *[f"<li>{esc(s)}</li>" for s in _group_story(shares)],
            "</ul>"]
-    if explained.features is not None:
-        stories = class_stories(explained.features, explained.predicted)
-        if len(stories):
-            out.append("<p class='muted'>Monotone SHAP dependences (|Spearman ρ(value, SHAP)| ≥ 0.6 over the "
-                       "explained images):</p><ul>")
-            out += [f"<li>{esc(s)}</li>" for s in stories["sentence"]]
-            out.append("</ul>")
-        else:
-            out.append("<p class='muted'>No physical descriptor has a monotone enough SHAP dependence "
-                       "(|ρ| ≥ 0.6) to be put in one sentence.</p>")
+    source = explained.features if explained.features is not None else explained.descriptor_values
+    if source is None:
+        out.append("<p class='muted'>No per-descriptor attributions (no physical descriptors, or switched off): "
+                   "no per-descriptor sentences.</p>")
+        return out
+    how = ("TreeSHAP" if explained.features is not None else
+           "exact Shapley values of the probability, with the top screened descriptors as players")
+    stories = class_stories(source, explained.predicted)
+    if len(stories):
+        out.append(f"<p class='muted'>Monotone dependences of {esc(how)} (|Spearman ρ(value, attribution)| ≥ 0.6 "
+                   "over the explained images):</p><ul>")
+        out += [f"<li>{esc(s)}</li>" for s in stories["sentence"]]
+        out.append("</ul>")
     else:
-        out.append("<p class='muted'>Per-descriptor sentences need per-feature attributions (an XGBoost head); "
-                   "this head is explained by exact group Shapley values.</p>")
+        out.append(f"<p class='muted'>No physical descriptor has a monotone enough dependence of its {esc(how)} "
+                   "(|ρ| ≥ 0.6) to be put in one sentence.</p>")
     return out
 
 

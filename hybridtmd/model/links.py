@@ -59,9 +59,10 @@ def matrix_correlation(X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.nda
 
     n = len(X)
     with np.errstate(invalid="ignore", divide="ignore"):
-        Xs = (X - X.mean(axis=0)) / X.std(axis=0)
-        Ys = (Y - Y.mean(axis=0)) / Y.std(axis=0)
-        r = np.clip(Xs.T @ Ys / n, -1.0, 1.0)
+        # centred columns of unit norm, as scipy.stats.pearsonr forms them (exactly ±1 for a line)
+        Xs, Ys = X - X.mean(axis=0), Y - Y.mean(axis=0)
+        Xs, Ys = Xs / np.linalg.norm(Xs, axis=0), Ys / np.linalg.norm(Ys, axis=0)
+        r = np.clip(Xs.T @ Ys, -1.0, 1.0)
         t = r * np.sqrt((n - 2) / np.clip(1.0 - r ** 2, 1e-300, None))
     return r, 2.0 * student_t.sf(np.abs(t), n - 2)
 
