@@ -100,6 +100,32 @@ def test_every_latent_name_a_card_shows_carries_a_correlate_and_a_map(report):
     assert "drill_down" in text
 
 
+def test_every_latent_name_a_figure_shows_has_a_map_overlay_and_a_correlate(report):
+    text = report.read_text(encoding="utf-8")
+    names = pd.read_csv(report.parent / "latent_names.csv")
+    assert names["figure"].str.startswith("beeswarm_").any() and names["figure"].str.endswith("_drill_down.png").any()
+    assert names["carries_correlate"].all()
+    links = pd.read_csv(report.parent / "latent_correlates.csv")
+    assert set(names["latent"]) <= set(links["latent"])
+    for row in names.itertuples():
+        assert isinstance(row.overlay, str) and (report.parent / row.overlay).is_file(), row
+        assert f"alt='{Path(row.overlay).stem}'" in text  # embedded in the page
+        assert row.latent in set(names.loc[names["figure"] == row.overlay, "latent"])  # that figure maps it
+    assert names["overlay"].str.startswith("latent_exemplar_").any()  # beeswarm names no card had mapped
+
+
+def test_latent_names_are_read_from_what_a_figure_draws():
+    import matplotlib.pyplot as plt
+
+    from hybridtmd.explanation.overlays import latent_names_in
+
+    fig, ax = plt.subplots()
+    ax.set_yticks([0, 1, 2], ["latent__0001 (~ sq_nm [nm], ρ = 0.50)", "latent__0002", "latent_svm__p_WS2"])
+    ax.set_title("latent__0003 (no physical\ncorrelate)")
+    assert latent_names_in(fig) == {"latent__0001": True, "latent__0002": False, "latent__0003": True}
+    plt.close(fig)
+
+
 def test_long_tables_are_paged_and_downloadable(report):
     from hybridtmd.explanation import page
 

@@ -44,11 +44,10 @@ class ExplainedSet:
     evidence : DataFrame  :func:`~hybridtmd.explanation.evidence.nearest_examples`; ``train_index``
         indexes ``train_images``
     correlates : DataFrame  the latent-physical links (:func:`~hybridtmd.model.latent_correlates`)
-        the figures of the whole set name latent columns with: the model's stored ``latent_links_``
-        (computed on its training rows at fit); for held-out sets, the links of the whole feature
-        table (each image is a training image of the other folds' models; the links use no label)
-    fold_correlates : list of DataFrame or None  held-out sets: each fold model's stored links,
-        which name the latent columns on the cards of that fold's images
+        every figure names latent columns with: the model's stored ``latent_links_`` (computed on
+        its training rows at fit); for held-out sets, the links of the whole feature table, the
+        union of the folds' training tables (the links use no label, so no image's label reaches
+        its own explanation), one table so a dimension reads the same on every figure
     held_out : bool  True when every image was predicted by a model that never saw its sample
     fold : ndarray or None  the outer fold of each image
     features_model : the fitted HybridFeatures (for latent maps), or None for table input
@@ -75,16 +74,7 @@ class ExplainedSet:
     train_labels: np.ndarray | None = None
     train_samples: np.ndarray | None = None
     description: str = ""
-    fold_correlates: list | None = None
     descriptor_values: Any = None
-
-    def correlates_of(self, image: int) -> pd.DataFrame:
-        """The links that name latent columns for ``image``: those of the model that explained it."""
-        if self.fold_correlates is not None and self.fold is not None:
-            stored = self.fold_correlates[int(self.fold[image])]
-            if stored is not None:
-                return stored
-        return self.correlates
 
     @property
     def predicted(self) -> np.ndarray:
@@ -189,7 +179,6 @@ def explain_held_out(model: HybridClassifier, images: Sequence[Any], labels: Seq
         evidence=pd.concat(evidence, ignore_index=True).sort_values(["image", "role", "rank"], ignore_index=True),
         correlates=latent_correlates(table), held_out=True, fold=fold, features_model=features,
         train_images=list(images), train_labels=labels, train_samples=samples,
-        fold_correlates=_fold_links(splits, fitted_folds),
         descriptor_values=_concat_explanations(per_descriptor, order),
         description=(f"out-of-fold: StratifiedGroupKFold({n_splits}) by sample; each image predicted and "
                      f"explained by the model of the fold that held its sample out"))
@@ -205,14 +194,6 @@ def _held_out_descriptors(fitted: Sequence[HybridClassifier], splits: Sequence[A
               for model, split in zip(fitted, splits, strict=True)]
     total = pd.concat(scores, axis=1).sum(axis=1).sort_values(ascending=False, kind="stable")
     return list(total.index[:top])
-
-
-def _fold_links(splits: Sequence[Any], fitted: Sequence[HybridClassifier]) -> list:
-    """Each fold model's stored links, indexed by fold number (None where a model has none)."""
-    links: list = [None] * (max(s.fold for s in splits) + 1)
-    for split, model in zip(splits, fitted, strict=True):
-        links[split.fold] = getattr(model, "latent_links_", None)
-    return links
 
 
 def _splitter(n_splits: int, random_state: int) -> Any:
