@@ -31,11 +31,16 @@ Group attribution for every head (:mod:`.shapley`)
     exact group Shapley values (all ``2**g`` coalitions, interventional background of training
     rows; :func:`group_shapley`) of the probabilities for any other head (kernel SVM, stacks, any
     scikit-learn classifier). Both add up exactly to the explained output.
+    :func:`descriptor_shapley` (:mod:`.descriptor_shapley`) gives those heads per-descriptor
+    values: exact Shapley values of a game whose players are the top screened descriptors, the
+    rest of the physical block and the latent block.
 
 Evidence and stories (:mod:`.evidence`, :mod:`.story`, :func:`latent_correlates`)
     The nearest training images of the predicted and runner-up class; per-class sentences from
-    monotone SHAP dependences; the strongest physical correlate of every latent dimension,
-    which :func:`latent_label` appends to its name wherever it is shown.
+    monotone SHAP dependences; the strongest physical correlate of every latent dimension
+    (:func:`latent_correlates`, computed at fit and stored by the model as ``latent_links_``),
+    which :func:`latent_label` appends to its name wherever it is shown; :mod:`.overlays` finds
+    every latent name a report figure draws and maps it.
 
 Held-out explanations and the report (:mod:`.explained`, :mod:`.report`)
     :func:`explain_held_out` predicts and explains every image by an out-of-fold model (folds

@@ -6,7 +6,9 @@ physical descriptor (Pearson and Spearman, Benjamini-Hochberg FDR) and words the
 :func:`latent_pca_correlation` reproduces the paper's analysis (Moses & Reinhart, Mach. Learn.:
 Sci. Technol. 5 045081, 2025; their ``codes/utils_analysis.py``: Pearson correlation of embedding
 features with the grain density, the DoG blob count and the local variation) on the principal
-components of the latent block.
+components of the latent block. :func:`latent_label` words a latent column with its strongest
+correlate from :func:`hybridtmd.model.latent_correlates` (the table a model computes at fit and
+stores as ``latent_links_``).
 """
 
 from __future__ import annotations
