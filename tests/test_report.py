@@ -71,6 +71,9 @@ def test_held_out_explanations_work_for_the_svm_head_and_add_up(dataset, held_ou
                                table=held_out.table)
     assert held.method == "group_shapley" and held.features is None
     np.testing.assert_allclose(held.groups.values.sum(axis=1) + held.groups.base_values, held.proba, atol=1e-8)
+    per_descriptor = held.descriptor_values  # one set of players for every fold, values adding up too
+    assert [str(f).startswith("phys__") for f in per_descriptor.feature_names[:5]] == [True] * 5
+    np.testing.assert_allclose(per_descriptor.values.sum(axis=1) + per_descriptor.base_values, held.proba, atol=1e-8)
 
 
 def test_the_first_screen_is_the_answer_not_a_table(report):

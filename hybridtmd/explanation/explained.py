@@ -128,7 +128,8 @@ def explain_held_out(model: HybridClassifier, images: Sequence[Any], labels: Seq
     as ``model.features`` computes them), then ``model`` (unfitted, its settings) is cloned and
     fitted on the training images of each of ``n_splits`` folds grouped by sample, and predicts
     and explains its test images. Group Shapley's background is the fold's training table
-    (``max_background`` rows). Heads without trees also get per-descriptor Shapley values of
+    (``max_background`` rows). Heads without trees also get per-descriptor Shapley values
+    (:func:`~hybridtmd.explanation.descriptor_shapley`, its default 32 background rows) of
     the ``top_descriptors`` physical descriptors screened over all folds' test images (one list
     for every fold, so the values line up; 0: none).
     """
@@ -151,7 +152,7 @@ def explain_held_out(model: HybridClassifier, images: Sequence[Any], labels: Seq
     grouped, per_feature, evidence, order = [], [], [], []
     fitted_folds = [_fit_fold(head, table, labels, samples, split, classes, n_splits) for split in splits]
     method = _common_method(fitted_folds)
-    chosen = (_held_out_descriptors(fitted_folds, splits, table, top_descriptors, max_background, random_state)
+    chosen = (_held_out_descriptors(fitted_folds, splits, table, top_descriptors, random_state)
               if method == "group_shapley" and top_descriptors else [])
     per_descriptor = []
     for split, fitted in zip(splits, fitted_folds, strict=True):
@@ -163,8 +164,8 @@ def explain_held_out(model: HybridClassifier, images: Sequence[Any], labels: Seq
         grouped.append(explained.groups)
         per_feature.append(explained.features)
         per_descriptor.append(descriptor_shapley(fitted, table.iloc[test], descriptors=chosen,
-                                                 background=table.iloc[train], max_background=max_background,
-                                                 random_state=random_state) if chosen else None)
+                                                 background=table.iloc[train], random_state=random_state)
+                              if chosen else None)
         found = nearest_examples(fitted, table.iloc[test], table.iloc[train], labels[train], samples[train],
                                  proba[test], k=n_examples)
         found["image"] = test[found["image"].to_numpy()]
@@ -185,12 +186,12 @@ def explain_held_out(model: HybridClassifier, images: Sequence[Any], labels: Seq
 
 
 def _held_out_descriptors(fitted: Sequence[HybridClassifier], splits: Sequence[Any], table: pd.DataFrame, top: int,
-                          max_background: int, random_state: int, screen_images: int = 32) -> list[str]:
+                          random_state: int, screen_images: int = 32) -> list[str]:
     """The ``top`` physical descriptors by screening score summed over the folds (each fold's model
     on its test images, its training rows as background)."""
     per_fold = -(-screen_images // len(splits))
     scores = [screen_descriptors(model, table.iloc[split.test], background=table.iloc[split.train],
-                                 max_background=max_background, screen_images=per_fold, random_state=random_state)
+                                 screen_images=per_fold, random_state=random_state)
               for model, split in zip(fitted, splits, strict=True)]
     total = pd.concat(scores, axis=1).sum(axis=1).sort_values(ascending=False, kind="stable")
     return list(total.index[:top])
@@ -213,7 +214,8 @@ def explain_set(model: HybridClassifier, X: Any, *, labels: Sequence[Any] | None
     ``train_images`` (with ``train_labels`` and ``train_samples``) in the order the model was
     fitted on. Latent columns are named by the model's stored links (``latent_links_``; computed
     from its training rows for models saved without them). Heads without trees also get
-    per-descriptor Shapley values of the ``top_descriptors`` screened physical descriptors (0: none).
+    per-descriptor Shapley values of the ``top_descriptors`` screened physical descriptors (0: none;
+    :func:`~hybridtmd.explanation.descriptor_shapley` with its default 32 background rows).
     """
     table = model.transform_features(X)
     n = len(table)
@@ -221,7 +223,7 @@ def explain_set(model: HybridClassifier, X: Any, *, labels: Sequence[Any] | None
         [im.name for im in X] if is_image_sequence(X) else [str(i) for i in range(n)])
     proba = model.predict_proba(table)
     explained = group_explanation(model, table, max_background=max_background)
-    per_descriptor = (descriptor_shapley(model, table, top=top_descriptors, max_background=max_background)
+    per_descriptor = (descriptor_shapley(model, table, top=top_descriptors)
                       if explained.method == "group_shapley" and top_descriptors
                       and any(str(c).startswith(PHYS_PREFIX) for c in table.columns) else None)
     train = background_table(model) if getattr(model, "ood_", None) is not None else None
