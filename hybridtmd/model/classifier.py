@@ -403,7 +403,7 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
     def save(self, directory: str | Path, metrics: Mapping[str, Any] | None = None,
              key: str | bytes | None = None) -> Path:
         """Write the fitted model to ``directory``: ``classifier.json`` (XGBoost's own JSON, or the
-        SVM or stack head's settings), ``arrays.npz`` (OOD reference, the SVM's arrays) and
+        SVM or stack head's settings), ``arrays.npz`` (OOD reference, latent links, SVM arrays) and
         ``manifest.json`` (settings, classes, feature names and groups, head selection, library
         versions, training-data hash, ``metrics``, SHA-256 of the other files, one digest over it
         all - HMAC-signed with ``key`` or ``$HYBRIDTMD_MODEL_KEY`` when given; :mod:`.persistence`).

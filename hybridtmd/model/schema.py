@@ -12,7 +12,9 @@ and a wrong one is a :class:`~hybridtmd.errors.ModelFileError` naming the manife
   width, and the OOD reference's width; ``feature_groups`` name only those columns;
 * ``temperature``: None or within :data:`~hybridtmd.model.calibration.TEMPERATURE_RANGE`;
 * ``ood_threshold``: None or a finite positive number no larger than the OOD reference's
-  diameter (no training image can score above it, so a larger one switches the flag off).
+  diameter (no training image can score above it, so a larger one switches the flag off);
+* ``latent_links`` (absent in models saved before them): the ``links__*`` arrays it announces
+  are checked by :func:`~hybridtmd.model.links.links_from_arrays`.
 """
 
 from __future__ import annotations
