@@ -71,6 +71,9 @@ def test_held_out_explanations_work_for_the_svm_head_and_add_up(dataset, held_ou
                                table=held_out.table)
     assert held.method == "group_shapley" and held.features is None
     np.testing.assert_allclose(held.groups.values.sum(axis=1) + held.groups.base_values, held.proba, atol=1e-8)
+    per_descriptor = held.descriptor_values  # one set of players for every fold, values adding up too
+    assert [str(f).startswith("phys__") for f in per_descriptor.feature_names[:5]] == [True] * 5
+    np.testing.assert_allclose(per_descriptor.values.sum(axis=1) + per_descriptor.base_values, held.proba, atol=1e-8)
 
 
 def test_the_first_screen_is_the_answer_not_a_table(report):
@@ -100,6 +103,32 @@ def test_every_latent_name_a_card_shows_carries_a_correlate_and_a_map(report):
     assert "drill_down" in text
 
 
+def test_every_latent_name_a_figure_shows_has_a_map_overlay_and_a_correlate(report):
+    text = report.read_text(encoding="utf-8")
+    names = pd.read_csv(report.parent / "latent_names.csv")
+    assert names["figure"].str.startswith("beeswarm_").any() and names["figure"].str.endswith("_drill_down.png").any()
+    assert names["carries_correlate"].all()
+    links = pd.read_csv(report.parent / "latent_correlates.csv")
+    assert set(names["latent"]) <= set(links["latent"])
+    for row in names.itertuples():
+        assert isinstance(row.overlay, str) and (report.parent / row.overlay).is_file(), row
+        assert f"alt='{Path(row.overlay).stem}'" in text  # embedded in the page
+        assert row.latent in set(names.loc[names["figure"] == row.overlay, "latent"])  # that figure maps it
+    assert names["overlay"].str.startswith("latent_exemplar_").any()  # beeswarm names no card had mapped
+
+
+def test_latent_names_are_read_from_what_a_figure_draws():
+    import matplotlib.pyplot as plt
+
+    from hybridtmd.explanation.overlays import latent_names_in
+
+    fig, ax = plt.subplots()
+    ax.set_yticks([0, 1, 2], ["latent__0001 (~ sq_nm [nm], ρ = 0.50)", "latent__0002", "latent_svm__p_WS2"])
+    ax.set_title("latent__0003 (no physical\ncorrelate)")
+    assert latent_names_in(fig) == {"latent__0001": True, "latent__0002": False, "latent__0003": True}
+    plt.close(fig)
+
+
 def test_long_tables_are_paged_and_downloadable(report):
     from hybridtmd.explanation import page
 
@@ -110,8 +139,38 @@ def test_long_tables_are_paged_and_downloadable(report):
         assert f"download='{file}'" in text and (report.parent / file).is_file()
 
 
+#: set (by .ci/run, once chromium is installed) when the browser tests must run: a missing or
+#: broken browser is then a failure, not a skip
+REQUIRE_BROWSER = os.environ.get("HYBRIDTMD_REQUIRE_BROWSER", "") not in ("", "0")
+
+
 def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _browser_problem() -> str | None:
+    """Why headless Chromium cannot run here (None when it can): absent, or failing to start."""
+    browser = _chromium()
+    if browser is None:
+        return ("no chromium on PATH (.ci/run installs Debian's chromium package: apt-get install -y chromium)")
+    try:
+        run = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", "about:blank"],
+                             capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"{browser} does not start: {exc}"
+    if run.returncode != 0:
+        return f"{browser} exits with {run.returncode}: {run.stderr.strip()[-500:]}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser() -> None:
+    """Skip (saying why) where Chromium cannot be had; fail instead when HYBRIDTMD_REQUIRE_BROWSER is set."""
+    problem = _browser_problem()
+    if problem is not None:
+        if REQUIRE_BROWSER:
+            pytest.fail(f"HYBRIDTMD_REQUIRE_BROWSER is set but the browser cannot run: {problem}")
+        pytest.skip(problem)
 
 
 CHECKS = """<script>
@@ -147,13 +206,7 @@ def browser_checks(page: Path, folder: Path) -> dict:
     return json.loads(html.unescape(marker[1].split("</pre>", 1)[0]))
 
 
-needs_chromium = pytest.mark.skipif(
-    _chromium() is None, reason="no chromium on PATH (.ci/run installs Debian's chromium package: apt-get install -y "
-                                "chromium)")
-
-
-@needs_chromium
-def test_the_browser_check_catches_broken_images_and_errors(tmp_path):
+def test_the_browser_check_catches_broken_images_and_errors(browser, tmp_path):
     bad = tmp_path / "bad.html"
     bad.write_text("<!DOCTYPE html><html><head><meta charset='utf-8'></head><body><img alt='broken' "
                    "src='data:image/png;base64,AAAA'><script>undefinedFunction();</script></body></html>",
@@ -162,8 +215,7 @@ def test_the_browser_check_catches_broken_images_and_errors(tmp_path):
     assert checks["broken"] == ["broken"] and any("undefinedFunction" in e for e in checks["errors"])
 
 
-@needs_chromium
-def test_the_report_renders_in_a_real_browser(report, tmp_path):
+def test_the_report_renders_in_a_real_browser(browser, report, tmp_path):
     """Headless Chromium opens the report: every image decodes, nothing logs an error, the page
     loads within a few seconds; a screenshot of the first screen is kept as an artefact."""
     start = time.perf_counter()
@@ -179,3 +231,22 @@ def test_the_report_renders_in_a_real_browser(report, tmp_path):
     assert shot.stat().st_size > 10_000
     print(f"browser: {checks['images']} images decoded, load {checks['load_ms']:.0f} ms, wall {wall:.1f} s; "
           f"screenshot {shot}")
+
+
+@pytest.mark.parametrize(("required", "outcome"), [("1", "cannot run"), ("", "skipped")])
+def test_a_browser_that_cannot_run_skips_unless_it_is_required(tmp_path, required, outcome):
+    """A chromium on PATH that fails to start: the browser test skips, saying why, unless
+    HYBRIDTMD_REQUIRE_BROWSER is set (as .ci/run sets it), when it fails."""
+    import sys
+
+    fake = tmp_path / "bin" / "chromium"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'cannot open display' >&2\nexit 3\n")
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": str(fake.parent), "HYBRIDTMD_REQUIRE_BROWSER": required}
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "-k",
+                          "catches_broken", str(Path(__file__))], capture_output=True, text=True, env=env,
+                         timeout=300, cwd=tmp_path)
+    assert outcome in run.stdout and "exits with 3: cannot open display" in run.stdout, run.stdout[-2000:]
+    assert (run.returncode != 0) == bool(required), run.stdout[-2000:]
+

@@ -31,11 +31,16 @@ Group attribution for every head (:mod:`.shapley`)
     exact group Shapley values (all ``2**g`` coalitions, interventional background of training
     rows; :func:`group_shapley`) of the probabilities for any other head (kernel SVM, stacks, any
     scikit-learn classifier). Both add up exactly to the explained output.
+    :func:`descriptor_shapley` (:mod:`.descriptor_shapley`) gives those heads per-descriptor
+    values: exact Shapley values of a game whose players are the top screened descriptors, the
+    rest of the physical block and the latent block.
 
 Evidence and stories (:mod:`.evidence`, :mod:`.story`, :func:`latent_correlates`)
     The nearest training images of the predicted and runner-up class; per-class sentences from
-    monotone SHAP dependences; the strongest physical correlate of every latent dimension,
-    which :func:`latent_label` appends to its name wherever it is shown.
+    monotone SHAP dependences; the strongest physical correlate of every latent dimension
+    (:func:`latent_correlates`, computed at fit and stored by the model as ``latent_links_``),
+    which :func:`latent_label` appends to its name wherever it is shown; :mod:`.overlays` finds
+    every latent name a report figure draws and maps it.
 
 Held-out explanations and the report (:mod:`.explained`, :mod:`.report`)
     :func:`explain_held_out` predicts and explains every image by an out-of-fold model (folds
@@ -47,8 +52,10 @@ Held-out explanations and the report (:mod:`.explained`, :mod:`.report`)
 
 from __future__ import annotations
 
+from ..model import latent_correlates
 from .attributions import class_explanation, explain, margins, predicted_class_index
 from .cards import drill_down, plot_drill_down, plot_group_waterfall, plot_latent_overlays, plot_nearest
+from .descriptor_shapley import descriptor_shapley, screen_descriptors
 from .evidence import nearest_examples
 from .explained import ExplainedSet, explain_held_out, explain_set
 from .figures import (
@@ -80,7 +87,6 @@ from .stats import (
     LatentLinks,
     LatentPCA,
     correlation_table,
-    latent_correlates,
     latent_drivers,
     latent_label,
     latent_pca_correlation,
@@ -98,6 +104,7 @@ __all__ = [
     "background_table",
     "block_of",
     "class_explanation",
+    "descriptor_shapley",
     "class_stories",
     "correlation_table",
     "display_names",
@@ -136,6 +143,7 @@ __all__ = [
     "plot_waterfall",
     "predicted_class_index",
     "render_report",
+    "screen_descriptors",
     "shapley_from_values",
     "with_display_names",
     "write_held_out_report",

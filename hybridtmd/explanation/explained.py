@@ -18,11 +18,11 @@ import pandas as pd
 from sklearn.base import clone
 
 from ..io import check_channel_maps, height_images
-from ..model import HybridClassifier, is_image_sequence, resolve_features
+from ..model import PHYS_PREFIX, HybridClassifier, is_image_sequence, latent_correlates, resolve_features
 from ..splits import grouped_splits
+from .descriptor_shapley import descriptor_shapley, screen_descriptors
 from .evidence import nearest_examples
 from .shapley import background_table, group_explanation, has_tree_head
-from .stats import latent_correlates
 
 
 @dataclass
@@ -38,10 +38,17 @@ class ExplainedSet:
     groups : shap.Explanation (n, n_groups, n_outputs)  group attribution (exact sums of TreeSHAP
         or exact group Shapley), each image by the model that predicted it
     features : shap.Explanation or None  per-feature TreeSHAP (tree heads), for the drill-down
+    descriptor_values : shap.Explanation or None  heads without trees: exact Shapley values of the
+        probabilities with the top screened descriptors as players
+        (:func:`~hybridtmd.explanation.descriptor_shapley.descriptor_shapley`), for the sentences
     method, unit : how ``groups`` was computed and what its values are in
     evidence : DataFrame  :func:`~hybridtmd.explanation.evidence.nearest_examples`; ``train_index``
         indexes ``train_images``
-    correlates : DataFrame  :func:`~hybridtmd.explanation.stats.latent_correlates` of the training table
+    correlates : DataFrame  the latent-physical links (:func:`~hybridtmd.model.latent_correlates`)
+        every figure names latent columns with: the model's stored ``latent_links_`` (computed on
+        its training rows at fit); for held-out sets, the links of the whole feature table, the
+        union of the folds' training tables (the links use no label, so no image's label reaches
+        its own explanation), one table so a dimension reads the same on every figure
     held_out : bool  True when every image was predicted by a model that never saw its sample
     fold : ndarray or None  the outer fold of each image
     features_model : the fitted HybridFeatures (for latent maps), or None for table input
@@ -70,6 +77,7 @@ class ExplainedSet:
     train_samples: np.ndarray | None = None
     description: str = ""
     group_by: str = "auto"
+    descriptor_values: Any = None
 
     @property
     def predicted(self) -> np.ndarray:
@@ -115,7 +123,8 @@ def _common_method(fitted: Sequence[HybridClassifier]) -> str:
 
 def explain_held_out(model: HybridClassifier, images: Sequence[Any], labels: Sequence[Any], groups: Sequence[Any], *,
                      n_splits: int = 5, random_state: int = 0, max_background: int = 64, n_examples: int = 3,
-                     table: pd.DataFrame | None = None, group_by: str = "auto") -> ExplainedSet:
+                     table: pd.DataFrame | None = None, group_by: str = "auto",
+                     top_descriptors: int = 5) -> ExplainedSet:
     """Out-of-fold predictions and explanations of ``images`` (module docstring).
 
     The feature table is computed once (the features learn nothing from the images, which is
@@ -125,6 +134,10 @@ def explain_held_out(model: HybridClassifier, images: Sequence[Any], labels: Seq
     and explains its test images. Group Shapley's background is the fold's training table
     (``max_background`` rows). ``group_by``: how columns are grouped
     (:func:`~hybridtmd.explanation.groups.regroup`; multichannel: ``"channel"``, ``"family"``).
+    Heads without trees also get per-descriptor Shapley values
+    (:func:`~hybridtmd.explanation.descriptor_shapley`, its default 32 background rows) of
+    the ``top_descriptors`` physical descriptors screened over all folds' test images (one list
+    for every fold, so the values line up; 0: none).
     """
     labels, samples = np.asarray([str(v) for v in labels]), np.asarray(groups)
     features = resolve_features(model.features)
@@ -145,6 +158,9 @@ def explain_held_out(model: HybridClassifier, images: Sequence[Any], labels: Seq
     grouped, per_feature, evidence, order = [], [], [], []
     fitted_folds = [_fit_fold(head, table, labels, samples, split, classes, n_splits) for split in splits]
     method = _common_method(fitted_folds)
+    chosen = (_held_out_descriptors(fitted_folds, splits, table, top_descriptors, random_state)
+              if method == "group_shapley" and top_descriptors else [])
+    per_descriptor = []
     for split, fitted in zip(splits, fitted_folds, strict=True):
         train, test = split.train, split.test
         proba[test] = fitted.predict_proba(table.iloc[test])
@@ -154,6 +170,9 @@ def explain_held_out(model: HybridClassifier, images: Sequence[Any], labels: Seq
                                       group_by=group_by)
         grouped.append(explained.groups)
         per_feature.append(explained.features)
+        per_descriptor.append(descriptor_shapley(fitted, table.iloc[test], descriptors=chosen,
+                                                 background=table.iloc[train], random_state=random_state)
+                              if chosen else None)
         found = nearest_examples(fitted, table.iloc[test], table.iloc[train], labels[train], samples[train],
                                  proba[test], k=n_examples)
         found["image"] = test[found["image"].to_numpy()]
@@ -168,8 +187,21 @@ def explain_held_out(model: HybridClassifier, images: Sequence[Any], labels: Seq
         evidence=pd.concat(evidence, ignore_index=True).sort_values(["image", "role", "rank"], ignore_index=True),
         correlates=latent_correlates(table), held_out=True, fold=fold, features_model=features,
         train_images=height_images(check_channel_maps(images)), train_labels=labels, train_samples=samples,
+        descriptor_values=_concat_explanations(per_descriptor, order),
         description=(f"out-of-fold: StratifiedGroupKFold({n_splits}) by sample; each image predicted and "
                      f"explained by the model of the fold that held its sample out"), group_by=group_by)
+
+
+def _held_out_descriptors(fitted: Sequence[HybridClassifier], splits: Sequence[Any], table: pd.DataFrame, top: int,
+                          random_state: int, screen_images: int = 32) -> list[str]:
+    """The ``top`` physical descriptors by screening score summed over the folds (each fold's model
+    on its test images, its training rows as background)."""
+    per_fold = -(-screen_images // len(splits))
+    scores = [screen_descriptors(model, table.iloc[split.test], background=table.iloc[split.train],
+                                 screen_images=per_fold, random_state=random_state)
+              for model, split in zip(fitted, splits, strict=True)]
+    total = pd.concat(scores, axis=1).sum(axis=1).sort_values(ascending=False, kind="stable")
+    return list(total.index[:top])
 
 
 def _splitter(n_splits: int, random_state: int) -> Any:
@@ -182,12 +214,15 @@ def explain_set(model: HybridClassifier, X: Any, *, labels: Sequence[Any] | None
                 names: Sequence[str] | None = None, samples: Sequence[Any] | None = None,
                 train_images: Sequence[Any] = (), train_labels: Sequence[Any] | None = None,
                 train_samples: Sequence[Any] | None = None, max_background: int = 64,
-                n_examples: int = 3, group_by: str = "auto") -> ExplainedSet:
+                n_examples: int = 3, group_by: str = "auto", top_descriptors: int = 5) -> ExplainedSet:
     """Explain the fitted ``model`` on ``X`` (images or a table).
 
-    Nearest examples and the latent correlates use the model's training rows (its OOD
-    reference); thumbnails of them need ``train_images`` (with ``train_labels`` and
-    ``train_samples``) in the order the model was fitted on.
+    Nearest examples use the model's training rows (its OOD reference); thumbnails of them need
+    ``train_images`` (with ``train_labels`` and ``train_samples``) in the order the model was
+    fitted on. Latent columns are named by the model's stored links (``latent_links_``; computed
+    from its training rows for models saved without them). Heads without trees also get
+    per-descriptor Shapley values of the ``top_descriptors`` screened physical descriptors (0: none;
+    :func:`~hybridtmd.explanation.descriptor_shapley` with its default 32 background rows).
     """
     table = model.transform_features(X)
     n = len(table)
@@ -196,6 +231,9 @@ def explain_set(model: HybridClassifier, X: Any, *, labels: Sequence[Any] | None
         [str(i) for i in range(n)])
     proba = model.predict_proba(table)
     explained = group_explanation(model, table, max_background=max_background, group_by=group_by)
+    per_descriptor = (descriptor_shapley(model, table, top=top_descriptors)
+                      if explained.method == "group_shapley" and top_descriptors
+                      and any(str(c).startswith(PHYS_PREFIX) for c in table.columns) else None)
     train = background_table(model) if getattr(model, "ood_", None) is not None else None
     evidence = pd.DataFrame(columns=["image", "role", "class", "rank", "train_index", "train_sample", "distance"])
     if train is not None and train_labels is not None and len(train_labels) == len(train):
@@ -210,6 +248,7 @@ def explain_set(model: HybridClassifier, X: Any, *, labels: Sequence[Any] | None
         features_model=model.features_, train_images=height_images(check_channel_maps(train_images)),
         train_labels=None if train_labels is None else np.asarray([str(v) for v in train_labels]),
         train_samples=None if train_samples is None else np.asarray(train_samples),
+        descriptor_values=per_descriptor,
         description="explained by one fitted model (in-sample if these are its training images)",
         group_by=group_by)
 

@@ -48,8 +48,3 @@ def with_display_names(explanation: Any) -> Any:
     return shap.Explanation(values=explanation.values, base_values=explanation.base_values,
                             data=explanation.data, feature_names=[names[c] for c in explanation.feature_names],
                             output_names=explanation.output_names)
-
-
-def columns_with_prefix(names: Sequence[str], prefix: str) -> list[str]:
-    """The names (as strings) that start with ``prefix`` (``PHYS_PREFIX``, ``LATENT_PREFIX``), in order."""
-    return [str(c) for c in names if str(c).startswith(prefix)]

@@ -22,7 +22,7 @@ from .._utils import atomic_write_csv, atomic_write_text
 from ..io import check_channel_maps, height_images
 from ..model import LATENT_GROUP, LATENT_PREFIX, PHYS_PREFIX, HybridClassifier, is_image_sequence
 from ..plotting import save_figure
-from . import cards, figures, page
+from . import cards, figures, overlays, page
 from .attributions import per_class
 from .explained import ExplainedSet, explain_held_out, explain_set
 from .groups import block_of, regroup
@@ -33,13 +33,27 @@ esc = page.esc
 
 
 class _Figures:
-    """Figures saved as PNG in ``output`` (and closed) as they are made."""
+    """Figures saved as PNG in ``output`` (and closed) as they are made, with the latent columns
+    each one names (read from its drawn text) and the overlay figure that maps each column."""
 
     def __init__(self, output: Path, dpi: int = 100) -> None:
         self.output, self.dpi = output, dpi
+        self.named: dict[str, dict[str, bool]] = {}  # figure file → latent name → carries its correlate
+        self.overlays: dict[str, str] = {}  # latent name → figure file with its map
 
     def save(self, fig: Any, file: str, dpi: int | None = None) -> Path:
+        self.named[file] = overlays.latent_names_in(fig)
         return save_figure(fig, self.output / file, dpi=dpi or self.dpi, tight=True)
+
+    def mapped(self, names: Sequence[str], path: Path) -> None:
+        """Record that the figure at ``path`` overlays the maps of ``names``."""
+        self.overlays.update({str(n): path.name for n in names if str(n) not in self.overlays})
+
+    def latent_names(self) -> pd.DataFrame:
+        """One row per (figure, latent name): ``figure``, ``latent``, ``carries_correlate``, ``overlay``."""
+        rows = [{"figure": file, "latent": name, "carries_correlate": carries, "overlay": self.overlays.get(name, "")}
+                for file, names in self.named.items() for name, carries in names.items()]
+        return pd.DataFrame(rows, columns=["figure", "latent", "carries_correlate", "overlay"])
 
 
 def _slug(text: str) -> str:
@@ -155,6 +169,7 @@ def _card(explained: ExplainedSet, i: int, images: Sequence[Any], saved: _Figure
         maps = latent_maps(explained.features_model, images[i], dims)
         labels = [latent_label(n, explained.correlates) for n in maps.names]
         path = saved.save(cards.plot_latent_overlays(maps, labels), f"{stem}_latent_maps.png")
+        saved.mapped(maps.names, path)
         parts.append(page.figure(path, f"Height map and where its {how} fire (each map averages to the "
                                        "dimension's embedding value)."))
     elif images:
@@ -218,19 +233,23 @@ def _answer(explained: ExplainedSet, predictions: pd.DataFrame, saved: _Figures,
 def _story(explained: ExplainedSet, shares: pd.DataFrame) -> list[str]:
     out = ["<h2>The physical story per class</h2><ul>", *[f"<li>{esc(s)}</li>" for s in _group_story(shares)],
            "</ul>"]
-    if explained.features is not None:
-        stories = class_stories(explained.features, explained.predicted)
-        if len(stories):
-            out.append("<p class='muted'>Monotone SHAP dependences (|Spearman ρ(value, SHAP)| ≥ 0.6 over the "
-                       "explained images):</p><ul>")
-            out += [f"<li>{esc(s)}</li>" for s in stories["sentence"]]
-            out.append("</ul>")
-        else:
-            out.append("<p class='muted'>No physical descriptor has a monotone enough SHAP dependence "
-                       "(|ρ| ≥ 0.6) to be put in one sentence.</p>")
+    source = explained.features if explained.features is not None else explained.descriptor_values
+    if source is None:
+        out.append("<p class='muted'>No per-descriptor attributions (no physical descriptors, or switched off): "
+                   "no per-descriptor sentences.</p>")
+        return out
+    how = ("TreeSHAP" if explained.features is not None else
+           "exact Shapley values of the probability with the top screened descriptors as players (the groups "
+           "above: exact group Shapley values)")
+    stories = class_stories(source, explained.predicted)
+    if len(stories):
+        out.append(f"<p class='muted'>Monotone dependences of {esc(how)} (|Spearman ρ(value, attribution)| ≥ 0.6 "
+                   "over the explained images):</p><ul>")
+        out += [f"<li>{esc(s)}</li>" for s in stories["sentence"]]
+        out.append("</ul>")
     else:
-        out.append("<p class='muted'>Per-descriptor sentences need per-feature attributions (an XGBoost head); "
-                   "this head is explained by exact group Shapley values.</p>")
+        out.append(f"<p class='muted'>No physical descriptor has a monotone enough dependence of its {esc(how)} "
+                   "(|ρ| ≥ 0.6) to be put in one sentence.</p>")
     return out
 
 
@@ -257,6 +276,8 @@ def render_report(explained: ExplainedSet, output: str | Path, *, images: Sequen
     body += [_card(explained, int(i), list(images), saved, predictions, top_latent) for i in shown]
     body += _tables(explained, predictions, shares, output)
     body += _global_figures(explained, saved, predictions)
+    body += _exemplar_section(explained, list(images), saved)
+    atomic_write_csv(saved.latent_names(), output / "latent_names.csv", index=False)
     atomic_write_text(output / "report.html", page.page(title, body))
     return output / "report.html"
 
@@ -309,6 +330,30 @@ def _global_figures(explained: ExplainedSet, saved: _Figures, predictions: pd.Da
         colours = explained.labels if explained.labels is not None else predictions["predicted"]
         path = saved.save(figures.plot_pca_scatter(pca, colours), "pca_scatter.png")
         out.append(page.figure(path, "First two principal components of the embeddings."))
+    out.append("</details>")
+    return out
+
+
+def _exemplar_section(explained: ExplainedSet, images: Sequence[Any], saved: _Figures) -> list[str]:
+    """Maps of the latent columns a figure names that no card has mapped, each on its exemplar
+    image (:func:`~hybridtmd.explanation.overlays.exemplar_overlays`)."""
+    named = dict.fromkeys(n for names in saved.named.values() for n in names)
+    missing = [n for n in named if n not in saved.overlays and n in explained.table.columns]
+    if not missing:
+        return []
+    out = ["<h2>Where the named latent dimensions fire</h2><details><summary>"
+           f"{len(missing)} latent dimensions named by the figures above, each mapped on the image that makes it "
+           "fire most</summary>"]
+    if not images or getattr(explained.features_model, "embedder_", None) is None:
+        out.append("<p class='muted'>No images or no CNN embedder to map them with (a feature table was "
+                   "explained).</p></details>")
+        return out
+    made = overlays.exemplar_overlays(explained.features_model, images, explained.names, explained.table, missing,
+                                      explained.correlates, saved.save)
+    for path, name, dims in made:
+        saved.mapped(dims, path)
+        out.append(page.figure(path, f"{', '.join(dims)} on {name}, the explained image where "
+                                     f"{'they are' if len(dims) > 1 else 'it is'} largest."))
     out.append("</details>")
     return out
 

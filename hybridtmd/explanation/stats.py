@@ -6,7 +6,9 @@ physical descriptor (Pearson and Spearman, Benjamini-Hochberg FDR) and words the
 :func:`latent_pca_correlation` reproduces the paper's analysis (Moses & Reinhart, Mach. Learn.:
 Sci. Technol. 5 045081, 2025; their ``codes/utils_analysis.py``: Pearson correlation of embedding
 features with the grain density, the DoG blob count and the local variation) on the principal
-components of the latent block.
+components of the latent block. :func:`latent_label` words a latent column with its strongest
+correlate from :func:`hybridtmd.model.latent_correlates` (the table a model computes at fit and
+stores as ``latent_links_``).
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ import numpy as np
 import pandas as pd
 
 from ..model import LATENT_PREFIX, PHYS_PREFIX
+from ..model.links import benjamini_hochberg, columns_with_prefix
 from .attributions import feature_frame
 from .groups import feature_importance
-from .names import columns_with_prefix, display_names
+from .names import display_names, format_unit
 
 #: The paper's three image properties correlated with the embeddings, as descriptor columns: its
 #: "grain density" (regions of the opened Otsu mask per pixel, see the registry definition), the
@@ -72,18 +75,6 @@ def _correlate_one(a: np.ndarray, B: np.ndarray) -> dict[str, np.ndarray]:
     return {"n": counts, **out}
 
 
-def _fdr(p: np.ndarray) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p-values (q) over the finite entries of ``p`` (Benjamini &
-    Hochberg, J. R. Stat. Soc. B 57, 289-300, 1995); NaN stays NaN."""
-    from scipy.stats import false_discovery_control
-
-    q = np.full(np.shape(p), np.nan)
-    finite = np.isfinite(p)
-    if finite.any():
-        q[finite] = false_discovery_control(p[finite], method="bh")
-    return q
-
-
 _CORRELATION_COLUMNS = ("x", "y", "n", "pearson_r", "pearson_p", "pearson_q", "spearman_rho", "spearman_p",
                         "spearman_q")
 
@@ -105,7 +96,7 @@ def correlation_table(x: pd.DataFrame, y: pd.DataFrame) -> pd.DataFrame:
                            **_correlate_one(x[col].to_numpy(dtype=np.float64), Y)}) for col in x.columns]
     table = pd.concat(parts, ignore_index=True)
     for name in ("pearson", "spearman"):
-        table[f"{name}_q"] = _fdr(table[f"{name}_p"].to_numpy())
+        table[f"{name}_q"] = benjamini_hochberg(table[f"{name}_p"].to_numpy())
     return table[list(_CORRELATION_COLUMNS)]
 
 
@@ -244,90 +235,21 @@ def latent_pca_correlation(table: pd.DataFrame, descriptors: Sequence[str] | Non
     return LatentPCA(scores, ratio, correlation_table(scores, table[chosen]))
 
 
-def _matrix_correlation(X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pearson r of every column of ``X`` with every column of ``Y`` (finite, same rows) and its
-    two-sided p-value from Student's t with n - 2 degrees of freedom, as scipy.stats.pearsonr
-    gives it; NaN for a constant column."""
-    from scipy.stats import t as student_t
-
-    n = len(X)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        Xs = (X - X.mean(axis=0)) / X.std(axis=0)
-        Ys = (Y - Y.mean(axis=0)) / Y.std(axis=0)
-        r = np.clip(Xs.T @ Ys / n, -1.0, 1.0)
-        t = r * np.sqrt((n - 2) / np.clip(1.0 - r ** 2, 1e-300, None))
-    return r, 2.0 * student_t.sf(np.abs(t), n - 2)
-
-
-def _all_pairs(x: pd.DataFrame, y: pd.DataFrame) -> pd.DataFrame:
-    """:func:`correlation_table` of a complete ``x`` (embeddings have no missing values) against
-    ``y``, as matrix products: one for the complete columns of ``y``, one per column with missing
-    values (on its finite rows)."""
-    from scipy.stats import rankdata
-
-    X, Y = x.to_numpy(dtype=np.float64), y.to_numpy(dtype=np.float64)
-    if not np.isfinite(X).all() or len(X) < 3:
-        return correlation_table(x, y)
-    complete = np.isfinite(Y).all(axis=0)
-    blocks = [(np.flatnonzero(complete), np.ones(len(X), bool))]
-    blocks += [(np.array([j]), np.isfinite(Y[:, j])) for j in np.flatnonzero(~complete)]
-    x_names = [str(c) for c in x.columns]
-    parts = []
-    for columns, rows in blocks:
-        if not len(columns):
-            continue
-        names = [str(y.columns[j]) for j in columns]
-        stats = {name: np.full((X.shape[1], len(columns)), np.nan) for name in _STATISTICS}
-        if rows.sum() >= 3:
-            Xr, Yr = X[rows], Y[rows][:, columns]
-            stats["pearson_r"], stats["pearson_p"] = _matrix_correlation(Xr, Yr)
-            stats["spearman_rho"], stats["spearman_p"] = _matrix_correlation(rankdata(Xr, axis=0),
-                                                                             rankdata(Yr, axis=0))
-        parts.append(pd.DataFrame({"x": np.repeat(x_names, len(names)), "y": np.tile(names, len(x_names)),
-                                   "n": int(rows.sum()), **{k: v.ravel() for k, v in stats.items()}}))
-    table = pd.concat(parts, ignore_index=True)
-    for name in ("pearson", "spearman"):
-        table[f"{name}_q"] = _fdr(table[f"{name}_p"].to_numpy())
-    return table[list(_CORRELATION_COLUMNS)]
-
-
-_CORRELATE_COLUMNS = ["latent", "descriptor", "spearman_rho", "pearson_r", "q", "n"]
-
-
-def latent_correlates(table: pd.DataFrame, *, alpha: float = 0.05) -> pd.DataFrame:
-    """The strongest physical correlate of **every** latent column of ``table`` (the training
-    table: ``latent__*`` and ``phys__*`` columns).
-
-    One row per latent column: ``latent``, ``descriptor`` (largest |Spearman ρ| among descriptors
-    with Benjamini-Hochberg q < ``alpha``, FDR over all latent × descriptor pairs; empty when none
-    passes), ``spearman_rho``, ``pearson_r``, ``q``, ``n`` (pairwise-complete rows). This is the
-    table a model stores as its latent-physical links and :func:`latent_label` words.
-    """
-    latent = columns_with_prefix(table.columns, LATENT_PREFIX)
-    physical = columns_with_prefix(table.columns, PHYS_PREFIX)
-    if not latent or not physical or len(table) < 3:
-        return pd.DataFrame({"latent": latent, "descriptor": None, "spearman_rho": np.nan, "pearson_r": np.nan,
-                             "q": np.nan, "n": 0}, columns=_CORRELATE_COLUMNS)
-    pairs = _all_pairs(table[latent], table[physical])
-    significant = pairs[pairs["spearman_q"] < alpha].dropna(subset=["spearman_rho"])
-    best = significant.loc[significant["spearman_rho"].abs().groupby(significant["x"]).idxmax()].set_index("x")
-    out = pd.DataFrame({"latent": latent})
-    out["descriptor"] = out["latent"].map(best["y"]).astype(object).where(out["latent"].isin(best.index), None)
-    out["spearman_rho"] = out["latent"].map(best["spearman_rho"])
-    out["pearson_r"] = out["latent"].map(best["pearson_r"])
-    out["q"] = out["latent"].map(best["spearman_q"])
-    out["n"] = out["latent"].map(pairs.groupby("x")["n"].max()).fillna(0).astype(int)
-    return out[_CORRELATE_COLUMNS]
-
-
 def latent_label(name: str, correlates: pd.DataFrame | None) -> str:
     """``latent__0396 (~ grain_density_per_um2 [µm⁻²], ρ = 0.71)``: a latent column with its
-    strongest physical correlate from :func:`latent_correlates`; ``(no physical correlate)``
-    when none is significant; other columns (and a missing table) unchanged."""
+    strongest physical correlate from :func:`latent_correlates` (its stored ``unit`` when the
+    table has one, else the registry's); ``(no physical correlate)`` when none is significant;
+    other columns (and a missing table) unchanged."""
     if correlates is None or not name.startswith(LATENT_PREFIX):
         return name
     rows = correlates[correlates["latent"] == name]
     if not len(rows) or rows["descriptor"].iloc[0] is None or pd.isna(rows["descriptor"].iloc[0]):
         return f"{name} (no physical correlate)"
     row = rows.iloc[0]
-    return f"{name} (~ {display_names([row['descriptor']])[row['descriptor']]}, ρ = {row['spearman_rho']:.2f})"
+    descriptor = str(row["descriptor"])
+    if isinstance(row.get("unit"), str):  # stored with the links (a model's latent_links_)
+        unit = format_unit(row["unit"])
+        shown = descriptor[len(PHYS_PREFIX):] + (f" [{unit}]" if unit else "")
+    else:
+        shown = display_names([descriptor])[descriptor]
+    return f"{name} (~ {shown}, ρ = {row['spearman_rho']:.2f})"

@@ -45,7 +45,9 @@ def class_stories(explanation: Any, predicted: np.ndarray | None = None, *, min_
                   candidates: int = 10, min_images: int = 8) -> pd.DataFrame:
     """Per class, up to ``top`` monotone physical drivers (module docstring) with a sentence.
 
-    ``explanation`` is per-feature TreeSHAP (:func:`~hybridtmd.explanation.explain`); the first
+    ``explanation`` is per-feature TreeSHAP (:func:`~hybridtmd.explanation.explain`) or, for
+    heads without trees, :func:`~hybridtmd.explanation.descriptor_shapley` (only its
+    descriptor players are read; the block players have no value to plot against); the first
     ``candidates`` physical descriptors by mean |SHAP| of each class are tested. ``predicted``
     (class index per image) adds the class's median value and the other images' median to the
     sentence. Returns one row per sentence (columns :data:`STORY_COLUMNS`).

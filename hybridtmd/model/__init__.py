@@ -10,6 +10,7 @@
 :mod:`.schema`         the checks of a saved manifest (types, ranges, consistency)
 :mod:`.calibration`    temperature scaling of probabilities
 :mod:`.ood`            :class:`NearestNeighborOOD`, the out-of-distribution score
+:mod:`.links`          :func:`latent_correlates`: each latent column's physical correlate
 :mod:`.classifier`     :class:`HybridClassifier`: fit, predict, save and load
 :mod:`.persistence`    model directories without pickle (manifest, SHA-256, arrays)
 =====================  ===========================================================================
@@ -33,6 +34,7 @@ from .columns import (
 )
 from .features import HybridFeatures, resolve_features
 from .heads import KernelSVMHead, default_head, power_l2_normalise, signed_sqrt
+from .links import latent_correlates
 from .ood import NearestNeighborOOD
 from .selection import HEAD_NAMES
 from .stack import StackHead
@@ -58,6 +60,7 @@ __all__ = [
     "feature_units",
     "inner_grouped_splits",
     "is_image_sequence",
+    "latent_correlates",
     "latent_table",
     "load_model",
     "power_l2_normalise",

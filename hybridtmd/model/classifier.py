@@ -47,6 +47,7 @@ from .columns import (
 from .features import HybridFeatures, resolve_features, unlevelled_extractor, with_saved_families
 from .head_files import HEAD_KINDS, load_head, save_head
 from .heads import check_sample_weight, default_head
+from .links import fitted_links, links_from_arrays, links_to_arrays
 from .ood import STATE_ARRAYS, NearestNeighborOOD, flag_scores
 from .persistence import (
     MANIFEST_NAME,
@@ -150,6 +151,8 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
     ood_ : NearestNeighborOOD or None  the fitted out-of-distribution score
     ood_threshold_ : float or None  its threshold
     training_summary_ : dict  images, samples, class counts, data hash
+    latent_links_ : DataFrame or None  each latent column's strongest physical correlate on the
+        training rows (:func:`~hybridtmd.model.links.latent_correlates`; None without both kinds)
     """
 
     _parameter_constraints: dict = {  # noqa: RUF012 (scikit-learn's convention: a class attribute)
@@ -233,6 +236,7 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         self.ood_ = None if self.ood_neighbors is None else NearestNeighborOOD(
             self.ood_neighbors, self.ood_quantile).fit(X_arr, groups, block=latent_mask(self.feature_names_))
         self.ood_threshold_ = None if self.ood_ is None else self.ood_.threshold_
+        self.latent_links_ = fitted_links(X_arr, self.feature_names_)
         self.training_summary_ = {
             "n_images": int(len(y_enc)), "n_samples": int(len(np.unique(groups))),
             "class_counts": {str(c): int(n) for c, n in zip(self.classes_, np.bincount(y_enc), strict=True)},
@@ -400,7 +404,7 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
     def save(self, directory: str | Path, metrics: Mapping[str, Any] | None = None,
              key: str | bytes | None = None) -> Path:
         """Write the fitted model to ``directory``: ``classifier.json`` (XGBoost's own JSON, or the
-        SVM or stack head's settings), ``arrays.npz`` (OOD reference, the SVM's arrays) and
+        SVM or stack head's settings), ``arrays.npz`` (OOD reference, latent links, SVM arrays) and
         ``manifest.json`` (settings, classes, feature names and groups, head selection, library
         versions, training-data hash, ``metrics``, SHA-256 of the other files, one digest over it
         all - HMAC-signed with ``key`` or ``$HYBRIDTMD_MODEL_KEY`` when given; :mod:`.persistence`).
@@ -413,6 +417,7 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
             head_kind, arrays = save_head(self.classifier_, target / CLASSIFIER_NAME)
             if self.ood_ is not None:
                 arrays |= {OOD_ARRAY_PREFIX + k: v for k, v in self.ood_.state().items()}
+            arrays |= links_to_arrays(getattr(self, "latent_links_", None))
             write_arrays(target / ARRAYS_NAME, arrays)
             entries = manifest_entries(self, head_kind, metrics, SAVED_PARAMS)
             write_manifest(target, MODEL_FORMAT, MODEL_FORMAT_VERSION, entries,
@@ -477,6 +482,8 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         self.head_selection_ = manifest.get("head_selection") or {
             "choice": manifest.get("head", "xgboost"), "reason": "saved before head selection was recorded"}
         self._set_head_features()
+        self.latent_links_ = links_from_arrays(manifest.get("latent_links"), arrays, self.feature_names_,
+                                               self.training_summary_, arrays_path)
         self.features_ = None if self.features is None else clone(self.features).restore_fitted(self.feature_names_)
         self.ood_ = None
         if self.ood_threshold_ is not None:

@@ -12,7 +12,9 @@ and a wrong one is a :class:`~hybridtmd.errors.ModelFileError` naming the manife
   width, and the OOD reference's width; ``feature_groups`` name only those columns;
 * ``temperature``: None or within :data:`~hybridtmd.model.calibration.TEMPERATURE_RANGE`;
 * ``ood_threshold``: None or a finite positive number no larger than the OOD reference's
-  diameter (no training image can score above it, so a larger one switches the flag off).
+  diameter (no training image can score above it, so a larger one switches the flag off);
+* ``latent_links`` (absent in models saved before them): the ``links__*`` arrays it announces
+  are checked by :func:`~hybridtmd.model.links.links_from_arrays`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy as np
 
 from ..errors import ModelFileError
 from .calibration import TEMPERATURE_RANGE
+from .links import links_entry
 from .selection import is_head_spec
 
 
@@ -146,6 +149,7 @@ def manifest_entries(model: Any, head_kind: str, metrics: Mapping[str, Any] | No
         "training": model.training_summary_,
         "metrics": dict(metrics or {}),
         "head_selection": model.head_selection_,
+        "latent_links": links_entry(getattr(model, "latent_links_", None)),
     }
 
 
