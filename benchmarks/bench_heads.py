@@ -66,8 +66,9 @@ def run(table: pd.DataFrame, y: np.ndarray, groups: np.ndarray, repeats: int,
                              "accuracy": accuracy_score(y[test], predicted),
                              "macro_f1": f1_score(y[test], predicted, average="macro"),
                              "choice": fitted.head_selection_["choice"]})
-            print(f"  seed {seed} fold {fold} fit seconds: " + ", ".join(
-                f"{r['head']} {r['fit_seconds']:.1f}" for r in rows[-len(models):]), flush=True)
+            print(f"  seed {seed} fold {fold} fit seconds (cpu): " + ", ".join(
+                f"{r['head']} {r['fit_seconds']:.1f} ({r['fit_cpu_seconds']:.1f})" for r in rows[-len(models):]),
+                flush=True)
             print(f"  seed {seed} fold {fold}: " + ", ".join(
                 f"{r['head']} {r['accuracy']:.3f}" for r in rows[-len(models):]), flush=True)
     return pd.DataFrame(rows)
