@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from .._utils import path_text
 from ..errors import HybridTMDError
 from .common import (
     CacheDirOption,
@@ -32,6 +33,7 @@ from .common import (
     read_options,
     report_errors,
     use_file_backend,
+    warn_line,
     write_table,
 )
 
@@ -73,11 +75,14 @@ def load_classifier(model_dir: Path) -> Any:
     from ..model import HybridClassifier
 
     try:
-        return HybridClassifier.load(model_dir)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model = HybridClassifier.load(model_dir)
     except HybridTMDError as exc:
         fail(str(exc))
-    except RecursionError:  # a deeply nested manifest.json
-        fail(f"{model_dir}: manifest.json is nested too deeply to be a model manifest")
+    for warning in caught:  # e.g. a model saved for CUDA on a machine without it
+        warn_line(f"{model_dir}: {warning.message}")
+    return model
 
 
 @command("predict")
@@ -106,7 +111,7 @@ def predict_command(
 
     from ..io import load_images
 
-    check_output_file(output)
+    check_output_file(output, inputs=list(inputs))
     model = load_classifier(model_dir)
     if model.features_ is None:
         fail(f"{model_dir}: this model was trained on a feature table; predict from images needs an image model")
@@ -116,11 +121,11 @@ def predict_command(
     errors = list(report.errors)
     frames = []
     try:
-        frames.append(model.predict_frame(report.images, index=[str(im.source) for im in report.images]))
+        frames.append(model.predict_frame(report.images, index=[path_text(im.source) for im in report.images]))
     except (HybridTMDError, ValueError, RuntimeError):
         for image in report.images:  # isolate the image(s) that break the batch
             try:
-                frames.append(model.predict_frame([image], index=[str(image.source)]))
+                frames.append(model.predict_frame([image], index=[path_text(image.source)]))
             except (HybridTMDError, ValueError, RuntimeError) as exc:
                 errors.append((str(image.source), f"{type(exc).__name__}: {exc}"))
     if frames:
@@ -215,8 +220,9 @@ def explain_command(
     inputs: Annotated[list[Path], typer.Argument(help="AFM files or one dataset folder/manifest; for a model "
                                                  "trained on a table, one feature-table CSV.")],
     output: ReportFolder = Path("explain"),
-    max_images: Annotated[int, typer.Option(help="Images that get their own waterfall and height-map figure.")] = 3,
-    top_latent: Annotated[int, typer.Option(help="Latent dimensions per class linked to descriptors.")] = 3,
+    max_images: Annotated[int, typer.Option(min=0, help="Images that get their own waterfall and height-map "
+                                            "figure.")] = 3,
+    top_latent: Annotated[int, typer.Option(min=0, help="Latent dimensions per class linked to descriptors.")] = 3,
     channel: ChannelOption = None,
     pixel_size_nm: PixelSizeOption = None,
     z_unit: ZUnitOption = None,

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from .._utils import atomic_path, atomic_write_text, file_sha256
+from .._utils import atomic_path, atomic_write_text, file_sha256, json_loads
 from ..errors import ModelFileError
 
 MANIFEST_NAME = "manifest.json"
@@ -63,8 +63,8 @@ def write_json(path: str | Path, values: Any) -> None:
 def read_json(path: Path) -> Any:
     """The JSON at ``path``; :class:`ModelFileError` naming it when it is not valid JSON."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return json_loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:  # malformed, or nested too deeply
         raise ModelFileError(f"{path}: not valid JSON ({exc})") from None
 
 
@@ -92,8 +92,13 @@ def read_arrays(path: Path) -> dict[str, np.ndarray]:
 
 
 def resolve_key(key: str | bytes | None) -> bytes | None:
-    """The HMAC key: ``key``, else the :data:`KEY_VARIABLE` environment variable, else None."""
+    """The HMAC key: ``key``, else the :data:`KEY_VARIABLE` environment variable (unset or empty:
+    none), else None. An explicit empty key is a ``ValueError``: it would sign with no secret."""
     key = os.environ.get(KEY_VARIABLE) or None if key is None else key
+    if key is not None and not isinstance(key, str | bytes):
+        raise TypeError(f"the model key must be str or bytes, not {type(key).__name__}")
+    if key is not None and not key:
+        raise ValueError("the model key is empty: an HMAC with no secret proves nothing; pass a secret or None")
     return key.encode() if isinstance(key, str) else key
 
 
