@@ -334,12 +334,12 @@ def check_output_file(path: Path, suffixes: tuple[str, ...] = TABLE_SUFFIXES, in
     a file or not writable, or one of the ``inputs`` (an input file, an input folder's manifest)."""
     import os
 
+    if path.is_dir():
+        fail(f"{path}: is a folder; give a file name")
     for given in inputs:
         for protected in (given, given / "manifest.csv") if given.is_dir() else (given,):
             if _same_file(path, protected):
                 fail(f"{path}: is an input ({protected}); writing there would overwrite it - give another file")
-    if path.is_dir():
-        fail(f"{path}: is a folder; give a file name")
     if suffixes and path.suffix.lower() not in suffixes:
         fail(f"{path}: output must end in {' or '.join(suffixes)}")
     parent = path.parent if str(path.parent) else Path(".")

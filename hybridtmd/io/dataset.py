@@ -268,8 +268,9 @@ def _dataset_from_names(folder: Path, regex: re.Pattern, *, recursive: bool, opt
             skipped.append((str(f), "file name does not match the dataset pattern"))
             continue
         paths.append(f)
-        labels.append(m.group("label"))
-        groups.append(m.group("group"))
+        # as text a table, a CSV or a model manifest can hold (a name's stray bytes written \xNN)
+        labels.append(path_text(m.group("label")))
+        groups.append(path_text(m.group("group")))
         split = m.groupdict().get("split")
         last = f.stem.rsplit("_", 1)[-1].lower()
         splits.append(split or (last if last in SPLIT_NAMES else None))

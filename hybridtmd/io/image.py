@@ -63,7 +63,10 @@ def check_pixel_size(pixel_size_nm: float | Sequence[float], source: str | Path 
     Raises :class:`AFMInputError` naming ``source`` otherwise.
     """
     try:
-        values = np.atleast_1d(np.asarray(pixel_size_nm, dtype=float)).ravel()
+        items = list(pixel_size_nm) if isinstance(pixel_size_nm, list | tuple) else [pixel_size_nm]
+        # true/false would read as 1/0 nm: a flag where a length belongs is a broken file, not 1 nm
+        flags = np.asarray(pixel_size_nm).dtype == bool or any(isinstance(v, bool | np.bool_) for v in items)
+        values = np.array([np.nan]) if flags else np.atleast_1d(np.asarray(pixel_size_nm, dtype=float)).ravel()
     except (TypeError, ValueError):
         values = np.array([np.nan])
     if values.size == 1:

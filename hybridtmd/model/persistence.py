@@ -134,16 +134,20 @@ def write_manifest(directory: Path, format_name: str, format_version: int, entri
 
 def check_digest(path: Path, manifest: Mapping[str, Any], key: str | bytes | None, required: bool) -> None:
     """:class:`ModelFileError` naming ``path`` when the manifest's digest is absent (and
-    ``required``: formats that write one), does not match, or needs a key that was not given."""
+    ``required``: formats that write one), does not match, or needs a key that was not given; and,
+    when a key is given (``key`` or :data:`KEY_VARIABLE`), when the model is not signed - else a
+    forger without the key would mark a model unsigned (or drop the digest and claim an older
+    format) and recompute a plain SHA-256."""
+    secret = resolve_key(key)
+    if secret is not None and (DIGEST_ENTRY not in manifest or manifest.get("signed") is not True):
+        raise ModelFileError(f"{path}: the model is not signed, but a key is set: only signed models load "
+                             f"with a key (unset {KEY_VARIABLE} to load unsigned ones)")
     if DIGEST_ENTRY not in manifest:
         if required:
             raise ModelFileError(f"{path}: lacks its {DIGEST_ENTRY} (edited, or not written by hybridtmd)")
         return
-    secret = resolve_key(key)
     if manifest.get("signed") is True and secret is None:
         raise ModelFileError(f"{path}: the model is signed; pass its key (key=... or {KEY_VARIABLE})")
-    if manifest.get("signed") is not True:
-        secret = None  # an unsigned model is checked by its plain SHA-256 even when a key is set
     if not isinstance(manifest[DIGEST_ENTRY], str) or not hmac.compare_digest(
             manifest[DIGEST_ENTRY], manifest_digest(manifest, secret)):
         raise ModelFileError(f"{path}: {DIGEST_ENTRY} does not match its content (the manifest was modified "
