@@ -116,8 +116,13 @@ def main(
 ) -> None:
     """Explainable classification of TMD films from AFM height maps."""
     from ..io import set_third_party_logging
+    from ..io.limits import max_pixels, read_timeout_s
 
     set_third_party_logging(verbose)
+    try:  # a bad limit in the environment is the run's error, not every file's reason
+        max_pixels(), read_timeout_s()
+    except ValueError as exc:
+        fail(f"environment: {exc}")
 
 
 CONFIG_HELP = "TOML config with \\[level] \\[descriptors] \\[embeddings] \\[model] tables."

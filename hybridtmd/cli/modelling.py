@@ -51,7 +51,13 @@ def train_command(
     z_scale: ZScaleOption = None,
 ) -> None:
     """Fit the hybrid classifier (descriptors + embeddings -> XGBoost) and save it (no pickle)."""
+    from ..model.persistence import check_model_target
+
     check_output_dir(output)
+    try:  # found now, not after the fit
+        check_model_target(output)
+    except HybridTMDError as exc:
+        fail(str(exc))
     model = model_from_config(config, cache_dir)
     _, images, labels, groups, _, errors = labelled_images(source, pattern,
                                                            read_options(channel, pixel_size_nm, z_unit, z_scale))
@@ -60,7 +66,10 @@ def train_command(
             model.fit(images, labels, groups=groups)
         except (HybridTMDError, ValueError) as exc:
             fail(str(exc), code=1)
-    model.save(output)
+    try:
+        model.save(output)
+    except (HybridTMDError, OSError) as exc:  # e.g. the disk filled up: the previous model is intact
+        fail(f"{output}: cannot save the model ({exc})", code=1)
     summary = model.training_summary_
     groups_text = ", ".join(f"{g} {len(c)}" for g, c in model.feature_groups_.items())
     console.print(f"trained on {summary['n_images']} images of {summary['n_samples']} samples, "

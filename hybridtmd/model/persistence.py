@@ -154,6 +154,18 @@ def check_digest(path: Path, manifest: Mapping[str, Any], key: str | bytes | Non
                              f"after saving{', or the key is wrong' if secret else ''})")
 
 
+def check_model_target(directory: str | Path, marker: str = MANIFEST_NAME) -> None:
+    """:class:`ModelFileError` when a model may not be saved to ``directory``: it is a file, or a
+    folder that is neither empty nor a model directory (no ``marker``) - a dataset, a thesis...
+    Called by :func:`write_model_directory`, and by commands before the work that makes the model."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise ModelFileError(f"{directory}: exists and is not a directory; will not replace it with a model")
+    if directory.is_dir() and any(directory.iterdir()) and not (directory / marker).is_file():
+        raise ModelFileError(f"{directory}: exists, is not empty and holds no {marker}; "
+                             "will not replace it with a model (choose a new or empty directory)")
+
+
 def write_model_directory(directory: str | Path, write: Callable[[Path], Any], marker: str = MANIFEST_NAME) -> Path:
     """Call ``write(tmp)`` to fill a temporary sibling of ``directory``, then swap it in.
 
@@ -164,11 +176,7 @@ def write_model_directory(directory: str | Path, write: Callable[[Path], Any], m
     :class:`ModelFileError`.
     """
     directory = Path(directory)
-    if directory.exists() and not directory.is_dir():
-        raise ModelFileError(f"{directory}: exists and is not a directory; will not replace it with a model")
-    if directory.is_dir() and any(directory.iterdir()) and not (directory / marker).is_file():
-        raise ModelFileError(f"{directory}: exists, is not empty and holds no {marker}; "
-                             "will not replace it with a model (choose a new or empty directory)")
+    check_model_target(directory, marker)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.new-"))
     try:

@@ -350,3 +350,24 @@ def test_with_a_key_set_a_forger_cannot_pass_a_model_off_as_unsigned(descriptor_
     monkeypatch.setenv("HYBRIDTMD_MODEL_KEY", "lab secret")
     with pytest.raises(ModelFileError, match="not signed, but a key is set"):
         HybridClassifier.load(directory)  # loaded, with swapped classes, before
+
+
+@pytest.mark.parametrize("variable, value", [("HYBRIDTMD_MAX_PIXELS", "inf"), ("HYBRIDTMD_MAX_PIXELS", "abc"),
+                                             ("HYBRIDTMD_READ_TIMEOUT", "0")])
+def test_a_bad_limit_in_the_environment_is_one_usage_error_not_every_files_reason(tmp_path, variable, value):
+    files = make_good(tmp_path, n=2)
+    result = CliRunner().invoke(app, ["info", *map(str, files)], env={**ENV, variable: value})
+    clean(result, 2)  # each file was "skipped" with the variable's error (inf: an OverflowError) before
+    assert result.output.count("\n") == 1 and f"environment: {variable}=" in result.output
+
+
+def test_train_into_a_folder_that_is_not_a_model_fails_before_fitting(tiny_data, tmp_path, monkeypatch):
+    import hybridtmd.model.classifier as classifier_module
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("fitted before the output was checked")
+
+    monkeypatch.setattr(classifier_module.HybridClassifier, "fit", no_fit)
+    result = run("train", tiny_data, "-o", tiny_data)  # a ModelFileError traceback after the whole fit before
+    clean(result, 2)
+    assert "will not replace it with a model" in result.output
