@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .._utils import warn_at_user
+from .._utils import path_text, warn_at_user
 from ..errors import AFMInputError, AFMInputWarning
 
 #: Smallest image side accepted at load time (pixels); smaller maps carry no morphology.
@@ -153,8 +153,9 @@ class AFMImage:
 
     @property
     def name(self) -> str:
-        """Short name for messages and plots: the file name, or ``<array>``."""
-        return Path(self.source).name if self.source else "<array>"
+        """Short name for messages, plots and reports: the file name (its bytes that are not valid
+        text written ``\\xNN``: :func:`hybridtmd._utils.path_text`), or ``<array>``."""
+        return path_text(Path(self.source).name) if self.source else "<array>"
 
     def with_height(self, height: np.ndarray, **metadata: Any) -> AFMImage:
         """A copy with new heights (same pixel size and provenance), metadata updated."""

@@ -371,3 +371,10 @@ def test_train_into_a_folder_that_is_not_a_model_fails_before_fitting(tiny_data,
     result = run("train", tiny_data, "-o", tiny_data)  # a ModelFileError traceback after the whole fit before
     clean(result, 2)
     assert "will not replace it with a model" in result.output
+
+
+def test_explain_reports_take_file_names_that_are_not_text(byte_named, descriptor_model, tmp_path):
+    result = run("explain", descriptor_model, byte_named, "-o", tmp_path / "ex", "--max-images", "1")
+    clean(result, 1)  # one UnicodeEncodeError line for the whole report before: nothing explained
+    assert "explained 4 input(s)" in result.output
+    assert "caf\\xe9" in (tmp_path / "ex" / "report.html").read_text(encoding="utf-8")
