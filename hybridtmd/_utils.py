@@ -1,5 +1,5 @@
 """Helpers every stage shares: atomic file writes, content hashing, one progress bar, device
-selection and the parameter checks of the estimators."""
+selection, the parameter checks of the estimators, file names as text and guarded JSON parsing."""
 
 from __future__ import annotations
 
@@ -56,6 +56,31 @@ def atomic_write_csv(frame: Any, path: str | Path, **to_csv: Any) -> None:
     """Write a pandas DataFrame to ``path`` as CSV atomically (``to_csv`` keywords passed on)."""
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, **to_csv)
+
+
+def path_text(path: str | os.PathLike) -> str:
+    """A file's path as text for tables, CSV, parquet and reports: ``os.fspath(path)``, where the
+    bytes of a name that is not valid in the file-system encoding - which Python holds as lone
+    surrogates \\udc80-\\udcff (PEP 383 "surrogateescape") - are written ``\\xNN`` (the byte), and any
+    other lone surrogate ``\\uNNNN``. Arrow-backed pandas strings, parquet and UTF-8 files hold valid
+    Unicode only: a surrogate reaching them is a UnicodeEncodeError."""
+    text = os.fsdecode(path)
+    if not any(0xD800 <= ord(ch) <= 0xDFFF for ch in text):
+        return text
+    return "".join(f"\\x{ord(ch) - 0xDC00:02x}" if 0xDC80 <= ord(ch) <= 0xDCFF
+                   else f"\\u{ord(ch):04x}" if 0xD800 <= ord(ch) <= 0xDFFF else ch for ch in text)
+
+
+def json_loads(text: str | bytes) -> Any:
+    """``json.loads``, with JSON nested deeper than Python's recursion limit refused as a
+    ``ValueError`` (like malformed JSON: ``json.JSONDecodeError`` is one) instead of a
+    ``RecursionError``."""
+    import json
+
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply to parse") from None
 
 
 def array_digest(array: np.ndarray) -> str:

@@ -56,7 +56,7 @@ MODEL_OPTIONS: dict[str, list[Any]] = {
     "classifier": [Options(("auto", "xgboost", "svm", "stack")), None],
     "class_weight": [Options(("balanced",)), Mapping, None],
     "calibration": [Options(("temperature",)), None],
-    "calibration_folds": [Interval(_INT, 1, None)],
+    "calibration_folds": [Interval(_INT, 2, None)],  # one fold has no held-out predictions
     "selection_folds": [Interval(_INT, 2, None)],
     "ood_neighbors": [Interval(_INT, 1, None), None],
     "ood_quantile": [Interval(_REAL, 0, 1, closed="right")],
@@ -265,4 +265,8 @@ def load_config(path: str | Path | None) -> Config:
         raise ConfigError(f"{path}: config file not found") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise ConfigError(f"{path}: not valid TOML (nested too deeply to parse)") from None
+    except OSError as exc:  # a folder, no permission...
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror or exc})") from None
     return Config.from_dict(values, source=str(path))

@@ -78,7 +78,7 @@ from typing import Any
 import pandas as pd
 
 from . import __version__
-from ._utils import ProgressBar, atomic_path, atomic_write_text
+from ._utils import ProgressBar, atomic_path, atomic_write_text, json_loads, path_text
 from .descriptors import DescriptorExtractor
 from .descriptors.registry import resolve_families
 from .errors import HybridTMDError, MissingDependencyError
@@ -197,7 +197,7 @@ def read_manifest(store_dir: str | Path) -> dict[str, Any]:
     """The manifest (``store.json``) of a store; a :class:`HybridTMDError` if there is none."""
     path = Path(store_dir) / MANIFEST
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = json_loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise HybridTMDError(f"{store_dir}: not a feature store (no {MANIFEST})") from None
     except (OSError, ValueError) as exc:
@@ -260,7 +260,8 @@ def _extract_partition(task: _Task) -> tuple[int, str | None]:
         from sklearn.base import clone
 
         report = load_images(task.paths, pixel_size_nm=task.pixel_size_nm, channel=task.channel, on_error="skip")
-        kept = [task.paths[i] for i in report.indices]
+        # a name with bytes that are not text (PEP 383) would make the parquet write fail on every rerun
+        kept = [path_text(task.paths[i]) for i in report.indices]
         columns = list(map(str, task.extractor.get_feature_names_out()))
         undefined: list[list[str]] = []
         if report.images:
@@ -275,7 +276,7 @@ def _extract_partition(task: _Task) -> tuple[int, str | None]:
         with atomic_path(_part(store_dir, task.index, "parquet")) as tmp:
             table.to_parquet(tmp, engine="pyarrow", index=False)
         sidecar = {"partition": task.index, "n_files": len(task.paths), "n_rows": len(kept),
-                   "bad_files": [list(e) for e in report.errors], "undefined": undefined}
+                   "bad_files": [[path_text(p), r] for p, r in report.errors], "undefined": undefined}
         # written last: its presence marks the partition finished
         atomic_write_text(_part(store_dir, task.index, "errors.json"), json.dumps(sidecar))
         return task.index, None
@@ -365,7 +366,8 @@ def extract_to_store(
     Parameters
     ----------
     paths : iterable of str or Path
-        Files to read, in the order of the store's rows; the ``path`` column holds ``os.fspath(p)``.
+        Files to read, in the order of the store's rows; the ``path`` column holds ``os.fspath(p)``
+        (bytes of a name that are not valid text written ``\\xNN``: :func:`hybridtmd._utils.path_text`).
     store_dir : str or Path
         Store folder (created if absent). Finished partitions of an earlier run with the same
         inputs and settings are kept; different ones are a :class:`HybridTMDError`.
@@ -452,7 +454,7 @@ def extract_to_store(
 def _sidecars(store_dir: Path, n_parts: int) -> Iterator[dict[str, Any]]:
     for i in range(n_parts):
         if _finished(store_dir, i):
-            yield json.loads(_part(store_dir, i, "errors.json").read_text(encoding="utf-8"))
+            yield json_loads(_part(store_dir, i, "errors.json").read_text(encoding="utf-8"))
 
 
 def _check_complete(store_dir: Path) -> int:

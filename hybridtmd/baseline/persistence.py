@@ -3,13 +3,12 @@ on load, and the versions recorded in it."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .._utils import file_sha256
+from .._utils import file_sha256, json_loads
 from ..errors import ModelFileError
 
 #: Version of the saved-model layout (``manifest.json`` + ``model.pt``).
@@ -38,10 +37,10 @@ def read_manifest(manifest_path: Path, weights_path: Path) -> dict[str, Any]:
     """The manifest of a saved classifier, checked: readable, of this format and version, with
     every required entry, and with a weights file whose SHA-256 is the recorded one."""
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        manifest = json_loads(manifest_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ModelFileError(f"{manifest_path}: missing; not a saved FineTuneClassifier") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # malformed, or nested too deeply
         raise ModelFileError(f"{manifest_path}: unreadable manifest ({exc})") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != "hybridtmd.FineTuneClassifier":
         raise ModelFileError(f"{manifest_path}: not a FineTuneClassifier manifest")

@@ -9,6 +9,7 @@ are still processed and written), 2 on usage errors.
 from __future__ import annotations
 
 import inspect
+import math
 import re
 import warnings
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from .. import __version__
+from .._utils import path_text
 from ..errors import HybridTMDError
 
 app = typer.Typer(
@@ -64,15 +66,13 @@ def as_flags(text: str) -> str:
 
 
 def safe_text(text: object) -> str:
-    """``text`` fit for one terminal line: control characters (escape sequences, newlines) and
-    bytes that are not valid text shown as ``\\x1b``, ``\\n``, ``\\udcff``..., never sent raw."""
+    """``text`` fit for one terminal line: control characters (escape sequences, newlines) shown as
+    ``\\x1b``, ``\\n``..., and a file name's bytes that are not valid text as ``\\xNN`` (as in the
+    tables: :func:`hybridtmd._utils.path_text`), never sent raw."""
     out = []
-    for ch in str(text):
+    for ch in path_text(str(text)):
         code = ord(ch)
-        if ch == "\\" or code < 32 or 127 <= code < 160 or 0xD800 <= code <= 0xDFFF:
-            out.append(ch.encode("unicode_escape", "backslashreplace").decode("ascii") if ch != "\\" else ch)
-        else:
-            out.append(ch)
+        out.append(ch.encode("unicode_escape").decode("ascii") if code < 32 or 127 <= code < 160 else ch)
     return "".join(out)
 
 
@@ -118,8 +118,13 @@ def main(
 ) -> None:
     """Explainable classification of TMD films from AFM height maps."""
     from ..io import set_third_party_logging
+    from ..io.limits import max_pixels, read_timeout_s
 
     set_third_party_logging(verbose)
+    try:  # a bad limit in the environment is the run's error, not every file's reason
+        max_pixels(), read_timeout_s()
+    except ValueError as exc:
+        fail(f"environment: {exc}")
     warnings.showwarning = show_warning_line
 
 
@@ -276,6 +281,13 @@ LowDataOption = Annotated[
     Any, typer.Option(parser=parse_low_data, metavar="CAPS", help="Training caps per class, e.g. 64,32,16,8.")]
 
 
+def check_finite(value: float) -> float:
+    """A number option that must be finite: click's ranges let ``nan`` and ``inf`` through."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value}: give a finite number")
+    return value
+
+
 def check_n_jobs(value: int) -> int:
     if value == 0 or value < -1:
         raise typer.BadParameter(f"{value}: give a number of workers >= 1, or -1 for all cores")
@@ -368,8 +380,9 @@ def expand_inputs(inputs: list[Path]) -> list[Path]:
     from ..io import load_dataset, registered_suffix
 
     if len(inputs) == 1 and inputs[0].is_dir() and not (inputs[0] / "manifest.csv").exists():
+        # entries that are not regular files stay in: the reader reports them (a FIFO is never opened)
         return sorted(p for p in inputs[0].iterdir()
-                      if p.is_file() and not p.name.startswith(".") and registered_suffix(p) is not None)
+                      if not p.name.startswith(".") and registered_suffix(p) is not None)
     if len(inputs) == 1 and (inputs[0].is_dir() or inputs[0].suffix.lower() == ".csv"):
         try:
             with warnings.catch_warnings():
@@ -383,13 +396,27 @@ def expand_inputs(inputs: list[Path]) -> list[Path]:
 TABLE_SUFFIXES = (".csv", ".parquet")
 
 
-def check_output_file(path: Path, suffixes: tuple[str, ...] = TABLE_SUFFIXES) -> None:
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (hard or symbolic links included) or would, once created."""
+    import os
+
+    try:
+        return os.path.samefile(a, b) if a.exists() and b.exists() else a.resolve() == b.resolve()
+    except (OSError, RuntimeError):
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
+def check_output_file(path: Path, suffixes: tuple[str, ...] = TABLE_SUFFIXES, inputs: list[Path] = ()) -> None:
     """Fail before any work when ``path`` cannot be written: wrong suffix, a folder, a parent that is
-    a file or not writable."""
+    a file or not writable, or one of the ``inputs`` (an input file, an input folder's manifest)."""
     import os
 
     if path.is_dir():
         fail(f"{path}: is a folder; give a file name")
+    for given in inputs:
+        for protected in (given, given / "manifest.csv") if given.is_dir() else (given,):
+            if _same_file(path, protected):
+                fail(f"{path}: is an input ({protected}); writing there would overwrite it - give another file")
     if suffixes and path.suffix.lower() not in suffixes:
         fail(f"{path}: output must end in {' or '.join(suffixes)}")
     parent = path.parent if str(path.parent) else Path(".")
@@ -403,6 +430,15 @@ def check_output_file(path: Path, suffixes: tuple[str, ...] = TABLE_SUFFIXES) ->
             import pyarrow  # noqa: F401
         except ImportError:
             fail(f"{path}: writing .parquet needs pyarrow; install the extra: pip install 'hybridtmd[parquet]'")
+
+
+def check_not_input_folder(output: Path, paths: list[Path]) -> None:
+    """Fail before any work when files written into the folder ``output`` could replace the input
+    ``paths`` (``output`` is the folder of one of them)."""
+    folders = {p.parent for p in paths}
+    clash = next((f for f in folders if _same_file(output, f)), None)
+    if clash is not None:
+        fail(f"{output}: holds the input files; writing there would overwrite them - give another folder")
 
 
 def check_output_dir(path: Path) -> None:

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from .._utils import path_text
 from ..errors import HybridTMDError
 from .common import (
     ChannelOption,
@@ -18,6 +19,8 @@ from .common import (
     PixelSizeOption,
     ZScaleOption,
     ZUnitOption,
+    check_finite,
+    check_not_input_folder,
     check_output_dir,
     check_output_file,
     command,
@@ -49,14 +52,15 @@ def synth_command(
     images_per_sample: Annotated[int, typer.Option(min=1, help="Images per sample.")] = 2,
     size: Annotated[int, typer.Option(min=MIN_SYNTH_SIZE, help="Image side in pixels (at least 32, the smallest "
                                                                "image the readers accept).")] = 128,
-    scan_min_um: Annotated[float, typer.Option(help="Smallest scan size (µm).")] = 1.0,
-    scan_max_um: Annotated[float, typer.Option(help="Largest scan size (µm).")] = 2.5,
-    spread: Annotated[float, typer.Option(help="Within-class spread of sample parameters (1 = default).")] = 1.0,
+    scan_min_um: Annotated[float, typer.Option(callback=check_finite, help="Smallest scan size (µm).")] = 1.0,
+    scan_max_um: Annotated[float, typer.Option(callback=check_finite, help="Largest scan size (µm).")] = 2.5,
+    spread: Annotated[float, typer.Option(min=0, callback=check_finite, help="Within-class spread of sample "
+                                          "parameters (1 = default, 0 = every sample of a class alike).")] = 1.0,
     artefacts: Annotated[
         bool, typer.Option(help="Add instrument artefacts (tip, tilt, bow, offsets, scars, noise).")
     ] = True,
     float16: Annotated[bool, typer.Option(help="Store heights as float16 (half the size).")] = False,
-    seed: Annotated[int, typer.Option(help="Random seed; same seed, same files.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Random seed; same seed, same files.")] = 0,
 ) -> None:
     """Write a synthetic TMD AFM dataset (paper's file-name convention + manifest)."""
     from ..datasets import Artefacts, write_synthetic_dataset
@@ -160,6 +164,7 @@ def level_command(
     check_output_dir(output)
     level_config = load_level_config(config)
     paths = expand_inputs(inputs)
+    check_not_input_folder(output, paths)
     report = load_images(paths, **read_options(channel, pixel_size_nm, z_unit, z_scale), on_error="skip",
                          progress=len(paths) > 20)
     errors = list(report.errors)
@@ -238,7 +243,7 @@ def embed_command(
     from ..embeddings import CNNEmbedder
     from ..preprocess import level
 
-    check_output_file(output)
+    check_output_file(output, inputs=[source])
     embedder = CNNEmbedder(backbone, weights=weights, tta=tta, input_size=input_size, tile_size_px=tile_size,
                            batch_size=batch_size, device=device, cache_dir=cache_dir)
     level_config = load_level_config(config)
@@ -319,7 +324,7 @@ def extract_command(
     from ..descriptors import DescriptorExtractor
 
     if store is None:
-        check_output_file(output)
+        check_output_file(output, inputs=[source])
     else:
         check_output_dir(store)
     if address is not None:
@@ -402,7 +407,7 @@ def _extract_to_csv(ds, output: Path, extractor) -> None:
     write_table(table, output)
     reasons_path = output.with_name(output.stem + ".reasons.csv")
     if len(reasons):
-        reasons = reasons.assign(path=[str(ds.paths[report.indices[i]]) for i in reasons["image"]])
+        reasons = reasons.assign(path=[path_text(ds.paths[report.indices[i]]) for i in reasons["image"]])
         atomic_write_csv(reasons[["path", "feature", "reason"]], reasons_path, index=False)
         console.print(f"{len(reasons)} undefined value(s) (NaN); reasons in {reasons_path}")
     console.print(f"wrote {len(table)} row(s) x {features.shape[1]} descriptor(s) to {output}")

@@ -23,6 +23,7 @@ from .common import (
     ReportFolder,
     ZScaleOption,
     ZUnitOption,
+    check_finite,
     command,
     console,
     exit_for,
@@ -61,7 +62,7 @@ def evaluate_command(
     config: ConfigOption = None,
     folds: FoldsOption = 5,
     repeats: RepeatsOption = 1,
-    seed: Annotated[int, typer.Option(help="Seed of the fold shuffling.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Seed of the fold shuffling.")] = 0,
     ablation: Annotated[bool, typer.Option(help="Also descriptors-only and embeddings-only, same folds.")] = True,
     low_data: LowDataOption = None,
     sequential: Annotated[bool, typer.Option(help="Also the sequential modality (classes added one by one).")] = False,
@@ -132,14 +133,14 @@ def compare_command(
     output: ReportFolder = Path("compare"),
     config: ConfigOption = None,
     folds: FoldsOption = 5,
-    max_folds: Annotated[int | None, typer.Option(help="Run only the first N folds (quick runs).")] = None,
+    max_folds: Annotated[int | None, typer.Option(min=1, help="Run only the first N folds (quick runs).")] = None,
     repeats: RepeatsOption = 1,
-    seed: Annotated[int, typer.Option(help="Seed of folds and of the fine-tuning.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Seed of folds and of the fine-tuning.")] = 0,
     epochs: Annotated[int, typer.Option(min=1, help="Fine-tuning epochs (paper: 60); more when --min-steps "
                                         "needs them, fewer with early stopping.")] = 60,
     min_steps: Annotated[int, typer.Option(min=1, help="Fine-tuning optimiser steps at least (more epochs "
                                            "when a small training set gives few batches).")] = 200,
-    lr: Annotated[float, typer.Option(min=1e-12, help="Fine-tuning Adam learning rate "
+    lr: Annotated[float, typer.Option(min=1e-12, callback=check_finite, help="Fine-tuning Adam learning rate "
                                       "(the paper: 7.5e-5 on GPU for 60 epochs).")] = 1e-3,
     batch_size: Annotated[int, typer.Option(min=1, help="Fine-tuning batch size.")] = 32,
     patience: Annotated[int, typer.Option(min=1, help="Early-stopping patience in epochs.")] = 10,
@@ -147,7 +148,8 @@ def compare_command(
                                            "'loss'.")] = "macro_f1",
     backbone: Annotated[str, typer.Option(help="Fine-tuned backbone (falls back to efficientnet_lite0 "
                                           "when its weights are absent).")] = "resnet18",
-    input_size: Annotated[int | None, typer.Option(help="Fine-tuning input side (default: backbone's).")] = None,
+    input_size: Annotated[int | None, typer.Option(min=16, help="Fine-tuning input side (default: "
+                                                  "backbone's).")] = None,
     frozen: Annotated[bool, typer.Option(help="Train only the fine-tuning head on frozen backbone features (a "
                                          "linear-probe reference; not the paper's transfer comparison, which was an "
                                          "MLP on pre-extracted features).")] = False,

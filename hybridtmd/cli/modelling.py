@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from .._utils import path_text
 from ..errors import HybridTMDError
 from .common import (
     CacheDirOption,
@@ -35,6 +36,7 @@ from .common import (
     report_errors,
     source_of,
     use_file_backend,
+    warn_line,
     write_table,
 )
 
@@ -55,7 +57,13 @@ def train_command(
     """Fit the hybrid classifier (descriptors + embeddings -> XGBoost) and save it (no pickle).
     With --channels (or channels in the config's descriptors table) the model describes those
     channels of every file, and predict reads them again."""
+    from ..model.persistence import check_model_target
+
     check_output_dir(output)
+    try:  # found now, not after the fit
+        check_model_target(output)
+    except HybridTMDError as exc:
+        fail(str(exc))
     model = model_from_config(config, cache_dir, channels)
     _, images, labels, groups, _, errors = labelled_images(source, pattern,
                                                            read_options(channel, pixel_size_nm, z_unit, z_scale),
@@ -65,7 +73,10 @@ def train_command(
             model.fit(images, labels, groups=groups)
         except (HybridTMDError, ValueError) as exc:
             fail(str(exc), code=1)
-    model.save(output)
+    try:
+        model.save(output)
+    except (HybridTMDError, OSError) as exc:  # e.g. the disk filled up: the previous model is intact
+        fail(f"{output}: cannot save the model ({exc})", code=1)
     summary = model.training_summary_
     groups_text = ", ".join(f"{g} {len(c)}" for g, c in model.feature_groups_.items())
     console.print(f"trained on {summary['n_images']} images of {summary['n_samples']} samples, "
@@ -80,11 +91,14 @@ def load_classifier(model_dir: Path) -> Any:
     from ..model import HybridClassifier
 
     try:
-        return HybridClassifier.load(model_dir)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model = HybridClassifier.load(model_dir)
     except HybridTMDError as exc:
         fail(str(exc))
-    except RecursionError:  # a deeply nested manifest.json
-        fail(f"{model_dir}: manifest.json is nested too deeply to be a model manifest")
+    for warning in caught:  # e.g. a model saved for CUDA on a machine without it
+        warn_line(f"{model_dir}: {warning.message}")
+    return model
 
 
 @command("predict")
@@ -115,7 +129,7 @@ def predict_command(
 
     from ..io import load_images
 
-    check_output_file(output)
+    check_output_file(output, inputs=list(inputs))
     model = load_classifier(model_dir)
     if model.features_ is None:
         fail(f"{model_dir}: this model was trained on a feature table; predict from images needs an image model")
@@ -125,11 +139,11 @@ def predict_command(
     errors = list(report.errors)
     frames = []
     try:
-        frames.append(model.predict_frame(report.images, index=[source_of(im) for im in report.images]))
+        frames.append(model.predict_frame(report.images, index=[path_text(source_of(im)) for im in report.images]))
     except (HybridTMDError, ValueError, RuntimeError):
         for image in report.images:  # isolate the image(s) that break the batch
             try:
-                frames.append(model.predict_frame([image], index=[source_of(image)]))
+                frames.append(model.predict_frame([image], index=[path_text(source_of(image))]))
             except (HybridTMDError, ValueError, RuntimeError) as exc:
                 errors.append((source_of(image), f"{type(exc).__name__}: {exc}"))
     if frames:
@@ -224,8 +238,9 @@ def explain_command(
     inputs: Annotated[list[Path], typer.Argument(help="AFM files or one dataset folder/manifest; for a model "
                                                  "trained on a table, one feature-table CSV.")],
     output: ReportFolder = Path("explain"),
-    max_images: Annotated[int, typer.Option(help="Images that get their own waterfall and height-map figure.")] = 3,
-    top_latent: Annotated[int, typer.Option(help="Latent dimensions per class linked to descriptors.")] = 3,
+    max_images: Annotated[int, typer.Option(min=0, help="Images that get their own waterfall and height-map "
+                                            "figure.")] = 3,
+    top_latent: Annotated[int, typer.Option(min=0, help="Latent dimensions per class linked to descriptors.")] = 3,
     group_by: Annotated[str, typer.Option(help="Attribution groups: auto (the model's: families, per channel for a "
                                           "multichannel model), family, channel, channel_family.")] = "auto",
     channel: ChannelOption = None,

@@ -11,6 +11,7 @@ decreasing confidence; long tables paged and downloadable as CSV; global SHAP fi
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._utils import atomic_write_csv, atomic_write_text
+from .._utils import Interval, atomic_write_csv, atomic_write_text
 from ..io import check_channel_maps, height_images
 from ..model import LATENT_GROUP, LATENT_PREFIX, PHYS_PREFIX, HybridClassifier, is_image_sequence
 from ..plotting import save_figure
@@ -256,7 +257,12 @@ def _story(explained: ExplainedSet, shares: pd.DataFrame) -> list[str]:
 def render_report(explained: ExplainedSet, output: str | Path, *, images: Sequence[Any] = (),
                   title: str = "Why the model decided", max_cards: int = 24, top_latent: int = 3,
                   summary: str = "") -> Path:
-    """Write ``report.html`` (self-contained), its PNG figures and CSV tables to ``output``."""
+    """Write ``report.html`` (self-contained), its PNG figures and CSV tables to ``output``;
+    ``max_cards`` image cards, each with ``top_latent`` latent maps (whole numbers >= 0: a negative
+    one would slice from the end, e.g. every latent dimension but two)."""
+    for what, value in (("max_cards", max_cards), ("top_latent", top_latent)):
+        if not Interval(numbers.Integral, 0, None)(value):
+            raise ValueError(f"{what} must be a whole number >= 0, got {value!r}")
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     saved = _Figures(output)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+import unicodedata
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._utils import array_digest, atomic_write_csv, track
+from .._utils import array_digest, atomic_write_csv, path_text, track
 from ..errors import AFMInputError, AFMInputWarning, HybridTMDError
 from .image import AFMImage, height_images, warn_input
 from .readers import load_channels, load_image, registered_suffix
@@ -112,10 +113,11 @@ class Dataset:
         return self.subset(i for cls in self.classes for i in np.flatnonzero(self.labels == cls)[:n])
 
     def to_frame(self):
-        """The dataset as a pandas DataFrame (path, label, group[, split])."""
+        """The dataset as a pandas DataFrame (path, label, group[, split]); a name's bytes that are
+        not valid text are written ``\\xNN`` (:func:`hybridtmd._utils.path_text`)."""
         import pandas as pd
 
-        frame = pd.DataFrame({"path": [str(p) for p in self.paths], "label": self.labels, "group": self.groups})
+        frame = pd.DataFrame({"path": [path_text(p) for p in self.paths], "label": self.labels, "group": self.groups})
         if self.splits is not None:
             frame["split"] = self.splits
         return frame
@@ -256,25 +258,34 @@ def load_dataset(
     return _dataset_from_names(source, regex, recursive=recursive, options=options)
 
 
+#: why a folder entry named like an AFM file is not read (reading a FIFO would block forever)
+NOT_REGULAR = "not a regular file (a folder, FIFO, device or broken link)"
+
+
 def _dataset_from_names(folder: Path, regex: re.Pattern, *, recursive: bool, options: dict) -> Dataset:
     """Labels, groups and splits parsed from the names of the readable files in ``folder``."""
     files = sorted(folder.rglob("*") if recursive else folder.iterdir())
     paths, labels, groups, splits, skipped = [], [], [], [], []
     for f in files:
-        if not f.is_file() or f.name.startswith(".") or registered_suffix(f) is None:
+        if f.name.startswith(".") or registered_suffix(f) is None:
+            continue
+        if not f.is_file():  # named like an AFM file, so reported rather than silently left out
+            skipped.append((str(f), NOT_REGULAR))
             continue
         m = regex.match(f.name)
         if m is None:
             skipped.append((str(f), "file name does not match the dataset pattern"))
             continue
         paths.append(f)
-        labels.append(m.group("label"))
-        groups.append(m.group("group"))
+        # as text a table, a CSV or a model manifest can hold (a name's stray bytes written \xNN)
+        labels.append(path_text(m.group("label")))
+        groups.append(path_text(m.group("group")))
         split = m.groupdict().get("split")
         last = f.stem.rsplit("_", 1)[-1].lower()
         splits.append(split or (last if last in SPLIT_NAMES else None))
-    if skipped:
-        warn_input(f"{folder}: {len(skipped)} file(s) do not match the name pattern and were skipped")
+    unmatched = sum(reason != NOT_REGULAR for _, reason in skipped)
+    if unmatched:
+        warn_input(f"{folder}: {unmatched} file(s) do not match the name pattern and were skipped")
     if not paths:
         raise AFMInputError(folder, "no AFM files matching the dataset pattern")
     rows = [{"label": lab, "group": grp} for lab, grp in zip(labels, groups, strict=True)]
@@ -306,11 +317,14 @@ def _manifest_rows(manifest: Path) -> list[dict[str, str]]:
 
 
 def _checked_labels(source: Path, rows: list[dict], lines: list[str]) -> tuple[list[str], list[str]]:
-    """Labels and groups stripped and checked: no missing-value labels, one label per sample;
-    labels that differ only by whitespace warned about (they are one class)."""
+    """Labels and groups stripped, in Unicode normal form NFC, and checked: no missing-value
+    labels, one label per sample. Labels that differ only by whitespace or by Unicode form
+    (composed "é" vs "e" + combining accent, as macOS writes file names) are one class, with a
+    warning; labels that differ only by compatibility characters (subscript "₂" vs "2") stay two
+    classes, with a warning."""
     raw_labels = [str(r["label"]) for r in rows]
-    labels = [lab.strip() for lab in raw_labels]
-    groups = [str(r["group"]).strip() for r in rows]
+    labels = [unicodedata.normalize("NFC", lab.strip()) for lab in raw_labels]
+    groups = [unicodedata.normalize("NFC", str(r["group"]).strip()) for r in rows]
     for where, lab in zip(lines, labels, strict=True):
         if lab.lower() in MISSING_LABELS or not lab:
             raise AFMInputError(source, f"{where}: label {lab!r} is a missing value, not a class name")
@@ -319,7 +333,15 @@ def _checked_labels(source: Path, rows: list[dict], lines: list[str]) -> tuple[l
         variants.setdefault(lab, set()).add(raw)
     for lab, forms in variants.items():
         if len(forms) > 1:
-            warn_input(f"{source}: labels {sorted(forms)} differ only by whitespace; taken as one class {lab!r}")
+            warn_input(f"{source}: labels {sorted(forms)} differ only by whitespace or Unicode form; "
+                       f"taken as one class {lab!r}")
+    look_alike: dict[str, set[str]] = {}
+    for lab in variants:
+        look_alike.setdefault(unicodedata.normalize("NFKC", lab), set()).add(lab)
+    for forms in look_alike.values():
+        if len(forms) > 1:
+            warn_input(f"{source}: labels {sorted(forms)} differ only by compatibility characters (e.g. "
+                       f"subscript digits); kept as {len(forms)} classes - rename them if they are one")
     label_of: dict[str, tuple[str, str]] = {}
     for where, lab, grp in zip(lines, labels, groups, strict=True):
         first = label_of.setdefault(grp, (lab, where))

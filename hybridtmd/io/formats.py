@@ -8,13 +8,13 @@ Each reader checks the image size its file declares against the pixel limit befo
 
 from __future__ import annotations
 
-import json
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .._utils import json_loads
 from ..errors import AFMInputError
 from .channels import ChannelSpec, resolve_channel
 from .image import unit_to_nm, warn_input
@@ -70,7 +70,7 @@ def _description_metadata(page) -> dict[str, Any]:
     if not text.lstrip().startswith("{"):
         return {}
     try:
-        meta = json.loads(text)
+        meta = json_loads(text)
     except ValueError:
         return {}
     return {k: v for k, v in meta.items() if k != "shape"} if isinstance(meta, dict) else {}

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .._utils import warn_at_user
+from .._utils import path_text, warn_at_user
 from ..errors import AFMInputError, AFMInputWarning
 
 #: Smallest image side accepted at load time (pixels); smaller maps carry no morphology.
@@ -63,7 +63,10 @@ def check_pixel_size(pixel_size_nm: float | Sequence[float], source: str | Path 
     Raises :class:`AFMInputError` naming ``source`` otherwise.
     """
     try:
-        values = np.atleast_1d(np.asarray(pixel_size_nm, dtype=float)).ravel()
+        items = list(pixel_size_nm) if isinstance(pixel_size_nm, list | tuple) else [pixel_size_nm]
+        # true/false would read as 1/0 nm: a flag where a length belongs is a broken file, not 1 nm
+        flags = np.asarray(pixel_size_nm).dtype == bool or any(isinstance(v, bool | np.bool_) for v in items)
+        values = np.array([np.nan]) if flags else np.atleast_1d(np.asarray(pixel_size_nm, dtype=float)).ravel()
     except (TypeError, ValueError):
         values = np.array([np.nan])
     if values.size == 1:
@@ -150,8 +153,9 @@ class AFMImage:
 
     @property
     def name(self) -> str:
-        """Short name for messages and plots: the file name, or ``<array>``."""
-        return Path(self.source).name if self.source else "<array>"
+        """Short name for messages, plots and reports: the file name (its bytes that are not valid
+        text written ``\\xNN``: :func:`hybridtmd._utils.path_text`), or ``<array>``."""
+        return path_text(Path(self.source).name) if self.source else "<array>"
 
     def with_height(self, height: np.ndarray, **metadata: Any) -> AFMImage:
         """A copy with new heights (same pixel size and provenance), metadata updated."""

@@ -37,8 +37,8 @@ def _positive_env(name: str, default: float) -> float:
         value = float(text)
     except ValueError:
         raise ValueError(f"{name}={text!r} is not a number") from None
-    if not value > 0:
-        raise ValueError(f"{name}={text!r} must be positive")
+    if not 0 < value < float("inf"):
+        raise ValueError(f"{name}={text!r} must be a positive finite number")
     return value
 
 

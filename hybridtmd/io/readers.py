@@ -224,7 +224,7 @@ def _checked_suffix(path: Path) -> str:
     if not exists:
         raise AFMInputError(path, "file not found")
     if not is_file:
-        raise AFMInputError(path, "not a regular file")
+        raise AFMInputError(path, "not a regular file (a folder, FIFO, device or broken link)")
     if suffix is None:
         raise AFMInputError(path, f"unsupported file type {path.suffix.lower()!r}; "
                                   f"supported: {', '.join(SUPPORTED_SUFFIXES)}")

@@ -117,7 +117,7 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         fitted by log-loss on out-of-fold predictions of ``calibration_folds`` folds grouped by
         sample. Changes confidence, never the predicted class.
     calibration_folds : int
-        Folds for the calibration predictions.
+        Folds (at least 2) for the out-of-fold calibration predictions.
     selection_folds : int
         Inner grouped folds that choose the head for ``classifier="auto"`` or a list.
     ood_neighbors : int or None

@@ -24,7 +24,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
-from .._utils import Check, validate_params
+from .._utils import Check, select_device, validate_params, warn_at_user
 from ..descriptors import RELEASE_0_1_0, DescriptorConfig, DescriptorExtractor, is_channel_selection
 from ..descriptors.extract import effective_config
 from ..embeddings import CNNEmbedder
@@ -275,7 +275,8 @@ class HybridFeatures(TransformerMixin, BaseEstimator):
                 d["families"], _from_dict(DescriptorConfig, d["config"]), _flag(d),
                 _from_dict(LevelConfig, d["level_config"]))
             embedder = None if e is None else CNNEmbedder(**{**e, "clip_percentiles": tuple(e["clip_percentiles"]),
-                                                             "cache_dir": _absolute_or_none(e.get("cache_dir"))})
+                                                             "cache_dir": _absolute_or_none(e.get("cache_dir")),
+                                                             "device": runnable_device(e.get("device", "auto"))})
             channels = values.get("channels")  # absent before multichannel models
             return cls(descriptors=descriptors, embedder=embedder, level_images=_flag(values),
                        level_config=_from_dict(LevelConfig, values["level_config"]),
@@ -326,6 +327,22 @@ def with_saved_families(settings: dict[str, Any] | None) -> dict[str, Any] | Non
     if not isinstance(descriptors, dict) or descriptors.get("families") is not None:
         return settings
     return {**settings, "descriptors": {**descriptors, "families": RELEASE_0_1_0}}
+
+
+def runnable_device(device: Any) -> Any:
+    """A saved embedder's ``device`` on this machine: a model saved to run its CNN on CUDA runs it
+    on the CPU where CUDA is absent, with a warning - as XGBoost does with a booster trained on a
+    GPU. The arithmetic is the same; only float rounding differs (within the batch-size tolerance
+    of the embeddings). Any other value is kept (an unknown one fails the embedder's checks)."""
+    if device != "cuda":
+        return device
+    try:
+        select_device("cuda")
+    except ValueError:
+        warn_at_user("the model was saved to embed on device 'cuda', but this machine has no CUDA: "
+                     "embedding on the CPU instead (same arithmetic, float rounding may differ)")
+        return "cpu"
+    return device
 
 
 def _absolute_or_none(cache_dir: Any) -> str | None:

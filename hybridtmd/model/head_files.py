@@ -8,14 +8,13 @@ XGBoost writes its own JSON model; :class:`~hybridtmd.model.heads.KernelSVMHead`
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .._utils import atomic_path
+from .._utils import atomic_path, json_loads
 from ..errors import ModelFileError
 from .heads import KernelSVMHead
 from .persistence import write_json
@@ -61,9 +60,9 @@ def load_head(kind: str, path: Path, arrays: Mapping[str, np.ndarray], params: M
         return head
     cls = KernelSVMHead if kind == "kernel_svm" else StackHead
     try:
-        settings = json.loads(path.read_text(encoding="utf-8"))
+        settings = json_loads(path.read_text(encoding="utf-8"))
         return cls.from_state(settings, {k[len(HEAD_ARRAY_PREFIX):]: v for k, v in arrays.items()
                                          if k.startswith(HEAD_ARRAY_PREFIX)})
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (UnicodeDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
         what = "kernel-SVM" if kind == "kernel_svm" else kind
         raise ModelFileError(f"{path}: not a readable {what} head ({type(exc).__name__}: {exc})") from None

@@ -197,9 +197,10 @@ class KernelSVMHead(ClassifierMixin, BaseEstimator):
         self.cv_scores_ = scores
         self._keep(self._pipeline(best).fit(X, y_enc, svm__sample_weight=weights))
         self.calibration_coef_ = self.calibration_intercept_ = self.calibration_classes_ = None
-        # Platt scaling needs out-of-fold rows of two classes at least: with few samples the
-        # usable inner test folds may hold one class only, and the head then votes one-hot
-        if best in oof and oof[best][1].sum() > len(self.classes_) and len(np.unique(y_enc[oof[best][1]])) > 1:
+        # the calibrator learns from the out-of-fold rows: it needs every class among them (a rare
+        # class whose samples all sat in dropped folds leaves the decision values uncalibrated)
+        if best in oof and oof[best][1].sum() > len(self.classes_) and \
+                len(np.unique(y_enc[oof[best][1]])) == len(self.classes_):
             values, seen = oof[best]
             calibrator = LogisticRegression(C=1.0, max_iter=1000).fit(values[seen], y_enc[seen])
             self.calibration_coef_, self.calibration_intercept_ = calibrator.coef_, calibrator.intercept_

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from .._utils import atomic_path, atomic_write_text, file_sha256
+from .._utils import atomic_path, atomic_write_text, file_sha256, json_loads
 from ..errors import ModelFileError
 
 MANIFEST_NAME = "manifest.json"
@@ -63,8 +63,8 @@ def write_json(path: str | Path, values: Any) -> None:
 def read_json(path: Path) -> Any:
     """The JSON at ``path``; :class:`ModelFileError` naming it when it is not valid JSON."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return json_loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:  # malformed, or nested too deeply
         raise ModelFileError(f"{path}: not valid JSON ({exc})") from None
 
 
@@ -92,8 +92,13 @@ def read_arrays(path: Path) -> dict[str, np.ndarray]:
 
 
 def resolve_key(key: str | bytes | None) -> bytes | None:
-    """The HMAC key: ``key``, else the :data:`KEY_VARIABLE` environment variable, else None."""
+    """The HMAC key: ``key``, else the :data:`KEY_VARIABLE` environment variable (unset or empty:
+    none), else None. An explicit empty key is a ``ValueError``: it would sign with no secret."""
     key = os.environ.get(KEY_VARIABLE) or None if key is None else key
+    if key is not None and not isinstance(key, str | bytes):
+        raise TypeError(f"the model key must be str or bytes, not {type(key).__name__}")
+    if key is not None and not key:
+        raise ValueError("the model key is empty: an HMAC with no secret proves nothing; pass a secret or None")
     return key.encode() if isinstance(key, str) else key
 
 
@@ -129,20 +134,36 @@ def write_manifest(directory: Path, format_name: str, format_version: int, entri
 
 def check_digest(path: Path, manifest: Mapping[str, Any], key: str | bytes | None, required: bool) -> None:
     """:class:`ModelFileError` naming ``path`` when the manifest's digest is absent (and
-    ``required``: formats that write one), does not match, or needs a key that was not given."""
+    ``required``: formats that write one), does not match, or needs a key that was not given; and,
+    when a key is given (``key`` or :data:`KEY_VARIABLE`), when the model is not signed - else a
+    forger without the key would mark a model unsigned (or drop the digest and claim an older
+    format) and recompute a plain SHA-256."""
+    secret = resolve_key(key)
+    if secret is not None and (DIGEST_ENTRY not in manifest or manifest.get("signed") is not True):
+        raise ModelFileError(f"{path}: the model is not signed, but a key is set: only signed models load "
+                             f"with a key (unset {KEY_VARIABLE} to load unsigned ones)")
     if DIGEST_ENTRY not in manifest:
         if required:
             raise ModelFileError(f"{path}: lacks its {DIGEST_ENTRY} (edited, or not written by hybridtmd)")
         return
-    secret = resolve_key(key)
     if manifest.get("signed") is True and secret is None:
         raise ModelFileError(f"{path}: the model is signed; pass its key (key=... or {KEY_VARIABLE})")
-    if manifest.get("signed") is not True:
-        secret = None  # an unsigned model is checked by its plain SHA-256 even when a key is set
     if not isinstance(manifest[DIGEST_ENTRY], str) or not hmac.compare_digest(
             manifest[DIGEST_ENTRY], manifest_digest(manifest, secret)):
         raise ModelFileError(f"{path}: {DIGEST_ENTRY} does not match its content (the manifest was modified "
                              f"after saving{', or the key is wrong' if secret else ''})")
+
+
+def check_model_target(directory: str | Path, marker: str = MANIFEST_NAME) -> None:
+    """:class:`ModelFileError` when a model may not be saved to ``directory``: it is a file, or a
+    folder that is neither empty nor a model directory (no ``marker``) - a dataset, a thesis...
+    Called by :func:`write_model_directory`, and by commands before the work that makes the model."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise ModelFileError(f"{directory}: exists and is not a directory; will not replace it with a model")
+    if directory.is_dir() and any(directory.iterdir()) and not (directory / marker).is_file():
+        raise ModelFileError(f"{directory}: exists, is not empty and holds no {marker}; "
+                             "will not replace it with a model (choose a new or empty directory)")
 
 
 def write_model_directory(directory: str | Path, write: Callable[[Path], Any], marker: str = MANIFEST_NAME) -> Path:
@@ -155,11 +176,7 @@ def write_model_directory(directory: str | Path, write: Callable[[Path], Any], m
     :class:`ModelFileError`.
     """
     directory = Path(directory)
-    if directory.exists() and not directory.is_dir():
-        raise ModelFileError(f"{directory}: exists and is not a directory; will not replace it with a model")
-    if directory.is_dir() and any(directory.iterdir()) and not (directory / marker).is_file():
-        raise ModelFileError(f"{directory}: exists, is not empty and holds no {marker}; "
-                             "will not replace it with a model (choose a new or empty directory)")
+    check_model_target(directory, marker)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.new-"))
     try:
