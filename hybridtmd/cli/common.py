@@ -144,10 +144,6 @@ LevelConfigOption = Annotated[Path | None, typer.Option("--config", help=LEVEL_C
 FoldsOption = Annotated[int, typer.Option(min=2, help="StratifiedGroupKFold folds (grouped by sample), at least 2.")]
 RepeatsOption = Annotated[int, typer.Option(min=1, help="Repeats with reshuffled folds, at least 1.")]
 ReportFolder = Annotated[Path, typer.Option("-o", "--output", help="Report folder.")]
-FixedTestOption = Annotated[bool, typer.Option(
-    "--fixed-test", help="The paper's protocol for data sets with a test split (files named ..._test or a "
-    "manifest split column): test always on those images, train on --folds - 1 of --folds grouped folds of the "
-    "rest.")]
 
 
 def parse_pattern(text: str | None) -> str | None:
@@ -331,26 +327,6 @@ def load_dataset_images(ds: Any, channels: list[str] | None = None) -> Any:
     for first, second, reason in report.duplicates:
         warn_line(f"{second}: {reason} ({first}): a train/test leak that grouped folds cannot see")
     return report
-
-
-def outer_folds(dataset: Any, folds: int, fixed_test: bool) -> tuple[Any, str]:
-    """The outer splitter of ``evaluate``/``compare`` and the sentence naming it: shuffled
-    ``StratifiedGroupKFold(folds)`` by sample, or with ``fixed_test`` the paper's
-    :class:`~hybridtmd.splits.FixedTestSplit` on the data set's ``test`` images."""
-    from sklearn.model_selection import StratifiedGroupKFold
-
-    from ..splits import FixedTestSplit
-
-    if not fixed_test:
-        return StratifiedGroupKFold(folds, shuffle=True), f"StratifiedGroupKFold({folds}) by sample"
-    splits = dataset.splits if dataset.splits is not None else [None] * len(dataset)
-    n_test = sum(str(s).lower() == "test" for s in splits)
-    if n_test == 0:
-        fail("--fixed-test needs images whose split is test (files named ..._test, or a manifest split column); "
-             "this data set has none", code=2)
-    return FixedTestSplit(splits, folds), (f"fixed test split ({n_test} images named _test, the paper's protocol); "
-                                           f"training on {folds - 1} of {folds} StratifiedGroupKFold folds by "
-                                           "sample of the rest, one model per left-out fold")
 
 
 def labelled_images(source: Path, pattern: str | None, options: dict[str, Any] | None = None, *,

@@ -13,7 +13,6 @@ from .common import (
     ChannelOption,
     ChannelsOption,
     ConfigOption,
-    FixedTestOption,
     FoldsOption,
     LabelledDataset,
     LowDataOption,
@@ -31,11 +30,35 @@ from .common import (
     labelled_images,
     model_from_config,
     needed_channels,
-    outer_folds,
     read_options,
     report_errors,
     use_file_backend,
 )
+
+FixedTestOption = Annotated[bool, typer.Option(
+    "--fixed-test", help="The paper's protocol for data sets with a test split (files named ..._test or a "
+    "manifest split column): test always on those images, train on --folds - 1 of --folds grouped folds of the "
+    "rest.")]
+
+
+def outer_folds(dataset: Any, folds: int, fixed_test: bool) -> tuple[Any, str]:
+    """The outer splitter of ``evaluate``/``compare`` and the sentence naming it: shuffled
+    ``StratifiedGroupKFold(folds)`` by sample, or with ``fixed_test`` the paper's
+    :class:`~hybridtmd.splits.FixedTestSplit` on the data set's ``test`` images."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    from ..splits import FixedTestSplit
+
+    if not fixed_test:
+        return StratifiedGroupKFold(folds, shuffle=True), f"StratifiedGroupKFold({folds}) by sample"
+    splits = dataset.splits if dataset.splits is not None else [None] * len(dataset)
+    n_test = sum(str(s).lower() == "test" for s in splits)
+    if n_test == 0:
+        fail("--fixed-test needs images whose split is test (files named ..._test, or a manifest split column); "
+             "this data set has none", code=2)
+    return FixedTestSplit(splits, folds), (f"fixed test split ({n_test} images named _test, the paper's protocol); "
+                                           f"training on {folds - 1} of {folds} StratifiedGroupKFold folds by "
+                                           "sample of the rest, one model per left-out fold")
 
 
 def _cross_validate(model: Any, table: Any, labels: Any, groups: Any, *, ablation: bool, low_data: list[int] | None,
