@@ -227,3 +227,15 @@ def test_cli_embed_skips_bad_file(tmp_path):
     table = pd.read_csv(out)
     assert list(table.columns[:4]) == ["path", "label", "group", "latent_0000"] and table.shape == (5, 3 + 1280)
     assert not list(tmp_path.glob(".emb.csv*"))  # atomic write left no temporary
+
+
+def test_cnn_inputs_and_descriptors_share_one_normalisation():
+    """Issue 19: the descriptors' grey image and both CNN inputs (the hybrid's embedder and the
+    fine-tuning baseline) clip heights to the same percentiles by default."""
+    from hybridtmd.baseline import FineTuneClassifier
+    from hybridtmd.descriptors import DescriptorConfig
+    from hybridtmd.preprocess import NORMALISE_PERCENTILES
+
+    assert tuple(CNNEmbedder().clip_percentiles) == NORMALISE_PERCENTILES
+    assert tuple(FineTuneClassifier().clip_percentiles) == NORMALISE_PERCENTILES
+    assert tuple(DescriptorConfig().normalise_percentiles) == NORMALISE_PERCENTILES

@@ -38,6 +38,7 @@ from ..embeddings import (
 )
 from ..errors import ModelFileError
 from ..io import AFMImage, check_images
+from ..preprocess import NORMALISE_PERCENTILES
 from .multilabel import ElementLoss, class_log_likelihood, element_matrix, material_elements
 from .network import (
     AMP_DTYPES,
@@ -132,7 +133,8 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
     input_size : int, optional
         Square CNN input side; default the backbone's (224).
     clip_percentiles : (low, high)
-        Per-image height percentiles mapped to 0 and 1.
+        Per-image height percentiles mapped to 0 and 1; default the one normalisation of the
+        descriptors and the hybrid's embedder (:data:`~hybridtmd.preprocess.NORMALISE_PERCENTILES`).
     device : "auto" | "cpu" | "cuda"
         ``auto``: CUDA when available.
     random_state : int, RandomState or None
@@ -181,7 +183,7 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
         augment: bool = True,
         class_weight: Literal["balanced"] | dict[Any, float] | None = "balanced",
         input_size: int | None = None,
-        clip_percentiles: tuple[float, float] = (1.0, 99.0),
+        clip_percentiles: tuple[float, float] = NORMALISE_PERCENTILES,
         device: Literal["auto", "cpu", "cuda"] = "auto",
         random_state: int | np.random.RandomState | None = 0,
         progress: bool | None = None,

@@ -17,6 +17,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._utils import DEVICES, Interval, Options, ProgressBar, select_device, validate_params
 from ..errors import HybridTMDError
 from ..io import AFMImage, check_images
+from ..preprocess import NORMALISE_PERCENTILES
 from .backbones import Backbone, create_backbone, shared_model
 from .cache import CACHE_FORMAT_VERSION, EmbeddingCache, cache_key
 from .inputs import CLIP_PERCENTILES, INPUT_SIZE, image_views, tile_count
@@ -87,7 +88,9 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
     input_size : int, optional
         Square CNN input side; default the backbone's (224).
     clip_percentiles : (low, high)
-        Per-image height percentiles mapped to 0 and 1.
+        Per-image height percentiles mapped to 0 and 1; default
+        :data:`~hybridtmd.preprocess.NORMALISE_PERCENTILES` (0.5, 99.5), the descriptors' grey
+        image's too, so both branches see the same contrast.
     tile_size_px, tile_stride_px : int, optional
         Embed square tiles of this many source pixels (stride default: tile size) and average
         them; images smaller than a tile are embedded whole.
@@ -136,7 +139,7 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
         weights: str | Path | None = None,
         tta: Literal["none", "d4"] = "none",
         input_size: int | None = None,
-        clip_percentiles: tuple[float, float] = (1.0, 99.0),
+        clip_percentiles: tuple[float, float] = NORMALISE_PERCENTILES,
         tile_size_px: int | None = None,
         tile_stride_px: int | None = None,
         batch_size: int = 32,
