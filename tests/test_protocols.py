@@ -271,3 +271,18 @@ def test_evaluate_takes_the_fixed_test_split(tmp_path):
     result = runner.invoke(app, ["evaluate", str(data), "-o", str(tmp_path / "r2"), "--config", str(config),
                                  "--folds", "3", "--fixed-test"])
     assert result.exit_code == 2 and "--fixed-test needs images whose split is test" in result.output
+
+
+def test_training_curves_mark_the_kept_epoch():
+    import json
+
+    from hybridtmd.evaluation.figures import plot_curves, training_curves
+
+    history = [{"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.0, "val_accuracy": 0.5, "val_macro_f1": f}
+               for e, f in zip(range(1, 6), [0.2, 0.6, 0.4, 0.6, 0.5], strict=True)]
+    folds = pd.DataFrame({"model": ["fine-tune", "hybrid"], "repeat": [0, 0], "fold": [0, 0],
+                          "history": [json.dumps(history), None], "kept_epoch": [2, None]})
+    curves = training_curves(folds)
+    assert len(curves) == 5 and curves.loc[curves["kept"], "epoch"].tolist() == [2]
+    figure = plot_curves(curves)
+    assert len(figure.axes[1].lines) == 2  # the curve and the kept-epoch dot

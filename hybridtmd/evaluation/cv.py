@@ -165,14 +165,17 @@ def reported_flops(fitted: Any, n_test: int) -> dict[str, float]:
 
 def training_record(fitted: Any) -> dict[str, Any]:
     """What a fitted model says about its own training: the head its inner grouped CV chose
-    (``head``, for :class:`~hybridtmd.model.HybridClassifier`), the backbone it actually ran and
-    its per-epoch curve (JSON), for models that record them (the fine-tuning baseline)."""
+    (``head``, for :class:`~hybridtmd.model.HybridClassifier`), the backbone it actually ran, the
+    epoch whose weights it kept and its per-epoch curve (JSON), for models that record them (the
+    fine-tuning baseline)."""
     out: dict[str, Any] = {}
     selection = getattr(fitted, "head_selection_", None)
     if isinstance(selection, Mapping) and "choice" in selection:
         out["head"] = str(selection["choice"])
     if hasattr(fitted, "backbone_used_"):
         out["backbone"] = fitted.backbone_used_
+    if getattr(fitted, "best_epoch_", None):
+        out["kept_epoch"] = int(fitted.best_epoch_)
     if getattr(fitted, "history_", None):
         import json
 

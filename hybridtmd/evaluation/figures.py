@@ -55,14 +55,17 @@ def training_curves(folds: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     rows = []
     for _, fold in folds.dropna(subset=["history"]).iterrows():
+        kept = fold.get("kept_epoch")
         for entry in json.loads(fold["history"]):
-            rows.append({"model": fold["model"], "repeat": fold["repeat"], "fold": fold["fold"], **entry})
+            rows.append({"model": fold["model"], "repeat": fold["repeat"], "fold": fold["fold"], **entry,
+                         "kept": bool(pd.notna(kept) and entry["epoch"] == kept)})
     return pd.DataFrame(rows)
 
 
 def plot_curves(curves: pd.DataFrame) -> Any:
     """Training and validation loss (left) and validation macro-F1 (right) per epoch, one line per
-    fold; returns the Figure. A plateau of the validation curves is what convergence looks like."""
+    fold, the kept epoch as a dot; returns the Figure. A plateau of the validation curves is what
+    convergence looks like."""
     import matplotlib.pyplot as plt
 
     fig, (ax_loss, ax_f1) = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
@@ -73,6 +76,10 @@ def plot_curves(curves: pd.DataFrame) -> Any:
         if part["val_loss"].notna().any():
             ax_loss.plot(part["epoch"], part["val_loss"], color=color, label=f"{label} validation")
             ax_f1.plot(part["epoch"], part["val_macro_f1"], color=color, label=label)
+        kept = part[part["kept"]] if "kept" in part else part.iloc[:0]
+        if len(kept):  # the epoch whose weights the fold kept
+            ax_loss.plot(kept["epoch"], kept["val_loss"], "o", color=color, ms=6, mec="black")
+            ax_f1.plot(kept["epoch"], kept["val_macro_f1"], "o", color=color, ms=6, mec="black")
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("loss (class-weighted)")
     ax_loss.legend(fontsize=6)

@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from .._utils import atomic_write_csv, atomic_write_text
 from ..plotting import save_figure
 from .figures import plot_confusion, plot_curves, plot_evaluation, training_curves
@@ -72,8 +74,9 @@ def write_comparison_report(result: Evaluation, output: str | Path, *, title: st
     if not curves.empty:
         atomic_write_csv(curves, output / "curves.csv", index=False)
         save_figure(plot_curves(curves), output / "curves.png")
-        lines += ["Fine-tuning curves per fold (training loss, validation loss and macro-F1 per epoch; the kept "
-                  "epoch is marked):", "", "![curves](curves.png)", ""]
+        kept = "; the kept epoch is a dot" if curves.get("kept", pd.Series(dtype=bool)).any() else ""
+        lines += [f"Fine-tuning curves per fold (training loss, validation loss and macro-F1 per epoch{kept}):", "",
+                  "![curves](curves.png)", ""]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
     plot_evaluation(result, "accuracy", ax=axes[0])
     plot_evaluation(result, "macro_f1", ax=axes[1])
