@@ -56,7 +56,7 @@ def outer_folds(dataset: Any, folds: int, fixed_test: bool) -> tuple[Any, str]:
     if n_test == 0:
         fail("--fixed-test needs images whose split is test (files named ..._test, or a manifest split column); "
              "this data set has none", code=2)
-    return FixedTestSplit(splits, folds), (f"fixed test split ({n_test} images named _test, the paper's protocol); "
+    return FixedTestSplit(splits, folds), (f"fixed test split ({n_test} test images, the paper's protocol); "
                                            f"training on {folds - 1} of {folds} StratifiedGroupKFold folds by "
                                            "sample of the rest, one model per left-out fold")
 
