@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from corpus.files import skipped_reasons
 from corpus.make_corpus import PIXEL_NM, make_corpus, make_good, make_huge_tiff, surface
 from corpus.tampering import forge_manifest
 from typer.testing import CliRunner
@@ -271,22 +272,12 @@ def mixed_folder(tmp_path_factory):
     return folder, cases, good_files, bad_files
 
 
-def _skipped(output: str) -> dict[str, str]:
-    """file name -> reason, from the `skipped <file>: <reason>` lines of a batch command."""
-    found = {}
-    for line in output.splitlines():
-        m = re.match(r"\s+skipped (\S+): (.+)$", line)
-        if m:
-            found[m.group(1).rsplit("/", 1)[-1]] = m.group(2)
-    return found
-
-
 def _check_batch(result, written: set[str], good_files: set[str], bad_files: set[str]) -> None:
     assert result.exit_code == 1, result.output  # some files were skipped...
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     assert "Traceback" not in result.output
     assert written == good_files  # ...every good file has its row
-    skipped = _skipped(result.output)
+    skipped = skipped_reasons(result.output)
     assert set(skipped) == bad_files, set(skipped) ^ bad_files  # every bad one is reported
     assert all(reason.strip() for reason in skipped.values())
 
@@ -298,7 +289,7 @@ def test_batch_extract_over_a_mixed_folder(mixed_folder, tmp_path):
     table = pd.read_csv(out)
     _check_batch(result, {p.rsplit("/", 1)[-1] for p in table["path"]}, good_files, bad_files)
     assert table.filter(like="sq_nm").notna().all().all()
-    skipped = _skipped(result.output)
+    skipped = skipped_reasons(result.output)
     assert "NaN/inf" in skipped[next(n for n in bad_files if "nanfilled" in n)]
     assert "no pixel size" in skipped[next(n for n in bad_files if "nopixelsize" in n)]
 
@@ -334,7 +325,7 @@ def test_batch_predict_over_mixed_files(mixed_folder, image_model_dir, tmp_path)
     _check_batch(result, {p.rsplit("/", 1)[-1] for p in table["file"]}, good_files,
                  bad_files | {cases["wrong_extension"].path.name})
     assert set(table["label"]) <= {"MoS2", "WSe2"}
-    assert "unsupported file type '.dat'" in _skipped(result.output)[cases["wrong_extension"].path.name]
+    assert "unsupported file type '.dat'" in skipped_reasons(result.output)[cases["wrong_extension"].path.name]
 
 
 def test_batch_predict_with_a_broken_model_is_one_clear_error(image_model_dir, tmp_path):

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+from corpus.files import shared_afm_files
 
 from hybridtmd.descriptors import DescriptorExtractor, RegistryError, extract_descriptors, list_descriptors
 from hybridtmd.io import AFMImage
@@ -64,20 +63,12 @@ def test_missing_channel_gives_nan_with_reason_and_height_only_families_are_refu
         DescriptorExtractor(channels={"ph ase": ["areal"]}).fit(scans)
 
 
-def _afm_files() -> Path | None:
-    here = Path(__file__).resolve()
-    for root in (Path("/work/shared"), here.parents[2] / "shared", here.parents[1].parent / "shared"):
-        if (root / "data" / "afm_files" / "di-3.di").is_file():
-            return root / "data" / "afm_files"
-    return None
-
-
 def test_multichannel_bruker_file():
     import hybridtmd.io
 
-    folder = _afm_files()
-    if folder is None:
-        pytest.skip("../shared/data/afm_files is absent")
+    folder = shared_afm_files()
+    if folder is None or not (folder / "di-3.di").is_file():
+        pytest.skip("../shared/data/afm_files/di-3.di is absent")
     if not hasattr(hybridtmd.io, "load_channels"):
         pytest.skip("hybridtmd.io.load_channels (the multichannel readers) is not in this tree yet")
     channels = hybridtmd.io.load_channels(folder / "di-3.di")

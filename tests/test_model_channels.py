@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from corpus.files import shared_afm_files
 from typer.testing import CliRunner
 
 from hybridtmd.cli import app
@@ -195,19 +196,11 @@ def test_train_evaluate_predict_explain_with_channels(gwy_dataset, tmp_path):
     assert result.exit_code == 2 and "identifiers" in result.output
 
 
-def _afm_files() -> Path | None:
-    here = Path(__file__).resolve()
-    for root in (Path("/work/shared"), here.parents[2] / "shared", here.parents[1].parent / "shared"):
-        if (root / "data" / "afm_files" / "di-3.di").is_file():
-            return root / "data" / "afm_files"
-    return None
-
-
 def test_real_bruker_file_extract_and_features_with_height_and_phase(tmp_path):
     """di-3.di (Bruker Dimension Icon): channels ZSensor, AmplitudeError, Phase, Height."""
-    folder = _afm_files()
-    if folder is None:
-        pytest.skip("../shared/data/afm_files is absent")
+    folder = shared_afm_files()
+    if folder is None or not (folder / "di-3.di").is_file():
+        pytest.skip("../shared/data/afm_files/di-3.di is absent")
     path = folder / "di-3.di"
     manifest = tmp_path / "manifest.csv"
     manifest.write_text(f"path,label,group\n{path},film,s1\n")

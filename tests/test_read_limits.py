@@ -5,8 +5,6 @@ whole in the part kept, read exactly the heights of the whole file (never a wron
 
 from __future__ import annotations
 
-import os
-import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from corpus.files import sample_files_folder, shared_afm_files, skipped_reasons
 from corpus.make_corpus import make_good
 from typer.testing import CliRunner
 
@@ -37,15 +36,9 @@ HANG_S = 20.0
 
 
 def _real_files() -> list[Path]:
-    here = Path(__file__).resolve()
-    found = []
-    for root in (Path("/work/shared"), here.parents[2] / "shared", here.parents[1].parent / "shared"):
-        folder = root / "data" / "afm_files"
-        if folder.is_dir():
-            found = sorted(p for p in folder.iterdir() if p.suffix != ".md")
-            break
-    samples = Path(os.environ.get("HYBRIDTMD_SAMPLE_FILES") or here.parent / "fixtures" / "vendor_samples")
-    if samples.is_dir():
+    shared, samples = shared_afm_files(), sample_files_folder()
+    found = [] if shared is None else sorted(p for p in shared.iterdir() if p.suffix != ".md")
+    if samples is not None:
         found += sorted(p for p in samples.iterdir() if p.suffix in (".jpk", ".stp", ".top", ".gwy", ".ibw", ".spm"))
     return found
 
@@ -61,16 +54,6 @@ def hanging_format(monkeypatch):
     register_reader(".hang", _hanging_reader)
     yield
     unregister_reader(".hang")
-
-
-def _skipped(output: str) -> dict[str, str]:
-    """file name -> reason, from the `skipped <file>: <reason>` lines of a batch command."""
-    found = {}
-    for line in output.splitlines():
-        m = re.match(r"\s+skipped (\S+): (.+)$", line)
-        if m:
-            found[m.group(1).rsplit("/", 1)[-1]] = m.group(2)
-    return found
 
 
 def test_a_hanging_reader_is_cut_off_with_one_error_naming_the_file(tmp_path, hanging_format):
@@ -144,8 +127,8 @@ def test_a_batch_skips_the_hanging_file_and_reads_the_rest(tmp_path, hanging_for
     result = runner.invoke(app, ["info", str(good[0]), str(stuck), str(good[1])], env={"COLUMNS": "1000"})
     assert time.perf_counter() - start < LIMIT_S + 5
     assert result.exit_code == 1
-    assert list(_skipped(result.output)) == ["stuck.hang"]
-    assert "did not finish within 1 s" in _skipped(result.output)["stuck.hang"]
+    assert list(skipped_reasons(result.output)) == ["stuck.hang"]
+    assert "did not finish within 1 s" in skipped_reasons(result.output)["stuck.hang"]
     assert all(f"{p.name}: " in result.output for p in good)
 
 
@@ -211,11 +194,22 @@ def test_info_reports_each_damaged_file_on_one_line(damaged, monkeypatch):
     monkeypatch.setenv("HYBRIDTMD_READ_TIMEOUT", "5")
     result = runner.invoke(app, ["info", *(str(folder / n) for n in origin)], env={"COLUMNS": "1000"})
     assert result.exit_code == 1 and "Traceback" not in result.output
-    skipped = _skipped(result.output)
+    skipped = skipped_reasons(result.output)
     listed = {line.split(": ", 1)[0] for line in result.output.splitlines() if not line.startswith(" ")}
     for name, whole in origin.items():
         _check_outcome(name, whole, folder, skipped, listed - set(skipped))
     assert sum(1 for n in origin if n.startswith("garbage")) <= len(skipped)
+
+
+def _check_batch(result, table: Path, column: str, good: list[Path], origin: dict, folder: Path) -> None:
+    """A batch command over good and damaged files: exit 1 without a traceback, every good file
+    in its output ``table`` (``column`` names the file), each damaged one as its case says."""
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    written = {Path(p).name for p in pd.read_csv(table)[column]}
+    skipped = skipped_reasons(result.output)
+    assert {p.name for p in good} <= written
+    for name, whole in origin.items():
+        _check_outcome(name, whole, folder, skipped, written)
 
 
 def test_extract_and_predict_batches_skip_each_damaged_file(damaged, tmp_path, monkeypatch):
@@ -232,12 +226,7 @@ def test_extract_and_predict_batches_skip_each_damaged_file(damaged, tmp_path, m
                   (len(files) % 2), "group": [f"g{i}" for i in range(len(files))]}).to_csv(manifest, index=False)
     out = tmp_path / "features.csv"
     result = runner.invoke(app, ["extract", str(manifest), "-o", str(out), "--families", "areal"])
-    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
-    written = {Path(p).name for p in pd.read_csv(out)["path"]}
-    skipped = _skipped(result.output)
-    assert {p.name for p in good} <= written
-    for name, whole in origin.items():
-        _check_outcome(name, whole, folder, skipped, written)
+    _check_batch(result, out, "path", good, origin, folder)
 
     data = make_synthetic_dataset(n_samples=6, size_px=64, materials=["MoS2", "WSe2"], seed=1)
     features = HybridFeatures(descriptors=DescriptorExtractor(families="areal", level_images=False), embedder=None)
@@ -246,12 +235,7 @@ def test_extract_and_predict_batches_skip_each_damaged_file(damaged, tmp_path, m
         data.images, data.labels, groups=data.groups).save(tmp_path / "model")
     predictions = tmp_path / "predictions.csv"
     result = runner.invoke(app, ["predict", str(model_dir), *map(str, files), "-o", str(predictions)])
-    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
-    written = {Path(p).name for p in pd.read_csv(predictions)["file"]}
-    skipped = _skipped(result.output)
-    assert {p.name for p in good} <= written
-    for name, whole in origin.items():
-        _check_outcome(name, whole, folder, skipped, written)
+    _check_batch(result, predictions, "file", good, origin, folder)
 
 
 def test_a_cut_multi_page_tiff_is_refused_not_read_with_fewer_pages(tmp_path, rng):

@@ -13,7 +13,6 @@ agree with AFMReader 0.0.7 as the cross-check tests below state.
 
 from __future__ import annotations
 
-import os
 import shutil
 import warnings
 from contextlib import nullcontext
@@ -21,28 +20,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from corpus.files import sample_files_folder, shared_afm_files
 from typer.testing import CliRunner
 
 from hybridtmd.cli import app
 from hybridtmd.errors import AFMInputWarning
 from hybridtmd.io import list_channels, load_channels, load_image
 
-
-def _sample_folder() -> Path | None:
-    named = os.environ.get("HYBRIDTMD_SAMPLE_FILES")
-    folder = Path(named) if named else Path(__file__).resolve().parent / "fixtures" / "vendor_samples"
-    return folder if folder.is_dir() and any(folder.iterdir()) else None
-
-
-def _shared_files() -> Path | None:
-    here = Path(__file__).resolve()
-    for root in (Path("/work/shared"), here.parents[2] / "shared", here.parents[1].parent / "shared"):
-        if (root / "data" / "afm_files").is_dir():
-            return root / "data" / "afm_files"
-    return None
-
-
-SAMPLES = _sample_folder()
+SAMPLES = sample_files_folder()
 
 M = "m"
 #: file -> (pixels (rows, cols), scan size nm (x, y), channels (name, unit) as listed, default
@@ -273,7 +258,7 @@ def test_wsxm_top_agrees_with_afmreader_up_to_its_z_range(stem, afmreader):
     np.testing.assert_allclose((data - data.min()) / theirs, (image.height - image.height.min()) / ours, atol=1e-6)
 
 
-SHARED = _shared_files()
+SHARED = shared_afm_files()
 
 
 @pytest.mark.skipif(SHARED is None, reason="../shared/data/afm_files is absent")

@@ -4,26 +4,15 @@ list_channels and `hybridtmd info`. Skipped when ../shared is absent."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+from corpus.files import shared_afm_files
 from typer.testing import CliRunner
 
 from hybridtmd.cli import app
 from hybridtmd.io import list_channels, load_channels, load_image
 
-
-def _shared_files() -> Path | None:
-    here = Path(__file__).resolve()
-    for root in (Path("/work/shared"), here.parents[2] / "shared", here.parents[1].parent / "shared"):
-        folder = root / "data" / "afm_files"
-        if folder.is_dir():
-            return folder
-    return None
-
-
-FOLDER = _shared_files()
+FOLDER = shared_afm_files()
 pytestmark = pytest.mark.skipif(FOLDER is None, reason="../shared/data/afm_files is absent")
 
 #: The README's table: (pixels, scan size nm, channels (name, unit), default channel, its std in nm,
