@@ -464,11 +464,11 @@ def model_from_config(config: Path | None, cache_dir: Path | None = None, channe
     from ..config import load_config
     from ..model import HybridClassifier
 
-    try:
+    try:  # load_config turns a too deeply nested file into a ConfigError itself
         settings = load_config(config)
         model = HybridClassifier.from_config(settings)
-    except (HybridTMDError, ValueError, RecursionError) as exc:
-        fail(str(exc) if not isinstance(exc, RecursionError) else f"{config}: nested too deeply")
+    except (HybridTMDError, ValueError) as exc:
+        fail(str(exc))
     features = model.features
     if channels is not None:
         if features.descriptors is None:

@@ -115,24 +115,25 @@ def permutation_lines(test: Mapping[str, float]) -> list[str]:
             f"possible p is {1 / (1 + test['n_permutations']):.3g}).", ""]
 
 
+def per_model_line(folds: Any, column: str, title: str, summarise: Any) -> list[str]:
+    """``title: model: summary; ...`` of a fold-table ``column`` (rows without it left out),
+    ``summarise`` turning one model's values into text; nothing when the column is absent."""
+    if column not in folds:
+        return []
+    summary = folds.dropna(subset=[column]).groupby("model", sort=False)[column].agg(summarise)
+    return [f"{title}: " + "; ".join(f"{m}: {text}" for m, text in summary.items()), ""]
+
+
 def head_lines(folds: Any) -> list[str]:
     """Which head each hybrid model's inner grouped CV chose, counted over its folds (``auto``
     may choose differently per fold; a fixed head shows once)."""
-    if "head" not in folds:
-        return []
-    counts = folds.dropna(subset=["head"]).groupby("model", sort=False)["head"].agg(
-        lambda s: ", ".join(f"{head} {n}x" for head, n in s.value_counts().items()))
-    return ["Head per fold (chosen inside each training fold): " + "; ".join(f"{m}: {c}" for m, c in counts.items()),
-            ""]
+    return per_model_line(folds, "head", "Head per fold (chosen inside each training fold)",
+                          lambda s: ", ".join(f"{head} {n}x" for head, n in s.value_counts().items()))
 
 
 def backbone_lines(folds: Any) -> list[str]:
     """Which network each row actually ran (a fine-tuning fallback shows here)."""
-    if "backbone" not in folds:
-        return []
-    used = folds.dropna(subset=["backbone"]).groupby("model", sort=False)["backbone"].agg(
-        lambda s: ", ".join(sorted(set(map(str, s)))))
-    return ["Backbones actually used: " + "; ".join(f"{m}: {b}" for m, b in used.items()), ""]
+    return per_model_line(folds, "backbone", "Backbones actually used", lambda s: ", ".join(sorted(set(map(str, s)))))
 
 
 def format_ratios(ratios: Mapping[str, float]) -> str:
