@@ -101,7 +101,11 @@ class FixedTestSplit:
         check_grouped_split(rest, test, groups)
         folds = StratifiedGroupKFold(self.n_splits, shuffle=self.shuffle,
                                      random_state=self.random_state if self.shuffle else None)
-        for train, _validation in folds.split(np.zeros(len(rest)), y[rest], groups[rest]):
+        try:  # scikit-learn's message alone would not say it is about the images outside the test split
+            rest_folds = list(folds.split(np.zeros(len(rest)), y[rest], groups[rest]))
+        except ValueError as exc:
+            raise ValueError(f"the images outside the test split cannot be divided into folds: {exc}") from None
+        for train, _validation in rest_folds:
             yield rest[train], test
 
 

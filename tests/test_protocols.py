@@ -242,6 +242,9 @@ def test_fixed_test_split_is_the_papers():
         grouped_splits(y, groups, FixedTestSplit(leaky, n_splits=4))
     with pytest.raises(ValueError, match="needs images whose split is 'test'"):
         grouped_splits(y, groups, FixedTestSplit(["train"] * len(y), n_splits=4))
+    with pytest.raises(ValueError, match="the images outside the test split cannot be divided into folds"):
+        # three samples outside the test split, one per class: too few for 4 folds
+        grouped_splits(y, groups, FixedTestSplit(np.where(groups < 3, "train", "test"), n_splits=4))
 
 
 def test_evaluate_takes_the_fixed_test_split(tmp_path):
