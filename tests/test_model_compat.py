@@ -1,4 +1,6 @@
-"""Models saved by an earlier release load and predict exactly as they did (tests/fixtures/)."""
+"""Models saved by an earlier release load and predict as they did (tests/fixtures/), within the
+reproducibility contract's cross-CPU bound: the fixtures' probabilities were computed on an AVX2
+machine, and this one may have other kernels (README, "Reproducibility")."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from reproducibility import CROSS_ISA_BOUND
 
 from hybridtmd.datasets import load_example_dataset
 from hybridtmd.model import HybridClassifier
@@ -27,4 +30,4 @@ def test_release_model_predicts_as_it_did(name, images):
     model = HybridClassifier.load(RELEASE / name)
     expected = EXPECTED["models"][name]
     assert [str(c) for c in model.classes_] == expected["classes"]
-    np.testing.assert_allclose(model.predict_proba(images), expected["proba"], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(model.predict_proba(images), expected["proba"], rtol=0, atol=CROSS_ISA_BOUND)

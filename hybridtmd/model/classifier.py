@@ -67,14 +67,15 @@ from .schema import (
     model_card,
 )
 from .selection import HEAD_CHOICES, choose_head, fit_head, is_head_list, make_head
+from .split_points import CENTRED_SINCE, centre_saved_splits
 from .stack import StackHead
 
 MODEL_FORMAT = "hybridtmd-model"
-#: Version of the model directory layout written by :meth:`HybridClassifier.save`; every older
-#: one still loads. 4: one digest over the directory, head selection, stack heads, resolved
-#: descriptor families; 3: the features' levelling flag is ``level_images`` (``level`` before);
-#: 2: the "head" entry and kernel-SVM heads; 1: XGBoost heads only.
-MODEL_FORMAT_VERSION = 4
+#: Version of the model directory layout :meth:`HybridClassifier.save` writes; all older ones load.
+#: 5: XGBoost splits midway between training values (:mod:`.split_points`; older: centred at load);
+#: 4: a digest over the directory, head selection, stack heads, resolved descriptor families;
+#: 3: ``level_images`` (``level`` before); 2: "head" entry, kernel-SVM heads; 1: XGBoost only.
+MODEL_FORMAT_VERSION = CENTRED_SINCE
 #: the first format whose manifest carries a digest over the whole model directory
 DIGEST_SINCE = 4
 CLASSIFIER_NAME = "classifier.json"
@@ -286,14 +287,11 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         return choose_head(self.classifier, self.feature_names_, X, y_enc, weights, groups, self.selection_folds,
                            self.random_state, self.n_jobs)
 
-    def _make_head(self) -> Any:
-        return make_head(self.classifier, self.head_selection_, self.feature_names_, self.random_state,
-                         self.n_jobs)
-
     def _fit_head(self, X: np.ndarray, y_enc: np.ndarray, weights: np.ndarray, groups: np.ndarray,
                   stacklevel: int = 3) -> Any:
         """A new head fitted on the rows; ``stacklevel`` of its warning points at the user's call."""
-        return fit_head(self._make_head(), X, y_enc, weights, groups, stacklevel=stacklevel + 1)
+        head = make_head(self.classifier, self.head_selection_, self.feature_names_, self.random_state, self.n_jobs)
+        return fit_head(head, X, y_enc, weights, groups, stacklevel=stacklevel + 1)
 
     def _set_head_features(self) -> None:
         """``head_feature_names_`` / ``head_feature_groups_``: the stack's trees also see its SVM
@@ -442,6 +440,8 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         check_head(path, head, len(manifest["classes"]), manifest["n_features_in"])
         check_ood(path, manifest["ood_threshold"], arrays.get(OOD_ARRAY_PREFIX + "reference"),
                   manifest["n_features_in"])
+        if manifest["format_version"] < CENTRED_SINCE:
+            centre_saved_splits(head, arrays, OOD_ARRAY_PREFIX, directory)
         if "classifier" not in manifest["params"]:  # a given estimator: refitting uses the same head settings
             model.set_params(classifier=clone(head))
         model._restore_fitted(manifest, head, arrays, directory / ARRAYS_NAME)

@@ -30,6 +30,7 @@ from sklearn.utils.validation import has_fit_parameter
 
 from ..splits import inner_grouped_splits
 from .heads import KernelSVMHead, default_head
+from .split_points import centre_splits, is_xgboost
 from .stack import StackHead, latent_indices
 
 #: the heads a name may stand for, and the candidates of ``classifier="auto"``
@@ -88,14 +89,20 @@ def candidate_heads(classifier: Any, feature_names: Sequence[str], random_state:
 def fit_head(head: Any, X: np.ndarray, y: np.ndarray, weights: np.ndarray, groups: np.ndarray,
              stacklevel: int = 2) -> Any:
     """Fit ``head`` with the sample weights and groups it accepts (a warning, placed
-    ``stacklevel`` frames up, when it takes no weights but they are not all equal)."""
+    ``stacklevel`` frames up, when it takes no weights but they are not all equal). An XGBoost
+    head's split points are then moved off the training values (:func:`.split_points.centre_splits`:
+    the same predictions on every CPU)."""
     extra = {"groups": groups} if has_fit_parameter(head, "groups") else {}
     if has_fit_parameter(head, "sample_weight"):
-        return head.fit(X, y, sample_weight=weights, **extra)
-    if not np.allclose(weights, weights[0]):
-        warnings.warn(f"{type(head).__name__} takes no sample_weight: class/sample weights ignored",
-                      UserWarning, stacklevel=stacklevel + 1)
-    return head.fit(X, y, **extra)
+        head.fit(X, y, sample_weight=weights, **extra)
+    else:
+        if not np.allclose(weights, weights[0]):
+            warnings.warn(f"{type(head).__name__} takes no sample_weight: class/sample weights ignored",
+                          UserWarning, stacklevel=stacklevel + 1)
+        head.fit(X, y, **extra)
+    if is_xgboost(head):
+        centre_splits(head, X)
+    return head
 
 
 def _svm_key(svm: KernelSVMHead, columns: np.ndarray, n_features: int) -> tuple:

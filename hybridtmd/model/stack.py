@@ -36,6 +36,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .._utils import Check, Interval, validate_params
 from .columns import LATENT_PREFIX, SVM_PROBA_PREFIX
 from .heads import KernelSVMHead, check_sample_weight, default_head, power_l2_normalise
+from .split_points import centre_splits
 
 
 def _column_indices(values: Any) -> bool:
@@ -120,7 +121,9 @@ class StackHead(ClassifierMixin, BaseEstimator):
             raise ValueError("the SVM has no out-of-fold probabilities for these rows (fit it on them first)")
         self.xgboost_ = default_head(self.random_state, self.n_jobs) if self.xgboost is None else clone(self.xgboost)
         weights = check_sample_weight(sample_weight, len(X_arr))
-        self.xgboost_.fit(self._augment(X_arr, oof), y_enc, sample_weight=weights)
+        table = self._augment(X_arr, oof)
+        self.xgboost_.fit(table, y_enc, sample_weight=weights)
+        centre_splits(self.xgboost_, table)  # the same predictions on every CPU (.split_points)
         return self
 
     def _resolve_latent_columns(self, n_features: int) -> np.ndarray:
