@@ -20,6 +20,7 @@ from hybridtmd.model import (
     default_head,
 )
 from hybridtmd.model.selection import select_head
+from hybridtmd.model.split_points import centre_splits
 
 
 def small_xgb(seed: int = 0):
@@ -53,8 +54,11 @@ def test_stack_trains_xgboost_on_out_of_fold_svm_probabilities(table):
     oof = stack.svm_.oof_proba_
     in_sample = stack.svm_.predict_proba(Xa[:, 1:])
     assert oof.shape == (len(y), 3) and not np.allclose(oof, in_sample)  # never in-sample
-    # the booster was trained on the out-of-fold probabilities: refitting XGBoost on them reproduces it
-    refit = small_xgb().fit(stack._augment(Xa, oof), np.unique(y, return_inverse=True)[1])
+    # the booster was trained on the out-of-fold probabilities: refitting XGBoost on them (and
+    # centring its splits, as the stack does) reproduces it
+    augmented = stack._augment(Xa, oof)
+    refit = small_xgb().fit(augmented, np.unique(y, return_inverse=True)[1])
+    centre_splits(refit, augmented)
     np.testing.assert_allclose(refit.predict_proba(stack.transform(Xa)), stack.predict_proba(Xa), rtol=1e-6)
     names = stack.get_feature_names_out(list(X.columns), ["MoS2", "WS2", "WSe2"])
     assert names[-3:] == [f"{SVM_PROBA_PREFIX}{c}" for c in ("MoS2", "WS2", "WSe2")]
