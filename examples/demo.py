@@ -8,6 +8,9 @@ CSV) -> the final model trained on every image and saved without pickle (``model
 predictions with out-of-distribution flags for a few files (``predictions.csv``) -> explanations
 of held-out predictions (out-of-fold models, folds grouped by sample): confusion matrix, attribution
 per feature group, latent maps, nearest training examples (``explain/report.html``).
+
+``--quick`` runs the same chain on five samples per class with 64 px CNN inputs, one shuffle and
+two image cards (the test suite's check that the demo works; ``make demo`` runs it in full).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import pandas as pd
 
 from hybridtmd.datasets import load_example_dataset
 from hybridtmd.descriptors import DescriptorExtractor, list_descriptors
+from hybridtmd.embeddings import CNNEmbedder
 from hybridtmd.evaluation import ablation, plot_confusion, plot_evaluation
 from hybridtmd.explanation import write_held_out_report
 from hybridtmd.model import HybridClassifier, HybridFeatures
@@ -27,9 +31,13 @@ from hybridtmd.plotting import save_class_gallery
 from hybridtmd.preprocess import LevelConfig, Preprocessor
 
 
-def main(out: Path) -> None:
+def main(out: Path, quick: bool = False) -> None:
     out.mkdir(parents=True, exist_ok=True)
     dataset = load_example_dataset()
+    if quick:
+        dataset = dataset.subset(samples_per_class(dataset, 5))
+    # one embedder for the evaluation table and the final model (64 px inputs in quick mode)
+    embedder = CNNEmbedder(input_size=64) if quick else CNNEmbedder()
     print(f"dataset: {len(dataset)} images, {len(set(dataset.groups))} samples, classes {dataset.classes}")
 
     report = dataset.load(on_error="skip")
@@ -74,12 +82,14 @@ def main(out: Path) -> None:
 
     # hybrid table once (images are levelled), then every input on identical sample-grouped folds,
     # under one head (XGBoost) so that the rows differ only in their input
-    table = HybridFeatures(level_images=False).fit_transform(levelled)
-    evaluation = ablation(HybridClassifier(features=None, classifier="xgboost"), table, labels, groups, n_repeats=2)
-    write_evaluation(evaluation, out / "evaluation", len(levelled), len(set(groups)))
+    table = HybridFeatures(level_images=False, embedder=embedder).fit_transform(levelled)
+    n_repeats = 1 if quick else 2
+    evaluation = ablation(HybridClassifier(features=None, classifier="xgboost"), table, labels, groups,
+                          n_repeats=n_repeats)
+    write_evaluation(evaluation, out / "evaluation", len(levelled), len(set(groups)), n_repeats)
 
     # the final model levels its input itself, so it predicts straight from AFM files
-    model = HybridClassifier().fit(report.images, labels, groups=groups)
+    model = HybridClassifier(HybridFeatures(embedder=embedder)).fit(report.images, labels, groups=groups)
     summary = evaluation.summary().loc["hybrid"]
     model.save(out / "model", metrics={k: float(summary[(k, "mean")]) for k in ("accuracy", "macro_f1")})
     predictions = model.predict_frame(report.images[:10], index=[im.name for im in report.images[:10]])
@@ -91,12 +101,20 @@ def main(out: Path) -> None:
     # explain every image; the report leads with their confusion matrix and the attribution per
     # feature group, then one card per image (latent maps, group waterfall, nearest examples)
     # (the XGBoost head: per-feature TreeSHAP drill-downs on every card; any head works)
-    html = write_held_out_report(HybridClassifier(classifier="xgboost"), report.images, labels, groups, out / "explain",
-                                 table=table, max_cards=8, title="Why the model decides: held-out images")
+    html = write_held_out_report(HybridClassifier(HybridFeatures(embedder=embedder), classifier="xgboost"),
+                                 report.images, labels, groups, out / "explain", table=table,
+                                 max_cards=2 if quick else 8, title="Why the model decides: held-out images")
     print(f"explanations of out-of-fold predictions: {html}")
 
 
-def write_evaluation(evaluation, folder: Path, n_images: int, n_samples: int) -> None:
+def samples_per_class(dataset, n: int) -> list[int]:
+    """Indices of the images of the first ``n`` samples (sorted ids) of every class."""
+    keep = {g for c in dataset.classes for g in sorted({g for g, lab in zip(dataset.groups, dataset.labels,
+                                                                             strict=True) if lab == c})[:n]}
+    return [i for i, g in enumerate(dataset.groups) if g in keep]
+
+
+def write_evaluation(evaluation, folder: Path, n_images: int, n_samples: int, n_repeats: int) -> None:
     """summary.md (Markdown table), evaluation.png (accuracy bars + confusion) and folds.csv."""
     import matplotlib.pyplot as plt
 
@@ -104,7 +122,7 @@ def write_evaluation(evaluation, folder: Path, n_images: int, n_samples: int) ->
     evaluation.folds.to_csv(folder / "folds.csv", index=False)
     n_folds = evaluation.folds.groupby("model").size().iloc[0]
     text = (f"# Grouped cross-validation on the bundled synthetic set\n\n{n_images} images, {n_samples} samples; "
-            f"StratifiedGroupKFold(5) by sample x 2 shuffles ({n_folds} folds per model, identical for all); "
+            f"StratifiedGroupKFold(5) by sample x {n_repeats} shuffles ({n_folds} folds per model, identical for all); "
             f"XGBoost head; mean ± std over folds.\n\n{evaluation.to_markdown()}\n")
     (folder / "summary.md").write_text(text, encoding="utf-8")
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
@@ -118,4 +136,6 @@ def write_evaluation(evaluation, folder: Path, n_images: int, n_samples: int) ->
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("outputs"))
-    main(parser.parse_args().out)
+    parser.add_argument("--quick", action="store_true", help="five samples per class, 64 px CNN inputs")
+    args = parser.parse_args()
+    main(args.out, args.quick)

@@ -6,7 +6,9 @@ rest, predicts the held-out images, saves the model (JSON + npz, no pickle), loa
 checks that the loaded model predicts the same. Also shows the feature groups the explanations
 use and the out-of-distribution flag on a surface no training sample looks like.
 
-    python examples/fit_predict.py [--out outputs]
+    python examples/fit_predict.py [--out outputs] [--quick]
+
+``--quick``: every second sample and 64 px CNN inputs (the test suite's run).
 """
 
 from __future__ import annotations
@@ -19,20 +21,25 @@ from sklearn.metrics import classification_report
 from sklearn.model_selection import GroupShuffleSplit
 
 from hybridtmd.datasets import load_example_dataset
+from hybridtmd.embeddings import CNNEmbedder
 from hybridtmd.io import AFMImage
-from hybridtmd.model import HybridClassifier
+from hybridtmd.model import HybridClassifier, HybridFeatures
 
 
-def main(out: Path) -> None:
+def main(out: Path, quick: bool = False) -> None:
     out.mkdir(parents=True, exist_ok=True)
     dataset = load_example_dataset()
+    if quick:
+        samples = sorted(set(dataset.groups))[::2]
+        dataset = dataset.subset([i for i, g in enumerate(dataset.groups) if g in samples])
     report = dataset.load(on_error="skip")
     images = report.images
     labels, groups = dataset.labels[report.indices], dataset.groups[report.indices]
 
     train, test = next(GroupShuffleSplit(n_splits=1, test_size=0.2, random_state=0).split(images, labels, groups))
     assert not set(groups[train]) & set(groups[test])
-    model = HybridClassifier(calibration="temperature")
+    features = HybridFeatures(embedder=CNNEmbedder(input_size=64)) if quick else "default"
+    model = HybridClassifier(features, calibration="temperature")
     model.fit([images[i] for i in train], labels[train], groups=groups[train])
     print(f"fitted on {len(train)} images of {len(set(groups[train]))} samples; {model.n_features_in_} features:")
     for group, columns in model.feature_groups_.items():
@@ -60,4 +67,6 @@ def main(out: Path) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("outputs"))
-    main(parser.parse_args().out)
+    parser.add_argument("--quick", action="store_true", help="every second sample, 64 px CNN inputs")
+    args = parser.parse_args()
+    main(args.out, args.quick)
