@@ -25,7 +25,7 @@ samples: $(STAMP)
 
 test: $(STAMP)
 	-$(BIN)/python tools/fetch_reader_samples.py --optional
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=20
 
 lint: $(STAMP)
 	$(BIN)/ruff check hybridtmd tests examples benchmarks
