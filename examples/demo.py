@@ -9,8 +9,8 @@ predictions with out-of-distribution flags for a few files (``predictions.csv``)
 of held-out predictions (out-of-fold models, folds grouped by sample): confusion matrix, attribution
 per feature group, latent maps, nearest training examples (``explain/report.html``).
 
-``--quick`` runs the same chain on five samples per class with 64 px CNN inputs, one shuffle and
-two image cards (the test suite's check that the demo works; ``make demo`` runs it in full).
+``--quick`` runs the same chain on five samples per class with 64 px CNN inputs, 60 trees, one
+shuffle and two image cards (the test suite's check that the demo works; ``make demo`` runs it in full).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from hybridtmd.descriptors import DescriptorExtractor, list_descriptors
 from hybridtmd.embeddings import CNNEmbedder
 from hybridtmd.evaluation import ablation, plot_confusion, plot_evaluation
 from hybridtmd.explanation import write_held_out_report
-from hybridtmd.model import HybridClassifier, HybridFeatures
+from hybridtmd.model import HybridClassifier, HybridFeatures, default_head
 from hybridtmd.plotting import save_class_gallery
 from hybridtmd.preprocess import LevelConfig, Preprocessor
 
@@ -36,8 +36,10 @@ def main(out: Path, quick: bool = False) -> None:
     dataset = load_example_dataset()
     if quick:
         dataset = dataset.subset(samples_per_class(dataset, 5))
-    # one embedder for the evaluation table and the final model (64 px inputs in quick mode)
+    # one embedder for the evaluation table and the final model (64 px inputs in quick mode), and
+    # the XGBoost head of the ablation and the held-out report (60 trees in quick mode)
     embedder = CNNEmbedder(input_size=64) if quick else CNNEmbedder()
+    xgboost = default_head().set_params(n_estimators=60) if quick else "xgboost"
     print(f"dataset: {len(dataset)} images, {len(set(dataset.groups))} samples, classes {dataset.classes}")
 
     report = dataset.load(on_error="skip")
@@ -84,7 +86,7 @@ def main(out: Path, quick: bool = False) -> None:
     # under one head (XGBoost) so that the rows differ only in their input
     table = HybridFeatures(level_images=False, embedder=embedder).fit_transform(levelled)
     n_repeats = 1 if quick else 2
-    evaluation = ablation(HybridClassifier(features=None, classifier="xgboost"), table, labels, groups,
+    evaluation = ablation(HybridClassifier(features=None, classifier=xgboost), table, labels, groups,
                           n_repeats=n_repeats)
     write_evaluation(evaluation, out / "evaluation", len(levelled), len(set(groups)), n_repeats)
 
@@ -101,7 +103,7 @@ def main(out: Path, quick: bool = False) -> None:
     # explain every image; the report leads with their confusion matrix and the attribution per
     # feature group, then one card per image (latent maps, group waterfall, nearest examples)
     # (the XGBoost head: per-feature TreeSHAP drill-downs on every card; any head works)
-    html = write_held_out_report(HybridClassifier(HybridFeatures(embedder=embedder), classifier="xgboost"),
+    html = write_held_out_report(HybridClassifier(HybridFeatures(embedder=embedder), classifier=xgboost),
                                  report.images, labels, groups, out / "explain", table=table,
                                  max_cards=2 if quick else 8, title="Why the model decides: held-out images")
     print(f"explanations of out-of-fold predictions: {html}")
