@@ -17,6 +17,7 @@
    (1026 real images) and on the bundled table: mean ± std over folds and the paired difference.
 
     python benchmarks/bench_portability.py [--seeds 3] [--skip-accuracy]
+    python benchmarks/bench_portability.py --float64-cost   # the price of the float64 alternative
 """
 
 from __future__ import annotations
@@ -148,11 +149,38 @@ def accuracy(X: np.ndarray, labels: np.ndarray, groups: np.ndarray, seeds: int, 
           f"(range {diff.min():+.3f} .. {diff.max():+.3f})")
 
 
+def float64_cost() -> None:
+    """The alternative mechanism's price: the same forward in float64 (bitwise portable once
+    rounded to float32, since its rounding errors are ~1e-16) against float32."""
+    import torch
+
+    from hybridtmd.embeddings import CNNEmbedder
+
+    model = CNNEmbedder(device="cpu").get_model().eval()
+    x = torch.rand(32, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        model(x)  # warm-up
+        start = time.perf_counter()
+        single = model(x)
+        t32 = time.perf_counter() - start
+        model64 = model.double()  # the shared model: this process builds no other embedder afterwards
+        model64(x[:2].double())
+        start = time.perf_counter()
+        double = model64(x.double())
+        t64 = time.perf_counter() - start
+    print(f"float64 forward of 32 inputs: {t64:.2f} s vs float32 {t32:.2f} s = {t64 / t32:.2f}x "
+          f"(max |float32 - float64| {float((single.double() - double).abs().max()):.2g})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--skip-accuracy", action="store_true")
+    parser.add_argument("--float64-cost", action="store_true", help="only time a float64 forward against float32")
     args = parser.parse_args()
+    if args.float64_cost:
+        float64_cost()
+        return
     from hybridtmd.datasets import load_example_dataset
 
     data = load_example_dataset()
