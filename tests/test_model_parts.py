@@ -53,6 +53,14 @@ def test_config_sections_build_the_classifier():
     assert model.features.descriptors.get_params()["families"] == ("areal",)
 
 
+def test_a_config_with_embedding_pca_builds_the_classifier():
+    # the config check asked an unfitted PCA for its column names: "CNNEmbedder instance is not fitted yet"
+    model = HybridClassifier.from_config(_config("[embeddings]\npca_components = 3\n"))
+    assert model.features.embedder.pca_components == 3
+    with pytest.raises(ConfigError, match=r"\[embeddings\] .*nope"):
+        HybridClassifier.from_config(_config('[embeddings]\nbackbone = "nope"\n'))
+
+
 @pytest.fixture(scope="module")
 def table():
     rng = np.random.default_rng(1)

@@ -203,7 +203,7 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
             model.set_params(classifier=default_head(model.random_state, model.n_jobs).set_params(**settings.xgboost))
         if embedder is not None:
             try:
-                embedder.get_feature_names_out()  # unknown backbone, bad option or missing weights fail now
+                embedder.get_backbone()  # an unknown backbone, bad option or missing weights fail now
             except (TypeError, ValueError) as exc:
                 raise ConfigError(f"{config.source}: [embeddings] {exc}") from None
         return model
