@@ -242,7 +242,7 @@ def _story(explained: ExplainedSet, shares: pd.DataFrame) -> list[str]:
     how = ("TreeSHAP" if explained.features is not None else
            "exact Shapley values of the probability with the top screened descriptors as players (the groups "
            "above: exact group Shapley values)")
-    stories = class_stories(source, explained.predicted)
+    stories = class_stories(source, explained.predicted, classes=explained.classes)
     if len(stories):
         out.append(f"<p class='muted'>Monotone dependences of {esc(how)} (|Spearman ρ(value, attribution)| ≥ 0.6 "
                    "over the explained images):</p><ul>")
