@@ -59,6 +59,38 @@ def test_group_shapley_answers_physical_vs_latent_for_the_svm_head(svm_model):
     assert shares.loc["C"].idxmax() == "latent"  # C differs in latent__0001 only
 
 
+def test_explain_serves_the_svm_head_with_exact_shapley_values_saying_so(svm_model):
+    """The head classifier="auto" picks on embeddings is explainable by the default call (issue 26):
+    per-descriptor Shapley values of its probabilities, one shap.Explanation type that names its method."""
+    import pickle
+
+    import matplotlib.pyplot as plt
+    import shap
+
+    import hybridtmd as ht
+
+    model, table, _, _ = svm_model
+    explained = ht.explain(model, table.iloc[:6], max_background=16, top=2)
+    assert isinstance(explained, shap.Explanation)
+    assert explained.method == "descriptor_shapley" and explained.unit == "probability"
+    assert "phys__sq_nm" in explained.feature_names[:2]  # B differs in sq_nm: screened in
+    assert explained.values.shape[::2] == (6, 3)
+    np.testing.assert_allclose(explained.values.sum(axis=1) + explained.base_values,
+                               model.predict_proba(table.iloc[:6]), atol=1e-10)
+    one = explained[:, :, 1]  # a class slice keeps what it is, and shap's plots take it
+    assert one.method == "descriptor_shapley" and one.values.shape == explained.values.shape[:2]
+    assert pickle.loads(pickle.dumps(one)).method == "descriptor_shapley"
+    shap.plots.waterfall(one[0], show=False)
+    plt.close("all")
+    grouped = ex.explain(model, table.iloc[:6], method="group_shapley", max_background=16)
+    assert grouped.method == "group_shapley" and list(grouped.feature_names) == ["areal", "grains", "spectral",
+                                                                                 "latent"]
+    np.testing.assert_allclose(grouped.values.sum(axis=1) + grouped.base_values, model.predict_proba(table.iloc[:6]),
+                               atol=1e-10)
+    with pytest.raises(ValueError, match="method must be one of"):
+        ex.explain(model, table, method="kernel")
+
+
 def test_group_shapley_equals_the_definition_over_all_orderings():
     """With one feature per group, group Shapley is plain interventional Shapley: the average over
     all 4! orderings of each feature's marginal contribution, the value of a set being the mean
