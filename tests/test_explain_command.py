@@ -106,3 +106,31 @@ def test_cards_show_the_out_of_distribution_flag_predict_gives(labelled, tmp_pat
     for line in summaries:
         assert ("out of distribution" in line) == line.startswith("strange.tif"), line
     assert "1 of 3 images out of distribution" in lead(tmp_path / "r" / "report.html")
+
+
+def test_a_table_model_is_explained_held_out_from_a_table_with_label_and_group_columns(labelled, tmp_path):
+    from hybridtmd.model import HybridClassifier, default_head
+
+    root, dataset = labelled
+    images_model = HybridClassifier.load(root / "model")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        table = images_model.transform_features(dataset.load().images)
+    labels, groups = np.asarray(dataset.labels), np.asarray(dataset.groups)
+    HybridClassifier(features=None, classifier=default_head(0, n_jobs=1).set_params(n_estimators=10),
+                     ood_neighbors=2).fit(table, labels, groups=groups).save(tmp_path / "model")
+    table.assign(path=[str(p) for p in dataset.paths], label=labels, group=groups).to_csv(tmp_path / "t.csv",
+                                                                                          index=False)
+    result = runner.invoke(app, ["explain", str(tmp_path / "model"), str(tmp_path / "t.csv"), "-o",
+                                 str(tmp_path / "r"), "--max-images", "1", "--folds", "2"])
+    assert result.exit_code == 0, result.output
+    assert "out-of-fold (StratifiedGroupKFold(2) by sample" in result.output
+    assert lead(tmp_path / "r" / "report.html").startswith("Accuracy out-of-fold:")
+    predictions = pd.read_csv(tmp_path / "r" / "predictions.csv")
+    assert predictions["image"].tolist() == [str(p) for p in dataset.paths]
+    assert (predictions.groupby("sample")["fold"].nunique() == 1).all()
+    table.assign(label=labels).to_csv(tmp_path / "no_group.csv", index=False)  # labels, no samples: in-sample
+    result = runner.invoke(app, ["explain", str(tmp_path / "model"), str(tmp_path / "no_group.csv"), "-o",
+                                 str(tmp_path / "r2"), "--max-images", "0"])
+    assert result.exit_code == 0 and "not held out" in result.output
+    assert lead(tmp_path / "r2" / "report.html").startswith("Accuracy in-sample")
