@@ -219,14 +219,21 @@ def test_report_html_embeds_every_figure(multiclass, tmp_path):
     assert len(pd.read_csv(tmp_path / "predictions.csv")) == len(table)
 
 
-def test_only_an_xgboost_head_is_explained(multiclass):
+def test_treeshap_is_only_asked_of_a_head_with_trees_and_explain_serves_any_other(multiclass):
     from sklearn.linear_model import LogisticRegression
 
     _, table, labels, _ = multiclass
     model = HybridClassifier(features=None, classifier=LogisticRegression(), ood_neighbors=None).fit(
         table.fillna(0), labels)
     with pytest.raises(TypeError, match="XGBoost head"):
+        ex.explain(model, table.fillna(0), method="treeshap")
+    with pytest.raises(ValueError, match="background"):  # no training rows kept, none given
         ex.explain(model, table.fillna(0))
+    explained = ex.explain(model, table.fillna(0).iloc[:5], background=table.fillna(0), max_background=8, top=2)
+    assert explained.method == "descriptor_shapley" and explained.unit == "probability"
+    np.testing.assert_allclose(explained.values.sum(axis=1) + explained.base_values,
+                               model.predict_proba(table.fillna(0).iloc[:5]), atol=1e-10)
+    assert multiclass[3].method == "treeshap" and multiclass[3].unit == "margin (log-odds)"
 
 
 def test_explain_command_writes_the_report(multiclass, tmp_path):

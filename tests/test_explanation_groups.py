@@ -3,6 +3,8 @@ nearest examples and the per-class sentences."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -55,6 +57,38 @@ def test_group_shapley_answers_physical_vs_latent_for_the_svm_head(svm_model):
     shares = ex.group_shares(ex.group_shapley(model, table))
     assert shares.loc["B"].idxmax() == "areal"  # B differs in sq_nm only
     assert shares.loc["C"].idxmax() == "latent"  # C differs in latent__0001 only
+
+
+def test_explain_serves_the_svm_head_with_exact_shapley_values_saying_so(svm_model):
+    """The head classifier="auto" picks on embeddings is explainable by the default call (issue 26):
+    per-descriptor Shapley values of its probabilities, one shap.Explanation type that names its method."""
+    import pickle
+
+    import matplotlib.pyplot as plt
+    import shap
+
+    import hybridtmd as ht
+
+    model, table, _, _ = svm_model
+    explained = ht.explain(model, table.iloc[:6], max_background=16, top=2)
+    assert isinstance(explained, shap.Explanation)
+    assert explained.method == "descriptor_shapley" and explained.unit == "probability"
+    assert "phys__sq_nm" in explained.feature_names[:2]  # B differs in sq_nm: screened in
+    assert explained.values.shape[::2] == (6, 3)
+    np.testing.assert_allclose(explained.values.sum(axis=1) + explained.base_values,
+                               model.predict_proba(table.iloc[:6]), atol=1e-10)
+    one = explained[:, :, 1]  # a class slice keeps what it is, and shap's plots take it
+    assert one.method == "descriptor_shapley" and one.values.shape == explained.values.shape[:2]
+    assert pickle.loads(pickle.dumps(one)).method == "descriptor_shapley"
+    shap.plots.waterfall(one[0], show=False)
+    plt.close("all")
+    grouped = ex.explain(model, table.iloc[:6], method="group_shapley", max_background=16)
+    assert grouped.method == "group_shapley" and list(grouped.feature_names) == ["areal", "grains", "spectral",
+                                                                                 "latent"]
+    np.testing.assert_allclose(grouped.values.sum(axis=1) + grouped.base_values, model.predict_proba(table.iloc[:6]),
+                               atol=1e-10)
+    with pytest.raises(ValueError, match="method must be one of"):
+        ex.explain(model, table, method="kernel")
 
 
 def test_group_shapley_equals_the_definition_over_all_orderings():
@@ -141,6 +175,73 @@ def test_class_sentences_name_monotone_descriptors_with_direction_and_unit(tree_
     assert b["descriptor"].iloc[0] == "phys__sq_nm" and b["direction"].iloc[0] == "higher"
     assert b["sentence"].iloc[0].startswith("higher sq nm (nm) → B")
     assert (stories["spearman_rho"].abs() >= 0.6).all()
+
+
+def assert_stories_quote_their_own_medians(stories: pd.DataFrame, table: pd.DataFrame, predicted: np.ndarray,
+                                           classes: list[str]) -> None:
+    """Every sentence's medians are those of the images predicted as its class vs the others, in
+    that order in the text, and a sentence whose medians run against its direction says so."""
+    assert len(stories)
+    for row in stories.itertuples():
+        inside = predicted == classes.index(row[1])
+        values = table[row.descriptor].to_numpy()
+        assert row.class_median == pytest.approx(np.nanmedian(values[inside]))
+        assert row.other_median == pytest.approx(np.nanmedian(values[~inside]))
+        assert f"{row.class_median:.3g} vs {row.other_median:.3g}" in row.sentence
+        agree = (row.class_median - row.other_median) * row.spearman_rho >= 0
+        assert row.medians_agree == agree
+        assert ("yet the images predicted" in row.sentence) != agree, row.sentence
+
+
+@pytest.fixture(scope="module")
+def binary_images():
+    """A tree model of the synthetic MoS2/WS2 pair (one explained output: WS2's log-odds)."""
+    from hybridtmd.datasets import make_synthetic_dataset
+    from hybridtmd.model import HybridFeatures
+
+    data = make_synthetic_dataset(n_samples=8, images_per_sample=2, size_px=64, materials=["MoS2", "WS2"], seed=5)
+    head = default_head(0, n_jobs=1).set_params(n_estimators=30, learning_rate=0.3)
+    model = HybridClassifier(features=HybridFeatures(embedder=None), classifier=head, ood_neighbors=None)
+    with warnings.catch_warnings():  # the synthetic pixels are coarser than the descriptors' reference
+        warnings.simplefilter("ignore", UserWarning)
+        model.fit(data.images, data.labels, groups=data.groups)
+        return model, model.transform_features(data.images)
+
+
+def test_binary_class_stories_quote_each_class_median_not_the_other_class(binary_images):
+    model, table = binary_images
+    classes = [str(c) for c in model.classes_]
+    predicted = np.searchsorted(model.classes_, model.predict(table))
+    stories = ex.class_stories(ex.explain(model, table), predicted, classes=classes)
+    assert set(stories["class"]) == {"MoS2", "WS2"}  # the negative class is told too
+    assert_stories_quote_their_own_medians(stories, table, predicted, classes)
+    only_positive = ex.class_stories(ex.explain(model, table), predicted)
+    assert set(only_positive["class"]) == {"WS2"}
+    assert_stories_quote_their_own_medians(only_positive, table, predicted, classes)
+
+
+def test_multiclass_class_stories_quote_each_class_median(tree_model):
+    model, table, _, _ = tree_model
+    predicted = np.searchsorted(model.classes_, model.predict(table))
+    stories = ex.class_stories(ex.group_explanation(model, table).features, predicted)
+    assert set(stories["class"]) == {"A", "B", "C"}
+    assert_stories_quote_their_own_medians(stories, table, predicted, [str(c) for c in model.classes_])
+
+
+def test_a_sentence_whose_medians_contradict_its_direction_states_both_facts():
+    """Higher x pushes towards B while B's images have the lower median: both facts, no single claim."""
+    import shap
+
+    x = np.linspace(0, 1, 20)
+    predicted = (x < 0.3).astype(int)  # B (index 1) = the low values
+    values = np.stack([-x, x], axis=1)[:, None, :]
+    expl = shap.Explanation(values=values, base_values=np.zeros((20, 2)), data=x[:, None],
+                            feature_names=["phys__sq_nm"], output_names=["A", "B"])
+    stories = ex.class_stories(expl, predicted).set_index("class")
+    assert not stories.loc["B", "medians_agree"]
+    assert stories.loc["B", "sentence"].startswith("higher sq nm (nm) pushes towards B (SHAP dependence ρ = +1.00), "
+                                                   "yet the images predicted B have the lower median")
+    assert stories.loc["A", "sentence"].startswith("lower sq nm (nm) pushes towards A")
 
 
 def test_no_sentence_for_a_non_monotone_dependence():

@@ -74,6 +74,62 @@ def test_held_out_explanations_work_for_the_svm_head_and_add_up(dataset, held_ou
     per_descriptor = held.descriptor_values  # one set of players for every fold, values adding up too
     assert [str(f).startswith("phys__") for f in per_descriptor.feature_names[:5]] == [True] * 5
     np.testing.assert_allclose(per_descriptor.values.sum(axis=1) + per_descriptor.base_values, held.proba, atol=1e-8)
+    # its stability ranks every descriptor by each fold's screening, not the five players (same in every fold,
+    # they would recur by construction)
+    from hybridtmd.explanation.stability import driver_stability
+
+    screening = held.fold_screening
+    assert set(screening["fold"]) == {0, 1, 2} and set(screening["class"]) == set(held.classes)
+    assert screening["descriptor"].nunique() > 5
+    stability = driver_stability(held)
+    assert len(stability) == 15
+    for row in stability.itertuples():
+        in_top = sum(row.descriptor in set(part.nlargest(5, "score")["descriptor"])
+                     for _, part in screening[screening["class"] == row[1]].groupby("fold"))
+        assert row.folds_in_top == in_top
+
+
+def planted_fold_explanation(ndim: int = 3):
+    """Held-out explanations of 3 folds x 4 images: class A ranks the same five descriptors first
+    in every fold, class B's top five change with the fold (a, b in all three; c, g, h in two)."""
+    from types import SimpleNamespace
+
+    import shap
+
+    names = [f"phys__{c}" for c in "abcdefgh"] + ["latent__0000"]
+    steady = dict(zip("abcdefgh", [10, 9, 8, 7, 6, 1, 1, 1], strict=True))
+    moving = [dict(zip("abcdefgh", w, strict=True)) for w in ([10, 9, 8, 7, 6, 1, 1, 1], [10, 9, 1, 1, 1, 8, 7, 6],
+                                                              [10, 9, 8, 1, 1, 1, 7, 6])]
+    fold = np.repeat([0, 1, 2], 4)
+    signs = np.random.default_rng(0).choice([-1.0, 1.0], size=(12, 9))  # |values| rank, not values
+    values = np.zeros((12, 9, 2))
+    for i, f in enumerate(fold):
+        values[i, :8, 0] = [steady[c] for c in "abcdefgh"]
+        values[i, :8, 1] = [moving[f][c] for c in "abcdefgh"]
+        values[i, 8, :] = 100.0  # a latent column: never a physical driver
+    values *= signs[:, :, None]
+    if ndim == 2:  # binary: one output, the positive class (B)
+        features = shap.Explanation(values=values[:, :, 1], base_values=np.zeros(12), data=np.zeros((12, 9)),
+                                    feature_names=names, output_names="B")
+    else:
+        features = shap.Explanation(values=values, base_values=np.zeros((12, 2)), data=np.zeros((12, 9)),
+                                    feature_names=names, output_names=["A", "B"])
+    return SimpleNamespace(held_out=True, fold=fold, features=features, classes=["A", "B"], fold_screening=None)
+
+
+def test_explanation_stability_counts_the_top_drivers_that_recur_in_every_fold():
+    from hybridtmd.explanation.stability import driver_stability, stability_sentence
+
+    stability = driver_stability(planted_fold_explanation())
+    a, b = (stability[stability["class"] == c].set_index("descriptor") for c in "AB")
+    assert list(a.index) == [f"phys__{c}" for c in "abcde"] and (a["folds_in_top"] == 3).all()
+    assert list(b.index) == [f"phys__{c}" for c in "abcgh"]
+    assert b["folds_in_top"].tolist() == [3, 3, 2, 2, 2] and (stability["n_folds"] == 3).all()
+    line = stability_sentence(stability)
+    assert "A: 5 of 5 in every fold" in line and "B: 2 of 5 in every fold (a 3/3, b 3/3, c 2/3, g 2/3, h 2/3)" in line
+    binary = driver_stability(planted_fold_explanation(ndim=2))  # one output ranks both classes' drivers
+    assert set(binary["class"]) == {"A", "B"}
+    assert binary[binary["class"] == "A"]["folds_in_top"].tolist() == [3, 3, 2, 2, 2]
 
 
 def test_the_first_screen_is_the_answer_not_a_table(report):
@@ -82,6 +138,9 @@ def test_the_first_screen_is_the_answer_not_a_table(report):
     assert text.index("alt='confusion_matrix'") < first_table < first_card
     assert text.index("alt='group_attribution'") < first_table
     assert "Accuracy out-of-fold" in text and "sample accuracy" in text
+    assert "Explanation stability" in text and "in every fold" in text
+    stability = pd.read_csv(report.parent / "explanation_stability.csv")
+    assert set(stability["class"]) == {"MoS2", "WS2", "WSe2"} and (stability["n_folds"] == 3).all()
 
 
 def test_cards_put_misclassified_images_first_then_by_confidence(report):

@@ -184,8 +184,18 @@ def _write_sample_verdicts(table: Any, classes: Any, path: Path) -> None:
                   soft_wrap=True)
 
 
-def _table_to_explain(model: Any, model_dir: Path, inputs: list[Path]) -> tuple[Any, list | None, list | None]:
-    """A table model explains rows of one feature-table CSV: (table, labels, names)."""
+class ToExplain:
+    """What ``explain`` explains: ``X`` (images or a feature table), and when the input says
+    them, the true ``labels``, the ``samples`` (groups) and the row ``names``."""
+
+    def __init__(self, X: Any, labels: list | None = None, samples: list | None = None,
+                 names: list | None = None) -> None:
+        self.X, self.labels, self.samples, self.names = X, labels, samples, names
+
+
+def _table_to_explain(model: Any, model_dir: Path, inputs: list[Path]) -> ToExplain:
+    """A table model explains rows of one feature-table CSV (``label`` and ``group`` columns,
+    as ``extract`` writes them, give labels and samples)."""
     import pandas as pd
 
     from ..model import FeatureMismatchError, align_columns
@@ -202,14 +212,16 @@ def _table_to_explain(model: Any, model_dir: Path, inputs: list[Path]) -> tuple[
             X = align_columns(table, model.feature_names_)
     except FeatureMismatchError as exc:
         fail(f"{inputs[0]}: {exc}")
-    labels = table["label"].astype(str).tolist() if "label" in table else None
-    names = table["path"].astype(str).tolist() if "path" in table else None
-    return X, labels, names
+
+    def column(name: str) -> list | None:
+        return table[name].astype(str).tolist() if name in table else None
+
+    return ToExplain(X, column("label"), column("group") if "label" in table else None, column("path"))
 
 
-def _images_to_explain(inputs: list[Path], read: dict, channels: list[str] | None) -> tuple[list, list | None, list]:
-    """Images (with ``channels``: mappings channel -> image) of files or a dataset: (images, true
-    labels when the input is a labelled dataset, errors)."""
+def _images_to_explain(inputs: list[Path], read: dict, channels: list[str] | None) -> tuple[ToExplain, list]:
+    """Images (with ``channels``: mappings channel -> image) of files or a dataset, with their
+    true labels and samples when the input is a labelled dataset; and the errors."""
     from ..io import load_dataset, load_images
 
     paths = expand_inputs(inputs)
@@ -218,18 +230,43 @@ def _images_to_explain(inputs: list[Path], read: dict, channels: list[str] | Non
     if not report.images:
         report_errors(errors)
         fail("no file could be read", code=1)
-    labels = None
+    labels = samples = None
     if len(inputs) == 1 and (inputs[0].is_dir() or inputs[0].suffix.lower() == ".csv"):
-        try:  # a labelled dataset: true classes colour the PCA scatter and sit beside predictions
+        try:  # a labelled dataset: true classes and samples, for held-out explanations and the confusion matrix
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 ds = load_dataset(inputs[0])
-            label_of = {str(p): str(c) for p, c in zip(ds.paths, ds.labels, strict=True)}
-            found = [label_of.get(source_of(im)) for im in report.images]
-            labels = found if None not in found else None
+            known = {str(p): (str(c), str(g)) for p, c, g in zip(ds.paths, ds.labels, ds.groups, strict=True)}
+            found = [known.get(source_of(im)) for im in report.images]
+            if None not in found:
+                labels, samples = [f[0] for f in found], [f[1] for f in found]
         except (HybridTMDError, ValueError):
-            labels = None
-    return report.images, labels, errors
+            pass
+    return ToExplain(report.images, labels, samples), errors
+
+
+DEFAULT_EXPLAIN_FOLDS = 5
+
+
+def _held_out_folds(model: Any, inputs: ToExplain, folds: int | None) -> tuple[int | None, str | None]:
+    """(the folds to explain ``inputs`` out-of-fold on, None) or (None, why they cannot be).
+    Without ``folds``: :data:`DEFAULT_EXPLAIN_FOLDS`, fewer when a class has fewer samples (at
+    least 2)."""
+    import numpy as np
+
+    if inputs.labels is None or inputs.samples is None:
+        return None, ("the inputs carry no labels and samples (a labelled dataset folder or manifest, or a feature "
+                      "table with label and group columns)")
+    if model.features_ is not None and not model.features_.is_per_image():
+        return None, "the model's features are not per image (an embedding PCA fitted on all images)"
+    labels, samples = np.asarray(inputs.labels), np.asarray(inputs.samples)
+    counts = {c: len(set(samples[labels == c])) for c in sorted(set(labels))}
+    wanted = folds if folds is not None else max(2, min(DEFAULT_EXPLAIN_FOLDS, *counts.values()))
+    short = {c: n for c, n in counts.items() if n < wanted}
+    if len(counts) < 2 or short:
+        listing = ", ".join(f"{c} has {n} sample(s)" for c, n in short.items()) or "one class only"
+        return None, f"{listing}: fewer samples than the {wanted} folds grouped by sample"
+    return wanted, None
 
 
 @command("explain")
@@ -243,6 +280,13 @@ def explain_command(
     top_latent: Annotated[int, typer.Option(min=0, help="Latent dimensions per class linked to descriptors.")] = 3,
     group_by: Annotated[str, typer.Option(help="Attribution groups: auto (the model's: families, per channel for a "
                                           "multichannel model), family, channel, channel_family.")] = "auto",
+    held_out: Annotated[bool | None, typer.Option(
+        "--held-out/--in-sample", help="Held out: refit the model's settings on StratifiedGroupKFold folds by sample "
+        "and explain each image by the fold model that never saw its sample (the default when the inputs carry "
+        "labels: a labelled dataset, or a table with label and group columns). In-sample: explain the saved model "
+        "itself (the default for unlabelled files).")] = None,
+    folds: Annotated[int | None, typer.Option(min=2, help="Held-out folds (StratifiedGroupKFold by sample); "
+                                              "default 5, fewer when a class has fewer samples.")] = None,
     channel: ChannelOption = None,
     pixel_size_nm: PixelSizeOption = None,
     z_unit: ZUnitOption = None,
@@ -251,11 +295,11 @@ def explain_command(
     """Why the model decided, in one self-contained report.html: attributions to feature groups
     (descriptor families and the latent block; exact TreeSHAP sums for the XGBoost head, exact
     group Shapley values for any other head), per-image cards (height map, latent-map overlays,
-    waterfall, nearest training examples), latent dimensions named by their strongest physical
-    correlate, and the figures as PNG and tables as CSV beside it."""
+    waterfall, nearest training examples, the out-of-distribution flag), latent dimensions named by
+    their strongest physical correlate, and the figures as PNG and tables as CSV beside it. On a
+    labelled dataset the predictions and explanations are held out (out-of-fold, grouped by
+    sample) unless --in-sample; the report's headline says which."""
     use_file_backend()
-    from ..explanation import write_report
-
     check_output_dir(output)
     from ..explanation import GROUP_BY
 
@@ -263,19 +307,44 @@ def explain_command(
         fail(f"--group-by must be one of {', '.join(GROUP_BY)}, not {group_by!r}")
     model = load_classifier(model_dir)
     errors: list[tuple[str, str]] = []
-    names = None
     if model.features_ is None:
-        X, labels, names = _table_to_explain(model, model_dir, inputs)
+        to_explain = _table_to_explain(model, model_dir, inputs)
     else:
-        X, labels, errors = _images_to_explain(inputs, read_options(channel, pixel_size_nm, z_unit, z_scale),
-                                               needed_channels(model.features_))
-    with console.status(f"explaining {len(X)} input(s)..."):
-        try:
-            page = write_report(model, X, output, labels=labels, names=names, max_images=max_images,
-                                top_latent=top_latent, group_by=group_by)
-        except (HybridTMDError, ValueError, RuntimeError) as exc:
-            fail(str(exc), code=1)
-    console.print(f"explained {len(X)} input(s); report written to {page} (figures as PNG, CSV tables)",
-                  soft_wrap=True, highlight=False)
+        to_explain, errors = _images_to_explain(inputs, read_options(channel, pixel_size_nm, z_unit, z_scale),
+                                                needed_channels(model.features_))
+    usable, obstacle = _held_out_folds(model, to_explain, folds)
+    if held_out and obstacle:
+        fail(f"--held-out: {obstacle}; --in-sample explains the saved model instead")
+    if held_out is None and obstacle and to_explain.labels is not None:
+        warn_line(f"not held out: {obstacle}; explaining the saved model in-sample (the report says so)")
+    options = {"max_images": max_images, "top_latent": top_latent, "group_by": group_by}
+    page, how = _write_explanation(model, to_explain, output, None if held_out is False else usable, options)
+    console.print(f"explained {len(to_explain.X)} input(s) {how}; report written to {page} (figures as PNG, "
+                  "CSV tables)", soft_wrap=True, highlight=False)
     report_errors(errors)
     exit_for(errors)
+
+
+def _write_explanation(model: Any, to_explain: ToExplain, output: Path, folds: int | None,
+                       options: dict[str, Any]) -> tuple[Path, str]:
+    """Write the report: held out on ``folds`` folds, else by the saved model; (its path, how)."""
+    from ..explanation import write_held_out_report, write_report
+
+    images = None if model.features_ is None else to_explain.X
+    with console.status(f"explaining {len(to_explain.X)} input(s)" + (f" on {folds} held-out folds..." if folds
+                                                                       else "...")):
+        try:
+            if folds is None:
+                page = write_report(model, to_explain.X, output, labels=to_explain.labels, names=to_explain.names,
+                                    samples=to_explain.samples, **options)
+                return page, "with the saved model"
+            table = model.transform_features(to_explain.X)  # the saved model's columns, computed once
+            page = write_held_out_report(
+                model, images, to_explain.labels, to_explain.samples, output, n_splits=folds,
+                max_cards=options["max_images"], top_latent=options["top_latent"], group_by=options["group_by"],
+                table=table, names=to_explain.names, title="Why the model decides: held-out images",
+                summary="Models: the saved model's settings refitted on each fold's training samples (the saved "
+                        "model itself is explained with --in-sample).")
+            return page, f"out-of-fold (StratifiedGroupKFold({folds}) by sample, the model refitted per fold)"
+        except (HybridTMDError, ValueError, RuntimeError) as exc:
+            fail(str(exc), code=1)

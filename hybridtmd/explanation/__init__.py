@@ -1,12 +1,14 @@
 """Explanations of the hybrid classifier: which physical characteristics drove a prediction.
 
-SHAP values (:mod:`.attributions`)
-    :func:`explain` gives exact TreeSHAP values (Lundberg et al., "From local explanations to
-    global understanding with explainable AI for trees", Nat. Mach. Intell. 2, 56-67, 2020) of
-    the XGBoost head, computed by XGBoost itself (``pred_contribs=True``), as a
-    :class:`shap.Explanation`. They explain the **raw margin** (log-odds): for image ``i`` and
-    class ``k``, ``values[i, :, k].sum() + base_values[i, k]`` is the margin XGBoost's softmax
-    turns into probabilities. Every ``shap.plots.*`` function works on a per-class slice
+SHAP values for every head (:mod:`.methods`, :mod:`.attributions`)
+    :func:`explain` explains any head and returns one type, a :class:`shap.Explanation` whose
+    ``method`` and ``unit`` say how: for the XGBoost and stack heads exact TreeSHAP values
+    (:func:`tree_shap`; Lundberg et al., "From local explanations to global understanding with
+    explainable AI for trees", Nat. Mach. Intell. 2, 56-67, 2020), computed by XGBoost itself
+    (``pred_contribs=True``), of the **raw margin** (log-odds): for image ``i`` and class ``k``,
+    ``values[i, :, k].sum() + base_values[i, k]`` is the margin XGBoost's softmax turns into
+    probabilities; for every other head exact per-descriptor Shapley values of the probabilities
+    (:func:`descriptor_shapley`). Every ``shap.plots.*`` function works on a per-class slice
     (``explanation[:, :, k]`` or :func:`class_explanation`).
 
 Names with units (:mod:`.names`)
@@ -53,7 +55,7 @@ Held-out explanations and the report (:mod:`.explained`, :mod:`.report`)
 from __future__ import annotations
 
 from ..model import latent_correlates
-from .attributions import class_explanation, explain, margins, predicted_class_index
+from .attributions import class_explanation, margins, predicted_class_index, tree_shap
 from .cards import drill_down, plot_drill_down, plot_group_waterfall, plot_latent_overlays, plot_nearest
 from .descriptor_shapley import descriptor_shapley, screen_descriptors
 from .evidence import nearest_examples
@@ -79,6 +81,7 @@ from .groups import (
     member_positions,
     regroup,
 )
+from .methods import explain
 from .names import display_names, format_unit, with_display_names
 from .report import render_report, write_held_out_report, write_report
 from .shapley import GroupExplanation, background_table, group_explanation, group_shapley, shapley_from_values
@@ -145,6 +148,7 @@ __all__ = [
     "render_report",
     "screen_descriptors",
     "shapley_from_values",
+    "tree_shap",
     "with_display_names",
     "write_held_out_report",
     "write_report",

@@ -1,15 +1,17 @@
 """Exact TreeSHAP values of the XGBoost head and the per-class views of them.
 
-:func:`explain` gives exact TreeSHAP values (Lundberg et al., "From local explanations to global
+:func:`tree_shap` gives exact TreeSHAP values (Lundberg et al., "From local explanations to global
 understanding with explainable AI for trees", Nat. Mach. Intell. 2, 56-67, 2020) of the XGBoost
 head, computed by XGBoost itself (``pred_contribs=True``), as a :class:`shap.Explanation`. They
 explain the **raw margin** (log-odds): for image ``i`` and class ``k``,
 ``values[i, :, k].sum() + base_values[i, k]`` is the margin XGBoost's softmax turns into
-probabilities.
+probabilities. :func:`~hybridtmd.explanation.explain` calls it for tree heads and explains every
+other head by exact Shapley values (:mod:`.methods`).
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,8 +21,49 @@ import pandas as pd
 
 from ..model import HybridClassifier, StackHead
 
+#: what each explanation method's values are in
+UNITS = {"treeshap": "margin (log-odds)", "descriptor_shapley": "probability", "group_shapley": "probability"}
 
-def explain(model: HybridClassifier, X: Any, *, calibrated: bool = False) -> Any:
+
+def attribution(explanation: Any, method: str) -> Any:
+    """``explanation`` (a shap.Explanation) as an ``Attribution`` saying it came from ``method``."""
+    return attribution_type()(explanation.values, base_values=explanation.base_values, data=explanation.data,
+                              feature_names=list(explanation.feature_names), output_names=explanation.output_names,
+                              compute_time=explanation.compute_time, method=method)
+
+
+@functools.cache
+def attribution_type() -> type:
+    """The class ``Attribution`` (also this module's attribute of that name), built on first use
+    so that importing the package imports no shap."""
+    import shap
+
+    class Attribution(shap.Explanation):
+        """A :class:`shap.Explanation` (every ``shap.plots.*`` function takes it, slices of it
+        included) that says how it was computed: ``method`` (``"treeshap"``,
+        ``"descriptor_shapley"`` or ``"group_shapley"``) and ``unit`` (what the values add up to:
+        ``"margin (log-odds)"`` or ``"probability"``). Both survive slicing and copying."""
+
+        def __init__(self, *args: Any, method: str, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.method, self.unit = method, UNITS[method]
+
+        def __copy__(self) -> Any:
+            copied = super().__copy__()
+            copied.__class__, copied.method, copied.unit = type(self), self.method, self.unit
+            return copied
+
+    Attribution.__qualname__ = "Attribution"  # pickled by name: this module's attribute finds it
+    return Attribution
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Attribution":
+        return attribution_type()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def tree_shap(model: HybridClassifier, X: Any, *, calibrated: bool = False) -> Any:
     """Exact TreeSHAP values of ``model`` for images or a feature table ``X``.
 
     Parameters
@@ -49,7 +92,6 @@ def explain(model: HybridClassifier, X: Any, *, calibrated: bool = False) -> Any
         Additivity: ``values.sum(axis=1) + base_values`` equals
         ``model.classifier_.predict(table, output_margin=True)`` up to float32 rounding.
     """
-    import shap
     import xgboost
 
     booster, head_table = tree_head(model)
@@ -69,8 +111,8 @@ def explain(model: HybridClassifier, X: Any, *, calibrated: bool = False) -> Any
     temperature = getattr(model, "temperature_", None)
     if calibrated and temperature:
         values, base = values / temperature, base / temperature
-    return shap.Explanation(values=values, base_values=base, data=data, feature_names=names,
-                            output_names=output_names, compute_time=time.perf_counter() - start)
+    return attribution_type()(values=values, base_values=base, data=data, feature_names=names,
+                              output_names=output_names, compute_time=time.perf_counter() - start, method="treeshap")
 
 
 def tree_head(model: HybridClassifier) -> tuple[Any, Callable[[np.ndarray], np.ndarray]]:
@@ -89,7 +131,7 @@ def tree_head(model: HybridClassifier) -> tuple[Any, Callable[[np.ndarray], np.n
         return head.get_booster(), head.transform
     raise TypeError(f"exact TreeSHAP needs the XGBoost head (or the stack, whose trees are XGBoost), not "
                     f"{type(head).__name__}; "
-                    "hybridtmd.explanation.group_explanation explains any head by exact group Shapley values")
+                    "hybridtmd.explanation.explain explains any head (exact Shapley values for heads without trees)")
 
 
 def per_class(explanation: Any) -> tuple[np.ndarray, np.ndarray, list[str]]:

@@ -57,12 +57,17 @@ def _background(model: Any, table: pd.DataFrame, background: pd.DataFrame | None
 
 
 def screen_descriptors(model: Any, X: Any, *, background: pd.DataFrame | None = None, max_background: int = 32,
-                       screen_images: int = 32, random_state: int | None = 0) -> pd.Series:
+                       screen_images: int = 32, random_state: int | None = 0, per_class: bool = False) -> Any:
     """The screening score of every physical descriptor of ``model``'s table (module docstring),
     largest first: the mean over images, background rows and classes of ``|v({d}) - v(∅)|`` plus
-    that of ``|v(N) - v(N \\ {d})|``, in probability units."""
+    that of ``|v(N) - v(N \\ {d})|``, in probability units. ``per_class``: a DataFrame of the
+    scores of each class (columns the model's classes; their row mean is the score), rows in
+    the same order."""
     table = _table(model, X)
     physical = [j for j, c in enumerate(table.columns) if str(c).startswith(PHYS_PREFIX)]
+    classes = [str(c) for c in getattr(model, "classes_", [])]
+    if not physical and per_class:
+        return pd.DataFrame(columns=classes, dtype=np.float64)
     if not physical:
         return pd.Series(dtype=np.float64, name="screening")
     rows = sample_rows(table, screen_images, random_state).to_numpy(dtype=np.float64)
@@ -73,7 +78,7 @@ def screen_descriptors(model: Any, X: Any, *, background: pd.DataFrame | None = 
         return np.asarray(model.predict_proba(pd.DataFrame(batch, columns=columns)), dtype=np.float64)
 
     empty = proba(base).mean(axis=0)
-    scores = np.zeros(len(physical))
+    scores = np.zeros((len(physical), len(empty)))
     for x in rows:
         full = proba(x[None, :])[0]
         alone = np.repeat(base[None, :, :], len(physical), axis=0)  # (P, B, F): d from the image, rest background
@@ -83,9 +88,13 @@ def screen_descriptors(model: Any, X: Any, *, background: pd.DataFrame | None = 
             without[i, :, j] = base[:, j]
         v_alone = proba(alone.reshape(-1, len(columns))).reshape(len(physical), len(base), -1).mean(axis=1)
         v_without = proba(without.reshape(-1, len(columns))).reshape(len(physical), len(base), -1).mean(axis=1)
-        scores += np.abs(v_alone - empty).mean(axis=1) + np.abs(full - v_without).mean(axis=1)
-    score = pd.Series(scores / len(rows), index=[columns[j] for j in physical], name="screening")
-    return score.sort_values(ascending=False, kind="stable")
+        scores += np.abs(v_alone - empty) + np.abs(full - v_without)
+    index = [columns[j] for j in physical]
+    score = pd.Series(scores.mean(axis=1) / len(rows), index=index, name="screening")
+    order = score.sort_values(ascending=False, kind="stable").index
+    if per_class:
+        return pd.DataFrame(scores / len(rows), index=index, columns=classes or None).loc[order]
+    return score.loc[order]
 
 
 def descriptor_players(columns: Sequence[str], descriptors: Sequence[str]) -> dict[str, list[str]]:

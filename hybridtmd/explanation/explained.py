@@ -55,6 +55,14 @@ class ExplainedSet:
     train_images, train_labels, train_samples : the images the evidence points into
     description : str  the protocol in one sentence, for the report
     group_by : str  how ``groups`` groups the columns (:func:`~hybridtmd.explanation.groups.regroup`)
+    out_of_distribution : ndarray of bool or None  per image, whether the model that predicted it
+        flags it out of distribution (unlike every training sample); None without an OOD reference
+    in_training : ndarray of bool or None  per image, whether it is one of the training rows of the
+        model that explained it (an in-sample prediction); None when the model keeps no rows
+    fold_screening : DataFrame or None  held-out sets of heads without trees: the screening score
+        (:func:`~hybridtmd.explanation.descriptor_shapley.screen_descriptors`, per class) of every
+        physical descriptor by each fold's model on its held-out images (``fold``, ``class``,
+        ``descriptor``, ``score``), for the stability of the drivers
     """
 
     names: list[str]
@@ -78,6 +86,9 @@ class ExplainedSet:
     description: str = ""
     group_by: str = "auto"
     descriptor_values: Any = None
+    out_of_distribution: np.ndarray | None = None
+    in_training: np.ndarray | None = None
+    fold_screening: pd.DataFrame | None = None
 
     @property
     def predicted(self) -> np.ndarray:
@@ -121,50 +132,74 @@ def _common_method(fitted: Sequence[HybridClassifier]) -> str:
     return "auto" if all(has_tree_head(f) for f in fitted) and len(names) == 1 else "group_shapley"
 
 
-def explain_held_out(model: HybridClassifier, images: Sequence[Any], labels: Sequence[Any], groups: Sequence[Any], *,
-                     n_splits: int = 5, random_state: int = 0, max_background: int = 64, n_examples: int = 3,
-                     table: pd.DataFrame | None = None, group_by: str = "auto",
-                     top_descriptors: int = 5) -> ExplainedSet:
+def _held_out_inputs(model: HybridClassifier, images: Sequence[Any] | None, table: pd.DataFrame | None,
+                     names: Sequence[str] | None) -> tuple[Any, pd.DataFrame, list[str], list]:
+    """(fitted per-image features or None, the feature table, image names, height images) of a
+    held-out set: images (the table computed once, or checked against them), or for a model
+    without features the ``table`` alone."""
+    features = resolve_features(model.features)
+    if features is None:
+        if table is None:
+            raise ValueError("a model without features explains a feature table: pass table=")
+        shown: list = []
+        names = list(names) if names is not None else [str(i) for i in table.index]
+    elif not features.is_per_image():
+        raise ValueError("held-out explanations compute the feature table once: the model needs per-image features "
+                         "(images in, no embedder PCA)")
+    else:
+        if table is None:
+            table = features.fit_transform(images)
+        else:
+            features.fit(images)  # per-image features: fitting reads no image
+            if len(table) != len(images):
+                raise ValueError(f"table has {len(table)} rows for {len(images)} images")
+        shown = height_images(check_channel_maps(images))
+        names = list(names) if names is not None else [im.name for im in shown]
+    if len(names) != len(table):
+        raise ValueError(f"{len(names)} names for {len(table)} rows")
+    return features, table, names, shown
+
+
+def explain_held_out(model: HybridClassifier, images: Sequence[Any] | None, labels: Sequence[Any],
+                     groups: Sequence[Any], *, n_splits: int = 5, random_state: int = 0, max_background: int = 64,
+                     n_examples: int = 3, table: pd.DataFrame | None = None, group_by: str = "auto",
+                     top_descriptors: int = 5, names: Sequence[str] | None = None) -> ExplainedSet:
     """Out-of-fold predictions and explanations of ``images`` (module docstring).
 
     The feature table is computed once (the features learn nothing from the images, which is
     checked; pass ``table`` when it is computed already: the features of ``images``, in order,
     as ``model.features`` computes them), then ``model`` (unfitted, its settings) is cloned and
     fitted on the training images of each of ``n_splits`` folds grouped by sample, and predicts
-    and explains its test images. Group Shapley's background is the fold's training table
-    (``max_background`` rows). ``group_by``: how columns are grouped
+    and explains its test images. A model without features (``features=None``) explains the
+    rows of ``table`` (``images`` None; ``names`` name the rows). Group Shapley's background is
+    the fold's training table (``max_background`` rows). ``group_by``: how columns are grouped
     (:func:`~hybridtmd.explanation.groups.regroup`; multichannel: ``"channel"``, ``"family"``).
     Heads without trees also get per-descriptor Shapley values
     (:func:`~hybridtmd.explanation.descriptor_shapley`, its default 32 background rows) of
     the ``top_descriptors`` physical descriptors screened over all folds' test images (one list
-    for every fold, so the values line up; 0: none).
+    for every fold, so the values line up; 0: none). Each image's out-of-distribution flag is
+    its fold model's.
     """
     labels, samples = np.asarray([str(v) for v in labels]), np.asarray(groups)
-    features = resolve_features(model.features)
-    if features is None or not features.is_per_image():
-        raise ValueError("held-out explanations compute the feature table once: the model needs per-image features "
-                         "(images in, no embedder PCA)")
-    if table is None:
-        table = features.fit_transform(images)
-    else:
-        features.fit(images)  # per-image features: fitting reads no image
-        if len(table) != len(images):
-            raise ValueError(f"table has {len(table)} rows for {len(images)} images")
+    features, table, names, shown = _held_out_inputs(model, images, table, names)
     head = clone(model).set_params(features=None)
     splits = grouped_splits(labels, samples, _splitter(n_splits, random_state))
     classes = sorted(set(labels.tolist()))
     proba = np.zeros((len(labels), len(classes)))
     fold = np.zeros(len(labels), dtype=int)
-    grouped, per_feature, evidence, order = [], [], [], []
+    flagged = np.zeros(len(labels), dtype=bool)
+    grouped, per_feature, per_descriptor, evidence, order = [], [], [], [], []
     fitted_folds = [_fit_fold(head, table, labels, samples, split, classes, n_splits) for split in splits]
     method = _common_method(fitted_folds)
-    chosen = (_held_out_descriptors(fitted_folds, splits, table, top_descriptors, random_state)
-              if method == "group_shapley" and top_descriptors else [])
-    per_descriptor = []
+    screening = (_fold_screening(fitted_folds, splits, table, random_state)
+                 if method == "group_shapley" and top_descriptors else None)
+    chosen = [] if screening is None else _screened_descriptors(screening, top_descriptors)
     for split, fitted in zip(splits, fitted_folds, strict=True):
         train, test = split.train, split.test
         proba[test] = fitted.predict_proba(table.iloc[test])
         fold[test] = split.fold
+        if getattr(fitted, "ood_", None) is not None:
+            flagged[test] = fitted.is_out_of_distribution(table.iloc[test])
         explained = group_explanation(fitted, table.iloc[test], background=table.iloc[train],
                                       max_background=max_background, random_state=random_state, method=method,
                                       group_by=group_by)
@@ -180,27 +215,39 @@ def explain_held_out(model: HybridClassifier, images: Sequence[Any], labels: Seq
         evidence.append(found)
         order.append(test)
     order = np.concatenate(order)
+    has_ood = all(getattr(f, "ood_", None) is not None for f in fitted_folds)
     return ExplainedSet(
-        names=[im.name for im in height_images(check_channel_maps(images))], labels=labels, samples=samples,
+        names=names, labels=labels, samples=samples,
         table=table, classes=classes, proba=proba, groups=_concat_explanations(grouped, order),
         features=_concat_explanations(per_feature, order), method=explained.method, unit=explained.unit,
         evidence=pd.concat(evidence, ignore_index=True).sort_values(["image", "role", "rank"], ignore_index=True),
         correlates=latent_correlates(table), held_out=True, fold=fold, features_model=features,
-        train_images=height_images(check_channel_maps(images)), train_labels=labels, train_samples=samples,
+        train_images=shown, train_labels=labels, train_samples=samples,
         descriptor_values=_concat_explanations(per_descriptor, order),
         description=(f"out-of-fold: StratifiedGroupKFold({n_splits}) by sample; each image predicted and "
-                     f"explained by the model of the fold that held its sample out"), group_by=group_by)
+                     f"explained by the model of the fold that held its sample out"), group_by=group_by,
+        out_of_distribution=flagged if has_ood else None, in_training=np.zeros(len(labels), dtype=bool),
+        fold_screening=screening)
 
 
-def _held_out_descriptors(fitted: Sequence[HybridClassifier], splits: Sequence[Any], table: pd.DataFrame, top: int,
-                          random_state: int, screen_images: int = 32) -> list[str]:
-    """The ``top`` physical descriptors by screening score summed over the folds (each fold's model
-    on its test images, its training rows as background)."""
+def _fold_screening(fitted: Sequence[HybridClassifier], splits: Sequence[Any], table: pd.DataFrame,
+                    random_state: int, screen_images: int = 32) -> pd.DataFrame:
+    """The per-class screening score of every physical descriptor by each fold's model on its test
+    images (its training rows as background): columns ``fold``, ``class``, ``descriptor``, ``score``."""
     per_fold = -(-screen_images // len(splits))
-    scores = [screen_descriptors(model, table.iloc[split.test], background=table.iloc[split.train],
-                                 screen_images=per_fold, random_state=random_state)
-              for model, split in zip(fitted, splits, strict=True)]
-    total = pd.concat(scores, axis=1).sum(axis=1).sort_values(ascending=False, kind="stable")
+    parts = []
+    for model, split in zip(fitted, splits, strict=True):
+        scores = screen_descriptors(model, table.iloc[split.test], background=table.iloc[split.train],
+                                    screen_images=per_fold, random_state=random_state, per_class=True)
+        long = scores.rename_axis(index="descriptor", columns="class").stack().rename("score").reset_index()
+        parts.append(long.assign(fold=split.fold))
+    columns = ["fold", "class", "descriptor", "score"]
+    return pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
+
+
+def _screened_descriptors(screening: pd.DataFrame, top: int) -> list[str]:
+    """The ``top`` physical descriptors by screening score summed over folds and classes."""
+    total = screening.groupby("descriptor", sort=False)["score"].sum().sort_values(ascending=False, kind="stable")
     return list(total.index[:top])
 
 
@@ -234,7 +281,8 @@ def explain_set(model: HybridClassifier, X: Any, *, labels: Sequence[Any] | None
     per_descriptor = (descriptor_shapley(model, table, top=top_descriptors)
                       if explained.method == "group_shapley" and top_descriptors
                       and any(str(c).startswith(PHYS_PREFIX) for c in table.columns) else None)
-    train = background_table(model) if getattr(model, "ood_", None) is not None else None
+    has_ood = getattr(model, "ood_", None) is not None
+    train = background_table(model) if has_ood else None
     evidence = pd.DataFrame(columns=["image", "role", "class", "rank", "train_index", "train_sample", "distance"])
     if train is not None and train_labels is not None and len(train_labels) == len(train):
         ids = np.asarray(train_samples) if train_samples is not None else np.arange(len(train))
@@ -250,7 +298,22 @@ def explain_set(model: HybridClassifier, X: Any, *, labels: Sequence[Any] | None
         train_samples=None if train_samples is None else np.asarray(train_samples),
         descriptor_values=per_descriptor,
         description="explained by one fitted model (in-sample if these are its training images)",
-        group_by=group_by)
+        group_by=group_by, out_of_distribution=model.is_out_of_distribution(table) if has_ood else None,
+        in_training=training_rows(model, table) if has_ood else None)
+
+
+def training_rows(model: HybridClassifier, table: pd.DataFrame) -> np.ndarray:
+    """Per row of ``table``, whether it is one of ``model``'s training rows (its OOD reference,
+    in the reference's standardised space: a nearest training row within 1e-3, where float32
+    storage rounds at about 1e-7 per column)."""
+    from ..model.ood import knn_mean_distance
+
+    ood = model.ood_
+    rows = table[list(model.feature_names_)].to_numpy(dtype=np.float64)
+    standardised = (np.where(np.isnan(rows), ood.center_, rows) - ood.center_) / ood.scale_
+    with np.errstate(over="ignore", invalid="ignore"):
+        nearest = knn_mean_distance(standardised, np.asarray(ood.reference_, dtype=np.float64), 1)
+    return np.isfinite(nearest) & (nearest < 1e-3)
 
 
 def _model_correlates(model: HybridClassifier, table: pd.DataFrame) -> pd.DataFrame:

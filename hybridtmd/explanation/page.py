@@ -19,6 +19,7 @@ table{border-collapse:collapse;font-size:12px;margin:.3em 0}td,th{border:1px sol
 th{background:#f2f2f2}img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:12px;color:#555}details{border:1px solid #ddd;border-radius:4px;margin:.4em 0;padding:.2em .6em}
 details>summary{cursor:pointer;font-size:13px}details.wrong>summary{color:#b00020}.muted{color:#666;font-size:12px}
+details.ood{border-color:#d98e04}.ood b.ood,b.ood{color:#a05a00}.stability{font-size:13px}
 .pager button{font-size:12px;margin-right:.3em}
 """
 

@@ -27,6 +27,7 @@ from . import cards, figures, overlays, page
 from .attributions import per_class
 from .explained import ExplainedSet, explain_held_out, explain_set
 from .groups import block_of, regroup
+from .stability import driver_stability, stability_sentence
 from .stats import latent_label, latent_pca_correlation
 from .story import class_stories
 
@@ -63,7 +64,8 @@ def _slug(text: str) -> str:
 
 def predictions_table(explained: ExplainedSet) -> pd.DataFrame:
     """One row per image: ``image``, ``sample``, ``label``, ``predicted``, ``confidence``,
-    ``runner_up``, ``correct`` and ``fold`` where known, ``p_<class>``."""
+    ``runner_up``, ``correct``, ``fold``, ``out_of_distribution`` and ``in_training`` (one of the
+    explaining model's training rows) where known, ``p_<class>``."""
     proba = explained.proba
     order = np.argsort(-proba, axis=1, kind="stable")
     frame = pd.DataFrame({"image": explained.names})
@@ -78,6 +80,10 @@ def predictions_table(explained: ExplainedSet) -> pd.DataFrame:
         frame["correct"] = frame["label"] == frame["predicted"]
     if explained.fold is not None:
         frame["fold"] = explained.fold
+    if explained.out_of_distribution is not None:
+        frame["out_of_distribution"] = explained.out_of_distribution
+    if explained.in_training is not None and not explained.held_out:
+        frame["in_training"] = explained.in_training
     for j, cls in enumerate(explained.classes):
         frame[f"p_{cls}"] = proba[:, j]
     return frame
@@ -158,9 +164,12 @@ def _card(explained: ExplainedSet, i: int, images: Sequence[Any], saved: _Figure
     wrong = "correct" in row and not row["correct"]
     truth = f"true {row['label']} → " if "label" in row else ""
     sample = f" · sample {row['sample']}" if "sample" in row else ""
-    parts = [f"<details class='{'wrong' if wrong else 'ok'}'><summary>{esc(row['image'])}{esc(sample)}: "
-             f"{esc(truth)}predicted <b>{esc(row['predicted'])}</b> ({row['confidence']:.2f}; runner-up "
-             f"{esc(str(row['runner_up']))}){' — misclassified' if wrong else ''}</summary>"]
+    strange = bool(row.get("out_of_distribution", False))
+    flag = (" — <b class='ood'>out of distribution</b>: unlike every training sample, do not trust its label"
+            if strange else "")
+    parts = [f"<details class='{'wrong' if wrong else 'ok'}{' ood' if strange else ''}'><summary>{esc(row['image'])}"
+             f"{esc(sample)}: {esc(truth)}predicted <b>{esc(row['predicted'])}</b> ({row['confidence']:.2f}; runner-up "
+             f"{esc(str(row['runner_up']))}){' — misclassified' if wrong else ''}{flag}</summary>"]
     stem = f"card_{i:04d}"
     dims, how = _card_latent_dims(explained, i, k, top_latent)
     embedder = getattr(explained.features_model, "embedder_", None)
@@ -205,21 +214,21 @@ def _groups_of(explained: ExplainedSet) -> dict[str, list[str]]:
 
 def _answer(explained: ExplainedSet, predictions: pd.DataFrame, saved: _Figures, shares: pd.DataFrame) -> list[str]:
     """The first screen: headline numbers, confusion matrix and group shares side by side."""
-    when = "out-of-fold" if explained.held_out else "on these images"
+    short, when, caveat = _protocol(explained)
     out = []
     if explained.labels is not None:
         metrics, recall = performance(predictions, explained.classes)
         headline = ", ".join(f"{name} {value:.3f}" if isinstance(value, float) else f"{value} {name}"
                              for name, value in metrics.items())
-        out.append(f"<p class='lead'>Accuracy {when}: {esc(headline)}.</p>")
+        out.append(f"<p class='lead'>Accuracy {esc(when)}: {esc(headline)}.{esc(caveat)}{_ood_line(explained)}</p>")
         confusion = saved.save(figures.plot_confusion_matrix(predictions["label"], predictions["predicted"],
-                                                             explained.classes, f"confusion matrix ({when})"),
+                                                             explained.classes, f"confusion matrix ({short})"),
                                "confusion_matrix.png")
-        first = page.figure(confusion, f"Rows: true class, columns: predicted ({when}); the diagonal gives recall.")
+        first = page.figure(confusion, f"Rows: true class, columns: predicted ({short}); the diagonal gives recall.")
     else:
         counts = predictions["predicted"].value_counts().reindex(explained.classes, fill_value=0)
         out.append(f"<p class='lead'>{len(predictions)} images, no labels: predicted "
-                   f"{esc(', '.join(f'{c} {n}' for c, n in counts.items()))}.</p>")
+                   f"{esc(', '.join(f'{c} {n}' for c, n in counts.items()))}.{_ood_line(explained)}</p>")
         recall, first = None, ""
     attribution = saved.save(figures.plot_group_shares(shares, f"attribution by feature group ({explained.unit})"),
                              "group_attribution.png")
@@ -229,6 +238,34 @@ def _answer(explained: ExplainedSet, predictions: pd.DataFrame, saved: _Figures,
     if recall is not None:
         out.append("<h2>Per-class recall</h2>" + page.table(recall))
     return out
+
+
+def _protocol(explained: ExplainedSet) -> tuple[str, str, str]:
+    """How the accuracy was measured: (a short name for figure titles, the headline's name, a
+    caveat sentence)."""
+    if explained.held_out:
+        return "out-of-fold", "out-of-fold", ""
+    trained = explained.in_training
+    rerun = (" Held-out numbers: hybridtmd explain on the labelled dataset (the default there), or "
+             "write_held_out_report.")
+    if trained is None:
+        return ("on these images", "on these images (in-sample if they trained the model)",
+                " The model keeps no training rows to tell; in-sample numbers say nothing about new samples." + rerun)
+    if trained.all():
+        return ("in-sample", "in-sample (every image trained this model)",
+                " These are the model's own training images: the numbers say nothing about new samples." + rerun)
+    if trained.any():
+        return ("partly in-sample", f"on these images, {int(trained.sum())} of {len(trained)} of them in-sample "
+                "(they trained this model)", " The in-sample images flatter the numbers." + rerun)
+    return "on these images", "on these images (none of them trained this model)", ""
+
+
+def _ood_line(explained: ExplainedSet) -> str:
+    flagged = explained.out_of_distribution
+    if flagged is None or not flagged.any():
+        return ""
+    return (f" <b>{int(flagged.sum())} of {len(flagged)} images out of distribution</b> (unlike every training "
+            "sample of the model that predicted them): their labels are not to be trusted; their cards say so.")
 
 
 def _story(explained: ExplainedSet, shares: pd.DataFrame) -> list[str]:
@@ -242,7 +279,7 @@ def _story(explained: ExplainedSet, shares: pd.DataFrame) -> list[str]:
     how = ("TreeSHAP" if explained.features is not None else
            "exact Shapley values of the probability with the top screened descriptors as players (the groups "
            "above: exact group Shapley values)")
-    stories = class_stories(source, explained.predicted)
+    stories = class_stories(source, explained.predicted, classes=explained.classes)
     if len(stories):
         out.append(f"<p class='muted'>Monotone dependences of {esc(how)} (|Spearman ρ(value, attribution)| ≥ 0.6 "
                    "over the explained images):</p><ul>")
@@ -251,7 +288,21 @@ def _story(explained: ExplainedSet, shares: pd.DataFrame) -> list[str]:
     else:
         out.append(f"<p class='muted'>No physical descriptor has a monotone enough dependence of its {esc(how)} "
                    "(|ρ| ≥ 0.6) to be put in one sentence.</p>")
-    return out
+    return out + _stability(explained)
+
+
+def _stability(explained: ExplainedSet, top: int = 5) -> list[str]:
+    """The explanation stability line of a held-out set (:mod:`.stability`), or why there is none."""
+    if not explained.held_out:
+        return []
+    line = stability_sentence(driver_stability(explained, top), top)
+    if not line:
+        return ["<p class='muted'>Explanation stability: not measured (no per-descriptor attribution of the "
+                "physical descriptors in the folds).</p>"]
+    how = ("mean |TreeSHAP| per class on each fold's held-out images" if explained.features is not None else
+           "each fold model's per-class screening score on its held-out images")
+    return [f"<p class='stability'>{esc(line)} <span class='muted'>Ranked by {esc(how)}; "
+            "explanation_stability.csv lists every driver.</span></p>"]
 
 
 def render_report(explained: ExplainedSet, output: str | Path, *, images: Sequence[Any] = (),
@@ -305,6 +356,8 @@ def _tables(explained: ExplainedSet, predictions: pd.DataFrame, shares: pd.DataF
     tables = {"predictions.csv": predictions, "group_attribution.csv": pd.DataFrame(rows),
               "group_shares.csv": shares.reset_index(), "latent_correlates.csv": explained.correlates,
               "nearest_examples.csv": explained.evidence}
+    if explained.held_out:
+        tables["explanation_stability.csv"] = driver_stability(explained)
     for file, frame in tables.items():
         atomic_write_csv(frame, output / file, index=False)
     links = " · ".join(page.csv_link(frame, file, file) for file, frame in tables.items())
@@ -380,14 +433,16 @@ def write_report(model: HybridClassifier, X: Any, output: str | Path, *, labels:
     return render_report(explained, output, images=images, title=title, max_cards=max_images, top_latent=top_latent)
 
 
-def write_held_out_report(model: HybridClassifier, images: Sequence[Any], labels: Sequence[Any],
+def write_held_out_report(model: HybridClassifier, images: Sequence[Any] | None, labels: Sequence[Any],
                           groups: Sequence[Any], output: str | Path, *, n_splits: int = 5, max_cards: int = 24,
                           title: str = "Why the model decides: held-out images", random_state: int = 0,
-                          table: pd.DataFrame | None = None, group_by: str = "auto") -> Path:
+                          table: pd.DataFrame | None = None, group_by: str = "auto", top_latent: int = 3,
+                          names: Sequence[str] | None = None, summary: str = "") -> Path:
     """Out-of-fold predictions and explanations (:func:`explain_held_out`; ``table``: the
-    images' feature table when computed already; ``group_by``: how columns are grouped) of
-    ``images`` as a report in ``output``; returns the path of ``report.html``."""
+    images' feature table when computed already, or the rows a model without features explains,
+    ``images`` None, ``names`` naming them; ``group_by``: how columns are grouped) of ``images``
+    as a report in ``output``; returns the path of ``report.html``."""
     explained = explain_held_out(model, images, labels, groups, n_splits=n_splits, random_state=random_state,
-                                 table=table, group_by=group_by)
-    return render_report(explained, output, images=height_images(check_channel_maps(images)), title=title,
-                         max_cards=max_cards)
+                                 table=table, group_by=group_by, names=names)
+    return render_report(explained, output, images=explained.train_images, title=title, max_cards=max_cards,
+                         top_latent=top_latent, summary=summary)

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from ..model import HybridClassifier, StackHead
-from .attributions import explain, per_class
+from .attributions import per_class, tree_shap
 from .groups import member_positions, regroup
 
 OUTPUTS = ("probability", "log_probability")
@@ -192,7 +192,7 @@ class GroupExplanation:
 
 
 def has_tree_head(model: Any) -> bool:
-    """Whether :func:`~hybridtmd.explanation.explain` gives exact TreeSHAP for ``model``'s head
+    """Whether :func:`~hybridtmd.explanation.attributions.tree_shap` gives exact TreeSHAP for ``model``'s head
     (the XGBoost head or the stack head)."""
     from xgboost import XGBClassifier
 
@@ -210,7 +210,7 @@ def group_explanation(model: HybridClassifier, X: Any, *, background: pd.DataFra
     if method not in ("auto", "group_shapley"):
         raise ValueError(f"method must be 'auto' or 'group_shapley', not {method!r}")
     if method == "auto" and has_tree_head(model):
-        features = explain(model, X)
+        features = tree_shap(model, X)
         groups = getattr(model, "head_feature_groups_", model.feature_groups_)  # the stack's SVM columns: latent
         return GroupExplanation(tree_group_sums(features, regroup(groups, group_by)), features, "treeshap",
                                 "margin (log-odds)")
