@@ -62,7 +62,7 @@ def test_descriptors_agree_across_pixel_sizes(differences):
     # those that cannot be resolution-invariant, and why (list_descriptors' scale_note)
     pixel_dependent = set(table.index[~table["resolution_invariant"]])
     assert {n for n in pixel_dependent if not n.startswith("paper_")} == {
-        "sp_nm", "sv_nm", "sz_nm", "grain_count", "lbp_p8r1_peak_fraction"}
+        "sp_nm", "sv_nm", "sz_nm", "grain_count", "lbp_p8r1_peak_fraction", "gabor_energy_fraction_4px"}
     assert all(len(note) > 20 for note in table.loc[list(pixel_dependent), "scale_note"])
     from hybridtmd.descriptors.registry import get_family
 
@@ -75,6 +75,46 @@ def test_without_the_reference_the_same_descriptors_depend_on_the_pixel_size(dif
     for name in ("morph_step_edge_density_per_um2", "morph_defect_density_per_um2", "morph_dog_blob_density_per_um2",
                  "morph_domain_density_per_um2", "sdq", "sdr_pct", "glcm_contrast_d1px", "gabor_energy_fraction_8px"):
         assert native[name] > 1.5 * TOLERANCE["morphology"] > with_reference[name], name
+
+
+#: the promise a ``resolution_invariant`` flag makes: the median over samples of value(coarse) /
+#: value(fine) within this band (angles: circular difference within ANGLE_TOLERANCE_DEG)
+RATIO_BAND = (0.8, 1.25)
+ANGLE_TOLERANCE_DEG = 5.0
+
+
+def test_every_flagged_descriptor_holds_between_two_pixel_sizes_of_one_surface():
+    """The same surfaces (1.5 µm, rendered at 5.9 nm, sampled at 11.7 nm by anti-aliased
+    resizing), both at or finer than the reference pixel (12 nm here): every descriptor flagged
+    resolution-invariant keeps its median ratio in :data:`RATIO_BAND`. (Rendering each pixel
+    size anew draws other surfaces - correlation 0.6-0.8 - so it would test the renderer.)"""
+    from skimage.transform import resize
+
+    from hybridtmd.datasets.morphology import MATERIALS, Artefacts, sample_parameters
+    from hybridtmd.datasets.rendering import render_image
+
+    config = DescriptorConfig(reference_pixel_nm=12.0)
+    pairs = []
+    for k in range(6):
+        params = sample_parameters(list(MATERIALS)[k % len(MATERIALS)], np.random.default_rng(k),
+                                   scan_size_um=(1.5, 1.5))
+        fine = render_image(params, np.random.default_rng(100 + k), size_px=256, artefacts=Artefacts.none())
+        coarse = AFMImage(resize(fine.height, (128, 128), order=1, anti_aliasing=True),
+                          (fine.pixel_size_nm[0] * 2,) * 2)
+        pairs.append([extract_descriptors(im, "default", config, level_images=False) for im in (coarse, fine)])
+    table = list_descriptors("default").set_index("name")
+    failures = {}
+    for name in table.index[table["resolution_invariant"]]:
+        coarse, fine = (np.array([pair[i][name] for pair in pairs], float) for i in (0, 1))
+        if table.loc[name, "unit"] == "deg":
+            gap = float(np.nanmedian(np.abs((coarse - fine + 90.0) % 180.0 - 90.0)))
+            if not gap <= ANGLE_TOLERANCE_DEG:
+                failures[name] = f"{gap:.1f} deg"
+        else:
+            ratio = float(np.nanmedian(coarse / fine))
+            if not RATIO_BAND[0] <= ratio <= RATIO_BAND[1]:
+                failures[name] = round(ratio, 3)
+    assert not failures
 
 
 def _rough_surface(px: float = 3.0, size: int = 96, seed: int = 0) -> AFMImage:

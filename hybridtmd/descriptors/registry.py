@@ -13,9 +13,13 @@ descriptors), descriptor names (that one descriptor, also one outside the defaul
 (every default family, default descriptors) and :data:`RELEASE_0_1_0` / ``None`` (the 98 columns
 of release 0.1.0, which saved its default as ``families: None``).
 
-Resolution. Each descriptor says whether its value is the same at any pixel size
-(``resolution_invariant``): physical-unit descriptors evaluated at the reference resolution are,
-the paper's pixel definitions are not (``scale_note`` says why).
+Resolution. Each descriptor says whether its value is the same at any pixel size at or finer than
+the reference pixel (``resolution_invariant``; ``DescriptorConfig.reference_pixel_nm``, 10 nm by
+default): physical-unit descriptors evaluated at the reference resolution are, the paper's pixel
+definitions are not (``scale_note`` says why). A scan coarser than the reference is interpolated to
+it (with a warning) and lacks the detail in between, so the promise does not extend to it.
+``tests/test_descriptors_scale.py`` measures every flagged descriptor on one surface sampled at
+two pixel sizes: a descriptor cannot be flagged without passing it.
 
 A family is a function ``compute(surface) -> Mapping[str, float]`` taking a
 :class:`~hybridtmd.descriptors.core.Surface` (the levelled image plus cached derived arrays) and
