@@ -350,22 +350,33 @@ def labelled_images(source: Path, pattern: str | None, options: dict[str, Any] |
     return ds.subset(idx), report.images, ds.labels[idx], ds.groups[idx], [str(ds.paths[i]) for i in idx], errors
 
 
+def input_manifest(inputs: list[Path]) -> Any:
+    """The dataset of a manifest when the inputs are one (a CSV, or a folder holding
+    ``manifest.csv``), else None; a manifest that does not parse is a one-line error."""
+    from ..io import load_dataset
+
+    if len(inputs) != 1 or not (inputs[0].suffix.lower() == ".csv" or (inputs[0] / "manifest.csv").exists()):
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return load_dataset(inputs[0])
+    except HybridTMDError as exc:
+        fail(str(exc))
+
+
 def expand_inputs(inputs: list[Path]) -> list[Path]:
     """Files to read: a folder gives every file of a readable type in it (names need not follow any
     convention), a manifest CSV its listed files, files themselves."""
-    from ..io import load_dataset, registered_suffix
+    from ..io import registered_suffix
 
-    if len(inputs) == 1 and inputs[0].is_dir() and not (inputs[0] / "manifest.csv").exists():
+    manifest = input_manifest(inputs)
+    if manifest is not None:
+        return manifest.paths
+    if len(inputs) == 1 and inputs[0].is_dir():
         # entries that are not regular files stay in: the reader reports them (a FIFO is never opened)
         return sorted(p for p in inputs[0].iterdir()
                       if not p.name.startswith(".") and registered_suffix(p) is not None)
-    if len(inputs) == 1 and (inputs[0].is_dir() or inputs[0].suffix.lower() == ".csv"):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                return load_dataset(inputs[0]).paths
-        except HybridTMDError as exc:
-            fail(str(exc))
     return list(inputs)
 
 

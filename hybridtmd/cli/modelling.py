@@ -29,6 +29,7 @@ from .common import (
     exit_for,
     expand_inputs,
     fail,
+    input_manifest,
     labelled_images,
     model_from_config,
     needed_channels,
@@ -112,9 +113,10 @@ def predict_command(
     z_unit: ZUnitOption = None,
     z_scale: ZScaleOption = None,
     by_sample: Annotated[bool, typer.Option(help="Also one verdict per sample (images pooled by mean "
-                                            "log-probability) into <output>_samples.csv; the sample id is "
-                                            "the file name's group (<x>_<MATERIAL>_<x>_<SAMPLE>_...), else "
-                                            "the file is its own sample.")] = False,
+                                            "log-probability) into <output>_samples.csv. Samples: a manifest's "
+                                            "group column; without a manifest the file name's sample field "
+                                            "(<x>_<MATERIAL>_<x>_<SAMPLE>_...), else each file is its own "
+                                            "sample.")] = False,
 ) -> None:
     """Predict the material of AFM files: label, confidence, probability per class, OOD flag.
 
@@ -153,35 +155,48 @@ def predict_command(
         console.print(f"predicted {len(table)} of {len(paths)} file(s) into {output}"
                       + (f"; {n_ood} flagged out of distribution" if n_ood else ""), soft_wrap=True)
         if by_sample:
-            _write_sample_verdicts(table, model.classes_, output.with_name(f"{output.stem}_samples.csv"))
+            _write_sample_verdicts(table, model.classes_, output.with_name(f"{output.stem}_samples.csv"),
+                                   input_manifest(inputs))
     report_errors(errors)
     if not frames:
         fail("no file could be predicted", code=1)
     exit_for(errors)
 
 
+#: how ``--by-sample`` found each file's sample, printed with the verdicts
+MANIFEST_SAMPLES = "samples from the manifest's group column"
+NAME_SAMPLES = ("samples from file names (<x>_<MATERIAL>_<x>_<SAMPLE>_...: the SAMPLE field; a file not named so "
+                "is its own sample)")
+
+
 def sample_of(path: str) -> str:
-    """The sample id in a file name (the default naming convention's group), else the file stem."""
+    """The sample of a file without a manifest: the default naming convention's group, else the
+    file itself (its path: two scans of one name in other formats are two samples)."""
     import re
 
     from ..io.dataset import DEFAULT_FILENAME_PATTERN
 
     match = re.match(DEFAULT_FILENAME_PATTERN, Path(path).name)
-    return match.group("group") if match else Path(path).stem
+    return match.group("group") if match else path
 
 
-def _write_sample_verdicts(table: Any, classes: Any, path: Path) -> None:
-    """Pool the image probabilities of ``table`` per sample and write one row per sample."""
+def _write_sample_verdicts(table: Any, classes: Any, path: Path, manifest: Any = None) -> None:
+    """Pool the image probabilities of ``table`` per sample and write one row per sample; the
+    samples are the ``manifest`` dataset's groups when given, else :func:`sample_of` each file."""
     from .._utils import atomic_write_csv
     from ..model.samples import pool_samples
 
-    groups = [sample_of(f) for f in table["file"]]
+    if manifest is not None:
+        group_of = {path_text(p): str(g) for p, g in zip(manifest.paths, manifest.groups, strict=True)}
+        groups, rule = [group_of[f] for f in table["file"]], MANIFEST_SAMPLES
+    else:
+        groups, rule = [sample_of(f) for f in table["file"]], NAME_SAMPLES
     verdicts = pool_samples(table[[f"p_{c}" for c in classes]].to_numpy(), groups, classes)
     files = table.groupby(groups, sort=False)["file"].agg(";".join)
     verdicts.insert(4, "files", files.loc[verdicts.index].to_numpy())
     atomic_write_csv(verdicts.reset_index(), path, index=False)
-    console.print(f"{len(verdicts)} sample verdict(s) into {path} (mean log-probability of each sample's images)",
-                  soft_wrap=True)
+    console.print(f"{len(verdicts)} sample verdict(s) into {path} ({rule}; mean log-probability of each sample's "
+                  "images)", soft_wrap=True, highlight=False)
 
 
 def _table_to_explain(model: Any, model_dir: Path, inputs: list[Path]) -> tuple[Any, list | None, list | None]:
