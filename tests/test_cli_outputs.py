@@ -10,6 +10,7 @@ import shutil
 
 import pandas as pd
 import pytest
+from corpus.files import shared_afm_files
 from corpus.make_corpus import make_good
 from typer.testing import CliRunner
 
@@ -66,3 +67,40 @@ def test_by_sample_without_a_manifest_keeps_files_of_one_stem_apart(trained, tmp
     samples = pd.read_csv(tmp_path / "p_samples.csv")
     assert list(samples["n_images"]) == [1, 1]
     assert "samples from file names" in result.output
+
+
+# ------------------------------------------------------------------------------------------ level
+
+def test_level_writes_one_tiff_per_input_when_stems_collide(tmp_path):
+    source = make_good(tmp_path / "in", n=1)[0]
+    inputs = [tmp_path / "in" / name for name in ("x.tif", "x.tiff", "y.tif")]
+    for path in inputs:
+        shutil.copy(source, path)
+    result = run("level", *inputs, "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == ["x.tif.tif", "x.tiff.tif", "y.tif"]
+    assert "levelled 3 of 3 file(s)" in result.output
+
+
+def test_level_refuses_one_name_from_two_folders_before_any_work(tmp_path):
+    source = make_good(tmp_path / "in", n=1)[0]
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        shutil.copy(source, tmp_path / folder / "scan.tif")
+    result = run("level", tmp_path / "a" / "scan.tif", tmp_path / "b" / "scan.tif", "-o", tmp_path / "out")
+    assert result.exit_code == 2 and "would both be levelled into scan.tif" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_level_keeps_the_outputs_of_real_files_that_share_a_stem(tmp_path):
+    real = shared_afm_files()
+    if real is None:
+        pytest.skip("../shared/data/afm_files is absent")
+    inputs = []
+    for file in ("di-3.di", "mi-1.mi", "nid-1.nid"):  # three instruments, one name: sample_0.*
+        inputs.append(tmp_path / f"sample_0{(real / file).suffix}")
+        inputs[-1].symlink_to(real / file)
+    result = run("level", *inputs, "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "out").glob("*.tif"))) == 3 and "levelled 3 of 3" in result.output

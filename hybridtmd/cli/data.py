@@ -165,20 +165,41 @@ def level_command(
     level_config = load_level_config(config)
     paths = expand_inputs(inputs)
     check_not_input_folder(output, paths)
+    names = levelled_names(paths)
     report = load_images(paths, **read_options(channel, pixel_size_nm, z_unit, z_scale), on_error="skip",
                          progress=len(paths) > 20)
     errors = list(report.errors)
     written = 0
-    for image in track(report.images, total=len(report.images), description="levelling",
-                       show=len(report.images) >= 20):
+    for image, index in track(zip(report.images, report.indices, strict=True), total=len(report.images),
+                              description="levelling", show=len(report.images) >= 20):
         try:
-            save_image(level(image, level_config), output / (Path(image.source).stem + ".tif"))
+            save_image(level(image, level_config), output / names[index])
             written += 1
         except (HybridTMDError, ValueError, OSError) as exc:
             errors.append((str(image.source), str(exc)))
     console.print(f"levelled {written} of {len(paths)} file(s) into {output}")
     report_errors(errors)
     exit_for(errors)
+
+
+def levelled_names(paths: list[Path]) -> list[str]:
+    """The TIFF each input is levelled into: ``<stem>.tif``, or ``<name>.tif`` (suffix kept, e.g.
+    ``x.stp.tif`` beside ``x.top.tif``) for inputs whose stems would give one name; names that
+    still coincide (one name in two folders) are an error before any work. Names are compared
+    case-insensitively, as some file systems do."""
+    from collections import Counter
+
+    def key(name: str) -> str:
+        return name.casefold()
+
+    stems = Counter(key(p.stem) for p in paths)
+    names = [p.stem + ".tif" if stems[key(p.stem)] == 1 else p.name + ".tif" for p in paths]
+    seen: dict[str, Path] = {}
+    for path, name in zip(paths, names, strict=True):
+        first = seen.setdefault(key(name), path)
+        if first != path:
+            fail(f"{first} and {path} would both be levelled into {name}; level them into separate folders")
+    return names
 
 
 @command("gallery")
