@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 from corpus.files import shared_afm_files
@@ -104,3 +105,30 @@ def test_level_keeps_the_outputs_of_real_files_that_share_a_stem(tmp_path):
     result = run("level", *inputs, "-o", tmp_path / "out")
     assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "out").glob("*.tif"))) == 3 and "levelled 3 of 3" in result.output
+
+
+# ---------------------------------------------------------------------------- sample accuracy
+
+def test_the_report_and_evaluate_score_samples_by_one_definition():
+    """Three images of one sample of true class B: the mean probability says A, the mean
+    log-probability (evaluate's pooling) says B; the explanation report must agree with evaluate."""
+    from hybridtmd.evaluation.cv import sample_scores
+    from hybridtmd.explanation.report import performance
+
+    proba = np.array([[1e-4, 1 - 1e-4], [0.9, 0.1], [0.9, 0.1], [0.2, 0.8]])
+    labels = np.array(["B", "B", "B", "A"])
+    groups = np.array(["s1", "s1", "s1", "s2"])
+
+    class Fitted:
+        classes_ = np.array(["A", "B"])
+
+        def predict_proba(self, X):
+            return proba
+
+    evaluated = sample_scores(Fitted(), np.zeros((4, 1)), labels, groups, np.arange(4), proba.argmax(1))
+    predictions = pd.DataFrame({"sample": groups, "label": labels,
+                                "predicted": np.array(["A", "B"])[proba.argmax(1)], "p_A": proba[:, 0],
+                                "p_B": proba[:, 1]})
+    metrics, _ = performance(predictions, ["A", "B"])
+    assert evaluated["sample_accuracy"] == 0.5  # s1 right (B), s2 wrong (B for A)
+    assert metrics["sample accuracy"] == evaluated["sample_accuracy"] and metrics["samples"] == 2
