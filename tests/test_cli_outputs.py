@@ -132,3 +132,17 @@ def test_the_report_and_evaluate_score_samples_by_one_definition():
     metrics, _ = performance(predictions, ["A", "B"])
     assert evaluated["sample_accuracy"] == 0.5  # s1 right (B), s2 wrong (B for A)
     assert metrics["sample accuracy"] == evaluated["sample_accuracy"] and metrics["samples"] == 2
+
+
+# ------------------------------------------------------------------------------------------ train
+
+def test_train_says_which_head_auto_chose_and_its_inner_scores(trained):
+    from hybridtmd.model import HybridClassifier
+
+    _, model_dir, output = trained
+    selection = HybridClassifier.load(model_dir).head_selection_
+    chosen = selection["choice"]
+    line = next(line for line in output.splitlines() if line.startswith("head "))
+    assert line.startswith(f"head {chosen} (auto: mean inner accuracy over {selection['inner_folds']} folds")
+    for name, mean in selection["mean"].items():
+        assert f"{name} {mean:.3f} ± {selection['std'][name]:.3f}" in line
