@@ -11,7 +11,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from corpus.files import shared_afm_files
+from corpus.files import shared_afm_files, skipped_reasons
 from corpus.make_corpus import make_good
 from typer.testing import CliRunner
 
@@ -146,3 +146,26 @@ def test_train_says_which_head_auto_chose_and_its_inner_scores(trained):
     assert line.startswith(f"head {chosen} (auto: mean inner accuracy over {selection['inner_folds']} folds")
     for name, mean in selection["mean"].items():
         assert f"{name} {mean:.3f} ± {selection['std'][name]:.3f}" in line
+
+
+# ---------------------------------------------------------------------------------------- extract
+
+def test_extract_reads_an_unlabelled_folder_whole_and_invents_no_labels(tmp_path):
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    source = make_good(tmp_path / "in", n=1)[0]
+    shutil.copy(source, folder / "sample_1_um_scale.tif")  # looks like the convention
+    shutil.copy(source, folder / "scan.tif")
+    (folder / "broken.tif").write_bytes(b"not a tiff")
+    real = shared_afm_files()
+    if real is not None:
+        (folder / "my scan.nid").symlink_to(real / "nid-1.nid")
+    result = run("extract", folder, "-o", tmp_path / "f.csv", "--families", "areal")
+    assert result.exit_code == 1, result.output
+    table = pd.read_csv(tmp_path / "f.csv")
+    assert "label" not in table and "group" not in table
+    assert len(table) == (3 if real is not None else 2)
+    skipped = skipped_reasons(result.output)
+    assert list(skipped) == ["broken.tif"] and "cannot read" in skipped["broken.tif"]
+    run("extract", folder, "-o", tmp_path / "g.csv", "--families", "areal", "--pattern", "default")
+    assert set(pd.read_csv(tmp_path / "g.csv")["label"].astype(str)) == {"1"}  # asked for: the names label

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -40,6 +40,9 @@ from .common import (
     use_file_backend,
     write_table,
 )
+
+if TYPE_CHECKING:
+    from ..io import Dataset
 
 #: Smallest image side synth writes: the readers' own minimum (hybridtmd.io.MIN_SIDE_PX).
 MIN_SYNTH_SIZE = 32
@@ -297,7 +300,7 @@ def embed_command(
 
 @command("extract")
 def extract_command(
-    source: Annotated[Path, typer.Argument(help="Dataset folder or manifest CSV.")],
+    source: Annotated[Path, typer.Argument(help="Folder of AFM files (labelled only with --pattern) or manifest CSV.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="CSV or .parquet file to write.")] = Path(
         "features.csv"),
     families: Annotated[str, typer.Option(
@@ -328,7 +331,9 @@ def extract_command(
 ) -> None:
     """Physical descriptors of every image of a dataset, one row per image.
 
-    Columns: path, label, group (and split if the dataset has one), then one column per
+    Columns: path, then label, group (and split if the dataset has one) when the files are
+    labelled - by a manifest, or by their names with --pattern (--pattern default: the paper's
+    convention); a folder without either is read whole, unlabelled. Then one column per
     descriptor (see `hybridtmd.descriptors.list_descriptors()` for units and definitions).
     CSV, or parquet when the output ends in .parquet (needs pyarrow, the parquet extra).
     Undefined values are empty cells; their reasons go to <output>.reasons.csv. Bad files are
@@ -351,7 +356,7 @@ def extract_command(
     if address is not None:
         _check_reachable(address)
     level_config = load_level_config(config)
-    ds = read_dataset(source, pattern, read_options(channel, pixel_size_nm, z_unit, z_scale))
+    ds = files_to_describe(source, pattern, read_options(channel, pixel_size_nm, z_unit, z_scale))
     names = [f.strip() for f in families.split(",") if f.strip()] or "default"
     per_channel = parse_channels(channels, names)
     if per_channel is not None and store is not None:
@@ -371,6 +376,21 @@ def extract_command(
                           partition_size=partition_size, read=read_options(channel, pixel_size_nm))
     else:
         _extract_to_csv(ds, output, extractor)
+
+
+def files_to_describe(source: Path, pattern: str | None, options: dict) -> Dataset:
+    """What ``extract`` reads: a manifest's dataset, a folder's files labelled by an explicit
+    ``--pattern``, or else every readable file of the folder, unlabelled (empty labels and
+    groups; a name that happens to look like the convention labels nothing, and a file that
+    cannot be read is reported with its own reason)."""
+    from ..io import Dataset
+
+    if pattern is not None or not source.is_dir() or (source / "manifest.csv").exists():
+        return read_dataset(source, pattern, options)
+    paths = expand_inputs([source])
+    if not paths:
+        fail(f"{source}: no file of a readable type in the folder")
+    return Dataset(paths, [""] * len(paths), [""] * len(paths), **options)
 
 
 def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
@@ -424,6 +444,8 @@ def _extract_to_csv(ds, output: Path, extractor) -> None:
         fail("no readable image in the dataset", code=1)
     features, reasons = extractor.fit(report.images).transform_with_reasons(report.images)
     meta = ds.to_frame().iloc[report.indices].reset_index(drop=True)
+    if not any(ds.labels):  # an unlabelled folder: no label or group columns to invent
+        meta = meta[["path"]]
     table = pd.concat([meta, features], axis=1)
     write_table(table, output)
     reasons_path = output.with_name(output.stem + ".reasons.csv")
