@@ -169,3 +169,34 @@ def test_extract_reads_an_unlabelled_folder_whole_and_invents_no_labels(tmp_path
     assert list(skipped) == ["broken.tif"] and "cannot read" in skipped["broken.tif"]
     run("extract", folder, "-o", tmp_path / "g.csv", "--families", "areal", "--pattern", "default")
     assert set(pd.read_csv(tmp_path / "g.csv")["label"].astype(str)) == {"1"}  # asked for: the names label
+
+
+# ------------------------------------------------------------------- outputs and faults (26.13)
+
+XGBOOST_FULL_DISK = ("[14:31:27] /__w/xgboost/xgboost/dmlc-core/src/io/local_filesys.cc:86: Check failed: "
+                     "nwrite == size (0 vs. 4096) : FileStream.Write incomplete: No space left on device\n"
+                     "Stack trace:\n  [bt] (0) libxgboost.so(+0x2c1a8c) [0x7fdb9e0c1a8c]\n"
+                     "  [bt] (1) libxgboost.so(+0x154e08d) [0x7fdb9f34e08d]\n")
+
+
+def test_a_full_disk_while_train_saves_is_one_line_and_keeps_the_old_model(trained, tmp_path, monkeypatch):
+    from xgboost import XGBClassifier
+    from xgboost.core import XGBoostError
+
+    data, model_dir, _ = trained
+    target = shutil.copytree(model_dir, tmp_path / "model")
+    before = {p.name: p.read_bytes() for p in target.iterdir()}
+    config = tmp_path / "xgb.toml"
+    config.write_text(DESCRIPTORS_ONLY + "[model.xgboost]\nn_estimators = 5\n")
+
+    def full_disk(self, path):
+        raise XGBoostError(XGBOOST_FULL_DISK)
+
+    monkeypatch.setattr(XGBClassifier, "save_model", full_disk)
+    result = run("train", data, "-o", target, "--config", config)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "No space left on device" in errors[0], result.output
+    assert "Stack trace" not in result.output and "[bt]" not in result.output
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == before  # no half model
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
