@@ -200,3 +200,32 @@ def test_a_full_disk_while_train_saves_is_one_line_and_keeps_the_old_model(train
     assert "Stack trace" not in result.output and "[bt]" not in result.output
     assert {p.name: p.read_bytes() for p in target.iterdir()} == before  # no half model
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize("command", ["evaluate", "compare"])
+def test_evaluate_and_compare_check_the_report_folder_before_any_work(trained, tmp_path, monkeypatch, command):
+    import hybridtmd.evaluation as evaluation
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the cross-validation ran before the output was checked")
+
+    for name in ("evaluate", "ablation", "compare"):
+        monkeypatch.setattr(evaluation, name, no_work)
+    (tmp_path / "a_file").write_text("")
+    result = run(command, trained[0], "-o", tmp_path / "a_file" / "report", "--folds", "2")
+    assert result.exit_code == 2 and "a_file is a file, not a folder" in result.output, result.output
+
+
+def test_a_report_that_cannot_be_written_after_the_work_is_one_line(trained, tmp_path, monkeypatch):
+    import hybridtmd.evaluation.report as report
+
+    def read_only(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(report, "write_evaluation_report", read_only)
+    config = tmp_path / "cfg.toml"
+    config.write_text(DESCRIPTORS_ONLY + "[model.xgboost]\nn_estimators = 5\n")
+    result = run("evaluate", trained[0], "-o", tmp_path / "report", "--folds", "2", "--permutations", "0",
+                 "--no-ablation", "--config", config)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert "cannot write the report" in result.output and "Read-only file system" in result.output
