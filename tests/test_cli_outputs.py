@@ -229,3 +229,37 @@ def test_a_report_that_cannot_be_written_after_the_work_is_one_line(trained, tmp
                  "--no-ablation", "--config", config)
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
     assert "cannot write the report" in result.output and "Read-only file system" in result.output
+
+
+def test_the_cache_folder_is_a_run_setting_never_in_the_model(trained, tmp_path):
+    """train --cache-dir caches there but the model does not record it; predict caches nowhere
+    unless given --cache-dir itself (issue 26.13, 34.2)."""
+    import json
+
+    data = trained[0]
+    config = tmp_path / "emb.toml"
+    config.write_text('[descriptors]\nfamilies = ["areal"]\n[embeddings]\ninput_size = 64\n'
+                      '[model]\nood_neighbors = 2\n[model.xgboost]\nn_estimators = 5\n')
+    cache = tmp_path / "train_cache"
+    result = run("train", data, "-o", tmp_path / "model", "--config", config, "--cache-dir", cache)
+    assert result.exit_code == 0, result.output
+    assert any(p.suffix == ".npz" for p in cache.rglob("*"))  # train cached where it was told
+    manifest = (tmp_path / "model" / "manifest.json").read_text()
+    assert str(cache) not in manifest and json.loads(manifest)["features"]["embedder"]["cache_dir"] is None
+    shutil.rmtree(cache)
+    files = sorted(data.glob("*.tif"))[:2]
+    result = run("predict", tmp_path / "model", *files, "-o", tmp_path / "out" / "p.csv")
+    assert result.exit_code == 0, result.output
+    assert not cache.exists() and [p.name for p in (tmp_path / "out").iterdir()] == ["p.csv"]
+    result = run("predict", tmp_path / "model", *files, "-o", tmp_path / "p2.csv", "--cache-dir", tmp_path / "run")
+    assert result.exit_code == 0 and len(list((tmp_path / "run").rglob("*.npz"))) == 2
+
+
+def test_a_cache_folder_written_into_a_model_file_is_not_followed(tmp_path):
+    from hybridtmd.model import HybridFeatures
+
+    settings = {"level_images": True, "level_config": None, "descriptors": None,
+                "embedder": {"backbone": "efficientnet_lite0", "weights": None, "tta": "none", "input_size": 224,
+                             "clip_percentiles": [1.0, 99.0], "tile_size_px": None, "tile_stride_px": None,
+                             "batch_size": 16, "device": "cpu", "cache_dir": str(tmp_path / "anywhere")}}
+    assert HybridFeatures.from_settings(settings).embedder.cache_dir is None

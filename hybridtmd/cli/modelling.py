@@ -126,6 +126,8 @@ def predict_command(
     pixel_size_nm: PixelSizeOption = None,
     z_unit: ZUnitOption = None,
     z_scale: ZScaleOption = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Embedding cache folder for this run (a model never "
+                                                   "names one).")] = None,
     by_sample: Annotated[bool, typer.Option(help="Also one verdict per sample (images pooled by mean "
                                             "log-probability) into <output>_samples.csv. Samples: a manifest's "
                                             "group column; without a manifest the file name's sample field "
@@ -149,6 +151,8 @@ def predict_command(
     model = load_classifier(model_dir)
     if model.features_ is None:
         fail(f"{model_dir}: this model was trained on a feature table; predict from images needs an image model")
+    if cache_dir is not None and model.features_.embedder_ is not None:
+        model.features_.embedder_.set_params(cache_dir=cache_dir)
     paths = expand_inputs(inputs)
     report = load_images(paths, **read_options(channel, pixel_size_nm, z_unit, z_scale), on_error="skip",
                          progress=len(paths) >= 20, channels=needed_channels(model.features_))
