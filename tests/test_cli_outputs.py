@@ -7,6 +7,7 @@ its fix."""
 from __future__ import annotations
 
 import shutil
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -263,3 +264,16 @@ def test_a_cache_folder_written_into_a_model_file_is_not_followed(tmp_path):
                              "clip_percentiles": [1.0, 99.0], "tile_size_px": None, "tile_stride_px": None,
                              "batch_size": 16, "device": "cpu", "cache_dir": str(tmp_path / "anywhere")}}
     assert HybridFeatures.from_settings(settings).embedder.cache_dir is None
+
+
+def test_info_on_heights_near_the_float64_limit_gives_their_true_spread(tmp_path):
+    import tifffile
+
+    heights = np.tile(np.array([1e300, -1e300]), (64, 32))  # std 1e300; its square overflows
+    path = tmp_path / "huge.tif"
+    tifffile.imwrite(path, heights, description='{"pixel_size_nm": [8.0, 8.0], "z_unit": "nm"}')
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        result = run("info", path)
+    assert result.exit_code == 0, result.output
+    assert "rms_nm 1e+300" in result.output and "overflow" not in result.output and " inf" not in result.output
