@@ -277,3 +277,36 @@ def test_info_on_heights_near_the_float64_limit_gives_their_true_spread(tmp_path
         result = run("info", path)
     assert result.exit_code == 0, result.output
     assert "rms_nm 1e+300" in result.output and "overflow" not in result.output and " inf" not in result.output
+
+
+# ------------------------------------------------------------------------ unsigned models (34.2)
+
+UNSIGNED_WARNING = "an unsigned model not saved under this account"
+
+
+def test_predict_warns_once_for_an_unsigned_model_it_did_not_save(trained, tmp_path, monkeypatch):
+    from corpus.tampering import forge_manifest
+
+    data, model_dir, _ = trained
+    files = sorted(data.glob("*.tif"))[:2]
+    result = run("predict", model_dir, *files, "-o", tmp_path / "own.csv")
+    assert result.exit_code == 0 and UNSIGNED_WARNING not in result.output  # saved here, unchanged
+    edited = shutil.copytree(model_dir, tmp_path / "edited")
+    forge_manifest(edited, metrics={"accuracy": 0.99})  # the digest recomputed, as anyone can
+    result = run("predict", edited, *files, "-o", tmp_path / "edited.csv")
+    assert result.exit_code == 0 and result.output.count(UNSIGNED_WARNING) == 1, result.output
+    assert "HYBRIDTMD_MODEL_KEY" in result.output
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "another_account"))
+    result = run("predict", model_dir, *files, "-o", tmp_path / "theirs.csv")
+    assert result.output.count(UNSIGNED_WARNING) == 1
+
+
+def test_a_signed_model_loads_without_the_unsigned_warning(trained, tmp_path, monkeypatch):
+    data, _, _ = trained
+    monkeypatch.setenv("HYBRIDTMD_MODEL_KEY", "lab secret")
+    config = tmp_path / "cfg.toml"
+    config.write_text(DESCRIPTORS_ONLY + "[model.xgboost]\nn_estimators = 5\n")
+    assert run("train", data, "-o", tmp_path / "signed", "--config", config).exit_code == 0
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "another_account"))
+    result = run("predict", tmp_path / "signed", sorted(data.glob("*.tif"))[0], "-o", tmp_path / "p.csv")
+    assert result.exit_code == 0 and UNSIGNED_WARNING not in result.output, result.output

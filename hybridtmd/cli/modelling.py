@@ -104,6 +104,7 @@ def head_sentence(selection: dict[str, Any]) -> str:
 def load_classifier(model_dir: Path) -> Any:
     """A saved HybridClassifier, or a one-line error naming the directory."""
     from ..model import HybridClassifier
+    from ..model.persistence import KEY_VARIABLE, unsigned_and_foreign
 
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -113,6 +114,10 @@ def load_classifier(model_dir: Path) -> Any:
         fail(str(exc))
     for warning in caught:  # e.g. a model saved for CUDA on a machine without it
         warn_line(f"{model_dir}: {warning.message}")
+    if unsigned_and_foreign(model_dir):
+        warn_line(f"{model_dir}: an unsigned model not saved under this account (made elsewhere, copied or edited): "
+                  f"its digest catches accidents, not tampering; only models signed with {KEY_VARIABLE} are "
+                  "tamper-evident")
     return model
 
 

@@ -206,7 +206,50 @@ def write_model_directory(directory: str | Path, write: Callable[[Path], Any], m
             shutil.rmtree(tmp)
         if old is not None and (directory.exists() or not (old / "model").exists()):
             shutil.rmtree(old, ignore_errors=True)  # else it holds the only copy: kept for recovery
+    remember_saved(directory, marker)
     return directory
+
+
+#: the digests of the models saved under this user account, one per line (newest last), in
+#: :func:`state_dir`: what :func:`unsigned_and_foreign` calls "saved here"
+SAVED_LIST = "saved_models.txt"
+#: entries kept in :data:`SAVED_LIST`
+SAVED_KEPT = 10_000
+
+
+def state_dir() -> Path:
+    """hybridtmd's state folder of this account: ``$XDG_STATE_HOME/hybridtmd`` (default
+    ``~/.local/state/hybridtmd``)."""
+    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "hybridtmd"
+
+
+def _saved_digests() -> list[str]:
+    try:
+        return (state_dir() / SAVED_LIST).read_text(encoding="utf-8").split()
+    except (OSError, UnicodeDecodeError):
+        return []
+
+
+def remember_saved(directory: Path, marker: str = MANIFEST_NAME) -> None:
+    """Add the digest of the model just saved in ``directory`` to :data:`SAVED_LIST` (a state
+    folder that cannot be written only costs the "saved here" status, never the save)."""
+    with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+        digest = str(read_json(directory / marker)[DIGEST_ENTRY])
+        (state_dir()).mkdir(parents=True, exist_ok=True)
+        atomic_write_text(state_dir() / SAVED_LIST, "\n".join([*_saved_digests(), digest][-SAVED_KEPT:]) + "\n")
+
+
+def unsigned_and_foreign(directory: str | Path) -> bool:
+    """Whether a model directory is unsigned (no HMAC: anyone can edit it and recompute its digest)
+    and was not saved under this account (its digest is not in :data:`SAVED_LIST`: made
+    elsewhere, copied from someone, or edited since it was saved here)."""
+    try:
+        manifest = read_json(Path(directory) / MANIFEST_NAME)
+    except (OSError, ModelFileError):
+        return False
+    if not isinstance(manifest, dict) or manifest.get("signed") is True:
+        return False
+    return str(manifest.get(DIGEST_ENTRY)) not in set(_saved_digests())
 
 
 def _swap_folders(directory: Path, kind: str) -> list[Path]:
