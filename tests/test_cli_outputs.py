@@ -310,3 +310,23 @@ def test_a_signed_model_loads_without_the_unsigned_warning(trained, tmp_path, mo
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "another_account"))
     result = run("predict", tmp_path / "signed", sorted(data.glob("*.tif"))[0], "-o", tmp_path / "p.csv")
     assert result.exit_code == 0 and UNSIGNED_WARNING not in result.output, result.output
+
+
+# ---------------------------------------------------------------------------------- messages (34.3)
+
+def test_messages_about_file_metadata_do_not_name_command_line_options(tmp_path):
+    npz = tmp_path / "ten.npz"
+    np.savez(npz, height=np.random.default_rng(0).normal(size=(64, 64)), pixel_size_nm="ten")
+    result = run("info", npz)
+    assert result.exit_code == 1 and "npz pixel_size_nm must be numbers" in result.output, result.output
+    source = make_good(tmp_path / "in", n=1)[0]
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"path,label,group,pixel_size_nm\n{source},MoS2,s1,abc\n")
+    result = run("extract", manifest, "-o", tmp_path / "f.csv")
+    assert result.exit_code == 2 and "line 2: pixel_size_nm 'abc' is not a number" in result.output, result.output
+    assert "--pixel-size-nm" not in result.output
+    bare = tmp_path / "bare.tif"  # the instruction to pass the option still names the flag
+    import tifffile
+
+    tifffile.imwrite(bare, np.random.default_rng(1).normal(size=(64, 64)).astype(np.float32))
+    assert "pass --pixel-size-nm NM" in run("info", bare).output

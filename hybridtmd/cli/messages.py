@@ -16,19 +16,28 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-#: Python keyword of a reading option -> its command-line flag (messages from the library name the
-#: keyword; the same message on the command line names the flag).
+#: Python keyword of a reading option -> its command-line flag. The library's instructions name
+#: the keyword ("pass pixel_size_nm=..."); on the command line they name the flag. A message about
+#: a file's own metadata or a manifest's value ("npz pixel_size_nm must be numbers") keeps the name.
 KEYWORD_FLAGS = {"pixel_size_nm=...": "--pixel-size-nm NM", "pixel_size_nm": "--pixel-size-nm",
                  "z_scale (nm per grey level)": "--z-scale NM_PER_LEVEL", "z_scale=nm per count": "--z-scale NM",
-                 "z_scale": "--z-scale", "channel=<page index": "--channel <page index", "z_unit": "--z-unit",
-                 "DescriptorConfig(reference_pixel_nm=...)": "reference_pixel_nm = ... in the --config file's "
-                                                              "[descriptors] table"}
-_KEYWORDS = re.compile("|".join(re.escape(k) for k in sorted(KEYWORD_FLAGS, key=len, reverse=True)))
+                 "z_scale": "--z-scale", "channel=<page index": "--channel <page index", "z_unit": "--z-unit"}
+#: library advice that names a setting of the config file
+SETTING_FLAGS = {"DescriptorConfig(reference_pixel_nm=...)": "reference_pixel_nm = ... in the --config file's "
+                                                             "[descriptors] table"}
+_KEYWORD = "|".join(re.escape(k) for k in sorted(KEYWORD_FLAGS, key=len, reverse=True))
+#: an instruction: "pass" then one keyword or several joined by "and"
+_INSTRUCTION = re.compile(rf"\bpass (?:{_KEYWORD})(?: and (?:{_KEYWORD}))*")
+_SETTINGS = re.compile("|".join(re.escape(k) for k in SETTING_FLAGS))
 
 
 def as_flags(text: str) -> str:
-    """A library message with each reading keyword replaced by its command-line flag."""
-    return _KEYWORDS.sub(lambda m: KEYWORD_FLAGS[m.group(0)], text)
+    """A library message whose instructions to pass a reading keyword name its command-line flag
+    instead (and config settings their table); other mentions of a keyword are left alone."""
+    def flags(instruction: re.Match) -> str:
+        return re.sub(_KEYWORD, lambda m: KEYWORD_FLAGS[m.group(0)], instruction.group(0))
+
+    return _SETTINGS.sub(lambda m: SETTING_FLAGS[m.group(0)], _INSTRUCTION.sub(flags, text))
 
 
 def safe_text(text: object) -> str:
