@@ -330,3 +330,14 @@ def test_messages_about_file_metadata_do_not_name_command_line_options(tmp_path)
 
     tifffile.imwrite(bare, np.random.default_rng(1).normal(size=(64, 64)).astype(np.float32))
     assert "pass --pixel-size-nm NM" in run("info", bare).output
+
+
+def test_the_coarse_pixel_warning_of_a_store_comes_once_per_run(tmp_path):
+    make_good(tmp_path / "in", n=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        result = run("extract", tmp_path / "in", "--store", tmp_path / "store", "--partition-size", "1",
+                     "--pixel-size-nm", "50", "--families", "areal")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("coarser than the reference") == 1, result.output
+    assert "3 of 3 images have pixels coarser than the reference" in result.output
