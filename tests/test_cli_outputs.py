@@ -341,3 +341,12 @@ def test_the_coarse_pixel_warning_of_a_store_comes_once_per_run(tmp_path):
     assert result.exit_code == 0, result.output
     assert result.output.count("coarser than the reference") == 1, result.output
     assert "3 of 3 images have pixels coarser than the reference" in result.output
+
+
+def test_a_store_refuses_a_manifest_whose_reading_options_it_would_ignore(tmp_path):
+    source = make_good(tmp_path / "in", n=1)[0]
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"path,label,group,pixel_size_nm\n{source},MoS2,s1,50\n")
+    result = run("extract", manifest, "--store", tmp_path / "store", "--families", "areal")
+    assert result.exit_code == 2 and "--store does not read yet" in " ".join(result.output.split()), result.output
+    assert not (tmp_path / "store" / "store.json").exists()

@@ -372,6 +372,9 @@ def extract_command(
     if store is not None:
         if z_unit is not None or z_scale is not None:
             fail("--z-unit and --z-scale are not supported with --store yet")
+        if any(options for options in ds.row_options or []):  # the store would read every file alike
+            fail(f"{source}: the manifest sets reading options per file (pixel_size_nm, channel, z_unit, z_scale "
+                 "columns), which --store does not read yet; extract without --store")
         _extract_to_store(ds, store, extractor, scheduler=scheduler, n_jobs=n_jobs, address=address,
                           partition_size=partition_size, read=read_options(channel, pixel_size_nm))
     else:
