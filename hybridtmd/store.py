@@ -70,6 +70,7 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +81,7 @@ import pandas as pd
 from . import __version__
 from ._utils import ProgressBar, atomic_path, atomic_write_text, json_loads, path_text
 from .descriptors import DescriptorExtractor
+from .descriptors.extract import COARSE_PIXELS_MESSAGE, coarse_pixel_sides, effective_config, warn_coarse_pixels
 from .descriptors.registry import resolve_families
 from .errors import HybridTMDError, MissingDependencyError
 from .io import load_images
@@ -103,21 +105,14 @@ class StoreReport:
     Attributes
     ----------
     store_dir : Path
-    n_partitions : int
-        Partitions of the whole store.
-    written : list of int
-        Partitions extracted and written by this call.
-    already_done : list of int
-        Partitions found finished and left untouched (resume).
-    failed : list of (int, str)
-        Partitions whose task raised (partition, reason); nothing of them was written, a rerun
-        retries them. Empty when the store is complete.
-    errors : list of (str, str)
-        Bad files (path, reason) of every finished partition, old and new.
-    n_rows : int
-        Rows (readable images) in the finished partitions.
-    seconds : float
-        Wall time of this call.
+    n_partitions : int  partitions of the whole store
+    written : list of int  partitions extracted and written by this call
+    already_done : list of int  partitions found finished and left untouched (resume)
+    failed : list of (int, str)  partitions whose task raised (partition, reason); nothing of them
+        was written, a rerun retries them. Empty when the store is complete.
+    errors : list of (str, str)  bad files (path, reason) of every finished partition, old and new
+    n_rows : int  rows (readable images) in the finished partitions
+    seconds : float  wall time of this call
     """
 
     store_dir: Path
@@ -250,23 +245,29 @@ def _finished(store_dir: Path, index: int) -> bool:
     return _part(store_dir, index, "errors.json").exists() and _part(store_dir, index, "parquet").exists()
 
 
-def _extract_partition(task: _Task) -> tuple[int, str | None]:
-    """Load, extract and write one partition; returns (index, None) or (index, failure reason).
+#: what a partition's task returns: its index, None or the failure reason, and the pixel sides of
+#: its images coarser than the reference with the number of images read (warned once per run)
+_Result = tuple[int, str | None, list[float], int]
 
-    Runs in the worker. Exceptions are returned, not raised, so one failing partition does not
-    cancel the others (joblib would abort the whole batch).
-    """
+
+def _extract_partition(task: _Task) -> _Result:
+    """Load, extract and write one partition. Runs in the worker. Exceptions are returned, not
+    raised, so one failing partition does not cancel the others (joblib would abort the batch)."""
     try:
         from sklearn.base import clone
 
         report = load_images(task.paths, pixel_size_nm=task.pixel_size_nm, channel=task.channel, on_error="skip")
+        config = effective_config(task.extractor.families, task.extractor.config)
+        coarse = coarse_pixel_sides(report.images, config)
         # a name with bytes that are not text (PEP 383) would make the parquet write fail on every rerun
         kept = [path_text(task.paths[i]) for i in report.indices]
         columns = list(map(str, task.extractor.get_feature_names_out()))
         undefined: list[list[str]] = []
         if report.images:
             extractor = clone(task.extractor).set_params(n_jobs=1, progress=False)
-            features, reasons = extractor.fit(report.images).transform_with_reasons(report.images)
+            with warnings.catch_warnings():  # given once for the whole run by extract_to_store
+                warnings.filterwarnings("ignore", message=COARSE_PIXELS_MESSAGE)
+                features, reasons = extractor.fit(report.images).transform_with_reasons(report.images)
             undefined = [[kept[int(i)], str(f), str(r)] for i, f, r in
                          reasons[["image", "feature", "reason"]].itertuples(index=False)]
         else:  # every file bad: an empty, typed table keeps the schema of the store uniform
@@ -279,16 +280,16 @@ def _extract_partition(task: _Task) -> tuple[int, str | None]:
                    "bad_files": [[path_text(p), r] for p, r in report.errors], "undefined": undefined}
         # written last: its presence marks the partition finished
         atomic_write_text(_part(store_dir, task.index, "errors.json"), json.dumps(sidecar))
-        return task.index, None
+        return task.index, None, coarse, len(report.images)
     except Exception as exc:
-        return task.index, f"{type(exc).__name__}: {exc}"
+        return task.index, f"{type(exc).__name__}: {exc}", [], 0
 
 
-def _run_serial(tasks: list[_Task], **_: Any) -> Iterator[tuple[int, str | None]]:
+def _run_serial(tasks: list[_Task], **_: Any) -> Iterator[_Result]:
     return (_extract_partition(t) for t in tasks)
 
 
-def _run_joblib(tasks: list[_Task], n_jobs: int | None, **_: Any) -> Iterator[tuple[int, str | None]]:
+def _run_joblib(tasks: list[_Task], n_jobs: int | None, **_: Any) -> Iterator[_Result]:
     from joblib import Parallel, delayed
 
     parallel = Parallel(n_jobs=_n_workers(n_jobs), return_as="generator_unordered")
@@ -324,26 +325,26 @@ def _dask_client(client: Any, address: str | None, n_jobs: int | None) -> Iterat
 
 
 def _run_dask(tasks: list[_Task], n_jobs: int | None, client: Any, address: str | None,
-              stack: contextlib.ExitStack) -> Iterator[tuple[int, str | None]]:
+              stack: contextlib.ExitStack) -> Iterator[_Result]:
     from distributed import as_completed
 
     client = stack.enter_context(_dask_client(client, address, n_jobs))
     # pure=False: a retry after a crash must run again, not reuse a cached result key
     futures = {client.submit(_extract_partition, t, pure=False): t.index for t in tasks}
 
-    def results() -> Iterator[tuple[int, str | None]]:
+    def results() -> Iterator[_Result]:
         for future in as_completed(futures):
             try:
                 yield future.result()
             except Exception as exc:  # a worker died (KilledWorker) or the task could not be sent
-                yield futures[future], f"{type(exc).__name__}: {exc}"
+                yield futures[future], f"{type(exc).__name__}: {exc}", [], 0
             finally:
                 future.release()
 
     return results()
 
 
-_RUNNERS: dict[str, Callable[..., Iterator[tuple[int, str | None]]]] = {
+_RUNNERS: dict[str, Callable[..., Iterator[_Result]]] = {
     "serial": _run_serial, "joblib": _run_joblib, "dask": _run_dask}
 
 
@@ -431,17 +432,20 @@ def extract_to_store(
             chunk = paths[i * partition_size:(i + 1) * partition_size]
             tasks.append(_Task(i, chunk, str(store_dir), extractor, pixel_size_nm, channel))
     sizes = {t.index: len(t.paths) for t in tasks}
+    coarse, n_read = [], 0
     # the bar counts the images of the partitions finished in this run
     with contextlib.ExitStack() as stack, ProgressBar(progress and bool(tasks), sum(sizes.values()),
                                                       "feature store") as bar:
         if tasks:
             results = _RUNNERS[scheduler](tasks, n_jobs=n_jobs, client=client, address=address, stack=stack)
-            for index, failure in results:
+            for index, failure, sides, n_images in results:
                 bar.advance(sizes[index])
+                coarse, n_read = coarse + sides, n_read + n_images
                 if failure is None:
                     report.written.append(index)
                 else:
                     report.failed.append((index, failure))
+    warn_coarse_pixels(coarse, n_read, effective_config(extractor.families, extractor.config))
     report.written.sort()
     report.failed.sort()
     for sidecar in _sidecars(store_dir, n_parts):

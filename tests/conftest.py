@@ -11,6 +11,15 @@ matplotlib.use("Agg")  # tests never open windows
 from hybridtmd.io import AFMImage  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def own_state_dir(tmp_path_factory):
+    """hybridtmd's list of models saved under this account (hybridtmd.model.persistence.state_dir)
+    in a temporary folder: tests never write to the home directory."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
+        yield
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)

@@ -14,15 +14,23 @@ import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from .. import __version__
-from .._utils import path_text
 from ..errors import HybridTMDError
+from .messages import (  # noqa: F401  (the commands import them from here)
+    as_flags,
+    console,
+    err_console,
+    exit_for,
+    fail,
+    report_errors,
+    safe_text,
+    warn_line,
+)
+from .outputs import check_not_input_folder, check_output_dir, check_output_file, write_table  # noqa: F401
 
 app = typer.Typer(
     name="hybridtmd",
@@ -31,8 +39,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
 
 
 def reflow(doc: str | None) -> str:
@@ -48,59 +54,6 @@ def command(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         return app.command(name, help=reflow(function.__doc__))(function)
 
     return register
-
-
-#: Python keyword of a reading option -> its command-line flag (messages from the library name the
-#: keyword; the same message on the command line names the flag).
-KEYWORD_FLAGS = {"pixel_size_nm=...": "--pixel-size-nm NM", "pixel_size_nm": "--pixel-size-nm",
-                 "z_scale (nm per grey level)": "--z-scale NM_PER_LEVEL", "z_scale=nm per count": "--z-scale NM",
-                 "z_scale": "--z-scale", "channel=<page index": "--channel <page index", "z_unit": "--z-unit",
-                 "DescriptorConfig(reference_pixel_nm=...)": "reference_pixel_nm = ... in the --config file's "
-                                                              "[descriptors] table"}
-_KEYWORDS = re.compile("|".join(re.escape(k) for k in sorted(KEYWORD_FLAGS, key=len, reverse=True)))
-
-
-def as_flags(text: str) -> str:
-    """A library message with each reading keyword replaced by its command-line flag."""
-    return _KEYWORDS.sub(lambda m: KEYWORD_FLAGS[m.group(0)], text)
-
-
-def safe_text(text: object) -> str:
-    """``text`` fit for one terminal line: control characters (escape sequences, newlines) shown as
-    ``\\x1b``, ``\\n``..., and a file name's bytes that are not valid text as ``\\xNN`` (as in the
-    tables: :func:`hybridtmd._utils.path_text`), never sent raw."""
-    out = []
-    for ch in path_text(str(text)):
-        code = ord(ch)
-        out.append(ch.encode("unicode_escape").decode("ascii") if code < 32 or 127 <= code < 160 else ch)
-    return "".join(out)
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    """Print ``error: message`` on stderr and exit with ``code`` (2: usage, 1: nothing done)."""
-    err_console.print(f"[bold red]error:[/] {escape(safe_text(as_flags(message)))}", soft_wrap=True, highlight=False)
-    raise typer.Exit(code)
-
-
-def warn_line(message: str) -> None:
-    """``warning: message`` on stderr, on one line."""
-    err_console.print(f"[yellow]warning:[/] {escape(safe_text(as_flags(message)))}", soft_wrap=True, highlight=False)
-
-
-def report_errors(errors: list[tuple[str, str]], what: str = "file") -> None:
-    """One line per bad input on stderr, never truncated: ``skipped <file>: <reason>``."""
-    if not errors:
-        return
-    err_console.print(f"[bold yellow]{len(errors)} {what}(s) skipped:[/]")
-    for path, reason in errors:
-        line = f"  skipped {safe_text(path)}: {safe_text(as_flags(str(reason)))}"
-        err_console.print(escape(line), soft_wrap=True, highlight=False)
-
-
-def exit_for(errors: list) -> None:
-    """Exit 1 when some files failed (they were reported); the good ones were processed."""
-    if errors:
-        raise typer.Exit(1)
 
 
 def print_version(value: bool) -> None:
@@ -147,9 +100,14 @@ ReportFolder = Annotated[Path, typer.Option("-o", "--output", help="Report folde
 
 
 def parse_pattern(text: str | None) -> str | None:
-    """``--pattern``: a regular expression with named groups label and group."""
+    """``--pattern``: a regular expression with named groups label and group, or ``default`` for
+    the paper's naming convention (:data:`hybridtmd.io.DEFAULT_FILENAME_PATTERN`)."""
+    from ..io import DEFAULT_FILENAME_PATTERN
+
     if text is None:
         return None
+    if text == "default":
+        return DEFAULT_FILENAME_PATTERN
     try:
         regex = re.compile(text)
     except re.error as exc:
@@ -161,7 +119,8 @@ def parse_pattern(text: str | None) -> str | None:
 
 PatternOption = Annotated[
     Any, typer.Option(parser=parse_pattern, metavar="REGEX",
-                      help="File-name regex with (?P<label>) and (?P<group>).")]
+                      help="File-name regex with (?P<label>) and (?P<group>), or 'default': the paper's "
+                           "<x>_<MATERIAL>_<x>_<SAMPLE>_... convention.")]
 
 
 
@@ -350,95 +309,34 @@ def labelled_images(source: Path, pattern: str | None, options: dict[str, Any] |
     return ds.subset(idx), report.images, ds.labels[idx], ds.groups[idx], [str(ds.paths[i]) for i in idx], errors
 
 
+def input_manifest(inputs: list[Path]) -> Any:
+    """The dataset of a manifest when the inputs are one (a CSV, or a folder holding
+    ``manifest.csv``), else None; a manifest that does not parse is a one-line error."""
+    from ..io import load_dataset
+
+    if len(inputs) != 1 or not (inputs[0].suffix.lower() == ".csv" or (inputs[0] / "manifest.csv").exists()):
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return load_dataset(inputs[0])
+    except HybridTMDError as exc:
+        fail(str(exc))
+
+
 def expand_inputs(inputs: list[Path]) -> list[Path]:
     """Files to read: a folder gives every file of a readable type in it (names need not follow any
     convention), a manifest CSV its listed files, files themselves."""
-    from ..io import load_dataset, registered_suffix
+    from ..io import registered_suffix
 
-    if len(inputs) == 1 and inputs[0].is_dir() and not (inputs[0] / "manifest.csv").exists():
+    manifest = input_manifest(inputs)
+    if manifest is not None:
+        return manifest.paths
+    if len(inputs) == 1 and inputs[0].is_dir():
         # entries that are not regular files stay in: the reader reports them (a FIFO is never opened)
         return sorted(p for p in inputs[0].iterdir()
                       if not p.name.startswith(".") and registered_suffix(p) is not None)
-    if len(inputs) == 1 and (inputs[0].is_dir() or inputs[0].suffix.lower() == ".csv"):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                return load_dataset(inputs[0]).paths
-        except HybridTMDError as exc:
-            fail(str(exc))
     return list(inputs)
-
-
-TABLE_SUFFIXES = (".csv", ".parquet")
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    """Whether two paths name one file (hard or symbolic links included) or would, once created."""
-    import os
-
-    try:
-        return os.path.samefile(a, b) if a.exists() and b.exists() else a.resolve() == b.resolve()
-    except (OSError, RuntimeError):
-        return os.path.abspath(a) == os.path.abspath(b)
-
-
-def check_output_file(path: Path, suffixes: tuple[str, ...] = TABLE_SUFFIXES, inputs: list[Path] = ()) -> None:
-    """Fail before any work when ``path`` cannot be written: wrong suffix, a folder, a parent that is
-    a file or not writable, or one of the ``inputs`` (an input file, an input folder's manifest)."""
-    import os
-
-    if path.is_dir():
-        fail(f"{path}: is a folder; give a file name")
-    for given in inputs:
-        for protected in (given, given / "manifest.csv") if given.is_dir() else (given,):
-            if _same_file(path, protected):
-                fail(f"{path}: is an input ({protected}); writing there would overwrite it - give another file")
-    if suffixes and path.suffix.lower() not in suffixes:
-        fail(f"{path}: output must end in {' or '.join(suffixes)}")
-    parent = path.parent if str(path.parent) else Path(".")
-    existing = next((p for p in [parent, *parent.parents] if p.exists()), Path("."))
-    if not existing.is_dir():
-        fail(f"{path}: cannot write there ({existing} is a file, not a folder)")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        fail(f"{path}: cannot write there ({existing} is not writable)")
-    if path.suffix.lower() == ".parquet":
-        try:
-            import pyarrow  # noqa: F401
-        except ImportError:
-            fail(f"{path}: writing .parquet needs pyarrow; install the extra: pip install 'hybridtmd[parquet]'")
-
-
-def check_not_input_folder(output: Path, paths: list[Path]) -> None:
-    """Fail before any work when files written into the folder ``output`` could replace the input
-    ``paths`` (``output`` is the folder of one of them)."""
-    folders = {p.parent for p in paths}
-    clash = next((f for f in folders if _same_file(output, f)), None)
-    if clash is not None:
-        fail(f"{output}: holds the input files; writing there would overwrite them - give another folder")
-
-
-def check_output_dir(path: Path) -> None:
-    """Fail before any work when the folder ``path`` cannot be created or written."""
-    import os
-
-    if path.exists() and not path.is_dir():
-        fail(f"{path}: is a file; give a folder")
-    existing = next((p for p in [path, *path.parents] if p.exists()), Path("."))
-    if not existing.is_dir():
-        fail(f"{path}: cannot create it ({existing} is a file, not a folder)")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        fail(f"{path}: cannot write there ({existing} is not writable)")
-
-
-def write_table(frame: Any, path: Path) -> None:
-    """Write a table atomically as CSV, or as parquet when ``path`` ends in ``.parquet``."""
-    from .._utils import atomic_path, atomic_write_csv
-
-    if path.suffix.lower() == ".parquet":
-        with atomic_path(path, suffix=".parquet") as tmp:
-            frame.to_parquet(tmp, index=False)
-    else:
-        atomic_write_csv(frame, path, index=False)
 
 
 def load_level_config(config: Path | None) -> Any:

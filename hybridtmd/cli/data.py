@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -40,6 +40,9 @@ from .common import (
     use_file_backend,
     write_table,
 )
+
+if TYPE_CHECKING:
+    from ..io import Dataset
 
 #: Smallest image side synth writes: the readers' own minimum (hybridtmd.io.MIN_SIDE_PX).
 MIN_SYNTH_SIZE = 32
@@ -165,20 +168,41 @@ def level_command(
     level_config = load_level_config(config)
     paths = expand_inputs(inputs)
     check_not_input_folder(output, paths)
+    names = levelled_names(paths)
     report = load_images(paths, **read_options(channel, pixel_size_nm, z_unit, z_scale), on_error="skip",
                          progress=len(paths) > 20)
     errors = list(report.errors)
     written = 0
-    for image in track(report.images, total=len(report.images), description="levelling",
-                       show=len(report.images) >= 20):
+    for image, index in track(zip(report.images, report.indices, strict=True), total=len(report.images),
+                              description="levelling", show=len(report.images) >= 20):
         try:
-            save_image(level(image, level_config), output / (Path(image.source).stem + ".tif"))
+            save_image(level(image, level_config), output / names[index])
             written += 1
         except (HybridTMDError, ValueError, OSError) as exc:
             errors.append((str(image.source), str(exc)))
     console.print(f"levelled {written} of {len(paths)} file(s) into {output}")
     report_errors(errors)
     exit_for(errors)
+
+
+def levelled_names(paths: list[Path]) -> list[str]:
+    """The TIFF each input is levelled into: ``<stem>.tif``, or ``<name>.tif`` (suffix kept, e.g.
+    ``x.stp.tif`` beside ``x.top.tif``) for inputs whose stems would give one name; names that
+    still coincide (one name in two folders) are an error before any work. Names are compared
+    case-insensitively, as some file systems do."""
+    from collections import Counter
+
+    def key(name: str) -> str:
+        return name.casefold()
+
+    stems = Counter(key(p.stem) for p in paths)
+    names = [p.stem + ".tif" if stems[key(p.stem)] == 1 else p.name + ".tif" for p in paths]
+    seen: dict[str, Path] = {}
+    for path, name in zip(paths, names, strict=True):
+        first = seen.setdefault(key(name), path)
+        if first != path:
+            fail(f"{first} and {path} would both be levelled into {name}; level them into separate folders")
+    return names
 
 
 @command("gallery")
@@ -276,7 +300,7 @@ def embed_command(
 
 @command("extract")
 def extract_command(
-    source: Annotated[Path, typer.Argument(help="Dataset folder or manifest CSV.")],
+    source: Annotated[Path, typer.Argument(help="Folder of AFM files (labelled only with --pattern) or manifest CSV.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="CSV or .parquet file to write.")] = Path(
         "features.csv"),
     families: Annotated[str, typer.Option(
@@ -307,7 +331,9 @@ def extract_command(
 ) -> None:
     """Physical descriptors of every image of a dataset, one row per image.
 
-    Columns: path, label, group (and split if the dataset has one), then one column per
+    Columns: path, then label, group (and split if the dataset has one) when the files are
+    labelled - by a manifest, or by their names with --pattern (--pattern default: the paper's
+    convention); a folder without either is read whole, unlabelled. Then one column per
     descriptor (see `hybridtmd.descriptors.list_descriptors()` for units and definitions).
     CSV, or parquet when the output ends in .parquet (needs pyarrow, the parquet extra).
     Undefined values are empty cells; their reasons go to <output>.reasons.csv. Bad files are
@@ -330,7 +356,7 @@ def extract_command(
     if address is not None:
         _check_reachable(address)
     level_config = load_level_config(config)
-    ds = read_dataset(source, pattern, read_options(channel, pixel_size_nm, z_unit, z_scale))
+    ds = files_to_describe(source, pattern, read_options(channel, pixel_size_nm, z_unit, z_scale))
     names = [f.strip() for f in families.split(",") if f.strip()] or "default"
     per_channel = parse_channels(channels, names)
     if per_channel is not None and store is not None:
@@ -346,10 +372,28 @@ def extract_command(
     if store is not None:
         if z_unit is not None or z_scale is not None:
             fail("--z-unit and --z-scale are not supported with --store yet")
+        if any(options for options in ds.row_options or []):  # the store would read every file alike
+            fail(f"{source}: the manifest sets reading options per file (pixel_size_nm, channel, z_unit, z_scale "
+                 "columns), which --store does not read yet; extract without --store")
         _extract_to_store(ds, store, extractor, scheduler=scheduler, n_jobs=n_jobs, address=address,
                           partition_size=partition_size, read=read_options(channel, pixel_size_nm))
     else:
         _extract_to_csv(ds, output, extractor)
+
+
+def files_to_describe(source: Path, pattern: str | None, options: dict) -> Dataset:
+    """What ``extract`` reads: a manifest's dataset, a folder's files labelled by an explicit
+    ``--pattern``, or else every readable file of the folder, unlabelled (empty labels and
+    groups; a name that happens to look like the convention labels nothing, and a file that
+    cannot be read is reported with its own reason)."""
+    from ..io import Dataset
+
+    if pattern is not None or not source.is_dir() or (source / "manifest.csv").exists():
+        return read_dataset(source, pattern, options)
+    paths = expand_inputs([source])
+    if not paths:
+        fail(f"{source}: no file of a readable type in the folder")
+    return Dataset(paths, [""] * len(paths), [""] * len(paths), **options)
 
 
 def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
@@ -403,6 +447,8 @@ def _extract_to_csv(ds, output: Path, extractor) -> None:
         fail("no readable image in the dataset", code=1)
     features, reasons = extractor.fit(report.images).transform_with_reasons(report.images)
     meta = ds.to_frame().iloc[report.indices].reset_index(drop=True)
+    if not any(ds.labels):  # an unlabelled folder: no label or group columns to invent
+        meta = meta[["path"]]
     table = pd.concat([meta, features], axis=1)
     write_table(table, output)
     reasons_path = output.with_name(output.stem + ".reasons.csv")

@@ -23,6 +23,7 @@ from .common import (
     ZScaleOption,
     ZUnitOption,
     check_finite,
+    check_output_dir,
     command,
     console,
     exit_for,
@@ -111,6 +112,7 @@ def evaluate_command(
     from .. import evaluation
     from ..evaluation.report import report_metrics, write_evaluation_report
 
+    check_output_dir(output)  # found now, not after the cross-validation
     model = model_from_config(config, cache_dir, channels)
     read = read_options(channel, pixel_size_nm, z_unit, z_scale)
     dataset, images, labels, groups, _, errors = labelled_images(source, pattern, read, n_folds=folds,
@@ -139,8 +141,11 @@ def evaluate_command(
     protocol = (f"{len(images)} images, {len(set(groups.tolist()))} samples; {folds_sentence} "
                 f"x {repeats} repeat(s), seed {seed}; mean ± std over folds; sample_accuracy: the images of "
                 f"each test sample decided together (mean log-probability).")
-    write_evaluation_report(results, output, title=f"Grouped cross-validation: {source}", protocol=protocol,
-                            permutation=permutation)
+    try:
+        write_evaluation_report(results, output, title=f"Grouped cross-validation: {source}", protocol=protocol,
+                                permutation=permutation)
+    except OSError as exc:  # e.g. a read-only file system, which the permission check cannot see
+        fail(f"{output}: cannot write the report ({exc})", code=1)
     for name, result in results.items():
         console.print(f"[bold]{name}[/]")
         shown = report_metrics(name)[:2] if name == "multilabel" else ("accuracy", "macro_f1")
@@ -191,6 +196,7 @@ def compare_command(
     from ..evaluation import compare, compute_ratios, split_limit
     from ..evaluation.report import format_ratios, write_comparison_report
 
+    check_output_dir(output)  # found now, not after the comparison
     model = model_from_config(config)
     read = read_options(channel, pixel_size_nm, z_unit, z_scale)
     dataset, images, labels, groups, _, errors = labelled_images(source, pattern, read, n_folds=folds)
@@ -218,8 +224,11 @@ def compare_command(
                 f"{selection}, "
                 f"backbone {trained}; both arms at input side {input_size or 'the backbone default'}"
                 f"{' (frozen)' if frozen else ''}. Mean ± std over folds.")
-    write_comparison_report(result, output, title=f"Hybrid vs fine-tuning: {source}", protocol=protocol,
-                            ratios=ratios)
+    try:
+        write_comparison_report(result, output, title=f"Hybrid vs fine-tuning: {source}", protocol=protocol,
+                                ratios=ratios)
+    except OSError as exc:
+        fail(f"{output}: cannot write the report ({exc})", code=1)
     console.print(result.format(("accuracy", "macro_f1", "fit_seconds")), highlight=False)
     console.print(f"cost ratio fine-tune / hybrid: {format_ratios(ratios)}", highlight=False)
     console.print(f"report written to {output} (compare.md, compare.png, compare_folds.csv)")

@@ -29,6 +29,7 @@ from .common import (
     exit_for,
     expand_inputs,
     fail,
+    input_manifest,
     labelled_images,
     model_from_config,
     needed_channels,
@@ -82,13 +83,28 @@ def train_command(
     console.print(f"trained on {summary['n_images']} images of {summary['n_samples']} samples, "
                   f"{model.n_features_in_} features ({groups_text}); classes {summary['class_counts']}; "
                   f"saved to {output}", soft_wrap=True, highlight=False)
+    console.print(head_sentence(model.head_selection_), soft_wrap=True, highlight=False)
     report_errors(errors)
     exit_for(errors)
+
+
+def head_sentence(selection: dict[str, Any]) -> str:
+    """Which head a fit used and why (``head_selection_``): with an inner grouped CV, each
+    candidate's mean inner accuracy ± std, e.g. "head svm (auto: mean inner accuracy over 2 folds
+    grouped by sample: svm 0.750 ± 0.050, xgboost 0.625 ± 0.125)"; else the recorded reason."""
+    means = selection.get("mean") or {}
+    if not means:
+        return f"head {selection['choice']} ({selection.get('reason', 'given as classifier')})"
+    scores = ", ".join(f"{name} {mean:.3f} ± {selection['std'][name]:.3f}"
+                       for name, mean in sorted(means.items(), key=lambda item: -item[1]))
+    return (f"head {selection['choice']} (auto: mean inner accuracy over {selection['inner_folds']} folds "
+            f"grouped by {selection.get('grouped_by', 'sample')}: {scores})")
 
 
 def load_classifier(model_dir: Path) -> Any:
     """A saved HybridClassifier, or a one-line error naming the directory."""
     from ..model import HybridClassifier
+    from ..model.persistence import KEY_VARIABLE, unsigned_and_foreign
 
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -98,6 +114,10 @@ def load_classifier(model_dir: Path) -> Any:
         fail(str(exc))
     for warning in caught:  # e.g. a model saved for CUDA on a machine without it
         warn_line(f"{model_dir}: {warning.message}")
+    if unsigned_and_foreign(model_dir):
+        warn_line(f"{model_dir}: an unsigned model not saved under this account (made elsewhere, copied or edited): "
+                  f"its digest catches accidents, not tampering; only models signed with {KEY_VARIABLE} are "
+                  "tamper-evident")
     return model
 
 
@@ -111,10 +131,13 @@ def predict_command(
     pixel_size_nm: PixelSizeOption = None,
     z_unit: ZUnitOption = None,
     z_scale: ZScaleOption = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Embedding cache folder for this run (a model never "
+                                                   "names one).")] = None,
     by_sample: Annotated[bool, typer.Option(help="Also one verdict per sample (images pooled by mean "
-                                            "log-probability) into <output>_samples.csv; the sample id is "
-                                            "the file name's group (<x>_<MATERIAL>_<x>_<SAMPLE>_...), else "
-                                            "the file is its own sample.")] = False,
+                                            "log-probability) into <output>_samples.csv. Samples: a manifest's "
+                                            "group column; without a manifest the file name's sample field "
+                                            "(<x>_<MATERIAL>_<x>_<SAMPLE>_...), else each file is its own "
+                                            "sample.")] = False,
 ) -> None:
     """Predict the material of AFM files: label, confidence, probability per class, OOD flag.
 
@@ -133,6 +156,8 @@ def predict_command(
     model = load_classifier(model_dir)
     if model.features_ is None:
         fail(f"{model_dir}: this model was trained on a feature table; predict from images needs an image model")
+    if cache_dir is not None and model.features_.embedder_ is not None:
+        model.features_.embedder_.set_params(cache_dir=cache_dir)
     paths = expand_inputs(inputs)
     report = load_images(paths, **read_options(channel, pixel_size_nm, z_unit, z_scale), on_error="skip",
                          progress=len(paths) >= 20, channels=needed_channels(model.features_))
@@ -153,35 +178,48 @@ def predict_command(
         console.print(f"predicted {len(table)} of {len(paths)} file(s) into {output}"
                       + (f"; {n_ood} flagged out of distribution" if n_ood else ""), soft_wrap=True)
         if by_sample:
-            _write_sample_verdicts(table, model.classes_, output.with_name(f"{output.stem}_samples.csv"))
+            _write_sample_verdicts(table, model.classes_, output.with_name(f"{output.stem}_samples.csv"),
+                                   input_manifest(inputs))
     report_errors(errors)
     if not frames:
         fail("no file could be predicted", code=1)
     exit_for(errors)
 
 
+#: how ``--by-sample`` found each file's sample, printed with the verdicts
+MANIFEST_SAMPLES = "samples from the manifest's group column"
+NAME_SAMPLES = ("samples from file names (<x>_<MATERIAL>_<x>_<SAMPLE>_...: the SAMPLE field; a file not named so "
+                "is its own sample)")
+
+
 def sample_of(path: str) -> str:
-    """The sample id in a file name (the default naming convention's group), else the file stem."""
+    """The sample of a file without a manifest: the default naming convention's group, else the
+    file itself (its path: two scans of one name in other formats are two samples)."""
     import re
 
     from ..io.dataset import DEFAULT_FILENAME_PATTERN
 
     match = re.match(DEFAULT_FILENAME_PATTERN, Path(path).name)
-    return match.group("group") if match else Path(path).stem
+    return match.group("group") if match else path
 
 
-def _write_sample_verdicts(table: Any, classes: Any, path: Path) -> None:
-    """Pool the image probabilities of ``table`` per sample and write one row per sample."""
+def _write_sample_verdicts(table: Any, classes: Any, path: Path, manifest: Any = None) -> None:
+    """Pool the image probabilities of ``table`` per sample and write one row per sample; the
+    samples are the ``manifest`` dataset's groups when given, else :func:`sample_of` each file."""
     from .._utils import atomic_write_csv
     from ..model.samples import pool_samples
 
-    groups = [sample_of(f) for f in table["file"]]
+    if manifest is not None:
+        group_of = {path_text(p): str(g) for p, g in zip(manifest.paths, manifest.groups, strict=True)}
+        groups, rule = [group_of[f] for f in table["file"]], MANIFEST_SAMPLES
+    else:
+        groups, rule = [sample_of(f) for f in table["file"]], NAME_SAMPLES
     verdicts = pool_samples(table[[f"p_{c}" for c in classes]].to_numpy(), groups, classes)
     files = table.groupby(groups, sort=False)["file"].agg(";".join)
     verdicts.insert(4, "files", files.loc[verdicts.index].to_numpy())
     atomic_write_csv(verdicts.reset_index(), path, index=False)
-    console.print(f"{len(verdicts)} sample verdict(s) into {path} (mean log-probability of each sample's images)",
-                  soft_wrap=True)
+    console.print(f"{len(verdicts)} sample verdict(s) into {path} ({rule}; mean log-probability of each sample's "
+                  "images)", soft_wrap=True, highlight=False)
 
 
 class ToExplain:

@@ -359,7 +359,7 @@ class DescriptorExtractor(TransformerMixin, BaseEstimator):
         items = self._inputs(X)
         plan = self._fitted_plan()
         config = effective_config(self.families, self.config)
-        _warn_coarser_than_reference(items, config)
+        warn_coarse_pixels(coarse_pixel_sides(items, config), len(items), config)
         results = list(track(self._results(items, plan, config), total=len(items), description="descriptors",
                              show=len(items) >= 50 if self.progress == "auto" else bool(self.progress)))
         columns = [channel_column(channel, spec) for channel, fams in plan for f in fams for spec in f.descriptors]
@@ -414,18 +414,25 @@ def _source(item: Any) -> str | None:
     return next((im.source for im in item.values() if im.source), None)
 
 
-def _warn_coarser_than_reference(items: list[Any], config: DescriptorConfig) -> None:
-    """Warn once when images are coarser than the reference pixel size (interpolated up: their
-    reference-scale descriptors miss detail the reference resolves)."""
+def coarse_pixel_sides(items: Sequence[Any], config: DescriptorConfig) -> list[float]:
+    """The largest pixel side (nm) of each image (or height channel) coarser than the reference
+    pixel size: interpolated up, its reference-scale descriptors miss detail the reference resolves."""
     ref = config.reference_pixel_nm
     if ref is None:
-        return
+        return []
     images = [item if isinstance(item, AFMImage) else channel_image(item, HEIGHT_CHANNEL) for item in items]
-    coarse = [im for im in images if im is not None and max(im.pixel_size_nm) > 1.01 * ref]
-    if coarse:
-        worst = max(max(im.pixel_size_nm) for im in coarse)
-        warn_at_user(f"{len(coarse)} of {len(images)} images have pixels coarser than the reference "
-                     f"{ref:g} nm (up to {worst:.3g} nm): they are interpolated to it, and their resolution-"
-                     "invariant descriptors miss the detail between their pixel size and the reference "
-                     "(set DescriptorConfig(reference_pixel_nm=...) at or above the coarsest pixel size)",
+    return [max(im.pixel_size_nm) for im in images if im is not None and max(im.pixel_size_nm) > 1.01 * ref]
+
+
+#: the start of :func:`warn_coarse_pixels`' message (a filter that leaves it to the caller matches it)
+COARSE_PIXELS_MESSAGE = r"\d+ of \d+ images have pixels coarser than the reference"
+
+
+def warn_coarse_pixels(sides: Sequence[float], n_images: int, config: DescriptorConfig) -> None:
+    """One warning for the ``sides`` of :func:`coarse_pixel_sides` among ``n_images`` images."""
+    if sides:
+        warn_at_user(f"{len(sides)} of {n_images} images have pixels coarser than the reference "
+                     f"{config.reference_pixel_nm:g} nm (up to {max(sides):.3g} nm): they are interpolated to it, "
+                     "and their resolution-invariant descriptors miss the detail between their pixel size and the "
+                     "reference (set DescriptorConfig(reference_pixel_nm=...) at or above the coarsest pixel size)",
                      UserWarning)

@@ -22,6 +22,7 @@ import pandas as pd
 from .._utils import Interval, atomic_write_csv, atomic_write_text
 from ..io import check_channel_maps, height_images
 from ..model import LATENT_GROUP, LATENT_PREFIX, PHYS_PREFIX, HybridClassifier, is_image_sequence
+from ..model.samples import sample_metrics
 from ..plotting import save_figure
 from . import cards, figures, overlays, page
 from .attributions import per_class
@@ -96,18 +97,13 @@ def card_order(predictions: pd.DataFrame) -> np.ndarray:
 
 
 def performance(predictions: pd.DataFrame, classes: Sequence[str]) -> tuple[dict[str, float], pd.DataFrame]:
-    """Image accuracy, macro recall and sample-level accuracy (a sample's class = the argmax of
-    its images' mean probability, against its label), and recall per class."""
+    """Image accuracy, macro recall and sample-level accuracy (:func:`~hybridtmd.model.samples.sample_metrics`,
+    as ``evaluate``), and recall per class."""
     from sklearn.metrics import balanced_accuracy_score, recall_score
 
     true, pred = predictions["label"], predictions["predicted"]
     metrics = {"image accuracy": float((true == pred).mean()), "macro recall": balanced_accuracy_score(true, pred)}
-    if "sample" in predictions:
-        proba = predictions.groupby("sample")[[f"p_{c}" for c in classes]].mean()
-        sample_pred = np.asarray(classes)[proba.to_numpy().argmax(axis=1)]
-        sample_true = predictions.groupby("sample")["label"].agg(lambda s: s.mode().iloc[0]).loc[proba.index]
-        metrics["sample accuracy"] = float((sample_true.to_numpy() == sample_pred).mean())
-        metrics["samples"] = len(proba)
+    metrics |= sample_metrics(predictions, classes)
     recall = recall_score(true, pred, labels=list(classes), average=None, zero_division=0)
     per_class_table = pd.DataFrame({"class": list(classes), "images": [int((true == c).sum()) for c in classes],
                                     "recall": recall})

@@ -213,6 +213,13 @@ def height_images(items: Sequence[AFMImage | Mapping[str, AFMImage]]) -> list[AF
     return heights
 
 
+def spread(height: np.ndarray) -> float:
+    """The standard deviation of heights, computed on heights scaled by their largest magnitude
+    so that values near the float64 limit (1e300) give their true spread, not an overflow to inf."""
+    scale = float(np.max(np.abs(height))) if height.size else 0.0
+    return float(np.std(height / scale)) * scale if scale > 0 else 0.0
+
+
 def image_info(image: AFMImage) -> dict[str, Any]:
     """One-line facts about an image, for ``hybridtmd info`` and logs."""
     h = image.height
@@ -222,7 +229,7 @@ def image_info(image: AFMImage) -> dict[str, Any]:
         "pixel_size_nm": f"{image.pixel_size_nm[0]:.4g} x {image.pixel_size_nm[1]:.4g}",
         "scan_size_um": f"{image.size_nm[0] / 1e3:.4g} x {image.size_nm[1] / 1e3:.4g}",
         "height_range_nm": f"{h.min():.4g} .. {h.max():.4g}",
-        "rms_nm": f"{h.std():.4g}",
+        "rms_nm": f"{spread(h):.4g}",
         "channel": image.channel,
     }
 

@@ -16,7 +16,6 @@ descriptors describe every channel of ``channels`` (:class:`~hybridtmd.descripto
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,7 +33,7 @@ from ..preprocess import LevelConfig, level
 from .columns import PHYS_PREFIX, feature_groups_from_columns, feature_units, latent_column_name
 
 #: CNNEmbedder parameters a saved model stores (``pca_components`` would need pickle; ``progress``
-#: is not a setting of the features)
+#: is not a setting of the features; ``cache_dir`` is stored as None: where to cache is a run's choice)
 EMBEDDER_KEYS = ("backbone", "weights", "tta", "input_size", "clip_percentiles", "tile_size_px",
                  "tile_stride_px", "batch_size", "device", "cache_dir")
 REASON_COLUMNS = ["image", "source", "feature", "reason"]
@@ -260,8 +259,9 @@ class HybridFeatures(TransformerMixin, BaseEstimator):
                 "level_images": _levels_images(desc),
                 "level_config": _config_dict(desc.level_config),
             },
-            "embedder": None if emb is None else {k: getattr(emb, k) for k in EMBEDDER_KEYS}
-            | {"cache_dir": None if emb.cache_dir is None else str(Path(emb.cache_dir).resolve())},
+            # the cache folder is a setting of one run, not of the model: a model file must not say
+            # where predict writes (a shared or edited model would write anywhere it names)
+            "embedder": None if emb is None else {k: getattr(emb, k) for k in EMBEDDER_KEYS} | {"cache_dir": None},
         }
 
     @classmethod
@@ -275,7 +275,7 @@ class HybridFeatures(TransformerMixin, BaseEstimator):
                 d["families"], _from_dict(DescriptorConfig, d["config"]), _flag(d),
                 _from_dict(LevelConfig, d["level_config"]))
             embedder = None if e is None else CNNEmbedder(**{**e, "clip_percentiles": tuple(e["clip_percentiles"]),
-                                                             "cache_dir": _absolute_or_none(e.get("cache_dir")),
+                                                             "cache_dir": None,  # never the file's
                                                              "device": runnable_device(e.get("device", "auto"))})
             channels = values.get("channels")  # absent before multichannel models
             return cls(descriptors=descriptors, embedder=embedder, level_images=_flag(values),
@@ -343,12 +343,6 @@ def runnable_device(device: Any) -> Any:
                      "embedding on the CPU instead (same arithmetic, float rounding may differ)")
         return "cpu"
     return device
-
-
-def _absolute_or_none(cache_dir: Any) -> str | None:
-    """A saved cache folder, or None for a relative one (saved by release 0.1.0: it would mean a
-    different folder wherever predict runs)."""
-    return cache_dir if isinstance(cache_dir, str) and Path(cache_dir).is_absolute() else None
 
 
 def _config_dict(config: Any) -> dict[str, Any] | None:

@@ -8,6 +8,7 @@ XGBoost writes its own JSON model; :class:`~hybridtmd.model.heads.KernelSVMHead`
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,10 +32,14 @@ def save_head(head: Any, path: Path) -> tuple[str, dict[str, np.ndarray]]:
     :data:`HEAD_KINDS`) and the arrays that go with it (saved by the caller). Any head other than
     XGBoost, the kernel SVM and the stack is a :class:`ModelFileError`."""
     from xgboost import XGBClassifier
+    from xgboost.core import XGBoostError
 
     if isinstance(head, XGBClassifier):
-        with atomic_path(path, suffix=".json") as tmp:  # the suffix picks XGBoost's format
-            head.save_model(tmp)
+        try:
+            with atomic_path(path, suffix=".json") as tmp:  # the suffix picks XGBoost's format
+                head.save_model(tmp)
+        except XGBoostError as exc:  # a full disk: XGBoost's message ends in a C++ stack trace
+            raise OSError(f"{path}: XGBoost could not write the model ({xgboost_reason(exc)})") from None
         return "xgboost", {}
     for kind, cls in (("kernel_svm", KernelSVMHead), ("stack", StackHead)):
         if isinstance(head, cls):
@@ -43,6 +48,15 @@ def save_head(head: Any, path: Path) -> tuple[str, dict[str, np.ndarray]]:
             return kind, {HEAD_ARRAY_PREFIX + k: v for k, v in arrays.items()}
     raise ModelFileError("only the XGBoost, kernel-SVM and stack heads can be saved without pickle, "
                          f"not {type(head).__name__}")
+
+
+def xgboost_reason(error: Exception) -> str:
+    """The reason in an XGBoost error, on one line: its first line without the time stamp, the
+    C++ source position and the name of the failed check (the stack trace below it means
+    nothing to the user)."""
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    first = re.sub(r"^\[[^\]]*\]\s*\S+:\d+:\s*", "", first)
+    return re.sub(r"^Check failed:[^:]*:\s*", "", first).strip()
 
 
 def load_head(kind: str, path: Path, arrays: Mapping[str, np.ndarray], params: Mapping[str, Any]) -> Any:

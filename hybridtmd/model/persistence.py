@@ -12,12 +12,15 @@ anyone can recompute the digest after editing; with a key, anyone who holds the 
 read with ``allow_pickle=False``: loading never runs code.
 
 A model is saved as a whole (:func:`write_model_directory`): into a temporary sibling directory,
-then swapped in by renames, so a crash or a full disk leaves the previous model intact.
+then swapped in by renames, so a crash or a full disk leaves the previous model intact; a kill
+between the two renames leaves it in a hidden sibling, which the next load or save moves back
+(:func:`recover_interrupted_save`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import hmac
 import json
@@ -34,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from .._utils import atomic_path, atomic_write_text, file_sha256, json_loads
+from .._utils import atomic_path, atomic_write_text, file_sha256, json_loads, warn_at_user
 from ..errors import ModelFileError
 
 MANIFEST_NAME = "manifest.json"
@@ -171,28 +174,112 @@ def write_model_directory(directory: str | Path, write: Callable[[Path], Any], m
 
     The previous content of ``directory`` stays whole until the new model is complete: a crash or
     a full disk while writing leaves it untouched (and removes the temporary). The swap is two
-    renames (old aside, new in place), then the old one is deleted. An existing ``directory``
-    that is not a model directory (no ``marker`` file) and not empty is never replaced:
-    :class:`ModelFileError`.
+    renames (old aside into ``.NAME.old-*``, new in place), then the old one is deleted; an error
+    between the two renames puts the old one back, and a kill there leaves it for
+    :func:`recover_interrupted_save`, which this function (and :func:`read_manifest`) calls first.
+    Leftovers of interrupted saves (``.NAME.new-*``, ``.NAME.old-*``) are removed: one save into a
+    directory at a time. An existing ``directory`` that is not a model directory (no ``marker``
+    file) and not empty is never replaced: :class:`ModelFileError`.
     """
     directory = Path(directory)
+    recover_interrupted_save(directory, marker)
     check_model_target(directory, marker)
     directory.parent.mkdir(parents=True, exist_ok=True)
+    for stale in _swap_folders(directory, "new") + _swap_folders(directory, "old"):
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.new-"))
+    old = None
     try:
         write(tmp)
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give the model normal permissions
-        old = None
         if directory.exists():
             old = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.old-"))
             os.replace(directory, old / "model")
-        os.replace(tmp, directory)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        try:
+            os.replace(tmp, directory)
+        except BaseException:
+            if old is not None and (old / "model").exists():
+                os.replace(old / "model", directory)  # the previous model back in place
+            raise
     finally:
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(tmp)
+        if old is not None and (directory.exists() or not (old / "model").exists()):
+            shutil.rmtree(old, ignore_errors=True)  # else it holds the only copy: kept for recovery
+    remember_saved(directory, marker)
     return directory
+
+
+#: the digests of the models saved under this user account, one per line (newest last), in
+#: :func:`state_dir`: what :func:`unsigned_and_foreign` calls "saved here"
+SAVED_LIST = "saved_models.txt"
+#: entries kept in :data:`SAVED_LIST`
+SAVED_KEPT = 10_000
+
+
+def state_dir() -> Path:
+    """hybridtmd's state folder of this account: ``$XDG_STATE_HOME/hybridtmd`` (default
+    ``~/.local/state/hybridtmd``)."""
+    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "hybridtmd"
+
+
+def _saved_digests() -> list[str]:
+    try:
+        return (state_dir() / SAVED_LIST).read_text(encoding="utf-8").split()
+    except (OSError, UnicodeDecodeError):
+        return []
+
+
+def remember_saved(directory: Path, marker: str = MANIFEST_NAME) -> None:
+    """Add the digest of the model just saved in ``directory`` to :data:`SAVED_LIST` (a state
+    folder that cannot be written only costs the "saved here" status, never the save)."""
+    with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+        digest = str(read_json(directory / marker)[DIGEST_ENTRY])
+        (state_dir()).mkdir(parents=True, exist_ok=True)
+        atomic_write_text(state_dir() / SAVED_LIST, "\n".join([*_saved_digests(), digest][-SAVED_KEPT:]) + "\n")
+
+
+def unsigned_and_foreign(directory: str | Path) -> bool:
+    """Whether a model directory is unsigned (no HMAC: anyone can edit it and recompute its digest)
+    and was not saved under this account (its digest is not in :data:`SAVED_LIST`: made
+    elsewhere, copied from someone, or edited since it was saved here)."""
+    try:
+        manifest = read_json(Path(directory) / MANIFEST_NAME)
+    except (OSError, ModelFileError):
+        return False
+    if not isinstance(manifest, dict) or manifest.get("signed") is True:
+        return False
+    return str(manifest.get(DIGEST_ENTRY)) not in set(_saved_digests())
+
+
+def _swap_folders(directory: Path, kind: str) -> list[Path]:
+    """The hidden siblings a save of ``directory`` makes: ``kind`` "new" (the model being
+    written) or "old" (the previous model, moved aside during the swap)."""
+    return sorted(p for p in directory.parent.glob(f".{glob.escape(directory.name)}.{kind}-*") if p.is_dir())
+
+
+def recover_interrupted_save(directory: str | Path, marker: str = MANIFEST_NAME) -> Path | None:
+    """Put back the previous model of a save killed between its two renames: when ``directory``
+    is missing and a ``.NAME.old-*/model`` beside it holds a model (``marker``), the newest one
+    is moved back to ``directory``, with a warning. Returns the folder it came from, or None.
+    An ``OSError`` (e.g. a read-only folder) is a :class:`ModelFileError` naming that folder."""
+    directory = Path(directory)
+    if directory.exists() or not directory.parent.is_dir():
+        return None
+    kept = [p / "model" for p in _swap_folders(directory, "old") if (p / "model" / marker).is_file()]
+    if not kept:
+        return None
+    source = max(kept, key=lambda p: p.stat().st_mtime)
+    try:
+        os.replace(source, directory)
+    except OSError as exc:
+        raise ModelFileError(f"{directory}: missing; an interrupted save left the previous model in {source}, "
+                             f"which could not be moved back ({exc}): move it to {directory}") from None
+    with contextlib.suppress(OSError):
+        source.parent.rmdir()
+    warn_at_user(f"{directory}: restored the previous model from {source.parent}, left by a save that was "
+                 "interrupted between its two renames")
+    return source.parent
 
 
 def _umask() -> int:
@@ -213,6 +300,7 @@ def read_manifest(directory: Path, format_name: str, format_version: int, requir
     differs from the manifest's (modified after saving).
     """
     path = directory / MANIFEST_NAME
+    recover_interrupted_save(directory)
     if not path.is_file():
         raise ModelFileError(f"{path}: missing; {directory} is not a hybridtmd model directory")
     manifest = read_json(path)

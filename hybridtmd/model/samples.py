@@ -59,10 +59,24 @@ def predict_samples(model: Any, X: Any, groups: Sequence[Any]) -> pd.DataFrame:
 
 
 def sample_accuracy(y_true: Sequence[Any], groups: Sequence[Any], verdicts: pd.DataFrame) -> float:
-    """Fraction of samples whose verdict is their (single) true label."""
+    """Fraction of samples whose verdict is their true label: the label of its images (a sample is
+    one material; were its images labelled differently, the most common label, ties to the first
+    in sorted order)."""
     truth = pd.Series(np.asarray(y_true, dtype=object), index=np.asarray(groups, dtype=object))
-    truth = truth[~truth.index.duplicated()]
+    truth = truth.groupby(level=0, sort=False).agg(lambda s: sorted(s.mode().tolist(), key=str)[0])
     return float((verdicts["label"].to_numpy(dtype=object) == truth.loc[verdicts.index].to_numpy()).mean())
 
 
-__all__ = ["PROBABILITY_FLOOR", "pool_samples", "predict_samples", "sample_accuracy"]
+def sample_metrics(predictions: pd.DataFrame, classes: Sequence[Any]) -> dict[str, float]:
+    """``{"sample accuracy": ..., "samples": n}`` of a table of image predictions with columns
+    ``sample``, ``label`` and ``p_<class>``: :func:`pool_samples` verdicts scored by
+    :func:`sample_accuracy`, the definition ``evaluate`` reports too; ``{}`` without a ``sample``
+    column."""
+    if "sample" not in predictions:
+        return {}
+    verdicts = pool_samples(predictions[[f"p_{c}" for c in classes]].to_numpy(), predictions["sample"], classes)
+    return {"sample accuracy": sample_accuracy(predictions["label"], predictions["sample"], verdicts),
+            "samples": len(verdicts)}
+
+
+__all__ = ["PROBABILITY_FLOOR", "pool_samples", "predict_samples", "sample_accuracy", "sample_metrics"]

@@ -223,9 +223,10 @@ def test_extract_a_folder_of_plain_tiff_exports_with_a_pixel_size_to_parquet(tmp
     folder.mkdir()
     for i, label in enumerate(["MoS2", "MoS2", "WS2", "WS2"]):
         tifffile.imwrite(folder / f"exp_{label}_1um_{i:04d}_img1.tif", surface(i, 64).astype("float32"))
-    no_flag = run("extract", folder, "-o", tmp_path / "f.csv", "--families", "areal")
+    no_flag = run("extract", folder, "-o", tmp_path / "f.csv", "--families", "areal", "--pattern", "default")
     assert no_flag.exit_code == 1 and "pass --pixel-size-nm NM" in no_flag.output
-    result = run("extract", folder, "--pixel-size-nm", "9.77", "-o", tmp_path / "f.parquet", "--families", "areal")
+    result = run("extract", folder, "--pixel-size-nm", "9.77", "-o", tmp_path / "f.parquet", "--families", "areal",
+                 "--pattern", "default")
     assert result.exit_code == 0, result.output
     table = pd.read_parquet(tmp_path / "f.parquet")
     assert len(table) == 4 and set(table["label"]) == {"MoS2", "WS2"}

@@ -152,6 +152,95 @@ def test_saving_over_a_model_replaces_it_whole_but_never_a_foreign_folder(table,
     assert (foreign / "chapter1.tex").read_text() == "precious"
 
 
+class Killed(BaseException):
+    """The process dies here: nothing after this point touches the disk."""
+
+
+#: the file-system steps of a save (each a point where it may be killed or fail)
+SAVE_STEPS = (("os", "replace"), ("shutil", "rmtree"), ("tempfile", "mkdtemp"), ("tempfile", "mkstemp"))
+#: what a cleanup may call after a failure; a killed process calls none of them
+CLEANUPS = (("os", "unlink"), ("os", "rmdir"), ("os", "chmod"), ("os", "rename"))
+
+
+def interrupted_save(model, directory, monkeypatch, step: int, kill: bool) -> bool:
+    """Save ``model`` into ``directory``, stopped at file-system step ``step`` (1, 2...): killed
+    (no cleanup runs, as after SIGKILL) or an OSError (the cleanup runs). False when the save
+    has fewer steps (it completed)."""
+    import importlib
+
+    state = {"n": 0, "dead": False}
+
+    def gate(real, counted):
+        def call(*args, **kwargs):
+            if state["dead"]:
+                return None
+            if counted:
+                state["n"] += 1
+                if state["n"] == step:
+                    state["dead"] = kill
+                    raise Killed() if kill else OSError(28, "No space left on device")
+            return real(*args, **kwargs)
+        return call
+
+    with monkeypatch.context() as patch:
+        for names, counted in ((SAVE_STEPS, True), (CLEANUPS, False)):
+            for module, name in names:
+                target = importlib.import_module(module)
+                patch.setattr(target, name, gate(getattr(target, name), counted))
+        try:
+            model.save(directory)
+        except (Killed, OSError):
+            return True
+    return False
+
+
+@pytest.mark.parametrize("kill", [True, False], ids=["killed", "failed"])
+def test_a_save_stopped_at_any_step_loses_no_model(table, tmp_path, monkeypatch, kill):
+    """Issue 34: a save killed between its two renames left the model folder missing, the old
+    model hidden in .NAME.old-*; now the next load (or save) puts it back, and an error there
+    puts it back at once. At every step, the folder loads as the old or the new model."""
+    X, y = table
+    old, new = small_model().fit(X, y), small_model().set_params(class_weight=None).fit(X, y[::-1])
+    old_p, new_p = old.predict_proba(X), new.predict_proba(X)
+    assert not np.allclose(old_p, new_p)
+    directory = tmp_path / "m"
+    step = 0
+    while True:
+        step += 1
+        shutil.rmtree(directory, ignore_errors=True)
+        old.save(directory)
+        if not interrupted_save(new, directory, monkeypatch, step, kill):
+            break
+        loaded = HybridClassifier.load(directory).predict_proba(X)  # recovers, or the swap was done
+        assert np.array_equal(loaded, old_p) or np.array_equal(loaded, new_p), step
+        new.save(directory)  # and the next save cleans what the interrupted one left
+        assert np.array_equal(HybridClassifier.load(directory).predict_proba(X), new_p)
+        assert [p.name for p in tmp_path.iterdir()] == ["m"], step
+    assert step > 8  # every step of a whole save was interrupted once
+
+
+def test_a_model_left_by_a_killed_swap_is_named_when_it_cannot_be_moved_back(table, tmp_path, monkeypatch):
+    import os
+
+    X, y = table
+    directory = small_model().fit(X, y).save(tmp_path / "m")
+    aside = tmp_path / ".m.old-abc123"
+    aside.mkdir()
+    os.replace(directory, aside / "model")  # the state a kill between the two renames leaves
+    with pytest.warns(UserWarning, match=r"restored the previous model from .*\.m\.old-abc123"):
+        HybridClassifier.load(directory)
+    assert not aside.exists()  # moved back whole
+    aside.mkdir()
+    os.replace(directory, aside / "model")
+
+    def read_only(*args):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "replace", read_only)
+    with pytest.raises(ModelFileError, match=r"previous model in .*\.m\.old-abc123.*move it to"):
+        HybridClassifier.load(directory)
+
+
 # -------------------------------------------------------------------------- families and the cache
 
 def test_saved_features_store_the_resolved_family_list(tmp_path):
