@@ -281,7 +281,8 @@ def load_image(
         in :attr:`AFMImage.channel`.
     z_unit : str, optional
         Length unit of the stored heights (``m``, ``um``, ``nm``, ``A``...) when the file does not
-        say; default nm.
+        say; default nm. A pixel size or unit that contradicts the file's is used with an
+        :class:`~hybridtmd.errors.AFMInputWarning` naming the file and both values.
     z_scale : float, optional
         Nanometres per stored count for integer data (PNG/JPEG grey levels, 8/16-bit TIFF).
         Required for PNG/JPEG.
@@ -315,12 +316,31 @@ def _to_image(path: Path, suffix: str, raw: RawImage, channel, pixel_size_nm, z_
     pixel = check_pixel_size(pixel, str(path))
     if z_unit is not None and not is_length_unit(z_unit):
         raise AFMInputError(path, f"z_unit must be a length unit such as 'nm', 'um' or 'm', got {z_unit!r}")
+    _warn_overrides(path, raw, pixel if pixel_size_nm is not None else None, z_unit)
     values, unit, stored = _values_in_unit(values, path, z_unit or raw.z_unit or "nm", z_scale, raw.z_scale_required)
     meta = {**(raw.metadata or {}), "format": suffix.lstrip("."), "original_z_unit": stored}
     name = meta.pop("channel", None) or (channel if isinstance(channel, str) else None) or "Height"
     meta["channel_key"] = canonical_channel(str(name))
     return AFMImage(height=values, pixel_size_nm=pixel, channel=str(name), source=str(path), metadata=meta,
                     z_unit=unit)
+
+
+def _warn_overrides(path: Path, raw: RawImage, pixel: tuple[float, float] | None, z_unit: str | None) -> None:
+    """Warn, naming the file and both values, when a pixel size or z unit given by the caller
+    replaces a different one the file declares (the caller's value is used: it was asked for)."""
+    if pixel is not None and raw.pixel_size_nm is not None:
+        declared = check_pixel_size(raw.pixel_size_nm, str(path))
+        if not np.allclose(pixel, declared, rtol=1e-6, atol=0):
+            warn_input(f"{path}: pixel size {pixel[0]:.4g} x {pixel[1]:.4g} nm given overrides the "
+                       f"{declared[0]:.4g} x {declared[1]:.4g} nm the file declares")
+    stored = raw.z_unit if isinstance(raw.z_unit, str) and raw.z_unit != "counts" else None
+    if z_unit is None or stored is None:
+        return
+    if not is_length_unit(stored):
+        warn_input(f"{path}: z unit {z_unit!r} given overrides the file's {stored!r} (its values are not lengths)")
+    elif unit_to_nm(z_unit) != unit_to_nm(stored):
+        warn_input(f"{path}: z unit {z_unit!r} given overrides the {stored!r} the file declares (heights "
+                   f"x{unit_to_nm(z_unit) / unit_to_nm(stored):.4g})")
 
 
 def _channel_specs(path: Path) -> list[ChannelSpec]:
