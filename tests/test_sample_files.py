@@ -60,8 +60,6 @@ FACTS = {
 AFMREADER_FACTS = {
     "sample_0.h5-jpk": ((128, 128), (150.0, 150.0), "height_trace", 3.1538, 4),
     "sample_1.asd": ((200, 200), (400.0, 400.0), "TP", 0.61698, 197),
-    "sample_0_1.topostats": ((64, 64), (126.46475, 126.46475), "Height", 1.41843, None),
-    "sample_0_2.topostats": ((64, 64), (126.46475, 126.46475), "Height", 0.62044, None),
 }
 #: Other length channels' std in nm.
 OTHER_HEIGHTS = {
@@ -184,15 +182,15 @@ def test_afmreader_log_lines_are_off_unless_verbose(afmreader):
     records: list = []
     sink = logger.add(records.append, level="DEBUG", format="{name}: {message}")
     try:
-        load_image(_path("sample_0_1.topostats"))  # its AFMReader module is imported here, turning its logger on
+        load_image(_path("sample_0.h5-jpk"))  # its AFMReader module is imported here, turning its logger on
         quiet = len(records)
         set_third_party_logging(True)  # what `hybridtmd --verbose` does
-        load_image(_path("sample_0_1.topostats"))
+        load_image(_path("sample_0.h5-jpk"))
     finally:
         set_third_party_logging(False)
         logger.remove(sink)
     assert quiet == 0
-    assert any(str(r).startswith("AFMReader.topostats: Loading image from") for r in records), records
+    assert any(str(r).startswith("AFMReader.h5_jpk: Loading H5-JPK file from") for r in records), records
 
 
 def _afmreader_read(afmreader, path: Path, channel: str) -> tuple[np.ndarray, float]:
@@ -310,3 +308,21 @@ def test_bruker_non_height_channels_get_the_files_soft_scale():
     assert image.z_unit == "V"
     np.testing.assert_allclose(image.height, counts * 4096.0 / 2**32 * 0.006, rtol=1e-9)
     assert image.height.std() < 0.1  # volts; the raw counts' std is 5.3e5
+
+
+@pytest.mark.parametrize(("name", "channels", "std"), [
+    ("sample_0_1.topostats", ["image"], 1.41843),  # file version 0.1: the processed image only
+    ("sample_0_2.topostats", ["image", "image_original"], 0.62044),
+])
+def test_topostats_offers_the_processed_and_the_original_image(name, channels, std):
+    """Read with h5py, no extra needed; the std is AFMReader 0.0.7's for ``image``."""
+    table = list_channels(_path(name))
+    assert table["name"].tolist() == channels and table["unit"].tolist() == ["nm"] * len(channels)
+    assert table.loc[table["default"], "name"].tolist() == ["image"]
+    image = load_image(_path(name))
+    assert (image.channel, image.shape, image.z_unit) == ("image", (64, 64), "nm")
+    np.testing.assert_allclose(image.size_nm, (126.46475, 126.46475), rtol=1e-6)
+    assert image.height.std() == pytest.approx(std, rel=0.01)
+    if "image_original" in channels:
+        original = load_image(_path(name), channel="image_original")
+        assert original.channel == "image_original" and not np.array_equal(original.height, image.height)

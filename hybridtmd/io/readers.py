@@ -26,7 +26,9 @@ instrument formats          SurfaceTopography: Bruker Nanoscope ``.spm .di .000-
                             ``.jpk``, WSxM ``.stp .top``, NT-MDT ``.mdt``, optical
                             profilers ``.x3p .opd .sur .plu .datx .vk4 .zon``...
                             (:data:`~hybridtmd.io.vendor.SURFACE_TOPOGRAPHY_FORMATS`).
-``.asd .topostats .h5-jpk`` AFMReader (``pip install 'hybridtmd[vendor]'``).
+``.topostats``              TopoStats (HDF5, h5py): channels ``image`` (default) and
+                            ``image_original``.
+``.asd .h5-jpk``            AFMReader (``pip install 'hybridtmd[vendor]'``).
 ==========================  ==============================================================
 
 Adding a format
@@ -62,6 +64,7 @@ from .formats import gwy_channels, read_gwy, read_npy, read_npz, read_raster, re
 from .image import HEIGHT_CHANNEL, AFMImage, check_height, check_pixel_size, is_length_unit, unit_to_nm, warn_input
 from .limits import bounded_call
 from .raw import RawImage
+from .topostats import read_topostats, topostats_channels
 from .vendor import (
     AFMREADER_LOADERS,
     SURFACE_TOPOGRAPHY_FORMATS,
@@ -72,8 +75,8 @@ from .vendor import (
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
-#: Instrument formats (SurfaceTopography, and AFMReader for the last three).
-VENDOR_SUFFIXES = (*SURFACE_TOPOGRAPHY_FORMATS, *AFMREADER_LOADERS)
+#: Instrument formats (SurfaceTopography, TopoStats files, and AFMReader for the last two).
+VENDOR_SUFFIXES = (*SURFACE_TOPOGRAPHY_FORMATS, ".topostats", *AFMREADER_LOADERS)
 
 #: ``reader(path, channel) -> RawImage`` (a tuple of the same fields in the same order works too).
 Reader = Callable[[Path, Any], RawImage]
@@ -177,7 +180,7 @@ SUPPORTED_SUFFIXES: Sequence[str] = _SupportedSuffixes()
 #: themselves: a time limit around the import would count the import (SurfaceTopography takes
 #: seconds) and, when it strikes there, leave a half-imported module for the rest of the process.
 _BOUND_INSIDE = frozenset({read_tiff, tiff_channels, read_gwy, gwy_channels, read_surface_topography,
-                           surface_topography_channels, read_afmreader})
+                           surface_topography_channels, read_afmreader, read_topostats, topostats_channels})
 
 register_reader(TIFF_SUFFIXES, read_tiff, channels=tiff_channels)
 register_reader(".npy", read_npy)
@@ -185,6 +188,7 @@ register_reader(".npz", read_npz)
 register_reader(".gwy", read_gwy, channels=gwy_channels)
 register_reader(RASTER_SUFFIXES, read_raster)
 register_reader(list(SURFACE_TOPOGRAPHY_FORMATS), read_surface_topography, channels=surface_topography_channels)
+register_reader(".topostats", read_topostats, channels=topostats_channels)
 register_reader(list(AFMREADER_LOADERS), read_afmreader)
 
 

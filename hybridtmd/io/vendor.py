@@ -1,5 +1,5 @@
 """Instrument formats: SurfaceTopography (core dependency) for every format it reads, AFMReader
-(the ``vendor`` extra) for the three it lacks (``.asd`` high-speed AFM, ``.topostats``, ``.h5-jpk``).
+(the ``vendor`` extra) for two it lacks (``.asd`` high-speed AFM, ``.h5-jpk``).
 
 Every third-party read is bounded: the file's signature (and, for Nanoscope files, the end of
 the header) is checked first, the declared pixel count is checked against the pixel limit
@@ -32,9 +32,9 @@ SURFACE_TOPOGRAPHY_FORMATS: dict[str, str] = {
     ".vk7": "vk", ".zon": "zon", ".al3d": "al3d", ".lext": "lext", ".oir": "oir", ".nms": "nms", ".frt": "frt",
 }
 #: AFMReader module, loader and default (topography) channel of each suffix SurfaceTopography
-#: lacks (``.asd``: ``TP``, topography; ``.h5-jpk``: ``height_trace``; ``.topostats``: its one image).
-AFMREADER_LOADERS = {".asd": ("asd", "load_asd", "TP"), ".topostats": ("topostats", "load_topostats", None),
-                     ".h5-jpk": ("h5_jpk", "load_h5jpk", "height_trace")}
+#: lacks (``.asd``: ``TP``, topography; ``.h5-jpk``: ``height_trace``). ``.topostats`` is read
+#: with h5py (:mod:`.topostats`).
+AFMREADER_LOADERS = {".asd": ("asd", "load_asd", "TP"), ".h5-jpk": ("h5_jpk", "load_h5jpk", "height_trace")}
 _HEADER_END = b"\\*File list end"
 #: Vendor of each SurfaceTopography format, for files whose header does not name it.
 FORMAT_VENDORS = {"di": "Bruker", "ps": "Park Systems", "mi": "Agilent (Molecular Imaging)", "ezd": "Nanosurf",
@@ -216,7 +216,7 @@ def read_surface_topography(path: Path, channel: str | int | None, fmt: str | No
 
 
 def read_afmreader(path: Path, channel: str | int | None) -> RawImage:
-    """``.asd``, ``.topostats`` and ``.h5-jpk`` through AFMReader (the ``vendor`` extra); movies
+    """``.asd`` and ``.h5-jpk`` through AFMReader (the ``vendor`` extra); movies
     give their first frame."""
     suffix = next(s for s in AFMREADER_LOADERS if path.name.lower().endswith(s))
     try:
