@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import matplotlib
 import numpy as np
 import pytest
@@ -9,6 +11,14 @@ import pytest
 matplotlib.use("Agg")  # tests never open windows
 
 from hybridtmd.io import AFMImage  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _warnings_once_per_run_start_afresh():
+    """Warnings given once per run (images coarser than the reference) warn again in each test."""
+    extract = sys.modules.get("hybridtmd.descriptors.extract")
+    if extract is not None:
+        extract.reset_reference_warnings()
 
 
 @pytest.fixture
