@@ -38,6 +38,7 @@ from .common import (
     report_errors,
     safe_text,
     use_file_backend,
+    warn_line,
     write_table,
 )
 
@@ -151,10 +152,13 @@ def dataset_command(
     source: Annotated[Path, typer.Argument(help="Folder of AFM files or manifest CSV.")],
     pattern: PatternOption = None,
 ) -> None:
-    """How many images and samples per class a dataset has (checks it parses)."""
+    """How many images and samples per class a dataset has (checks it parses), and which files
+    hold the same content under two samples or twice in one (a digest of every file's bytes)."""
     ds = read_dataset(source, pattern)
     console.print(ds.summary().to_string())
     console.print(f"{len(ds)} images, {len(set(ds.groups.tolist()))} samples, {len(ds.classes)} classes")
+    for first, second, reason in ds.content_duplicates(progress=len(ds) >= 50):
+        warn_line(f"{second}: {reason} ({first})")
     report_errors(ds.skipped)
 
 

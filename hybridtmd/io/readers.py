@@ -61,7 +61,16 @@ import numpy as np
 from ..errors import AFMInputError, HybridTMDError
 from .channels import ChannelSpec, canonical_channel, channel_keys, default_channel, resolve_channel
 from .formats import gwy_channels, read_gwy, read_npy, read_npz, read_raster, read_tiff, tiff_channels
-from .image import HEIGHT_CHANNEL, AFMImage, check_height, check_pixel_size, is_length_unit, unit_to_nm, warn_input
+from .image import (
+    HEIGHT_CHANNEL,
+    AFMImage,
+    check_height,
+    check_pixel_size,
+    is_foreign_length_unit,
+    is_length_unit,
+    unit_to_nm,
+    warn_input,
+)
 from .limits import bounded_call
 from .raw import RawImage
 from .topostats import read_topostats, topostats_channels
@@ -257,6 +266,9 @@ def _values_in_unit(values: np.ndarray, path: Path, unit: Any, z_scale: float | 
         values = values * float(z_scale)
     if is_length_unit(unit):
         return values * unit_to_nm(unit), "nm", unit
+    if is_foreign_length_unit(unit):
+        raise AFMInputError(path, f"z unit {unit!r} is a length no AFM height is stored in (expected pm, Å, nm, "
+                                  "µm, mm, cm or m)")
     return values, unit.strip(), unit.strip()
 
 
