@@ -81,6 +81,9 @@ def test_multichannel_model_saves_its_channels_and_predicts_the_same_after_loadi
     assert "phase__texture" in manifest["feature_groups"]
     loaded = HybridClassifier.load(tmp_path / "m")
     assert loaded.features_.channels == saved
+    # each channel's unit as seen at fit, not a.u. (issue 26.10)
+    assert loaded.features_.feature_units_["phys__phase__sq"] == "deg"
+    assert manifest["features"]["channel_units"] == {"height": "nm", "phase": "deg"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # coarser than the reference: said once, at fit
         np.testing.assert_array_equal(loaded.predict_proba(scans), model.predict_proba(scans))

@@ -481,7 +481,8 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         self._set_head_features()
         self.latent_links_ = links_from_arrays(manifest.get("latent_links"), arrays, self.feature_names_,
                                                self.training_summary_, arrays_path)
-        self.features_ = None if self.features is None else clone(self.features).restore_fitted(self.feature_names_)
+        self.features_ = None if self.features is None else clone(self.features).restore_fitted(
+            self.feature_names_, (manifest.get("features") or {}).get("channel_units"))
         self.ood_ = None
         if self.ood_threshold_ is not None:
             missing = {OOD_ARRAY_PREFIX + name for name in STATE_ARRAYS} - set(arrays)
