@@ -162,7 +162,8 @@ def test_release_0_1_0_selection_keeps_its_columns_and_values(small_synthetic):
 
 
 def test_coarser_than_the_reference_is_said_once_per_run(rough_image):
-    """Issue 26.11: fit, transform and each fold do not repeat the warning; a coarser image does."""
+    """Issue 26.11: fit, transform, each fold and a later batch do not repeat the warning; another
+    reference does."""
     import warnings
 
     from hybridtmd.descriptors import DescriptorExtractor
@@ -175,5 +176,7 @@ def test_coarser_than_the_reference_is_said_once_per_run(rough_image):
         extractor.transform(coarse)
         DescriptorExtractor(families=["areal"], progress=False).fit_transform(coarse[:2])
         extractor.transform([coarser])
+        DescriptorExtractor(families=["areal"], config=DescriptorConfig(reference_pixel_nm=15.0),
+                            progress=False).fit_transform(coarse)
     said = [str(w.message) for w in caught if "coarser than the reference" in str(w.message)]
-    assert len(said) == 2 and "up to 20 nm" in said[0] and "up to 40 nm" in said[1], said
+    assert len(said) == 2 and "reference 10 nm (up to 20 nm)" in said[0] and "reference 15 nm" in said[1], said

@@ -428,20 +428,20 @@ def _source(item: Any) -> str | None:
     return next((im.source for im in item.values() if im.source), None)
 
 
-#: (reference, coarsest pixel size) pairs already warned about in this process.
-_COARSE_WARNED: set[tuple[float, float]] = set()
+#: Reference pixel sizes already warned about in this process.
+_COARSE_WARNED: set[float] = set()
 
 
 def reset_reference_warnings() -> None:
     """Let the next coarser-than-the-reference case warn again (the warning is given once per run
-    for each reference and coarsest pixel size; tests start each case afresh)."""
+    for each reference; tests start each case afresh)."""
     _COARSE_WARNED.clear()
 
 
 def _warn_coarser_than_reference(items: list[Any], config: DescriptorConfig) -> None:
     """Warn when images are coarser than the reference pixel size (interpolated up: their
-    reference-scale descriptors miss detail the reference resolves): once per run for the same
-    reference and coarsest pixel size, not at every fold, fit and predict of one command."""
+    reference-scale descriptors miss detail the reference resolves): once per run for a
+    reference, not at every fold, fit and predict of one command."""
     ref = config.reference_pixel_nm
     if ref is None:
         return
@@ -449,10 +449,9 @@ def _warn_coarser_than_reference(items: list[Any], config: DescriptorConfig) -> 
     coarse = [im for im in images if im is not None and max(im.pixel_size_nm) > 1.01 * ref]
     if coarse:
         worst = max(max(im.pixel_size_nm) for im in coarse)
-        key = (float(ref), float(f"{worst:.3g}"))
-        if key in _COARSE_WARNED:
+        if float(ref) in _COARSE_WARNED:
             return
-        _COARSE_WARNED.add(key)
+        _COARSE_WARNED.add(float(ref))
         warn_at_user(f"{len(coarse)} of {len(images)} images have pixels coarser than the reference "
                      f"{ref:g} nm (up to {worst:.3g} nm): they are interpolated to it, and their resolution-"
                      "invariant descriptors miss the detail between their pixel size and the reference "
