@@ -18,6 +18,8 @@ from pathlib import Path
 _BIN_HEADER_5 = 64
 _WAVE_HEADER_5 = 320
 _LABEL_FIELD = 32
+#: Label bytes read per dimension at most (a damaged header may declare gigabytes).
+_MAX_LABEL_BYTES = _LABEL_FIELD * 4096
 
 
 def _labels(block: bytes) -> list[tuple[str, str]]:
@@ -52,7 +54,7 @@ def ibw_label_names(path: Path) -> dict[str, str]:
         if min(wfm_size, formula_size, note_size, units_size, *dim_units, *dim_labels) < 0 or wfm_size < _WAVE_HEADER_5:
             return {}
         fh.seek(_BIN_HEADER_5 + wfm_size + formula_size + note_size + units_size + sum(dim_units))
-        blocks = [fh.read(size) for size in dim_labels]
+        blocks = [fh.read(min(size, _MAX_LABEL_BYTES)) for size in dim_labels]
     return {mangled: written for block in blocks for written, mangled in _labels(block) if written != mangled}
 
 
