@@ -71,6 +71,16 @@ def path_text(path: str | os.PathLike) -> str:
                    else f"\\u{ord(ch):04x}" if 0xD800 <= ord(ch) <= 0xDFFF else ch for ch in text)
 
 
+def text_path(text: str) -> str:
+    """The inverse of :func:`path_text`: ``\\x80``-``\\xff`` back to the bytes they stand for
+    and ``\\ud800``-``\\udfff`` to the lone surrogates, so a name read back from a table or manifest
+    names the file again (``os.fsencode`` gives its bytes)."""
+    import re
+
+    return re.sub(r"\\x([89a-fA-F][0-9a-fA-F])|\\u([dD][89a-fA-F][0-9a-fA-F]{2})",
+                  lambda m: chr(0xDC00 + int(m.group(1), 16)) if m.group(1) else chr(int(m.group(2), 16)), text)
+
+
 def json_loads(text: str | bytes) -> Any:
     """``json.loads``, with JSON nested deeper than Python's recursion limit refused as a
     ``ValueError`` (like malformed JSON: ``json.JSONDecodeError`` is one) instead of a

@@ -27,7 +27,16 @@ class AFMInputError(HybridTMDError, ValueError):
 
 
 class MissingDependencyError(HybridTMDError, ImportError):
-    """An optional dependency (an extra) is needed for this operation."""
+    """An optional dependency (an extra) is needed for this operation; ``source`` names the file
+    that needs it, when one does (the message then starts with it, the ``reason`` does not)."""
+
+    def __init__(self, reason: str, source: str | Path | None = None):
+        self.source = None if source is None else str(source)
+        self.reason = reason
+        super().__init__(reason if self.source is None else f"{self.source}: {reason}")
+
+    def __reduce__(self):  # picklable across workers, as AFMInputError
+        return (type(self), (self.reason, self.source))
 
 
 class AFMInputWarning(UserWarning):

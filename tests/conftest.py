@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import matplotlib
 import numpy as np
 import pytest
@@ -18,6 +20,14 @@ def own_state_dir(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
         yield
+
+
+@pytest.fixture(autouse=True)
+def _warnings_once_per_run_start_afresh():
+    """Warnings given once per run (images coarser than the reference) warn again in each test."""
+    extract = sys.modules.get("hybridtmd.descriptors.extract")
+    if extract is not None:
+        extract.reset_reference_warnings()
 
 
 @pytest.fixture

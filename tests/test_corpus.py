@@ -34,6 +34,7 @@ EXPECTED = {
     "rgb_png": "warn", "rgb_png_no_scale": "error", "uint16_tiff": "warn", "uint16_tiff_scaled": "ok",
     "float16_tiff": "ok", "negative_pixel_in_file": "error", "negative_pixel_argument": "error",
     "no_pixel_size": "error", "non_square": "ok", "metre_heights": "ok",
+    "heights_1e300": "error", "z_unit_parsec": "error", "gwyddion_1x": "error",
 }
 
 

@@ -199,3 +199,24 @@ def test_release_0_1_0_selection_keeps_its_columns_and_values(small_synthetic):
     new = DescriptorExtractor(families="paper:all", progress=False).fit_transform(images)
     paper = [c for c in RELEASE_0_1_0_COLUMNS if c.startswith("paper_")]
     np.testing.assert_array_equal(new[paper].to_numpy(), old.transform(images)[paper].to_numpy())
+
+
+def test_coarser_than_the_reference_is_said_once_per_run(rough_image):
+    """Issue 26.11: fit, transform, each fold and a later batch do not repeat the warning; another
+    reference does."""
+    import warnings
+
+    from hybridtmd.descriptors import DescriptorExtractor
+
+    coarse = [AFMImage(rough_image.height, (20.0, 20.0), source=f"c{i}.tif") for i in range(3)]
+    coarser = AFMImage(rough_image.height, (40.0, 40.0), source="c40.tif")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        extractor = DescriptorExtractor(families=["areal"], progress=False).fit(coarse)
+        extractor.transform(coarse)
+        DescriptorExtractor(families=["areal"], progress=False).fit_transform(coarse[:2])
+        extractor.transform([coarser])
+        DescriptorExtractor(families=["areal"], config=DescriptorConfig(reference_pixel_nm=15.0),
+                            progress=False).fit_transform(coarse)
+    said = [str(w.message) for w in caught if "coarser than the reference" in str(w.message)]
+    assert len(said) == 2 and "reference 10 nm (up to 20 nm)" in said[0] and "reference 15 nm" in said[1], said

@@ -152,7 +152,7 @@ def damaged(tmp_path_factory) -> tuple[Path, dict[str, Path]]:
     rng = np.random.default_rng(15)
     for suffix in [*VENDOR_SUFFIXES, ".tiff", ".gwy"]:
         suffix = ".001" if "[" in suffix else suffix
-        if suffix in (".asd", ".topostats", ".h5-jpk"):
+        if suffix in (".asd", ".h5-jpk"):
             pytest.importorskip("AFMReader")
         garbage = folder / f"garbage{suffix}"
         garbage.write_bytes(rng.bytes(20_000))

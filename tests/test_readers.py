@@ -165,3 +165,33 @@ def test_a_channel_without_a_direction_beside_its_retrace_is_the_trace():
     assert [c.direction for c in marked] == ["retrace", "trace", None]  # Phase has no retrace: unknown
     assert default_channel(marked).name == "Height"
     assert default_channel(jpk).name == "Height (retrace)"  # the rule alone prefers a named direction
+
+
+# ----------------------------------------------------------------------------------------------
+# Issue 26.9: messages that say what the file is
+# ----------------------------------------------------------------------------------------------
+
+
+def test_an_old_gwyddion_file_is_named_as_the_1x_format(tmp_path):
+    path = tmp_path / "old.gwy"
+    path.write_bytes(b"GWYO" + bytes(200))
+    with pytest.raises(AFMInputError, match=r"Gwyddion 1\.x file \('GWYO' signature\).*not supported"):
+        load_image(path)
+
+
+def test_a_missing_extra_names_the_file_once(tmp_path):
+    """The .asd line of a batch: 'skipped <file>: <reason>', the file not repeated in the reason."""
+    import importlib.util
+
+    from typer.testing import CliRunner
+
+    from hybridtmd.cli import app
+
+    if importlib.util.find_spec("AFMReader") is not None:
+        pytest.skip("AFMReader is installed: the file is read")
+    path = tmp_path / "movie.asd"
+    path.write_bytes(bytes(1000))
+    result = CliRunner().invoke(app, ["info", str(path)], env={"COLUMNS": "1000"})
+    assert result.exit_code == 1, result.output
+    assert "reading .asd files needs AFMReader" in result.output
+    assert result.output.count(str(path)) == 1, result.output

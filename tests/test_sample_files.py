@@ -45,12 +45,12 @@ FACTS = {
                      [("ZSensor", "nm"), ("Peak Force Error", "V"), ("Stiffness", "Arb"), ("LogStiffness", "log(Arb)"),
                       ("Adhesion", "V"), ("Deformation", "V"), ("Dissipation", "Arb"), ("Height", "nm")],
                      "Height", 2.6515, "Bruker"),
-    # The trace channel is named 'HeightTracee' in this file, which is no height name: the rule
-    # picks the retrace.
+    # The file names its trace 'HeightTrace' (igor2 reads 'HeightTracee': the C string's NUL is
+    # dropped, the old tail kept; hybridtmd.io.igor): the rule picks the trace.
     "sample_0.ibw": ((512, 512), (801.5656, 801.5656),
-                     [("HeightTracee", M), ("HeightRetrace", M), ("ZSensorTrace", M), ("ZSensorRetrace", M),
+                     [("HeightTrace", M), ("HeightRetrace", M), ("ZSensorTrace", M), ("ZSensorRetrace", M),
                       ("UserIn0Trace", "V"), ("UserIn0Retrace", "V"), ("UserIn1Trace", "V"), ("UserIn1Retrace", "V")],
-                     "HeightRetrace", 4.2415, "Asylum Research"),
+                     "HeightTrace", 4.2439, "Asylum Research"),
     "sample_0.gwy": ((512, 512), (433.594, 433.594),
                      [("ZSensor", M), ("Peak Force Error", "N"), ("Stiffness", "Pa"), ("LogStiffness", "dimensionless"),
                       ("Adhesion", "N"), ("Deformation", M), ("Dissipation", "eV"), ("Height", M)],
@@ -60,14 +60,12 @@ FACTS = {
 AFMREADER_FACTS = {
     "sample_0.h5-jpk": ((128, 128), (150.0, 150.0), "height_trace", 3.1538, 4),
     "sample_1.asd": ((200, 200), (400.0, 400.0), "TP", 0.61698, 197),
-    "sample_0_1.topostats": ((64, 64), (126.46475, 126.46475), "Height", 1.41843, None),
-    "sample_0_2.topostats": ((64, 64), (126.46475, 126.46475), "Height", 0.62044, None),
 }
 #: Other length channels' std in nm.
 OTHER_HEIGHTS = {
     "sample_0.jpk": {"Height (retrace)": 9.9960, "Height (measured)": 9.1296, "Height (measured, retrace)": 9.0282},
     "sample_0.spm": {"ZSensor": 4.3242},
-    "sample_0.ibw": {"HeightTracee": 4.2439},
+    "sample_0.ibw": {"HeightRetrace": 4.2415},
     "sample_0.gwy": {"ZSensor": 1.6912, "Deformation": 1.4811},
 }
 
@@ -138,7 +136,7 @@ def test_info_lists_the_sample_files(tmp_path):
     result = CliRunner().invoke(app, ["info", str(_path("sample_0.jpk")), str(_path("sample_0.gwy"))],
                                 env={"COLUMNS": "1000"})
     assert result.exit_code == 0, result.output
-    assert "* 3 Height (height), m, 256x256 px, scan 0.3269 x 0.3269 um, trace" in result.output
+    assert "* 3 Height (height), nm (stored in m), 256x256 px, scan 0.3269 x 0.3269 um, trace" in result.output
     assert "  3 LogStiffness (log_stiffness), dimensionless, 512x512 px" in result.output
 
 
@@ -184,15 +182,15 @@ def test_afmreader_log_lines_are_off_unless_verbose(afmreader):
     records: list = []
     sink = logger.add(records.append, level="DEBUG", format="{name}: {message}")
     try:
-        load_image(_path("sample_0_1.topostats"))  # its AFMReader module is imported here, turning its logger on
+        load_image(_path("sample_0.h5-jpk"))  # its AFMReader module is imported here, turning its logger on
         quiet = len(records)
         set_third_party_logging(True)  # what `hybridtmd --verbose` does
-        load_image(_path("sample_0_1.topostats"))
+        load_image(_path("sample_0.h5-jpk"))
     finally:
         set_third_party_logging(False)
         logger.remove(sink)
     assert quiet == 0
-    assert any(str(r).startswith("AFMReader.topostats: Loading image from") for r in records), records
+    assert any(str(r).startswith("AFMReader.h5_jpk: Loading H5-JPK file from") for r in records), records
 
 
 def _afmreader_read(afmreader, path: Path, channel: str) -> tuple[np.ndarray, float]:
@@ -210,7 +208,7 @@ CROSS_CHECKS = [
     ("sample_0.jpk", "Height", "height_trace"),
     ("sample_0.jpk", "Height (retrace)", "height_retrace"),
     ("sample_0.jpk", "Height (measured)", "measuredHeight_trace"),
-    ("sample_0.ibw", "HeightTracee", "HeightTracee"),
+    ("sample_0.ibw", "HeightTrace", "HeightTracee"),  # AFMReader keeps igor2's reading of the name
     ("sample_0.ibw", "HeightRetrace", "HeightRetrace"),
     ("sample_0.gwy", "Height", "Height"),  # gwyfile against AFMReader's own Gwyddion parser
     ("sample_0.gwy", "ZSensor", "ZSensor"),
@@ -269,3 +267,62 @@ def test_shared_nanoscope_file_agrees_with_afmreader(ours, theirs, afmreader, tm
     image = load_image(SHARED / "di-3.di", channel=ours)
     data, pixel = _afmreader_read(afmreader, copy, theirs)
     _compare(image, data, pixel, "di-3.spm")
+
+
+# ----------------------------------------------------------------------------------------------
+# Issue 26.10: channel names as the file writes them, non-height channels in their real unit
+# ----------------------------------------------------------------------------------------------
+
+
+def _relabelled_ibw(tmp_path: Path, labels: dict[bytes, bytes]) -> Path:
+    """sample_0.ibw with some 32-byte label fields rewritten (a C string, then the old tail)."""
+    data = bytearray(_path("sample_0.ibw").read_bytes())
+    for old, new in labels.items():
+        start = data.index(old + b"\0")
+        data[start:start + 32] = new.ljust(32, b"\0")
+    path = tmp_path / "relabelled.ibw"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_asylum_channel_names_end_at_the_nul(tmp_path):
+    """A label field reused for a shorter name (``PhaseRetrace\\0race``) is that name: key
+    ``phase_retrace``, not ``phase_race``, so ``channels=["height", "phase"]`` finds the file's phase."""
+    path = _relabelled_ibw(tmp_path, {b"UserIn0Trace": b"PhaseTrace\0ce", b"UserIn0Retrace": b"PhaseRetrace\0race"})
+    table = list_channels(path).set_index("name")
+    assert table.loc["HeightTrace", "key"] == "height" and bool(table.loc["HeightTrace", "default"])
+    assert table.loc["PhaseTrace", "key"] == "phase" and table.loc["PhaseRetrace", "key"] == "phase_retrace"
+    images = load_channels(path, ["height", "phase"])
+    assert (images["height"].channel, images["phase"].channel) == ("HeightTrace", "PhaseTrace")
+    assert not images["phase"].is_height
+
+
+def test_bruker_non_height_channels_get_the_files_soft_scale():
+    """Adhesion: '@2:Z scale: V [Sens. ForceSens] (...) 4096.000 Arb' over 2^32 counts, times
+    '@Sens. ForceSens: V 0.006000000 V/Arb': volts, not raw counts labelled V."""
+    import SurfaceTopography.IO as st_io
+
+    path = _path("sample_0.spm")
+    image = load_image(path, channel="Adhesion")
+    counts = st_io.open_topography(str(path), format="di").topography(channel_index=4).heights().T
+    assert image.z_unit == "V"
+    np.testing.assert_allclose(image.height, counts * 4096.0 / 2**32 * 0.006, rtol=1e-9)
+    assert image.height.std() < 0.1  # volts; the raw counts' std is 5.3e5
+
+
+@pytest.mark.parametrize(("name", "channels", "std"), [
+    ("sample_0_1.topostats", ["image"], 1.41843),  # file version 0.1: the processed image only
+    ("sample_0_2.topostats", ["image", "image_original"], 0.62044),
+])
+def test_topostats_offers_the_processed_and_the_original_image(name, channels, std):
+    """Read with h5py, no extra needed; the std is AFMReader 0.0.7's for ``image``."""
+    table = list_channels(_path(name))
+    assert table["name"].tolist() == channels and table["unit"].tolist() == ["nm"] * len(channels)
+    assert table.loc[table["default"], "name"].tolist() == ["image"]
+    image = load_image(_path(name))
+    assert (image.channel, image.shape, image.z_unit) == ("image", (64, 64), "nm")
+    np.testing.assert_allclose(image.size_nm, (126.46475, 126.46475), rtol=1e-6)
+    assert image.height.std() == pytest.approx(std, rel=0.01)
+    if "image_original" in channels:
+        original = load_image(_path(name), channel="image_original")
+        assert original.channel == "image_original" and not np.array_equal(original.height, image.height)

@@ -10,6 +10,7 @@ from corpus.files import shared_afm_files
 from typer.testing import CliRunner
 
 from hybridtmd.cli import app
+from hybridtmd.errors import AFMInputWarning
 from hybridtmd.io import list_channels, load_channels, load_image
 
 FOLDER = shared_afm_files()
@@ -100,7 +101,7 @@ def test_info_lists_channels_units_instrument_and_the_default(tmp_path):
     assert "di-3.di: Bruker; Dimension Icon; acquired 2014-12-15T13:33:51" in out
     assert "* 3 Height (height), nm, 256x256 px, scan 10 x 10 um, retrace" in out
     assert "  2 Phase (phase), deg" in out
-    assert "* 0 Z Height (height), µm, 512x512 px, scan 1 x 1 um" in out
+    assert "* 0 Z Height (height), nm (stored in µm), 512x512 px, scan 1 x 1 um" in out
 
 
 def test_a_truncated_or_garbage_vendor_file_is_one_line_within_seconds(tmp_path):
@@ -121,3 +122,31 @@ def test_a_truncated_or_garbage_vendor_file_is_one_line_within_seconds(tmp_path)
     assert len(skipped) == 4, result.output
     assert "good.di: Bruker" in result.output
     assert any("no_end.spm: Nanoscope header has no '\\*File list end' line" in line for line in skipped)
+
+
+def test_info_on_a_folder_describes_its_files():
+    result = CliRunner().invoke(app, ["info", str(FOLDER)], env={"COLUMNS": "1000"})
+    assert result.exit_code == 0, result.output
+    assert "not a regular file" not in result.output
+    for name in FACTS:
+        assert f"{name}: " in result.output
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    (["--pixel-size-nm", "5"], "pixel size 5 x 5 nm given overrides the 39.06 x 39.06 nm the file declares"),
+    (["--z-unit", "um"], "z unit 'um' given overrides the 'nm' the file declares (heights x1000)"),
+])
+def test_an_override_that_contradicts_the_file_is_said(option, message):
+    """Issue 26.5: the override is used (it was asked for) but never silently."""
+    path = FOLDER / "di-3.di"
+    result = CliRunner().invoke(app, ["info", str(path), *option], env={"COLUMNS": "1000"})
+    assert result.exit_code == 0, result.output
+    assert f"{path}: {message}" in result.output
+    with pytest.warns(AFMInputWarning, match="overrides"):
+        image = load_image(path, pixel_size_nm=5.0, z_unit="um")
+    assert image.pixel_size_nm == (5.0, 5.0) and image.height.std() == pytest.approx(264.0e3, rel=0.01)
+
+
+def test_an_override_the_file_agrees_with_is_silent(recwarn):
+    load_image(FOLDER / "di-3.di", pixel_size_nm=10_000 / 256, z_unit="nm")
+    assert not [w for w in recwarn if issubclass(w.category, AFMInputWarning)]

@@ -10,6 +10,7 @@ import numpy as np
 
 from .._utils import file_sha256, json_loads
 from ..errors import ModelFileError
+from ..model.leftovers import check_format_version
 
 #: Version of the saved-model layout (``manifest.json`` + ``model.pt``).
 MODEL_FORMAT_VERSION = 1
@@ -47,9 +48,7 @@ def read_manifest(manifest_path: Path, weights_path: Path) -> dict[str, Any]:
     missing = [k for k in REQUIRED_ENTRIES if k not in manifest]
     if missing:
         raise ModelFileError(f"{manifest_path}: missing entries {missing}")
-    if manifest["format_version"] != MODEL_FORMAT_VERSION:
-        raise ModelFileError(f"{manifest_path}: format version {manifest['format_version']!r}, this hybridtmd "
-                             f"reads {MODEL_FORMAT_VERSION}")
+    check_format_version(manifest_path, manifest["format_version"], MODEL_FORMAT_VERSION, MODEL_FORMAT_VERSION)
     if not weights_path.is_file():
         raise ModelFileError(f"{weights_path}: missing (the manifest {manifest_path} refers to it)")
     if file_sha256(weights_path) != manifest["weights_sha256"]:

@@ -177,7 +177,8 @@ ChannelOption = Annotated[
                       help="Channel to read (index or name, see `hybridtmd info`); default: the topography channel.")]
 ZUnitOption = Annotated[
     Any, typer.Option(parser=parse_z_unit, metavar="UNIT", help="Length unit of stored heights when the file does "
-                                                                "not say (m, um, nm, A).")]
+                                                                "not say (m, um, nm, A); one that contradicts the file "
+                                                                "is used with a warning.")]
 
 
 def parse_z_scale(text: str | None) -> float | None:

@@ -38,6 +38,7 @@ from .common import (
     report_errors,
     safe_text,
     use_file_backend,
+    warn_line,
     write_table,
 )
 
@@ -97,7 +98,10 @@ def info_command(
     from ..io import image_info, list_channels, load_image
 
     errors: list[tuple[str, str]] = []
-    for path in files:
+    for folder in (p for p in files if p.is_dir()):
+        if not expand_inputs([folder]):
+            errors.append((str(folder), "folder holds no file of a readable type"))
+    for path in (f for p in files for f in (expand_inputs([p]) if p.is_dir() else [p])):
         try:
             channels = list_channels(path)
         except HybridTMDError as exc:
@@ -132,9 +136,18 @@ def _print_file_info(path: Path, channels, image, image_info) -> None:
         scan = ("" if row.scan_x_nm != row.scan_x_nm else  # NaN: the file does not say
                 f", scan {row.scan_x_nm / 1e3:.4g} x {row.scan_y_nm / 1e3:.4g} um")
         text = (f"  {'*' if chosen else ' '} {row.index} {safe_text(row.name)} ({row.key}), "
-                f"{safe_text(row.unit or 'no unit')}, {row.rows}x{row.cols} px{scan}"
+                f"{safe_text(_loaded_unit(row.unit))}, {row.rows}x{row.cols} px{scan}"
                 f"{', ' + row.direction if row.direction else ''}")
         console.print(escape(text), soft_wrap=True, highlight=False)
+
+
+def _loaded_unit(stored: str | None) -> str:
+    """A channel's unit as loaded: lengths become nm (the stored unit said beside it)."""
+    from ..io import is_length_unit
+
+    if not stored:
+        return "no unit"
+    return stored if not is_length_unit(stored) or stored == "nm" else f"nm (stored in {stored})"
 
 
 @command("dataset")
@@ -142,10 +155,13 @@ def dataset_command(
     source: Annotated[Path, typer.Argument(help="Folder of AFM files or manifest CSV.")],
     pattern: PatternOption = None,
 ) -> None:
-    """How many images and samples per class a dataset has (checks it parses)."""
+    """How many images and samples per class a dataset has (checks it parses), and which files
+    hold the same content under two samples or twice in one (a digest of every file's bytes)."""
     ds = read_dataset(source, pattern)
     console.print(ds.summary().to_string())
     console.print(f"{len(ds)} images, {len(set(ds.groups.tolist()))} samples, {len(ds.classes)} classes")
+    for first, second, reason in ds.content_duplicates(progress=len(ds) >= 50):
+        warn_line(f"{second}: {reason} ({first})")
     report_errors(ds.skipped)
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
 
 from .._utils import Check, Options, track, validate_params, warn_at_user
 from ..io import HEIGHT_CHANNEL, AFMImage, channel_image, check_channel_maps, check_images
@@ -323,6 +324,7 @@ class DescriptorExtractor(TransformerMixin, BaseEstimator):
         self.channel_families_ = {channel or HEIGHT_CHANNEL: families for channel, families in plan}
         self.families_ = self.channel_families_.get(HEIGHT_CHANNEL, plan[0][1])
         z_units = {channel: _seen_unit(items, channel) for channel, _ in plan}
+        self.channel_units_ = {channel or HEIGHT_CHANNEL: unit for channel, unit in z_units.items()}
         names, families, channels, groups, units = [], {}, {}, {}, {}
         for channel, fams in plan:
             for fam in fams:
@@ -337,6 +339,18 @@ class DescriptorExtractor(TransformerMixin, BaseEstimator):
         self.feature_families_, self.feature_channels_ = families, channels
         self.feature_groups_, self.feature_units_ = groups, units
         self.n_features_out_ = len(names)
+        return self
+
+    def set_channel_units(self, units: Mapping[str, str]) -> DescriptorExtractor:
+        """Set the unit of each channel's values (``{"phase": "deg"}``) and the column units that
+        follow: what a loaded model saved, since fitting without data cannot see it."""
+        check_is_fitted(self, "channel_units_")
+        if not isinstance(units, Mapping):
+            raise ValueError(f"channel units must be a mapping channel -> unit, got {units!r}")
+        self.channel_units_ |= {str(c): str(u) for c, u in units.items() if c in self.channel_units_}
+        for channel, families in self.channel_families_.items():
+            for spec in (spec for family in families for spec in family.descriptors):
+                self.feature_units_[channel_column(channel, spec)] = channel_unit(spec, self.channel_units_[channel])
         return self
 
     def _fitted_plan(self) -> list[tuple[str | None, list[Family]]]:
@@ -414,6 +428,16 @@ def _source(item: Any) -> str | None:
     return next((im.source for im in item.values() if im.source), None)
 
 
+#: Reference pixel sizes already warned about in this process.
+_COARSE_WARNED: set[float] = set()
+
+
+def reset_reference_warnings() -> None:
+    """Let the next coarser-than-the-reference case warn again (the warning is given once per run
+    for each reference; tests start each case afresh)."""
+    _COARSE_WARNED.clear()
+
+
 def coarse_pixel_sides(items: Sequence[Any], config: DescriptorConfig) -> list[float]:
     """The largest pixel side (nm) of each image (or height channel) coarser than the reference
     pixel size: interpolated up, its reference-scale descriptors miss detail the reference resolves."""
@@ -429,8 +453,10 @@ COARSE_PIXELS_MESSAGE = r"\d+ of \d+ images have pixels coarser than the referen
 
 
 def warn_coarse_pixels(sides: Sequence[float], n_images: int, config: DescriptorConfig) -> None:
-    """One warning for the ``sides`` of :func:`coarse_pixel_sides` among ``n_images`` images."""
-    if sides:
+    """One warning for the ``sides`` of :func:`coarse_pixel_sides` among ``n_images`` images, once
+    per run for a reference (not at every fold, fit and predict of one command)."""
+    if sides and float(config.reference_pixel_nm) not in _COARSE_WARNED:
+        _COARSE_WARNED.add(float(config.reference_pixel_nm))
         warn_at_user(f"{len(sides)} of {n_images} images have pixels coarser than the reference "
                      f"{config.reference_pixel_nm:g} nm (up to {max(sides):.3g} nm): they are interpolated to it, "
                      "and their resolution-invariant descriptors miss the detail between their pixel size and the "

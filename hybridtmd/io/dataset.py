@@ -17,6 +17,7 @@ import numpy as np
 from .._utils import array_digest, atomic_write_csv, path_text, track
 from ..errors import AFMInputError, AFMInputWarning, HybridTMDError
 from .image import AFMImage, height_images, warn_input
+from .manifest_checks import content_duplicates, is_non_regular, manifest_path, outside_folder, outside_warning
 from .readers import load_channels, load_image, registered_suffix
 
 #: Default file-name convention of the seed paper: underscore-separated fields
@@ -150,6 +151,11 @@ class Dataset:
                 found.append((str(self.paths[j]), str(self.paths[i]),
                               f"same pixels as an image of another sample ({self.groups[i]} vs {self.groups[j]})"))
         return found
+
+    def content_duplicates(self, progress: bool = False) -> list[tuple[str, str, str]]:
+        """(first file, later file, reason) for files with the same bytes, under two samples (a
+        leak) or twice in one sample, from a digest of each file (no image is decoded)."""
+        return content_duplicates(self.paths, [str(g) for g in self.groups], progress=progress)
 
     def check_folds(self, n_folds: int) -> None:
         """ValueError when a class has fewer samples than ``n_folds`` (grouped folds cannot then
@@ -385,11 +391,16 @@ def _row_options(manifest: Path, rows: list[dict[str, str]]) -> list[dict] | Non
 
 def _dataset_from_manifest(manifest: Path, options: dict) -> Dataset:
     rows = _manifest_rows(manifest)
-    base = manifest.parent
-    paths = [base / r["path"] if not Path(r["path"]).is_absolute() else Path(r["path"]) for r in rows]
+    paths = [manifest_path(manifest.parent, r["path"]) for r in rows]
+    outside = outside_folder(manifest.parent, paths)
+    if outside:
+        warn_input(outside_warning(manifest, outside))
+    skipped = [(path_text(p), NOT_REGULAR) for p in paths if is_non_regular(p)]
     first: dict[str, int] = {}
     keep = []
     for i, (p, r) in enumerate(zip(paths, rows, strict=True)):
+        if is_non_regular(p):  # never opened: a FIFO blocks, a device never ends
+            continue
         key = _manifest_key(p)
         if key not in first:
             first[key] = i
@@ -409,7 +420,8 @@ def _dataset_from_manifest(manifest: Path, options: dict) -> Dataset:
         for i, split in zip(keep, splits, strict=True):
             if split is not None and split not in SPLIT_NAMES:
                 raise AFMInputError(manifest, f"line {i + 2}: split {split!r} is not one of {', '.join(SPLIT_NAMES)}")
-    return Dataset(paths, labels, groups, splits, row_options=_row_options(manifest, rows), **options)
+    return Dataset(paths, labels, groups, splits, row_options=_row_options(manifest, rows), skipped=skipped,
+                   **options)
 
 
 def write_manifest(dataset: Dataset, path: str | Path) -> Path:

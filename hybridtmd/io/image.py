@@ -20,6 +20,12 @@ from ..errors import AFMInputError, AFMInputWarning
 MIN_SIDE_PX = 32
 #: Largest fraction of non-finite pixels that is filled by interpolation instead of rejected.
 MAX_NONFINITE_FRACTION = 0.05
+#: Largest height magnitude accepted (nm): 1 km, far beyond any AFM's z range (an uncalibrated
+#: Z sensor reads ~1 m). Larger values are a broken file or wrong unit, and their squares and
+#: float32 casts overflow descriptors, embeddings and XGBoost (1e300 is finite in float64 only).
+MAX_ABS_HEIGHT_NM = 1e12
+#: Largest magnitude of another signal (phase, modulus in Pa...) in its own unit.
+MAX_ABS_SIGNAL = 1e15
 
 _UNIT_TO_NM = {
     "m": 1e9,
@@ -36,6 +42,22 @@ _UNIT_TO_NM = {
     "angstrom": 0.1,
     "pm": 1e-3,
 }
+
+
+#: Length units no AFM file stores heights in: SI prefixes on the metre beyond the table above
+#: (``fm``, ``km``...) and non-SI lengths. A file declaring one is refused rather than read as
+#: a signal in an unknown unit (``z_unit parsec`` would otherwise pass as a non-height channel).
+_FOREIGN_LENGTHS = frozenset({
+    "ym", "zm", "am", "fm", "dm", "dam", "hm", "km", "parsec", "parsecs", "pc", "kpc", "ly", "lightyear",
+    "light-year", "au", "mile", "miles", "ft", "foot", "feet", "inch", "inches", "yd", "yard", "yards", "nmi",
+    "furlong", "fathom", "mil", "thou",
+})
+
+
+def is_foreign_length_unit(unit: object) -> bool:
+    """Whether ``unit`` names a length outside the units AFM files use (pm, Å, nm, µm, mm, cm,
+    m: :func:`unit_to_nm`), e.g. ``km``, ``fm``, ``parsec``, ``inch``."""
+    return isinstance(unit, str) and unit.strip().lower() in _FOREIGN_LENGTHS and not is_length_unit(unit)
 
 
 def unit_to_nm(unit: str) -> float:
@@ -128,6 +150,11 @@ class AFMImage:
         self.pixel_size_nm = check_pixel_size(self.pixel_size_nm, self.source)
         if not isinstance(self.z_unit, str) or not self.z_unit.strip():
             raise AFMInputError(self.source, f"z_unit must be a unit name such as 'nm', got {self.z_unit!r}")
+        largest, limit = float(np.abs(height).max()), MAX_ABS_HEIGHT_NM if self.is_height else MAX_ABS_SIGNAL
+        if largest > limit:
+            unit = "nm" if self.is_height else self.z_unit
+            raise AFMInputError(self.source, f"values up to {largest:.3g} {unit} (limit {limit:.0e} {unit}, beyond "
+                                             "any AFM's range): a broken file or a wrong unit")
 
     @property
     def is_height(self) -> bool:
@@ -309,6 +336,8 @@ def check_height(array: Any, source: str | Path | None = None) -> np.ndarray:
 
 
 __all__ = [
+    "MAX_ABS_HEIGHT_NM",
+    "MAX_ABS_SIGNAL",
     "MAX_NONFINITE_FRACTION",
     "MIN_SIDE_PX",
     "AFMImage",
@@ -317,6 +346,7 @@ __all__ = [
     "check_pixel_size",
     "fill_nonfinite",
     "image_info",
+    "is_foreign_length_unit",
     "is_length_unit",
     "unit_to_nm",
     "warn_input",

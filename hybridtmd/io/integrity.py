@@ -89,6 +89,9 @@ def check_gwy_complete(path: Path) -> None:
     size = path.stat().st_size
     with open(path, "rb") as fh:
         head = fh.read(4 + 256)
+    if head.startswith(b"GWYO"):  # Gwyddion 1.x wrote this older serialisation
+        raise AFMInputError(path, "Gwyddion 1.x file ('GWYO' signature): that old format is not supported; "
+                                  "open and save it again in Gwyddion 2 (the 'GWYP' format)")
     if not head.startswith(b"GWYP"):
         raise AFMInputError(path, "not a Gwyddion file (its first bytes are not the 'GWYP' signature)")
     name_end = head.find(b"\0", 4)

@@ -26,7 +26,9 @@ instrument formats          SurfaceTopography: Bruker Nanoscope ``.spm .di .000-
                             ``.jpk``, WSxM ``.stp .top``, NT-MDT ``.mdt``, optical
                             profilers ``.x3p .opd .sur .plu .datx .vk4 .zon``...
                             (:data:`~hybridtmd.io.vendor.SURFACE_TOPOGRAPHY_FORMATS`).
-``.asd .topostats .h5-jpk`` AFMReader (``pip install 'hybridtmd[vendor]'``).
+``.topostats``              TopoStats (HDF5, h5py): channels ``image`` (default) and
+                            ``image_original``.
+``.asd .h5-jpk``            AFMReader (``pip install 'hybridtmd[vendor]'``).
 ==========================  ==============================================================
 
 Adding a format
@@ -59,9 +61,19 @@ import numpy as np
 from ..errors import AFMInputError, HybridTMDError
 from .channels import ChannelSpec, canonical_channel, channel_keys, default_channel, resolve_channel
 from .formats import gwy_channels, read_gwy, read_npy, read_npz, read_raster, read_tiff, tiff_channels
-from .image import HEIGHT_CHANNEL, AFMImage, check_height, check_pixel_size, is_length_unit, unit_to_nm, warn_input
+from .image import (
+    HEIGHT_CHANNEL,
+    AFMImage,
+    check_height,
+    check_pixel_size,
+    is_foreign_length_unit,
+    is_length_unit,
+    unit_to_nm,
+    warn_input,
+)
 from .limits import bounded_call
 from .raw import RawImage
+from .topostats import read_topostats, topostats_channels
 from .vendor import (
     AFMREADER_LOADERS,
     SURFACE_TOPOGRAPHY_FORMATS,
@@ -72,8 +84,8 @@ from .vendor import (
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
-#: Instrument formats (SurfaceTopography, and AFMReader for the last three).
-VENDOR_SUFFIXES = (*SURFACE_TOPOGRAPHY_FORMATS, *AFMREADER_LOADERS)
+#: Instrument formats (SurfaceTopography, TopoStats files, and AFMReader for the last two).
+VENDOR_SUFFIXES = (*SURFACE_TOPOGRAPHY_FORMATS, ".topostats", *AFMREADER_LOADERS)
 
 #: ``reader(path, channel) -> RawImage`` (a tuple of the same fields in the same order works too).
 Reader = Callable[[Path, Any], RawImage]
@@ -177,7 +189,7 @@ SUPPORTED_SUFFIXES: Sequence[str] = _SupportedSuffixes()
 #: themselves: a time limit around the import would count the import (SurfaceTopography takes
 #: seconds) and, when it strikes there, leave a half-imported module for the rest of the process.
 _BOUND_INSIDE = frozenset({read_tiff, tiff_channels, read_gwy, gwy_channels, read_surface_topography,
-                           surface_topography_channels, read_afmreader})
+                           surface_topography_channels, read_afmreader, read_topostats, topostats_channels})
 
 register_reader(TIFF_SUFFIXES, read_tiff, channels=tiff_channels)
 register_reader(".npy", read_npy)
@@ -185,6 +197,7 @@ register_reader(".npz", read_npz)
 register_reader(".gwy", read_gwy, channels=gwy_channels)
 register_reader(RASTER_SUFFIXES, read_raster)
 register_reader(list(SURFACE_TOPOGRAPHY_FORMATS), read_surface_topography, channels=surface_topography_channels)
+register_reader(".topostats", read_topostats, channels=topostats_channels)
 register_reader(list(AFMREADER_LOADERS), read_afmreader)
 
 
@@ -253,6 +266,9 @@ def _values_in_unit(values: np.ndarray, path: Path, unit: Any, z_scale: float | 
         values = values * float(z_scale)
     if is_length_unit(unit):
         return values * unit_to_nm(unit), "nm", unit
+    if is_foreign_length_unit(unit):
+        raise AFMInputError(path, f"z unit {unit!r} is a length no AFM height is stored in (expected pm, Å, nm, "
+                                  "µm, mm, cm or m)")
     return values, unit.strip(), unit.strip()
 
 
@@ -281,7 +297,8 @@ def load_image(
         in :attr:`AFMImage.channel`.
     z_unit : str, optional
         Length unit of the stored heights (``m``, ``um``, ``nm``, ``A``...) when the file does not
-        say; default nm.
+        say; default nm. A pixel size or unit that contradicts the file's is used with an
+        :class:`~hybridtmd.errors.AFMInputWarning` naming the file and both values.
     z_scale : float, optional
         Nanometres per stored count for integer data (PNG/JPEG grey levels, 8/16-bit TIFF).
         Required for PNG/JPEG.
@@ -315,12 +332,31 @@ def _to_image(path: Path, suffix: str, raw: RawImage, channel, pixel_size_nm, z_
     pixel = check_pixel_size(pixel, str(path))
     if z_unit is not None and not is_length_unit(z_unit):
         raise AFMInputError(path, f"z_unit must be a length unit such as 'nm', 'um' or 'm', got {z_unit!r}")
+    _warn_overrides(path, raw, pixel if pixel_size_nm is not None else None, z_unit)
     values, unit, stored = _values_in_unit(values, path, z_unit or raw.z_unit or "nm", z_scale, raw.z_scale_required)
     meta = {**(raw.metadata or {}), "format": suffix.lstrip("."), "original_z_unit": stored}
     name = meta.pop("channel", None) or (channel if isinstance(channel, str) else None) or "Height"
     meta["channel_key"] = canonical_channel(str(name))
     return AFMImage(height=values, pixel_size_nm=pixel, channel=str(name), source=str(path), metadata=meta,
                     z_unit=unit)
+
+
+def _warn_overrides(path: Path, raw: RawImage, pixel: tuple[float, float] | None, z_unit: str | None) -> None:
+    """Warn, naming the file and both values, when a pixel size or z unit given by the caller
+    replaces a different one the file declares (the caller's value is used: it was asked for)."""
+    if pixel is not None and raw.pixel_size_nm is not None:
+        declared = check_pixel_size(raw.pixel_size_nm, str(path))
+        if not np.allclose(pixel, declared, rtol=1e-6, atol=0):
+            warn_input(f"{path}: pixel size {pixel[0]:.4g} x {pixel[1]:.4g} nm given overrides the "
+                       f"{declared[0]:.4g} x {declared[1]:.4g} nm the file declares")
+    stored = raw.z_unit if isinstance(raw.z_unit, str) and raw.z_unit != "counts" else None
+    if z_unit is None or stored is None:
+        return
+    if not is_length_unit(stored):
+        warn_input(f"{path}: z unit {z_unit!r} given overrides the file's {stored!r} (its values are not lengths)")
+    elif unit_to_nm(z_unit) != unit_to_nm(stored):
+        warn_input(f"{path}: z unit {z_unit!r} given overrides the {stored!r} the file declares (heights "
+                   f"x{unit_to_nm(z_unit) / unit_to_nm(stored):.4g})")
 
 
 def _channel_specs(path: Path) -> list[ChannelSpec]:

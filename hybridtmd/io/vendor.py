@@ -1,5 +1,5 @@
 """Instrument formats: SurfaceTopography (core dependency) for every format it reads, AFMReader
-(the ``vendor`` extra) for the three it lacks (``.asd`` high-speed AFM, ``.topostats``, ``.h5-jpk``).
+(the ``vendor`` extra) for two it lacks (``.asd`` high-speed AFM, ``.h5-jpk``).
 
 Every third-party read is bounded: the file's signature (and, for Nanoscope files, the end of
 the header) is checked first, the declared pixel count is checked against the pixel limit
@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import AFMInputError, MissingDependencyError
 from .channels import ChannelSpec, channel_direction, implied_directions, resolve_channel
+from .igor import ibw_label_names
 from .image import is_length_unit, unit_to_nm, warn_input
 from .integrity import check_tiff_complete
 from .limits import bounded_call, check_declared_size, quiet_third_party_logs
@@ -31,9 +32,9 @@ SURFACE_TOPOGRAPHY_FORMATS: dict[str, str] = {
     ".vk7": "vk", ".zon": "zon", ".al3d": "al3d", ".lext": "lext", ".oir": "oir", ".nms": "nms", ".frt": "frt",
 }
 #: AFMReader module, loader and default (topography) channel of each suffix SurfaceTopography
-#: lacks (``.asd``: ``TP``, topography; ``.h5-jpk``: ``height_trace``; ``.topostats``: its one image).
-AFMREADER_LOADERS = {".asd": ("asd", "load_asd", "TP"), ".topostats": ("topostats", "load_topostats", None),
-                     ".h5-jpk": ("h5_jpk", "load_h5jpk", "height_trace")}
+#: lacks (``.asd``: ``TP``, topography; ``.h5-jpk``: ``height_trace``). ``.topostats`` is read
+#: with h5py (:mod:`.topostats`).
+AFMREADER_LOADERS = {".asd": ("asd", "load_asd", "TP"), ".h5-jpk": ("h5_jpk", "load_h5jpk", "height_trace")}
 _HEADER_END = b"\\*File list end"
 #: Vendor of each SurfaceTopography format, for files whose header does not name it.
 FORMAT_VENDORS = {"di": "Bruker", "ps": "Park Systems", "mi": "Agilent (Molecular Imaging)", "ezd": "Nanosurf",
@@ -68,27 +69,52 @@ def _check_signature(path: Path, fmt: str, st_io: Any) -> None:
                                       "Nanoscope file)")
 
 
-def _data_unit(channel: Any, raw: dict) -> tuple[str | None, float]:
-    """(unit of the values, factor from the values SurfaceTopography returns to that unit)."""
+#: ``\@Sens. ForceSens: V 0.006000000 V/Arb``: a Nanoscope soft scale (name, value, unit per hard unit).
+_SOFT_SCALE = re.compile(rb"\\@([^:\r\n]+):\s*V\s+([-+0-9.eE]+)[ \t]*([^\r\n]*)")
+
+
+def _soft_scales(path: Path) -> dict[str, tuple[float, str]]:
+    """The soft scales a Nanoscope header declares, by lower-case name (``sens. forcesens``)."""
+    with open(path, "rb") as fh:
+        head = fh.read(65536)
+    declared = re.search(rb"\\Data length:\s*(\d+)", head)
+    with open(path, "rb") as fh:
+        header = fh.read(min(int(declared.group(1)) if declared else len(head), 64 * 2**20))
+    header = header.split(_HEADER_END, 1)[0]
+    return {name.decode("latin-1").strip().lower(): (float(value), unit.decode("latin-1").strip())
+            for name, value, unit in _SOFT_SCALE.findall(header) if value.strip(b"+-.eE")}
+
+
+def _data_unit(channel: Any, raw: dict, soft_scales: dict[str, tuple[float, str]]) -> tuple[str | None, float]:
+    """(unit of the values, factor from the values SurfaceTopography returns to that unit).
+
+    Nanoscope channels that are not lengths come unscaled (raw counts): their
+    ``'@2:Z scale'`` entry gives the hard scale, e.g. ``V [Sens. Phase] (0.005493164 º/LSB)
+    359.9945 º`` (359.9945 º per 2^(8 x bytes/pixel) counts), and the soft scale it names in
+    brackets, when its unit is per the hard unit (``Sens. ForceSens: V 0.006 V/Arb``), the unit.
+    """
     unit = channel.unit
     if not isinstance(unit, tuple):
         return (unit if channel.is_height_channel else channel.data_unit) or unit, 1.0
-    if unit[1] is not None:
-        return str(unit[1]), 1.0
-    # Nanoscope channels without a length soft scale come unscaled: apply the hard scale of the
-    # '@2:Z scale' entry, e.g. 'V [Sens. Phase] (0.005493164 º/LSB) 359.9945 º'.
     scale = str(raw.get("@2:z scale", raw.get("@4:z scale", "")))
     found = re.search(r"\)\s*([-+0-9.eE]+)\s*(\S+)\s*$", scale)
     if not found:
-        return None, 1.0
+        return (None, 1.0) if unit[1] is None else (f"{unit[1]} (unscaled counts)", 1.0)
     bytes_per_pixel = int(raw.get("bytes/pixel", 2) or 2)
-    symbol = found.group(2).replace("º", "deg").replace("°", "deg")
-    return symbol, float(found.group(1)) / 256.0**bytes_per_pixel
+    hard = float(found.group(1)) / 256.0**bytes_per_pixel
+    hard_unit = found.group(2).replace("º", "deg").replace("°", "deg")
+    quantity = re.match(r"\s*\w\s*\[([^\]]*)\]", scale)
+    soft = soft_scales.get(quantity.group(1).strip().lower()) if quantity else None
+    if unit[1] is not None and soft is not None and soft[1].endswith(f"/{found.group(2)}"):
+        return soft[1].rsplit("/", 1)[0].strip() or unit[1], hard * soft[0]
+    if unit[1] is not None:  # a soft unit whose scale is not in the header: say so, never a false V
+        return f"{unit[1]} (unscaled counts)", 1.0
+    return hard_unit, hard
 
 
-def _spec(channel: Any) -> ChannelSpec:
+def _spec(channel: Any, name: str, soft_scales: dict[str, tuple[float, str]]) -> ChannelSpec:
     raw = channel.info.get("raw_metadata") or {}
-    unit, _ = _data_unit(channel, raw if isinstance(raw, dict) else {})
+    unit, _ = _data_unit(channel, raw if isinstance(raw, dict) else {}, soft_scales)
     lateral = channel.unit[0] if isinstance(channel.unit, tuple) else channel.unit
     nx, ny = (tuple(channel.nb_grid_pts) + (1,))[:2]
     scan = None
@@ -96,8 +122,8 @@ def _spec(channel: Any) -> ChannelSpec:
         factor = unit_to_nm(str(lateral))
         scan = (float(channel.physical_sizes[0]) * factor, float(channel.physical_sizes[1]) * factor)
     hint = raw.get("line direction") if isinstance(raw, dict) else None
-    return ChannelSpec(index=int(channel.index), name=str(channel.name), unit=unit, pixels=(int(ny), int(nx)),
-                       scan_size_nm=scan, direction=channel_direction(str(channel.name), hint),
+    return ChannelSpec(index=int(channel.index), name=name, unit=unit, pixels=(int(ny), int(nx)),
+                       scan_size_nm=scan, direction=channel_direction(name, hint),
                        is_length=unit is not None and is_length_unit(unit))
 
 
@@ -121,25 +147,30 @@ def _metadata(channel: Any, fmt: str) -> dict[str, Any]:
     return meta
 
 
-def _open(path: Path, fmt: str) -> tuple[Any, list[Any], list[ChannelSpec]]:
-    """(SurfaceTopography reader, its 2-D channels, their specs), header read under the time limit."""
+def _open(path: Path, fmt: str) -> tuple[Any, list[Any], list[ChannelSpec], dict[str, tuple[float, str]]]:
+    """(SurfaceTopography reader, its 2-D channels, their specs, the file's Nanoscope soft
+    scales), header read under the time limit. Asylum channels are named as the file writes
+    them (:mod:`.igor`)."""
     st_io = _import_surface_topography()
     _check_signature(path, fmt, st_io)
+    names = ibw_label_names(path) if fmt == "ibw" else {}
+    soft_scales = _soft_scales(path) if fmt == "di" else {}
 
     def open_file():
         reader = st_io.open_topography(str(path), format=fmt)
         channels = [c for c in reader.channels if c.dim == 2]
-        return reader, channels, implied_directions([_spec(c) for c in channels])
+        specs = [_spec(c, names.get(str(c.name), str(c.name)), soft_scales) for c in channels]
+        return reader, channels, implied_directions(specs)
 
     reader, channels, specs = bounded_call(open_file, path, f"reading the {fmt} header")
     if not specs:
         raise AFMInputError(path, "file holds no 2-D image channel (line scans are not height maps)")
-    return reader, channels, specs
+    return reader, channels, specs, soft_scales
 
 
 def surface_topography_channels(path: Path, fmt: str | None = None) -> list[ChannelSpec]:
     """The image channels of a file SurfaceTopography reads, from its header only."""
-    reader, _, specs = _open(path, fmt or _format_of(path))
+    reader, _, specs, _ = _open(path, fmt or _format_of(path))
     _close(reader)
     return specs
 
@@ -164,7 +195,7 @@ def read_surface_topography(path: Path, channel: str | int | None, fmt: str | No
     """One channel of a file through SurfaceTopography: values as stored in their unit (heights
     in a length unit, other signals in V, deg...), pixel size from the physical size, metadata."""
     fmt = fmt or _format_of(path)
-    reader, channels, specs = _open(path, fmt)
+    reader, channels, specs, soft_scales = _open(path, fmt)
     try:
         try:
             spec = resolve_channel(specs, channel)
@@ -173,7 +204,7 @@ def read_surface_topography(path: Path, channel: str | int | None, fmt: str | No
         check_declared_size(spec.pixels, path)
         info = channels[specs.index(spec)]
         raw = info.info.get("raw_metadata") or {}
-        unit, factor = _data_unit(info, raw if isinstance(raw, dict) else {})
+        unit, factor = _data_unit(info, raw if isinstance(raw, dict) else {}, soft_scales)
         topography = bounded_call(lambda: reader.topography(channel_index=info.index), path, "reading the data")
         values = np.ma.filled(np.ma.asarray(topography.heights(), dtype=np.float64), np.nan).T * factor
     finally:
@@ -185,14 +216,14 @@ def read_surface_topography(path: Path, channel: str | int | None, fmt: str | No
 
 
 def read_afmreader(path: Path, channel: str | int | None) -> RawImage:
-    """``.asd``, ``.topostats`` and ``.h5-jpk`` through AFMReader (the ``vendor`` extra); movies
+    """``.asd`` and ``.h5-jpk`` through AFMReader (the ``vendor`` extra); movies
     give their first frame."""
     suffix = next(s for s in AFMREADER_LOADERS if path.name.lower().endswith(s))
     try:
         import AFMReader  # noqa: F401
     except ImportError:
         raise MissingDependencyError(
-            f"{path}: reading {suffix} files needs AFMReader; install the extra: pip install 'hybridtmd[vendor]'"
+            f"reading {suffix} files needs AFMReader; install the extra: pip install 'hybridtmd[vendor]'", path
         ) from None
     module_name, func, default = AFMREADER_LOADERS[suffix]
     loader = getattr(importlib.import_module(f"AFMReader.{module_name}"), func)

@@ -28,7 +28,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from .._utils import Check, Options, array_digest, validate_params
 from ..config import MODEL_OPTIONS, Config, ConfigError
@@ -38,7 +38,7 @@ from ..splits import inner_grouped_splits
 from .calibration import apply_temperature, fit_temperature, log_probabilities
 from .columns import (
     align_columns,
-    check_finite_features,
+    checked_array,
     feature_groups_from_columns,
     is_image_sequence,
     latent_mask,
@@ -218,9 +218,7 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         """
         validate_params(self, self._parameter_constraints)
         table = self._fit_features(X)
-        X_arr = validate_data(self, table, ensure_all_finite=False, reset=True, dtype=np.float64)
-        check_finite_features(X_arr, getattr(self, "feature_names_in_", [f"x{i}" for i in range(X_arr.shape[1])]),
-                              lambda: row_names(X, table, len(X_arr)))
+        X_arr = checked_array(self, table, lambda n: row_names(X, table, n), reset=True)
         y_enc = self._encode_labels(y, X_arr.shape[0])
         groups = np.arange(len(y_enc)) if groups is None else np.asarray(groups)
         if len(groups) != len(y_enc):
@@ -329,8 +327,7 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
             table = self.features_.transform(X)
         elif isinstance(X, pd.DataFrame) and hasattr(self, "feature_names_in_"):
             table = align_columns(X, self.feature_names_in_, stacklevel=3)
-        X_arr = validate_data(self, table, ensure_all_finite=False, reset=False, dtype=np.float64)
-        check_finite_features(X_arr, self.feature_names_, lambda: row_names(X, table, len(X_arr)))
+        X_arr = checked_array(self, table, lambda n: row_names(X, table, n), reset=False, columns=self.feature_names_)
         return X_arr
 
     def transform_features(self, X: Any) -> pd.DataFrame:
@@ -484,7 +481,8 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         self._set_head_features()
         self.latent_links_ = links_from_arrays(manifest.get("latent_links"), arrays, self.feature_names_,
                                                self.training_summary_, arrays_path)
-        self.features_ = None if self.features is None else clone(self.features).restore_fitted(self.feature_names_)
+        self.features_ = None if self.features is None else clone(self.features).restore_fitted(
+            self.feature_names_, (manifest.get("features") or {}).get("channel_units"))
         self.ood_ = None
         if self.ood_threshold_ is not None:
             missing = {OOD_ARRAY_PREFIX + name for name in STATE_ARRAYS} - set(arrays)

@@ -43,10 +43,14 @@ class NonFiniteFeatureError(HybridTMDError, ValueError):
         super().__init__(f"{len(self.rows)} row(s) with infinite feature values: " + "; ".join(self.reasons[:5]) + more)
 
 
-def check_finite_features(table: np.ndarray, columns: Sequence[str], names: Callable[[], Sequence[str]]) -> None:
+def check_finite_features(table: np.ndarray, columns: Sequence[str], names: Callable[[], Sequence[str]],
+                          float32: bool = False) -> None:
     """:class:`NonFiniteFeatureError` naming each row (``names()``, called only then) with an
-    infinite value and its first such columns; NaN (a missing value) is allowed."""
-    infinite = np.isinf(table)
+    infinite value, with ``float32`` also one beyond float32's range (what a head is fitted on:
+    XGBoost's training matrix is float32, where 1e300 is inf), and its first such columns; NaN (a
+    missing value) is allowed. At prediction a huge finite row is flagged out of distribution."""
+    with np.errstate(invalid="ignore"):
+        infinite = np.abs(table) > np.finfo(np.float32).max if float32 else np.isinf(table)
     if not infinite.any():
         return
     row_names = names()
@@ -54,8 +58,45 @@ def check_finite_features(table: np.ndarray, columns: Sequence[str], names: Call
     reasons = []
     for i in rows:
         bad = [str(columns[j]) for j in np.flatnonzero(infinite[i])]
-        reasons.append(f"{row_names[i]}: {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''} infinite")
+        reasons.append(f"{row_names[i]}: {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''} infinite"
+                       f"{' or beyond float32' if float32 else ''}")
     raise NonFiniteFeatureError(rows.tolist(), reasons)
+
+
+class NonNumericFeatureError(HybridTMDError, ValueError):
+    """A feature table cell that is not a number (text in a numeric column): the message names
+    the column, the row and the value."""
+
+
+def check_numeric_cells(table: Any, names: Callable[[], Sequence[str]]) -> None:
+    """:class:`NonNumericFeatureError` naming the column, row (``names()``) and value of the
+    first cell of a DataFrame that is neither a number nor empty, and how many more there are."""
+    if not isinstance(table, pd.DataFrame):
+        return
+    for column in table.columns:
+        values = table[column]
+        if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            continue
+        bad = np.flatnonzero(pd.to_numeric(values, errors="coerce").isna().to_numpy() & values.notna().to_numpy())
+        if len(bad):
+            more = f" ({len(bad) - 1} more cell(s) in the column)" if len(bad) > 1 else ""
+            raise NonNumericFeatureError(f"column {str(column)!r}, {names()[bad[0]]}: {values.iloc[bad[0]]!r} is "
+                                         f"not a number{more}")
+
+
+def checked_array(estimator: Any, table: Any, names: Callable[[int], Sequence[str]], *, reset: bool,
+                  columns: Sequence[str] | None = None) -> np.ndarray:
+    """``table`` as the float64 array the head sees (scikit-learn's ``validate_data``), text cells
+    and infinite values (when fitting, ``reset``: beyond float32) refused, each naming its column
+    and row (``names(n_rows)``)."""
+    from sklearn.utils.validation import validate_data
+
+    check_numeric_cells(table, lambda: names(len(table)))
+    X_arr = validate_data(estimator, table, ensure_all_finite=False, reset=reset, dtype=np.float64)
+    if columns is None:
+        columns = getattr(estimator, "feature_names_in_", [f"x{i}" for i in range(X_arr.shape[1])])
+    check_finite_features(X_arr, columns, lambda: names(len(X_arr)), float32=reset)
+    return X_arr
 
 
 def row_names(X: Any, table: Any, n_rows: int) -> list[str]:

@@ -214,14 +214,19 @@ class HybridFeatures(TransformerMixin, BaseEstimator):
             self._set_names(list(table.columns))
         return table, reasons
 
-    def restore_fitted(self, feature_names: Sequence[str]) -> HybridFeatures:
+    def restore_fitted(self, feature_names: Sequence[str], channel_units: Mapping[str, str] | None = None
+                       ) -> HybridFeatures:
         """Set up the fitted state of a loaded model without data (both halves are stateless
-        without embedder PCA); :class:`ModelFileError` when these settings do not produce
+        without embedder PCA), with each channel's unit as saved (``channel_units``: a phase
+        column in deg, not a.u.); :class:`ModelFileError` when these settings do not produce
         ``feature_names`` (another hybridtmd version or descriptor registry) or are invalid (a
         hand-edited manifest: unknown families, a height-only family asked of another channel)."""
         try:
             self.descriptors_, self.embedder_ = self._halves()
             self._fit_without_data()
+            if channel_units is not None and self.descriptors_ is not None:
+                self.descriptors_.set_channel_units(channel_units)
+                self._set_names(self._names())
         except (TypeError, ValueError) as exc:
             raise ModelFileError(f"manifest: invalid feature settings ({type(exc).__name__}: {exc})") from None
         if list(self.feature_names_out_) != list(feature_names):
@@ -259,6 +264,8 @@ class HybridFeatures(TransformerMixin, BaseEstimator):
                 "level_images": _levels_images(desc),
                 "level_config": _config_dict(desc.level_config),
             },
+            # the unit of each channel's values, seen at fit (restore_fitted cannot see it)
+            "channel_units": None if desc is None else dict(desc.channel_units_),
             # the cache folder is a setting of one run, not of the model: a model file must not say
             # where predict writes (a shared or edited model would write anywhere it names)
             "embedder": None if emb is None else {k: getattr(emb, k) for k in EMBEDDER_KEYS} | {"cache_dir": None},

@@ -39,6 +39,7 @@ import numpy as np
 from .. import __version__
 from .._utils import atomic_path, atomic_write_text, file_sha256, json_loads, warn_at_user
 from ..errors import ModelFileError
+from .leftovers import check_format_version, clean_stale_staging
 
 MANIFEST_NAME = "manifest.json"
 #: environment variable holding the HMAC key of signed models (used when no ``key`` is passed)
@@ -185,7 +186,8 @@ def write_model_directory(directory: str | Path, write: Callable[[Path], Any], m
     recover_interrupted_save(directory, marker)
     check_model_target(directory, marker)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    for stale in _swap_folders(directory, "new") + _swap_folders(directory, "old"):
+    clean_stale_staging(directory)  # .NAME.new-* of crashed saves (one of a running save is only named)
+    for stale in _swap_folders(directory, "old"):  # recovered above, or a finished swap's leftover
         shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.new-"))
     old = None
@@ -306,10 +308,7 @@ def read_manifest(directory: Path, format_name: str, format_version: int, requir
     manifest = read_json(path)
     if not isinstance(manifest, dict) or manifest.get("format") != format_name:
         raise ModelFileError(f"{path}: not a hybridtmd model manifest")
-    version = manifest.get("format_version")
-    if not isinstance(version, int) or version > format_version:
-        raise ModelFileError(f"{path}: model format {version!r} is newer than this hybridtmd ({__version__}) "
-                             f"reads (format {format_version}); upgrade hybridtmd")
+    version = check_format_version(path, manifest.get("format_version"), format_version)
     check_digest(path, manifest, key, required=digest_since is not None and version >= digest_since)
     if missing := set(required) - set(manifest):
         raise ModelFileError(f"{path}: manifest lacks {sorted(missing)}")

@@ -150,6 +150,13 @@ def make_corpus(directory: str | Path) -> dict[str, Case]:
               kwargs={"pixel_size_nm": -2.0}), good.astype(np.float32))
     _tiff(add("no_pixel_size", ".tif", "error", r"no pixel size in the file"), good.astype(np.float32), pixel_nm=None)
 
+    # --- values and units no AFM writes (issue 32: 1e300 is finite in float64, inf in float32)
+    _tiff(add("heights_1e300", ".tif", "error", r"values up to 1\.\d+e\+300 nm \(limit 1e\+12 nm"),
+          good * 1e300)
+    _tiff(add("z_unit_parsec", ".tif", "error", r"z unit 'parsec' is a length no AFM height is stored in"),
+          good.astype(np.float32), z_unit="parsec")
+    add("gwyddion_1x", ".gwy", "error", r"Gwyddion 1\.x file \('GWYO' signature\)").write_bytes(b"GWYO" + bytes(200))
+
     # --- odd but fine
     _tiff(add("non_square", ".tif", "ok", ""), surface(40, 200).astype(np.float32))
     _tiff(add("metre_heights", ".tif", "ok", "", note="z_unit m in the description: converted to nm"),

@@ -263,13 +263,15 @@ def test_fifos_devices_and_broken_links_named_like_scans_are_reported_not_droppe
 
 
 def test_a_manifest_row_pointing_at_a_folder_is_that_rows_reason(tmp_path):
-    """Guard: the row is skipped with its reason, the other rows are read."""
+    """Guard: the row is skipped with its reason (at the manifest since issue 32: never opened),
+    the other rows are read."""
     good = make_good(tmp_path, n=1)
     (tmp_path / "sub").mkdir()
     manifest = tmp_path / "m.csv"
     manifest.write_text(f"path,label,group\n{good[0].name},MoS2,s1\nsub,WSe2,s2\n")
-    report = load_dataset(manifest).load()
-    assert len(report.images) == 1 and report.errors[0][1].startswith("not a regular file")
+    dataset = load_dataset(manifest)
+    report = dataset.load()
+    assert len(report.images) == 1 and dataset.skipped[0][1].startswith("not a regular file")
 
 
 # ------------------------------------------------------------------ outputs that are inputs

@@ -5,7 +5,9 @@ fails on the code before the fix (a silent wrong result or a traceback there).""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
 import warnings
 
 import numpy as np
@@ -16,6 +18,7 @@ from corpus.tampering import forge_manifest
 from hybridtmd.embeddings.cache import CacheWarning, EmbeddingCache
 from hybridtmd.errors import ModelFileError
 from hybridtmd.model import HybridClassifier, HybridFeatures, NonFiniteFeatureError, default_head
+from hybridtmd.model.leftovers import STALE_AFTER_S
 
 
 @pytest.fixture(scope="module")
@@ -213,6 +216,9 @@ def test_a_save_stopped_at_any_step_loses_no_model(table, tmp_path, monkeypatch,
             break
         loaded = HybridClassifier.load(directory).predict_proba(X)  # recovers, or the swap was done
         assert np.array_equal(loaded, old_p) or np.array_equal(loaded, new_p), step
+        for staging in tmp_path.glob(".m.new-*"):  # a killed save's staging folder, two hours later
+            for entry in [staging, *staging.iterdir()]:
+                os.utime(entry, (time.time() - 2 * STALE_AFTER_S,) * 2)
         new.save(directory)  # and the next save cleans what the interrupted one left
         assert np.array_equal(HybridClassifier.load(directory).predict_proba(X), new_p)
         assert [p.name for p in tmp_path.iterdir()] == ["m"], step
