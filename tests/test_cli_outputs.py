@@ -266,7 +266,9 @@ def test_a_cache_folder_written_into_a_model_file_is_not_followed(tmp_path):
     assert HybridFeatures.from_settings(settings).embedder.cache_dir is None
 
 
-def test_info_on_heights_near_the_float64_limit_gives_their_true_spread(tmp_path):
+def test_info_on_heights_near_the_float64_limit_is_one_clear_line(tmp_path):
+    # before: "rms_nm inf" and numpy's raw "overflow encountered in square"; heights this far beyond
+    # any AFM's range are now refused at load, naming the file, the value and the limit
     import tifffile
 
     heights = np.tile(np.array([1e300, -1e300]), (64, 32))  # std 1e300; its square overflows
@@ -275,8 +277,9 @@ def test_info_on_heights_near_the_float64_limit_gives_their_true_spread(tmp_path
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         result = run("info", path)
-    assert result.exit_code == 0, result.output
-    assert "rms_nm 1e+300" in result.output and "overflow" not in result.output and " inf" not in result.output
+    assert result.exit_code == 1, result.output
+    assert "huge.tif: values up to 1e+300 nm (limit 1e+12 nm" in result.output.replace("\n", " ")
+    assert "overflow" not in result.output and " inf" not in result.output and "Traceback" not in result.output
 
 
 # ------------------------------------------------------------------------ unsigned models (34.2)
