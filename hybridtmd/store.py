@@ -445,7 +445,7 @@ def extract_to_store(
                     report.written.append(index)
                 else:
                     report.failed.append((index, failure))
-    warn_coarse_pixels(coarse, n_read, effective_config(extractor.families, extractor.config))
+    warn_coarse_pixels(coarse, n_read, effective_config(extractor.families, extractor.config), once=False)
     report.written.sort()
     report.failed.sort()
     for sidecar in _sidecars(store_dir, n_parts):

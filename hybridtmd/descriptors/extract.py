@@ -452,10 +452,11 @@ def coarse_pixel_sides(items: Sequence[Any], config: DescriptorConfig) -> list[f
 COARSE_PIXELS_MESSAGE = r"\d+ of \d+ images have pixels coarser than the reference"
 
 
-def warn_coarse_pixels(sides: Sequence[float], n_images: int, config: DescriptorConfig) -> None:
+def warn_coarse_pixels(sides: Sequence[float], n_images: int, config: DescriptorConfig, once: bool = True) -> None:
     """One warning for the ``sides`` of :func:`coarse_pixel_sides` among ``n_images`` images, once
-    per run for a reference (not at every fold, fit and predict of one command)."""
-    if sides and float(config.reference_pixel_nm) not in _COARSE_WARNED:
+    per run for a reference (not at every fold, fit and predict of one command); ``once=False``
+    for a run's own summary (the feature store's totals, after partitions that kept quiet)."""
+    if sides and (not once or float(config.reference_pixel_nm) not in _COARSE_WARNED):
         _COARSE_WARNED.add(float(config.reference_pixel_nm))
         warn_at_user(f"{len(sides)} of {n_images} images have pixels coarser than the reference "
                      f"{config.reference_pixel_nm:g} nm (up to {max(sides):.3g} nm): they are interpolated to it, "
