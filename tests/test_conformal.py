@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import warnings
 
 import numpy as np
@@ -19,6 +20,7 @@ from hybridtmd.model.conformal import (
     ConformalError,
     calibration_split,
     points_needed,
+    set_columns,
     set_labels,
 )
 from hybridtmd.model.samples import pool_samples
@@ -255,3 +257,84 @@ def test_too_few_samples_to_hold_out_is_one_clear_error():
 
 def test_set_labels_join_classes():
     assert set_labels(np.array([[True, False, True], [False, False, False]]), CLASSES) == ["MoS2|WSe2", ""]
+
+
+def test_set_columns_give_out_of_distribution_rows_every_class():
+    columns = set_columns(np.array([[True, False, False], [True, False, False]]), CLASSES, [False, True])
+    assert list(columns["set"]) == ["MoS2", "MoS2|WS2|WSe2"] and list(columns["set_size"]) == [1, 3]
+    assert columns["set_note"].iloc[0] == "" and "out of distribution" in columns["set_note"].iloc[1]
+
+
+@pytest.fixture(scope="module")
+def cli_data(tmp_path_factory):
+    """A small image data set and a conformal model trained on it by the CLI (descriptors only)."""
+    from typer.testing import CliRunner
+
+    from hybridtmd.cli import app
+    from hybridtmd.datasets import write_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("conformal_cli")
+    write_synthetic_dataset(root / "data", n_samples=24, images_per_sample=4, size_px=64, materials=["MoS2", "WSe2"],
+                            seed=2)
+    config = root / "cfg.toml"
+    # ood_quantile 0.2: most new images score above it, so the OOD rule of the sets is exercised
+    config.write_text('[descriptors]\nfamilies = ["areal", "spectral"]\n[embeddings]\nenabled = false\n'
+                      '[model]\nclassifier = "xgboost"\nconformal = "marginal"\nood_neighbors = 3\n'
+                      'ood_quantile = 0.2\n[model.xgboost]\nn_estimators = 20\n')
+    result = CliRunner().invoke(app, ["train", str(root / "data"), "-o", str(root / "model"), "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    return root, config
+
+
+def test_predict_alpha_writes_sets_per_image_and_sample(cli_data):
+    from typer.testing import CliRunner
+
+    from hybridtmd.cli import app
+
+    root, _ = cli_data
+    out = root / "preds.csv"
+    result = CliRunner().invoke(app, ["predict", str(root / "model"), str(root / "data"), "-o", str(out),
+                                      "--by-sample", "--alpha", "0.2"])
+    assert result.exit_code == 0, result.output
+    preds = pd.read_csv(out, keep_default_na=False)
+    model = HybridClassifier.load(root / "model")
+    assert {"set", "set_size", "set_note"} <= set(preds)
+    ood = preds["out_of_distribution"].astype(str) == "True"
+    assert ood.any() and (preds.loc[ood, "set_size"] == 2).all()
+    assert preds.loc[ood, "set_note"].str.contains("out of distribution").all()
+    expected = model.conformal_.image_sets(preds[["p_MoS2", "p_WSe2"]].to_numpy(), 0.2, model.classes_)
+    np.testing.assert_array_equal(preds.loc[~ood, "set_size"], expected[~ood.to_numpy()].sum(1))
+    samples = pd.read_csv(root / "preds_samples.csv", keep_default_na=False)
+    assert {"set", "set_size"} <= set(samples) and len(samples) == 24
+    assert all(set(s.split("|")) <= {"MoS2", "WSe2"} for s in samples["set"] if s)
+
+
+@pytest.mark.parametrize("alpha, message", [
+    ("1.5", r"alpha must be a number in \(0, 1\)"),
+    ("0.01", rf"calibration images; alpha=0.01 needs at least {points_needed(0.01)}")])
+def test_predict_bad_alpha_is_one_clear_error(cli_data, alpha, message):
+    from typer.testing import CliRunner
+
+    from hybridtmd.cli import app
+
+    root, _ = cli_data
+    result = CliRunner().invoke(app, ["predict", str(root / "model"), str(root / "data"), "-o",
+                                      str(root / "bad.csv"), "--alpha", alpha])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "model" in result.output and re.search(message, " ".join(result.output.split()))
+    assert not (root / "bad.csv").exists()
+
+
+def test_evaluate_reports_coverage_over_grouped_folds(cli_data):
+    from typer.testing import CliRunner
+
+    from hybridtmd.cli import app
+
+    root, config = cli_data
+    result = CliRunner().invoke(app, ["evaluate", str(root / "data"), "-o", str(root / "report"), "--config",
+                                      str(config), "--folds", "3", "--permutations", "0", "--no-ablation"])
+    assert result.exit_code == 0, result.output
+    assert "conformal sets at alpha 0.1" in result.output and "mean_set_size" in result.output
+    folds = pd.read_csv(next((root / "report").glob("*folds.csv")))
+    assert {"coverage", "coverage[MoS2]", "coverage[WSe2]", "mean_set_size"} <= set(folds)
+    assert folds["coverage"].between(0, 1).all() and folds["mean_set_size"].between(1, 2).all()
