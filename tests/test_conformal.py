@@ -338,3 +338,9 @@ def test_evaluate_reports_coverage_over_grouped_folds(cli_data):
     folds = pd.read_csv(next((root / "report").glob("*folds.csv")))
     assert {"coverage", "coverage[MoS2]", "coverage[WSe2]", "mean_set_size"} <= set(folds)
     assert folds["coverage"].between(0, 1).all() and folds["mean_set_size"].between(1, 2).all()
+
+
+def test_unknown_conformal_option_is_refused(training):
+    X, y, groups = training
+    with pytest.raises(ValueError, match="'conformal' parameter of HybridClassifier must be"):
+        conformal_model("yes").fit(X, y, groups=groups)

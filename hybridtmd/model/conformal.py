@@ -74,11 +74,11 @@ def points_needed(alpha: float) -> int:
 
 
 def calibration_split(y_enc: np.ndarray, groups: np.ndarray, conformal: str | None,
-                      random_state: int | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Positions of the fitting rows and of the calibration rows (None without ``conformal``),
-    by sample: a sample is on one side only."""
+                      random_state: int | None) -> tuple[np.ndarray | slice, np.ndarray | None]:
+    """Positions of the fitting rows and of the calibration rows, by sample: a sample is on one
+    side only. Without ``conformal``: every row (a slice, so the arrays are not copied) and None."""
     if conformal is None:
-        return np.arange(len(y_enc)), None
+        return slice(None), None
     fit_rows, calibration_rows = grouped_validation_split(y_enc, groups, CALIBRATION_SHARE, random_state)
     if len(calibration_rows) == 0:
         raise ConformalError(f"conformal={conformal!r}: too few samples to hold any out for calibration "
