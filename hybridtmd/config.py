@@ -60,6 +60,7 @@ MODEL_OPTIONS: dict[str, list[Any]] = {
     "selection_folds": [Interval(_INT, 2, None)],
     "ood_neighbors": [Interval(_INT, 1, None), None],
     "ood_quantile": [Interval(_REAL, 0, 1, closed="right")],
+    "conformal": [Options(("marginal", "class")), None],
     "random_state": _SEED,
     "n_jobs": _THREADS,
 }

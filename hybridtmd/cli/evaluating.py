@@ -150,9 +150,21 @@ def evaluate_command(
         console.print(f"[bold]{name}[/]")
         shown = report_metrics(name)[:2] if name == "multilabel" else ("accuracy", "macro_f1")
         console.print(result.format(shown), highlight=False)
+    if model.conformal is not None:
+        _print_coverage(results["hybrid"])
     console.print(f"report written to {output} (summary.md, evaluation.png, *_folds.csv)")
     report_errors(errors)
     exit_for(errors)
+
+
+def _print_coverage(result: Any) -> None:
+    """Empirical coverage of the conformal sets (overall, per class) and their mean size, per model."""
+    from ..evaluation.coverage import COVERAGE_ALPHA
+
+    console.print(f"[bold]conformal sets at alpha {COVERAGE_ALPHA:g}[/] (target coverage {1 - COVERAGE_ALPHA:g}; "
+                  "NaN: too few calibration images in a fold)")
+    per_class = [c for c in result.folds.columns if c.startswith("coverage[")]
+    console.print(result.format(("coverage", *per_class, "mean_set_size")), highlight=False, soft_wrap=True)
 
 
 @command("compare")

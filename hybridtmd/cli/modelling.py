@@ -138,6 +138,10 @@ def predict_command(
                                             "group column; without a manifest the file name's sample field "
                                             "(<x>_<MATERIAL>_<x>_<SAMPLE>_...), else each file is its own "
                                             "sample.")] = False,
+    alpha: Annotated[float | None, typer.Option(help="Also each image's (and with --by-sample each sample's) "
+                                                "conformal prediction set, holding the true class with "
+                                                "probability 1 - alpha: columns set and set_size (a model "
+                                                "trained with [model] conformal).")] = None,
 ) -> None:
     """Predict the material of AFM files: label, confidence, probability per class, OOD flag.
 
@@ -151,6 +155,7 @@ def predict_command(
     import pandas as pd
 
     from ..io import load_images
+    from ..model.conformal import set_columns
 
     check_output_file(output, inputs=list(inputs))
     model = load_classifier(model_dir)
@@ -158,6 +163,7 @@ def predict_command(
         fail(f"{model_dir}: this model was trained on a feature table; predict from images needs an image model")
     if cache_dir is not None and model.features_.embedder_ is not None:
         model.features_.embedder_.set_params(cache_dir=cache_dir)
+    calibration = _usable_calibration(model, model_dir, alpha, by_sample)
     paths = expand_inputs(inputs)
     report = load_images(paths, **read_options(channel, pixel_size_nm, z_unit, z_scale), on_error="skip",
                          progress=len(paths) >= 20, channels=needed_channels(model.features_))
@@ -173,13 +179,16 @@ def predict_command(
                 errors.append((source_of(image), f"{type(exc).__name__}: {exc}"))
     if frames:
         table = pd.concat(frames).rename_axis("file").reset_index()
+        if calibration is not None:
+            sets = calibration.image_sets(table[[f"p_{c}" for c in model.classes_]].to_numpy(), alpha, model.classes_)
+            table = pd.concat([table, set_columns(sets, model.classes_, table.get("out_of_distribution"))], axis=1)
         write_table(table, output)
         n_ood = int(table["out_of_distribution"].sum()) if "out_of_distribution" in table else 0
         console.print(f"predicted {len(table)} of {len(paths)} file(s) into {output}"
                       + (f"; {n_ood} flagged out of distribution" if n_ood else ""), soft_wrap=True)
         if by_sample:
             _write_sample_verdicts(table, model.classes_, output.with_name(f"{output.stem}_samples.csv"),
-                                   input_manifest(inputs))
+                                   input_manifest(inputs), calibration, alpha)
     report_errors(errors)
     if not frames:
         fail("no file could be predicted", code=1)
@@ -203,10 +212,31 @@ def sample_of(path: str) -> str:
     return match.group("group") if match else path
 
 
-def _write_sample_verdicts(table: Any, classes: Any, path: Path, manifest: Any = None) -> None:
+def _usable_calibration(model: Any, model_dir: Path, alpha: float | None, by_sample: bool) -> Any:
+    """The model's conformal calibration when ``--alpha`` is given (None otherwise), checked
+    before any file is read: a model without one, or an alpha it cannot serve, is one error."""
+    if alpha is None:
+        return None
+    if model.conformal_ is None:
+        fail(f"{model_dir}: trained without conformal prediction sets; --alpha needs a model trained with "
+             f"[model] conformal = \"marginal\" or \"class\"")
+    try:
+        model.conformal_.check_usable(alpha, model.classes_, samples=by_sample)
+    except ValueError as exc:
+        fail(f"{model_dir}: {exc}")
+    return model.conformal_
+
+
+def _write_sample_verdicts(table: Any, classes: Any, path: Path, manifest: Any = None, calibration: Any = None,
+                           alpha: float | None = None) -> None:
     """Pool the image probabilities of ``table`` per sample and write one row per sample; the
-    samples are the ``manifest`` dataset's groups when given, else :func:`sample_of` each file."""
+    samples are the ``manifest`` dataset's groups when given, else :func:`sample_of` each file.
+    With ``calibration``, each sample's conformal set (a sample with an out-of-distribution image
+    gets every class)."""
+    import pandas as pd
+
     from .._utils import atomic_write_csv
+    from ..model.conformal import set_columns
     from ..model.samples import pool_samples
 
     if manifest is not None:
@@ -217,6 +247,11 @@ def _write_sample_verdicts(table: Any, classes: Any, path: Path, manifest: Any =
     verdicts = pool_samples(table[[f"p_{c}" for c in classes]].to_numpy(), groups, classes)
     files = table.groupby(groups, sort=False)["file"].agg(";".join)
     verdicts.insert(4, "files", files.loc[verdicts.index].to_numpy())
+    if calibration is not None:
+        sets = calibration.sample_sets(verdicts[[f"p_{c}" for c in classes]].to_numpy(), alpha, classes)
+        ood = table.groupby(groups, sort=False)["out_of_distribution"].any().loc[verdicts.index] \
+            if "out_of_distribution" in table else None
+        verdicts = pd.concat([verdicts, set_columns(sets, classes, ood, index=verdicts.index)], axis=1)
     atomic_write_csv(verdicts.reset_index(), path, index=False)
     console.print(f"{len(verdicts)} sample verdict(s) into {path} ({rule}; mean log-probability of each sample's "
                   "images)", soft_wrap=True, highlight=False)

@@ -20,6 +20,7 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_m
 from ..model import HybridClassifier, is_image_sequence, resolve_features
 from ..model.samples import pool_samples, sample_accuracy
 from ..splits import Split, grouped_splits
+from .coverage import coverage_scores
 from .results import Evaluation
 
 
@@ -117,7 +118,8 @@ def run_splits(
         for name, (model, X) in models.items():
             fitted, pred, seconds = fit_predict(model, X, y, groups, train, test)
             confusion[name] += confusion_matrix(y[test], pred, labels=labels)
-            scores = score_fold(y[test], pred, labels) | sample_scores(fitted, X, y, groups, test, pred)
+            scores = score_fold(y[test], pred, labels) | sample_scores(fitted, X, y, groups, test, pred) \
+                | coverage_scores(fitted, take_rows(X, test), y[test])
             rows.append(fold_row(name, extra, split, train, test, scores, seconds) | reported_flops(fitted, len(test))
                         | training_record(fitted))
     return rows, {n: confusion_frame(m, labels) for n, m in confusion.items()}

@@ -9,7 +9,7 @@ import pandas as pd
 
 #: Per-fold metric columns summarised by :meth:`Evaluation.summary`, besides ``recall[<class>]``.
 METRICS = ("accuracy", "sample_accuracy", "balanced_accuracy", "macro_f1", "fit_seconds", "predict_seconds",
-           "fit_flops", "predict_flops")
+           "fit_flops", "predict_flops", "coverage", "mean_set_size")
 MULTILABEL_METRICS = ("hamming_accuracy", "subset_accuracy", "fit_seconds", "predict_seconds")
 
 
@@ -36,7 +36,7 @@ class Evaluation:
 
     def metric_columns(self) -> list[str]:
         return [c for c in self.folds.columns
-                if c in METRICS or c in MULTILABEL_METRICS or c.startswith(("recall[", "accuracy["))]
+                if c in METRICS or c in MULTILABEL_METRICS or c.startswith(("recall[", "accuracy[", "coverage["))]
 
     def summary(self) -> pd.DataFrame:
         """Mean and standard deviation over folds (and repeats) of every metric per configuration."""

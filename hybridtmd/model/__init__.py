@@ -10,6 +10,7 @@
 :mod:`.schema`         the checks of a saved manifest (types, ranges, consistency)
 :mod:`.calibration`    temperature scaling of probabilities
 :mod:`.ood`            :class:`NearestNeighborOOD`, the out-of-distribution score
+:mod:`.conformal`      prediction sets per image and per sample, calibrated by sample (crepes)
 :mod:`.links`          :func:`latent_correlates`: each latent column's physical correlate
 :mod:`.classifier`     :class:`HybridClassifier`: fit, predict, save and load
 :mod:`.persistence`    model directories without pickle (manifest, SHA-256, arrays)

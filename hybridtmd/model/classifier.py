@@ -1,14 +1,14 @@
 """The hybrid classifier: a head on the feature table of AFM images (or on a given table).
 
 :class:`HybridClassifier` - ``fit(X, y, groups=None)``, ``predict``, ``predict_proba``, ``score``,
-``predict_frame``. ``X`` is either a sequence of :class:`~hybridtmd.io.AFMImage` (features
-computed by ``features``; for multichannel ``features``, mappings channel -> AFMImage) or a
-precomputed feature table (DataFrame or 2-D array, e.g. cached features or the paper's embedding
-table), so both use the same estimator. String labels in,
-string labels out. Default head: XGBoost (exact TreeSHAP explanations). Options: balanced class
-weights, temperature-scaled probabilities fitted on grouped out-of-fold predictions
-(:mod:`.calibration`), and an out-of-distribution score that flags images unlike any training
-sample (:mod:`.ood`).
+``predict_frame``, ``predict_set``. ``X`` is either a sequence of :class:`~hybridtmd.io.AFMImage`
+(features computed by ``features``; for multichannel ``features``, mappings channel -> AFMImage)
+or a precomputed feature table (DataFrame or 2-D array, e.g. cached features or the paper's
+embedding table), so both use the same estimator. String labels in, string labels out. Default
+head: XGBoost (exact TreeSHAP explanations). Options: balanced class weights, temperature-scaled
+probabilities fitted on grouped out-of-fold predictions (:mod:`.calibration`), an
+out-of-distribution score that flags images unlike any training sample (:mod:`.ood`), and
+conformal prediction sets calibrated on held-out samples (:mod:`.conformal`).
 
 Model files are the head (XGBoost's JSON, or the kernel-SVM head's settings), a JSON manifest
 and an ``.npz`` of arrays: no pickle, so loading never runs code (:meth:`HybridClassifier.save`,
@@ -26,7 +26,6 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.preprocessing import LabelEncoder
-from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
@@ -44,9 +43,10 @@ from .columns import (
     latent_mask,
     row_names,
 )
+from .conformal import ConformalCalibration, ConformalMixin, calibration_split
 from .features import HybridFeatures, resolve_features, unlevelled_extractor, with_saved_families
 from .head_files import HEAD_KINDS, load_head, save_head
-from .heads import check_sample_weight, default_head
+from .heads import default_head
 from .links import fitted_links, links_from_arrays, links_to_arrays
 from .ood import STATE_ARRAYS, NearestNeighborOOD, flag_scores
 from .persistence import (
@@ -69,6 +69,7 @@ from .schema import (
 from .selection import HEAD_CHOICES, choose_head, fit_head, is_head_list, make_head
 from .split_points import CENTRED_SINCE, centre_saved_splits
 from .stack import StackHead
+from .weights import class_sample_weights
 
 MODEL_FORMAT = "hybridtmd-model"
 #: Version of the model directory layout :meth:`HybridClassifier.save` writes; all older ones load.
@@ -84,13 +85,13 @@ OOD_ARRAY_PREFIX = "ood_"
 #: the constructor parameters a manifest stores (features are stored as their settings, the head
 #: as its files)
 SAVED_PARAMS = ("class_weight", "calibration", "calibration_folds", "selection_folds", "ood_neighbors",
-                "ood_quantile", "random_state", "n_jobs")
+                "ood_quantile", "conformal", "random_state", "n_jobs")
 MANIFEST_ENTRIES = ("params", "features", "classes", "classes_dtype", "n_features_in", "feature_names",
                     "feature_names_from_table", "feature_groups", "temperature", "ood_threshold", "training",
                     "metrics", "files")
 
 
-class HybridClassifier(ClassifierMixin, BaseEstimator):
+class HybridClassifier(ConformalMixin, ClassifierMixin, BaseEstimator):
     """Classify AFM images (or their feature table) with gradient-boosted trees.
 
     Parameters
@@ -129,6 +130,9 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         The OOD threshold is this quantile of the training images' own scores, each computed
         against training images of *other* samples (so a new sample of a known material scores
         like the training ones, and a new material scores above).
+    conformal : "marginal", "class" or None
+        Prediction sets (:mod:`.conformal`, :meth:`predict_set`, :meth:`predict_sample_sets`): a quarter
+        of the samples calibrates them, the head is fitted on the rest; ``"class"``: per-class coverage.
     random_state : int or None
         Seed of the default head and of the calibration folds.
     n_jobs : int or None
@@ -148,7 +152,7 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         candidate's inner ``scores``, ``mean``, ``std`` and ``fit_seconds`` (:mod:`.selection`)
     head_feature_names_, head_feature_groups_ : the columns the head's trees see and their groups:
         ``feature_names_``, plus ``latent_svm__p_<class>`` (group ``latent``) for the stack head
-    temperature_ : float or None
+    temperature_ : float or None;  conformal_ : the sets' ConformalCalibration (:mod:`.conformal`) or None
     ood_ : NearestNeighborOOD or None  the fitted out-of-distribution score
     ood_threshold_ : float or None  its threshold
     training_summary_ : dict  images, samples, class counts, data hash
@@ -173,6 +177,7 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         selection_folds: int = 2,
         ood_neighbors: int | None = 5,
         ood_quantile: float = 0.99,
+        conformal: str | None = None,
         random_state: int | None = 0,
         n_jobs: int | None = None,
     ):
@@ -184,6 +189,7 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         self.selection_folds = selection_folds
         self.ood_neighbors = ood_neighbors
         self.ood_quantile = ood_quantile
+        self.conformal = conformal
         self.random_state = random_state
         self.n_jobs = n_jobs
 
@@ -223,15 +229,19 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         groups = np.arange(len(y_enc)) if groups is None else np.asarray(groups)
         if len(groups) != len(y_enc):
             raise ValueError(f"groups has {len(groups)} entries for {len(y_enc)} images")
-        weights = self._weights(y_enc, sample_weight, len(X_arr))
+        weights = class_sample_weights(self.class_weight, self.classes_, y_enc, sample_weight, len(X_arr))
         self.feature_names_ = [str(c) for c in getattr(self, "feature_names_in_",
                                                        [f"x{i}" for i in range(X_arr.shape[1])])]
         self.feature_groups_ = feature_groups_from_columns(self.feature_names_)
 
-        self.head_selection_ = self._select_head(X_arr, y_enc, weights, groups)
-        self.classifier_ = self._fit_head(X_arr, y_enc, weights, groups)
+        fit, held = calibration_split(y_enc, groups, self.conformal, self.random_state)  # held: conformal's
+        X_fit, y_fit, w_fit, g_fit = X_arr[fit], y_enc[fit], weights[fit], groups[fit]
+        self.head_selection_ = self._select_head(X_fit, y_fit, w_fit, g_fit)
+        self.classifier_ = self._fit_head(X_fit, y_fit, w_fit, g_fit)
         self._set_head_features()
-        self.temperature_ = self._fit_temperature(X_arr, y_enc, groups, weights) if self.calibration else None
+        self.temperature_ = self._fit_temperature(X_fit, y_fit, g_fit, w_fit) if self.calibration else None
+        self.conformal_ = None if held is None else ConformalCalibration.from_probabilities(
+            self.conformal, self._proba(X_arr[held]), y_enc[held], groups[held])
         self.ood_ = None if self.ood_neighbors is None else NearestNeighborOOD(
             self.ood_neighbors, self.ood_quantile).fit(X_arr, groups, block=latent_mask(self.feature_names_))
         self.ood_threshold_ = None if self.ood_ is None else self.ood_.threshold_
@@ -265,20 +275,6 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
         table = features.fit_transform(X)  # checks the images (or, with channels, the channel maps)
         self.features_ = features
         return table
-
-    def _weights(self, y_enc: np.ndarray, sample_weight: Any, n_rows: int) -> np.ndarray:
-        """``sample_weight`` times the ``class_weight`` of each row's class."""
-        weights = check_sample_weight(sample_weight, n_rows)
-        if isinstance(self.class_weight, Mapping):
-            index = {c: i for i, c in enumerate(self.classes_.tolist())}
-            unknown = set(self.class_weight) - set(index)
-            if unknown:
-                raise ValueError(f"class_weight names classes not in y: {sorted(map(str, unknown))}")
-            per_class = {index[c]: w for c, w in self.class_weight.items()}
-            weights = weights * compute_sample_weight(per_class, y_enc)
-        elif self.class_weight == "balanced":
-            weights = weights * compute_sample_weight("balanced", y_enc)
-        return weights
 
     def _select_head(self, X: np.ndarray, y_enc: np.ndarray, weights: np.ndarray, groups: np.ndarray
                      ) -> dict[str, Any]:
@@ -413,8 +409,10 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
             if self.ood_ is not None:
                 arrays |= {OOD_ARRAY_PREFIX + k: v for k, v in self.ood_.state().items()}
             arrays |= links_to_arrays(getattr(self, "latent_links_", None))
+            arrays |= {} if self.conformal_ is None else self.conformal_.to_arrays()
             write_arrays(target / ARRAYS_NAME, arrays)
-            entries = manifest_entries(self, head_kind, metrics, SAVED_PARAMS)
+            entries = manifest_entries(self, head_kind, metrics, SAVED_PARAMS) | (
+                {} if self.conformal_ is None else {"conformal": self.conformal_.summary()})
             write_manifest(target, MODEL_FORMAT, MODEL_FORMAT_VERSION, entries,
                            files=(CLASSIFIER_NAME, ARRAYS_NAME), libraries=("scikit-learn", "xgboost"), key=key)
 
@@ -483,6 +481,8 @@ class HybridClassifier(ClassifierMixin, BaseEstimator):
                                                self.training_summary_, arrays_path)
         self.features_ = None if self.features is None else clone(self.features).restore_fitted(
             self.feature_names_, (manifest.get("features") or {}).get("channel_units"))
+        self.conformal_ = ConformalCalibration.from_saved(manifest.get("conformal"), arrays, self.conformal,
+                                                          len(self.classes_), arrays_path)
         self.ood_ = None
         if self.ood_threshold_ is not None:
             missing = {OOD_ARRAY_PREFIX + name for name in STATE_ARRAYS} - set(arrays)
