@@ -11,7 +11,6 @@ the screenshot the docs show.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -226,7 +225,8 @@ def explained_viewer(qapp, model_dir, scan):
     explanation embeds the scan and maps its latent dimensions once)."""
     viewer = napari.Viewer(show=True)  # drawn (under Xvfb on headless machines), for the screenshot
     height, _ = opened(viewer, scan)
-    widget = ExplainWidget(viewer)
+    _, widget = viewer.window.add_plugin_dock_widget("hybridtmd", "Explain")  # as the Plugins menu does
+    assert isinstance(widget, ExplainWidget) and widget.viewer.layers[0].name == height.name
     widget.model_dir.value = model_dir
     viewer.layers.selection.active = height
     yield viewer, height, widget, widget.explain_selected()
@@ -283,16 +283,18 @@ def test_top_physical_drivers_come_with_their_values(dataset):
 
 
 def test_screenshot_of_the_viewer_with_overlays(explained_viewer, tmp_path):
+    """The canvas shows the scan, its top latent map and the scale bar. With
+    ``HYBRIDTMD_NAPARI_SCREENSHOT`` the whole window (layer list, Explain widget) is saved there:
+    run under a screen that holds it, e.g. ``xvfb-run -s "-screen 0 1400x800x24" ... -p no:xvfb``."""
     from skimage.io import imsave
 
     viewer, height, _, _ = explained_viewer
     viewer.scale_bar.visible = True
     viewer.reset_view()
-    shot = viewer.screenshot(canvas_only=True, flash=False)
-    assert shot.ndim == 3 and shot.shape[2] == 4
-    assert shot[..., :3].std() > 5  # the scan and its overlays, not a blank canvas
-    path = tmp_path / "napari.png"
-    imsave(path, shot[..., :3], check_contrast=False)
+    canvas = viewer.screenshot(canvas_only=True, flash=False)
+    assert canvas.ndim == 3 and canvas.shape[2] == 4
+    assert canvas[..., :3].std() > 5  # the scan and its overlays, not a blank canvas
     target = os.environ.get("HYBRIDTMD_NAPARI_SCREENSHOT")
     if target:
-        shutil.copyfile(path, target)
+        viewer.window.resize(1400, 800)
+        imsave(target, viewer.screenshot(canvas_only=False, flash=False)[..., :3], check_contrast=False)

@@ -4,10 +4,10 @@ and their reasons, and CSV export (the table ``hybridtmd predict FOLDER`` writes
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 from magicgui.widgets import FileEdit, ProgressBar, PushButton, Table, TextEdit
+from napari.viewer import Viewer
 
 from .classify import IMAGE_ERRORS, folder_files, predict_files
 from .widgets import ModelWidget, table_value
@@ -16,8 +16,8 @@ from .widgets import ModelWidget, table_value
 class BatchWidget(ModelWidget):
     """Predict every readable file of a folder."""
 
-    def __init__(self, viewer: Any):
-        super().__init__(viewer, "Predict folder")
+    def __init__(self, napari_viewer: Viewer):
+        super().__init__(napari_viewer, "Predict folder")
         self.folder = FileEdit(mode="d", label="folder")
         self.progress = ProgressBar(value=0, min=0, max=1, label="files")
         self.table = Table(value={"data": [], "columns": []})

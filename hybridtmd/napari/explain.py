@@ -51,11 +51,13 @@ class ImageExplanation:
     figure: np.ndarray
 
 
-def figure_pixels(fig: Any) -> np.ndarray:
-    """A matplotlib figure as an RGBA array (drawn off screen; the figure is closed)."""
+def figure_pixels(fig: Any, dpi: float = 64) -> np.ndarray:
+    """A matplotlib figure as an RGBA array at ``dpi`` (drawn off screen; the figure is closed);
+    the default fits the waterfall in a dock widget."""
     import matplotlib.pyplot as plt
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
+    fig.set_dpi(dpi)
     canvas = FigureCanvasAgg(fig)
     canvas.draw()
     pixels = np.asarray(canvas.buffer_rgba()).copy()

@@ -1,4 +1,5 @@
-"""The Classify and Explain dock widgets (magicgui containers; napari passes the viewer).
+"""The Classify and Explain dock widgets (magicgui containers; napari passes the viewer as their
+``napari_viewer`` argument).
 
 Both read a saved model directory (``hybridtmd train``) and work on the selected image layers.
 Results are shown in the widget and written into each layer's metadata (``hybridtmd_prediction``,
@@ -12,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from magicgui.widgets import Container, FileEdit, Image, Label, PushButton, SpinBox, Table
+from magicgui.widgets import Container, FileEdit, Image, PushButton, SpinBox, Table, TextEdit
 from napari.layers import Image as ImageLayer
 from napari.utils.notifications import show_warning
+from napari.viewer import Viewer
 
 from .classify import IMAGE_ERRORS, layer_input, load_image_model, predict_items, summary_line
 from .explain import explain_item
@@ -34,12 +36,12 @@ def table_value(frame: pd.DataFrame, digits: int = 4) -> dict[str, Any]:
 class ModelWidget(Container):
     """A model directory chooser and a status line; the model is loaded once per directory."""
 
-    def __init__(self, viewer: Any, button: str):
+    def __init__(self, napari_viewer: Viewer, button: str):
         keep_triton_out()  # before the model imports torchvision (see gl_safety)
-        self.viewer = viewer
+        self.viewer = napari_viewer
         self.model_dir = FileEdit(mode="d", label="model")
         self.run_button = PushButton(text=button)
-        self.status = Label(value="")
+        self.status = TextEdit(value="", label="result")  # wraps: a long line would widen the dock
         self._model: Any = None
         self._model_path: Path | None = None
         super().__init__(widgets=[self.model_dir, self.run_button, self.status])
@@ -64,8 +66,8 @@ class ModelWidget(Container):
 class ClassifyWidget(ModelWidget):
     """Classify the selected image layers: label, confidence, prediction set, OOD flag."""
 
-    def __init__(self, viewer: Any):
-        super().__init__(viewer, "Classify selected layers")
+    def __init__(self, napari_viewer: Viewer):
+        super().__init__(napari_viewer, "Classify selected layers")
         self.table = Table(value={"data": [], "columns": []})
         self.append(self.table)
         self.run_button.changed.connect(self.classify_selected)
@@ -102,8 +104,8 @@ class ClassifyWidget(ModelWidget):
 class ExplainWidget(ModelWidget):
     """Explain the prediction for the selected image: group bars, top drivers, latent maps."""
 
-    def __init__(self, viewer: Any):
-        super().__init__(viewer, "Explain selected layer")
+    def __init__(self, napari_viewer: Viewer):
+        super().__init__(napari_viewer, "Explain selected layer")
         self.n_drivers = SpinBox(value=5, min=1, max=20, label="physical drivers")
         self.n_latent = SpinBox(value=3, min=0, max=8, label="latent maps")
         self.groups_figure = Image()
@@ -125,6 +127,7 @@ class ExplainWidget(ModelWidget):
             self.say(f"cannot explain {layer.name}: {exc}")
             return None
         self.groups_figure.value = result.figure
+        self.groups_figure.min_height, self.groups_figure.min_width = result.figure.shape[:2]
         self.drivers.value = table_value(result.drivers.set_index("descriptor"))
         self.add_latent_layers(layer, result)
         layer.metadata[EXPLANATION_KEY] = {
@@ -132,7 +135,8 @@ class ExplainWidget(ModelWidget):
             "groups": dict(zip(result.groups["group"], result.groups["attribution"], strict=True)),
             "drivers": result.drivers.to_dict("records"), "latent": result.latent_labels}
         top = ", ".join(f"{g} {v:+.3g}" for g, v in result.groups.head(3).itertuples(index=False))
-        self.say(f"{layer.name}: {result.label}; attribution to {result.shown_class} ({result.unit}): {top}")
+        none = "" if len(result.drivers) else "; no physical descriptor moved this prediction"
+        self.say(f"{layer.name}: {result.label}; attribution to {result.shown_class} ({result.unit}): {top}{none}")
         return result
 
     def add_latent_layers(self, layer: ImageLayer, result: Any) -> list[ImageLayer]:
