@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+from magicgui.application import use_app
 from magicgui.widgets import FileEdit, ProgressBar, PushButton, Table, TextEdit
 from napari.viewer import Viewer
 
@@ -51,6 +52,7 @@ class BatchWidget(ModelWidget):
 
     def _advance(self, done: int) -> None:
         self.progress.value = done
+        use_app().process_events()  # redraw the bar between files (the loop runs in the GUI thread)
 
     def export_csv(self) -> Path | None:
         """Write the predictions to the chosen CSV file; its path (None when there is nothing)."""
