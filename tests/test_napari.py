@@ -100,6 +100,14 @@ def test_reader_declines_a_file_hybridtmd_cannot_read():
     assert get_reader("scan.gwy") is not None
 
 
+def test_several_files_open_together_each_with_its_own_scale(dataset, scan, tmp_path):
+    tif = save_image(dataset.images[1], tmp_path / "other.tif")
+    layers = get_reader([str(scan), str(tif)])([str(scan), str(tif)])
+    assert [kw["name"] for _, kw, _ in layers] == ["film · height [nm]", "film · phase [deg]", "other · height [nm]"]
+    assert layers[2][1]["scale"] == dataset.images[1].pixel_size_nm[::-1]
+    assert [kind for *_, kind in layers] == ["image"] * 3
+
+
 def test_every_channel_opens_in_nm_with_the_pixel_size_as_scale(make_napari_viewer, scan):
     viewer = make_napari_viewer()
     layers = opened(viewer, scan)
