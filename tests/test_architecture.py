@@ -24,9 +24,10 @@ STAGES: list[set[str]] = [
     {"explanation", "baseline"},
     {"evaluation"},
     {"cli", "__main__"},
+    {"napari"},  # the optional plugin (hybridtmd[napari]): uses the library, nothing uses it
 ]
 
-HEAVY = ("torch", "torchvision", "timm", "xgboost", "shap", "matplotlib", "sklearn", "skimage")
+HEAVY = ("torch", "torchvision", "timm", "xgboost", "shap", "matplotlib", "sklearn", "skimage", "napari", "qtpy")
 
 
 def module_name(path: Path) -> str:
