@@ -109,7 +109,7 @@ def evaluate_command(
     from sklearn.base import clone
 
     from .. import evaluation
-    from ..evaluation.report import report_metrics, write_evaluation_report
+    from ..evaluation.report import console_metrics, write_evaluation_report
 
     model = model_from_config(config, cache_dir, channels)
     read = read_options(channel, pixel_size_nm, z_unit, z_scale)
@@ -143,8 +143,7 @@ def evaluate_command(
                             permutation=permutation)
     for name, result in results.items():
         console.print(f"[bold]{name}[/]")
-        shown = report_metrics(name)[:2] if name == "multilabel" else ("accuracy", "macro_f1")
-        console.print(result.format(shown), highlight=False)
+        console.print(result.format(console_metrics(name)), highlight=False)
     console.print(f"report written to {output} (summary.md, evaluation.png, *_folds.csv)")
     report_errors(errors)
     exit_for(errors)
