@@ -20,6 +20,7 @@ from ..model import LATENT_PREFIX, PHYS_PREFIX
 from .cv import (
     cap_per_class,
     confusion_frame,
+    continues,
     evaluate_inputs,
     fit_predict,
     fold_row,
@@ -27,6 +28,7 @@ from .cv import (
     run_splits,
     sample_scores,
     score_fold,
+    training_record,
 )
 from .results import Evaluation
 
@@ -145,7 +147,7 @@ def paper_low_data_rows(name: str, model: Any, data: Any, y: np.ndarray, groups:
         keep = np.isin(y, order[:k])
         train_k, test = split.train[keep[split.train]], split.test[keep[split.test]]
         for variant in variants:
-            if variant == "previous" and not hasattr(model, "fit_continue"):
+            if variant == "previous" and not continues(model):
                 continue  # without continuation it is the imagenet variant again
             if variant == "previous":
                 while chain_k < k - 1:  # extend the chain 2 → ... → k-1 on all training images
@@ -162,7 +164,7 @@ def paper_low_data_rows(name: str, model: Any, data: Any, y: np.ndarray, groups:
                 extra = {"variant": variant, "k": k, "cap": cap or 0, "setting": setting, "newest": order[k - 1],
                          "n_train_newest": int((y[train] == order[k - 1]).sum())}
                 scores = newest_scores(y[test], pred, order[:k]) | sample_scores(fitted, data, y, groups, test, pred)
-                rows.append(fold_row(name, extra, split, train, test, scores, seconds))
+                rows.append(fold_row(name, extra, split, train, test, scores, seconds) | training_record(fitted))
     return rows
 
 
