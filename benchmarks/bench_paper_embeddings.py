@@ -11,9 +11,12 @@ each seed - and reported as accuracy / macro-F1 mean ± std over all folds of al
   while tuning; the preprocessing was chosen the same way, ``select_svm_preprocessing.py``),
   balanced class weights;
 * ``hybrid (stack head)`` - XGBoost on the normalised embedding + out-of-fold SVM probabilities;
+* ``hybrid (discriminant head)`` - ``classifier="discriminant"``: shrinkage linear discriminant on
+  the same normalised embedding, equal priors (learns a class from a few images);
 * ``hybrid (auto, default)`` - ``HybridClassifier(features=None)``, the default: the head (XGBoost,
-  SVM or stack) chosen by 3 inner folds grouped by sample of each outer training fold; the heads
-  it chose and its fit time over the slowest single head's (same run) are printed;
+  SVM, stack or discriminant) chosen by inner folds grouped by sample of each outer training fold
+  (balanced accuracy when classes are imbalanced); the heads it chose and its fit time over the
+  slowest single head's (same run) are printed;
 * ``logistic regression`` - standardised, L2 (C=1), balanced: the simple reference.
 
 Next to them, the paper's own end-to-end fine-tuning result (``ImageNet_Sequential.json``: test
@@ -24,11 +27,15 @@ Mo-WSe2, only the newest class capped at 64/32/16/8 training images, tests on th
 the frozen-embedding heads, beside the paper's numbers from ``ImageNet_Sequential.json``. They
 are different things, labelled so: frozen ImageNet-ResNet18 features + our head on
 StratifiedGroupKFold(5) folds by sample, vs the paper's end-to-end fine-tuned CNN (ResNet152,
-multi-label head) on its fixed ``_test`` split. The heads have no ``fit_continue``, so only the
-from-ImageNet column (``k``, ``k-n``) has a counterpart here; the paper's continued column
-(``2-k-n``) is printed for reference.
+multi-label head) on its fixed ``_test`` split. Each low-data row shows, per head, accuracy,
+balanced accuracy, macro-F1 and the newest class's recall (accuracy alone is carried by the old
+classes), then the same averaged over k. ``--variants previous`` adds the continued rows
+(``2-k-n``) for the heads that can add a class (the discriminant: ``fit_continue``); the other
+heads only have the from-ImageNet rows (``k``, ``k-n``).
 
     python benchmarks/bench_paper_embeddings.py [--npz PATH] [--repeats 3] [--low-data-seeds 0]
+        [--low-data-only] [--heads svm discriminant auto] [--caps 16 8] [--n-classes 3 4 5]
+        [--variants imagenet previous] [--low-data-repeats 3]
 """
 
 from __future__ import annotations
