@@ -53,7 +53,7 @@ _THREADS = [Interval(_INT, None, None), None]
 #: The [model] keys and what each accepts; :class:`hybridtmd.model.HybridClassifier` checks its
 #: parameters against the same constraints at ``fit`` (its ``classifier`` may also be an estimator).
 MODEL_OPTIONS: dict[str, list[Any]] = {
-    "classifier": [Options(("auto", "xgboost", "svm", "stack")), None],
+    "classifier": [Options(("auto", "xgboost", "svm", "stack", "discriminant")), None],
     "class_weight": [Options(("balanced",)), Mapping, None],
     "calibration": [Options(("temperature",)), None],
     "calibration_folds": [Interval(_INT, 2, None)],  # one fold has no held-out predictions

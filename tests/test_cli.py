@@ -124,6 +124,7 @@ def test_train_predict_evaluate_commands(tmp_path):
     assert result.exit_code == 0, result.output
     summary = (tmp_path / "report" / "summary.md").read_text()
     assert "descriptors" in summary and "embeddings" in summary and "low_data" in summary
+    assert "newest_recall" in summary.split("## low_data")[1] and "newest_recall" in result.output
     assert "sample_accuracy" in summary and "permutation test" in summary and "Nadeau & Bengio" in summary
     assert (tmp_path / "report" / "evaluation.png").stat().st_size > 0
 

@@ -117,6 +117,35 @@ def KFold_groups():  # noqa: N802 (reads as the splitter it returns)
     return StratifiedGroupKFold(3, shuffle=True)
 
 
+def test_low_data_and_sequential_report_the_newest_class(data):
+    """Issue 27: beside accuracy, every setting says how well the class just added is recognised
+    (its recall), with balanced accuracy and macro-F1, in the summary and the Markdown table."""
+    X, y, groups = data
+    low = evaluate_low_data({"knn": KNeighborsClassifier(1)}, X, y, groups, caps=(4,), n_classes=(3,),
+                            variants=("imagenet",), cv=KFold_groups())
+    folds = low.folds
+    assert (folds["newest"] == "WSe2").all()
+    np.testing.assert_array_equal(folds["newest_recall"], folds["recall[WSe2]"])
+    summary = low.summary()
+    assert {"accuracy", "balanced_accuracy", "macro_f1", "newest_recall"} <= set(summary.columns.get_level_values(0))
+    assert "newest_recall" in low.to_markdown(("accuracy", "newest_recall"))
+    sequential = evaluate_sequential({"knn": KNeighborsClassifier(3)}, X, y, groups,
+                                     class_order=["WSe2", "MoS2", "WS2", "MoSe2"])
+    three = sequential.folds.query("n_classes == 3")
+    assert (three["newest"] == "WS2").all()
+    np.testing.assert_array_equal(three["newest_recall"], three["recall[WS2]"])
+
+
+def test_low_data_refuses_a_newest_class_too_small_for_the_folds(data):
+    """A newest class with images in fewer samples than the folds need (one per test fold) is
+    one error naming the class and its count, not NaN recalls or a scikit-learn traceback."""
+    X, y, groups = data
+    few = ~((y == "MoSe2") & (groups >= 12))  # MoSe2 keeps 3 samples (9 images) for 5 folds
+    with pytest.raises(ValueError, match=r"newest class 'MoSe2' has 9 images in 3 samples.*5 folds"):
+        evaluate_low_data({"knn": KNeighborsClassifier(1)}, X[few], y[few], groups[few], caps=(4,),
+                          n_classes=(4,), variants=("imagenet",))
+
+
 def test_cap_per_class_takes_whole_samples_first():
     y = np.array(["a"] * 9 + ["b"] * 2)
     groups = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3])

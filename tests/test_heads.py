@@ -123,8 +123,8 @@ def test_default_is_auto_and_descriptor_only_tables_have_no_stack(table):
     phys = X[["phys__sq_nm"]].assign(phys__sa_nm=np.random.default_rng(0).normal(size=len(X)))
     from hybridtmd.model.selection import candidate_heads
 
-    assert list(candidate_heads("auto", list(phys.columns), 0, 1)) == ["xgboost", "svm"]
-    assert list(candidate_heads("auto", list(X.columns), 0, 1)) == ["xgboost", "svm", "stack"]
+    assert list(candidate_heads("auto", list(phys.columns), 0, 1)) == ["xgboost", "svm", "discriminant"]
+    assert list(candidate_heads("auto", list(X.columns), 0, 1)) == ["xgboost", "svm", "stack", "discriminant"]
     with pytest.raises(ValueError, match="stack head needs embedding columns"):
         HybridClassifier(classifier="stack").fit(phys, y)
 

@@ -110,7 +110,7 @@ def evaluate_command(
     from sklearn.base import clone
 
     from .. import evaluation
-    from ..evaluation.report import report_metrics, write_evaluation_report
+    from ..evaluation.report import console_metrics, write_evaluation_report
 
     check_output_dir(output)  # found now, not after the cross-validation
     model = model_from_config(config, cache_dir, channels)
@@ -148,8 +148,7 @@ def evaluate_command(
         fail(f"{output}: cannot write the report ({exc})", code=1)
     for name, result in results.items():
         console.print(f"[bold]{name}[/]")
-        shown = report_metrics(name)[:2] if name == "multilabel" else ("accuracy", "macro_f1")
-        console.print(result.format(shown), highlight=False)
+        console.print(result.format(console_metrics(name)), highlight=False)
     if model.conformal is not None:
         _print_coverage(results["hybrid"])
     console.print(f"report written to {output} (summary.md, evaluation.png, *_folds.csv)")

@@ -125,12 +125,19 @@ def run_splits(
     return rows, {n: confusion_frame(m, labels) for n, m in confusion.items()}
 
 
+def continues(model: Any) -> bool:
+    """Whether ``model`` learns new classes by ``fit_continue`` (the fine-tuning baseline; a
+    :class:`~hybridtmd.model.HybridClassifier` whose head can add classes, ``can_add_classes``)."""
+    can_add = getattr(model, "can_add_classes", None)
+    return hasattr(model, "fit_continue") and (can_add is None or bool(can_add()))
+
+
 def fit_predict(model: Any, X: Any, y: np.ndarray, groups: np.ndarray, train: np.ndarray, test: np.ndarray,
                  previous: Any = None) -> tuple[Any, np.ndarray, tuple[float, float]]:
     """Fit a clone of ``model`` on ``train`` (or continue ``previous`` when it has
     ``fit_continue``), predict ``test``; returns the fitted model, predictions, (fit, predict) s."""
     start = time.perf_counter()
-    if previous is not None and hasattr(previous, "fit_continue"):
+    if previous is not None and continues(previous):
         fitted = previous
         fitted.fit_continue(take_rows(X, train), y[train], groups=groups[train])
     else:

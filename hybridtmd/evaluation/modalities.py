@@ -20,6 +20,7 @@ from ..model import LATENT_PREFIX, PHYS_PREFIX
 from .cv import (
     cap_per_class,
     confusion_frame,
+    continues,
     evaluate_inputs,
     fit_predict,
     fold_row,
@@ -27,6 +28,7 @@ from .cv import (
     run_splits,
     sample_scores,
     score_fold,
+    training_record,
 )
 from .results import Evaluation
 
@@ -51,7 +53,9 @@ def evaluate_low_data(models: Any, X: Any, y: Any, groups: Any, *, caps: Iterabl
     ``fit_continue`` only: the fine-tuning baseline) continues the chain 2 → ... → k-1 trained on
     all images, then learns the k-th class capped (keys ``2-k`` and ``2-k-n``, as in
     ``ImageNet_Sequential.json``; ``n`` uncapped rows are included as ``cap`` 0). Columns
-    ``variant``, ``k``, ``cap`` and ``setting`` (the paper's key).
+    ``variant``, ``k``, ``cap``, ``setting`` (the paper's key), ``newest`` (the k-th class) and,
+    beside accuracy, balanced accuracy and macro-F1, ``newest_recall`` (that class's recall: a
+    high accuracy carried by the old classes can hide a newest class that is never predicted).
 
     ``protocol="balanced_cap"``: every class capped at each cap (all classes, ``cap`` column).
     """
@@ -70,6 +74,9 @@ def evaluate_low_data(models: Any, X: Any, y: Any, groups: Any, *, caps: Iterabl
     n_classes = list(range(min(3, len(order)), len(order) + 1)) if n_classes is None else list(n_classes)
     if not any(2 <= int(k) <= len(order) for k in n_classes):
         raise ValueError(f"n_classes {n_classes}: none between 2 and the {len(order)} classes present")
+    for k in n_classes:
+        if 2 <= int(k) <= len(order):
+            check_newest_class(order[int(k) - 1], y, groups, splits)
     rows = []
     for split in splits:
         rng_seed = [random_state, split.repeat, split.fold]
@@ -94,6 +101,19 @@ def resolve_class_order(class_order: str | Sequence[Any], y: np.ndarray) -> list
     return order
 
 
+def check_newest_class(newest: Any, y: np.ndarray, groups: np.ndarray, splits: Sequence[Any]) -> None:
+    """ValueError naming the ``newest`` class and its count when a fold lacks it on either side: its
+    recall needs test images in every fold, and learning it needs training images."""
+    is_new = y == newest
+    lacking = [s for s in splits if not (is_new[s.train].any() and is_new[s.test].any())]
+    if lacking:
+        n_folds = len({s.fold for s in splits})
+        raise ValueError(f"newest class {newest!r} has {int(is_new.sum())} images in "
+                         f"{len(np.unique(groups[is_new]))} samples: too few for the {n_folds} folds grouped by "
+                         f"sample ({len(lacking)} of {len(splits)} splits have none of it on their test or training "
+                         "side); add images of it, use fewer folds (cv=...) or leave this class count out (n_classes)")
+
+
 def newest_class_cap(train: np.ndarray, y: np.ndarray, groups: np.ndarray, newest: Any, cap: int | None,
                      rng: np.random.Generator) -> np.ndarray:
     """``train`` with only the ``newest`` class capped at ``cap`` images (whole samples first);
@@ -103,6 +123,14 @@ def newest_class_cap(train: np.ndarray, y: np.ndarray, groups: np.ndarray, newes
     is_new = y[train] == newest
     kept_new = cap_per_class(train[is_new], y, groups, cap, rng)
     return np.sort(np.concatenate([train[~is_new], kept_new]))
+
+
+def newest_scores(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[Any]) -> dict[str, float]:
+    """:func:`~.cv.score_fold` on ``labels`` (the classes learnt so far, the newest last) plus
+    ``newest_recall``: the recall of the class just added, the one a lab adding a material cares
+    about (an accuracy carried by the old classes can hide a newest class that is never named)."""
+    scores = score_fold(y_true, y_pred, np.asarray(labels))
+    return scores | {"newest_recall": scores[f"recall[{labels[-1]}]"]}
 
 
 def paper_low_data_rows(name: str, model: Any, data: Any, y: np.ndarray, groups: np.ndarray, split: Any,
@@ -119,7 +147,7 @@ def paper_low_data_rows(name: str, model: Any, data: Any, y: np.ndarray, groups:
         keep = np.isin(y, order[:k])
         train_k, test = split.train[keep[split.train]], split.test[keep[split.test]]
         for variant in variants:
-            if variant == "previous" and not hasattr(model, "fit_continue"):
+            if variant == "previous" and not continues(model):
                 continue  # without continuation it is the imagenet variant again
             if variant == "previous":
                 while chain_k < k - 1:  # extend the chain 2 → ... → k-1 on all training images
@@ -133,11 +161,10 @@ def paper_low_data_rows(name: str, model: Any, data: Any, y: np.ndarray, groups:
                 fitted, pred, seconds = fit_predict(model, data, y, groups, train, test, previous=previous)
                 prefix = f"2-{k}" if variant == "previous" else f"{k}"
                 setting = prefix if cap is None else f"{prefix}-{cap}"
-                extra = {"variant": variant, "k": k, "cap": cap or 0, "setting": setting,
+                extra = {"variant": variant, "k": k, "cap": cap or 0, "setting": setting, "newest": order[k - 1],
                          "n_train_newest": int((y[train] == order[k - 1]).sum())}
-                scores = score_fold(y[test], pred, np.asarray(order[:k])) | sample_scores(fitted, data, y, groups,
-                                                                                          test, pred)
-                rows.append(fold_row(name, extra, split, train, test, scores, seconds))
+                scores = newest_scores(y[test], pred, order[:k]) | sample_scores(fitted, data, y, groups, test, pred)
+                rows.append(fold_row(name, extra, split, train, test, scores, seconds) | training_record(fitted))
     return rows
 
 
@@ -150,7 +177,7 @@ def evaluate_sequential(models: Any, X: Any, y: Any, groups: Any, *, class_order
     same at every stage. A model with ``fit_continue`` (the fine-tuning baseline) continues from
     its previous stage's weights, as in the paper; the others are refitted from scratch at every
     stage (XGBoost cannot add classes to a trained multi-class booster; the hybrid refits in
-    seconds). Adds an ``n_classes`` column.
+    seconds). Adds ``n_classes``, ``newest`` (the class added at that stage) and ``newest_recall``.
     """
     y, groups = np.asarray(y), np.asarray(groups)
     order = list(class_order) if class_order is not None else list(pd.Series(y).value_counts().index)
@@ -169,8 +196,9 @@ def evaluate_sequential(models: Any, X: Any, y: Any, groups: Any, *, class_order
                 fitted, pred, seconds = fit_predict(model, data, y, groups, train, test, previous=fitted)
                 if k == len(order):
                     confusion[name] += confusion_matrix(y[test], pred, labels=labels)
-                scores = score_fold(y[test], pred, labels[:k]) | sample_scores(fitted, data, y, groups, test, pred)
-                rows.append(fold_row(name, {"n_classes": k}, split, train, test, scores, seconds))
+                scores = newest_scores(y[test], pred, order[:k]) | sample_scores(fitted, data, y, groups, test, pred)
+                stage = {"n_classes": k, "newest": order[k - 1]}
+                rows.append(fold_row(name, stage, split, train, test, scores, seconds))
     frames = {n: confusion_frame(m, labels) for n, m in confusion.items()}
     return Evaluation(pd.DataFrame(rows), frames, keys=["model", "n_classes"])
 

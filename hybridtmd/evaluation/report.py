@@ -17,6 +17,9 @@ from .significance import paired_differences
 
 #: Columns of the Markdown tables: every modality but multilabel reports class metrics.
 CLASS_METRICS = ("accuracy", "sample_accuracy", "balanced_accuracy", "macro_f1", "fit_seconds")
+#: ... and the modalities that add classes report the newest class's recall beside them
+NEWEST_CLASS_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "newest_recall", "sample_accuracy",
+                        "fit_seconds")
 MULTILABEL_REPORT_METRICS = ("hamming_accuracy", "subset_accuracy", "fit_seconds")
 COMPARE_METRICS = ("accuracy", "sample_accuracy", "macro_f1", "fit_seconds", "predict_seconds", "fit_flops",
                    "predict_flops")
@@ -24,7 +27,17 @@ COMPARE_METRICS = ("accuracy", "sample_accuracy", "macro_f1", "fit_seconds", "pr
 
 def report_metrics(name: str) -> tuple[str, ...]:
     """The metrics a report shows for the modality ``name``."""
+    if name in ("low_data", "sequential"):
+        return NEWEST_CLASS_METRICS
     return MULTILABEL_REPORT_METRICS if name == "multilabel" else CLASS_METRICS
+
+
+def console_metrics(name: str) -> tuple[str, ...]:
+    """The fewer metrics a terminal line shows for the modality ``name``: accuracy and macro-F1,
+    with balanced accuracy and the newest class's recall where classes are added."""
+    if name == "multilabel":
+        return MULTILABEL_REPORT_METRICS[:2]
+    return NEWEST_CLASS_METRICS[:4] if name in ("low_data", "sequential") else ("accuracy", "macro_f1")
 
 
 def write_evaluation_report(results: Mapping[str, Evaluation], output: str | Path, *, title: str,

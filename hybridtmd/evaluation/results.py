@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 #: Per-fold metric columns summarised by :meth:`Evaluation.summary`, besides ``recall[<class>]``.
-METRICS = ("accuracy", "sample_accuracy", "balanced_accuracy", "macro_f1", "fit_seconds", "predict_seconds",
-           "fit_flops", "predict_flops", "coverage", "mean_set_size")
+METRICS = ("accuracy", "sample_accuracy", "balanced_accuracy", "macro_f1", "newest_recall", "fit_seconds",
+           "predict_seconds", "fit_flops", "predict_flops", "coverage", "mean_set_size")
 MULTILABEL_METRICS = ("hamming_accuracy", "subset_accuracy", "fit_seconds", "predict_seconds")
 
 

@@ -5,6 +5,8 @@
 :mod:`.features`       :class:`HybridFeatures`: AFM images → one feature table
 :mod:`.heads`          the XGBoost head (:func:`default_head`) and :class:`KernelSVMHead`
 :mod:`.stack`          :class:`StackHead`: XGBoost + out-of-fold kernel-SVM probabilities
+:mod:`.discriminant`   :class:`DiscriminantHead`: shrinkage LDA that learns a class from a few images
+:mod:`.continual`      :func:`add_classes`: a fitted model learns new classes without refitting
 :mod:`.selection`      ``classifier="auto"``: the head chosen by inner grouped CV
 :mod:`.head_files`     heads in a model directory without pickle
 :mod:`.schema`         the checks of a saved manifest (types, ranges, consistency)
@@ -34,6 +36,8 @@ from .columns import (
     is_image_sequence,
     latent_table,
 )
+from .continual import add_classes
+from .discriminant import DiscriminantHead
 from .features import HybridFeatures, resolve_features
 from .heads import KernelSVMHead, default_head, power_l2_normalise, signed_sqrt
 from .links import latent_correlates
@@ -52,6 +56,8 @@ __all__ = [
     "HybridClassifier",
     "HybridFeatures",
     "KernelSVMHead",
+    "DiscriminantHead",
+    "add_classes",
     "ModelFileError",
     "NearestNeighborOOD",
     "NonFiniteFeatureError",

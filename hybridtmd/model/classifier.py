@@ -44,19 +44,13 @@ from .columns import (
     row_names,
 )
 from .conformal import ConformalCalibration, ConformalMixin, calibration_split
+from .continual import ClassAdding
 from .features import HybridFeatures, resolve_features, unlevelled_extractor, with_saved_families
 from .head_files import HEAD_KINDS, load_head, save_head
 from .heads import default_head
 from .links import fitted_links, links_from_arrays, links_to_arrays
 from .ood import STATE_ARRAYS, NearestNeighborOOD, flag_scores
-from .persistence import (
-    MANIFEST_NAME,
-    read_arrays,
-    read_manifest,
-    write_arrays,
-    write_manifest,
-    write_model_directory,
-)
+from .persistence import MANIFEST_NAME, read_arrays, read_manifest, write_arrays, write_manifest, write_model_directory
 from .schema import (
     check_classes,
     check_features,
@@ -91,7 +85,7 @@ MANIFEST_ENTRIES = ("params", "features", "classes", "classes_dtype", "n_feature
                     "metrics", "files")
 
 
-class HybridClassifier(ConformalMixin, ClassifierMixin, BaseEstimator):
+class HybridClassifier(ConformalMixin, ClassAdding, ClassifierMixin, BaseEstimator):
     """Classify AFM images (or their feature table) with gradient-boosted trees.
 
     Parameters

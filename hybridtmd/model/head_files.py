@@ -1,8 +1,9 @@
 """Heads in a model directory without pickle: ``classifier.json`` plus arrays for the model's npz.
 
-XGBoost writes its own JSON model; :class:`~hybridtmd.model.heads.KernelSVMHead` and
-:class:`~hybridtmd.model.stack.StackHead` write their settings as JSON and their fitted arrays
-(support vectors, dual coefficients...) into the model's arrays file, prefixed
+XGBoost writes its own JSON model; :class:`~hybridtmd.model.heads.KernelSVMHead`,
+:class:`~hybridtmd.model.stack.StackHead` and :class:`~hybridtmd.model.discriminant.DiscriminantHead`
+write their settings as JSON and their fitted arrays (support vectors, dual coefficients, class
+means...) into the model's arrays file, prefixed
 :data:`HEAD_ARRAY_PREFIX`. Reading never runs code.
 """
 
@@ -17,12 +18,15 @@ import numpy as np
 
 from .._utils import atomic_path, json_loads
 from ..errors import ModelFileError
+from .discriminant import DiscriminantHead
 from .heads import KernelSVMHead
 from .persistence import write_json
 from .stack import StackHead
 
 #: what a model manifest's "head" entry may say
-HEAD_KINDS = ("xgboost", "kernel_svm", "stack")
+HEAD_KINDS = ("xgboost", "kernel_svm", "stack", "discriminant")
+#: the heads saved as settings + arrays, by their manifest kind
+STATE_HEADS = {"kernel_svm": KernelSVMHead, "stack": StackHead, "discriminant": DiscriminantHead}
 #: prefix of a head's arrays in a model's arrays file
 HEAD_ARRAY_PREFIX = "head__"
 
@@ -30,7 +34,7 @@ HEAD_ARRAY_PREFIX = "head__"
 def save_head(head: Any, path: Path) -> tuple[str, dict[str, np.ndarray]]:
     """Write a fitted head's settings to ``path`` (JSON) without pickle; returns its kind (one of
     :data:`HEAD_KINDS`) and the arrays that go with it (saved by the caller). Any head other than
-    XGBoost, the kernel SVM and the stack is a :class:`ModelFileError`."""
+    XGBoost, the kernel SVM, the stack and the discriminant is a :class:`ModelFileError`."""
     from xgboost import XGBClassifier
     from xgboost.core import XGBoostError
 
@@ -41,12 +45,12 @@ def save_head(head: Any, path: Path) -> tuple[str, dict[str, np.ndarray]]:
         except XGBoostError as exc:  # a full disk: XGBoost's message ends in a C++ stack trace
             raise OSError(f"{path}: XGBoost could not write the model ({xgboost_reason(exc)})") from None
         return "xgboost", {}
-    for kind, cls in (("kernel_svm", KernelSVMHead), ("stack", StackHead)):
+    for kind, cls in STATE_HEADS.items():
         if isinstance(head, cls):
             settings, arrays = head.to_state()
             write_json(path, settings)
             return kind, {HEAD_ARRAY_PREFIX + k: v for k, v in arrays.items()}
-    raise ModelFileError("only the XGBoost, kernel-SVM and stack heads can be saved without pickle, "
+    raise ModelFileError("only the XGBoost, kernel-SVM, stack and discriminant heads can be saved without pickle, "
                          f"not {type(head).__name__}")
 
 
@@ -72,7 +76,7 @@ def load_head(kind: str, path: Path, arrays: Mapping[str, np.ndarray], params: M
         except Exception as exc:  # XGBoost raises its own error class for a malformed file
             raise ModelFileError(f"{path}: not a readable XGBoost model ({exc})") from None
         return head
-    cls = KernelSVMHead if kind == "kernel_svm" else StackHead
+    cls = STATE_HEADS[kind]
     try:
         settings = json_loads(path.read_text(encoding="utf-8"))
         return cls.from_state(settings, {k[len(HEAD_ARRAY_PREFIX):]: v for k, v in arrays.items()

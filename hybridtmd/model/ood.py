@@ -124,6 +124,13 @@ class NearestNeighborOOD(BaseEstimator):
         """True where :meth:`score` exceeds ``threshold_`` or is not a number (:func:`flag_scores`)."""
         return flag_scores(self.score(X), self.threshold_)
 
+    def add_reference(self, X: np.ndarray) -> NearestNeighborOOD:
+        """Rows of a table join the reference (images of a class added later); the threshold stays."""
+        check_is_fitted(self, "reference_")
+        added = self._standardise(np.asarray(X, dtype=np.float64)).astype(np.float32)
+        self.reference_ = np.vstack([self.reference_, added])
+        return self
+
     def state(self) -> dict[str, np.ndarray]:
         """The fitted arrays (:data:`STATE_ARRAYS`), for a model's arrays file."""
         check_is_fitted(self, "reference_")

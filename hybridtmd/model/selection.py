@@ -2,9 +2,13 @@
 
 Each candidate head is fitted on the training side of ``StratifiedGroupKFold`` inner folds of the
 *training* images (grouped by sample, :func:`~hybridtmd.splits.inner_grouped_splits`) and scored
-by accuracy on the inner test side; the head with the highest mean inner accuracy wins (ties:
-the earlier candidate). Nothing outside the training data is seen, so an outer test fold stays
-untouched (nested cross-validation; Cawley & Talbot, *JMLR* 11, 2010). The SVM fitted in an inner
+on the inner test side; the head with the highest mean inner score wins (ties: the earlier
+candidate). The score is accuracy when the classes are about equally frequent, and **balanced
+accuracy** (the mean of the per-class recalls) when the largest class has more than
+:data:`IMBALANCE_RATIO` times the images of the smallest: a material just added with 8 images
+weighs 1 % of an inner test side, so accuracy would not notice a head that never predicts it.
+Nothing outside the training data is seen, so an outer test fold stays untouched (nested
+cross-validation; Cawley & Talbot, *JMLR* 11, 2010). The SVM fitted in an inner
 fold is shared by the SVM head and the stack head when both would fit the same SVM on the same
 columns, which makes ``auto`` cost little more than fitting its candidates on every inner fold.
 
@@ -14,7 +18,9 @@ The named heads:
 * ``"svm"`` - :class:`~hybridtmd.model.heads.KernelSVMHead` (its ``latent__`` columns power + L2
   normalised as one block);
 * ``"stack"`` - :class:`~hybridtmd.model.stack.StackHead` (XGBoost on descriptors + normalised
-  embedding + out-of-fold SVM probabilities); only for tables with ``latent__`` columns.
+  embedding + out-of-fold SVM probabilities); only for tables with ``latent__`` columns;
+* ``"discriminant"`` - :class:`~hybridtmd.model.discriminant.DiscriminantHead` (shrinkage linear
+  discriminant, priors from the class weights: learns a class from a few images).
 """
 
 from __future__ import annotations
@@ -29,14 +35,17 @@ from sklearn.base import clone
 from sklearn.utils.validation import has_fit_parameter
 
 from ..splits import inner_grouped_splits
+from .discriminant import DiscriminantHead
 from .heads import KernelSVMHead, default_head
 from .split_points import centre_splits, is_xgboost
 from .stack import StackHead, latent_indices
 
 #: the heads a name may stand for, and the candidates of ``classifier="auto"``
-HEAD_NAMES = ("xgboost", "svm", "stack")
+HEAD_NAMES = ("xgboost", "svm", "stack", "discriminant")
 #: the strings ``classifier`` accepts
 HEAD_CHOICES = ("auto", *HEAD_NAMES)
+#: largest / smallest class size above which ``auto`` scores heads by balanced accuracy
+IMBALANCE_RATIO = 1.5
 
 
 def is_head_spec(value: Any) -> bool:
@@ -64,13 +73,15 @@ def named_head(name: str, feature_names: Sequence[str], random_state: int | None
             raise ValueError("the stack head needs embedding columns (latent__*); this table has none")
         return StackHead(latent_columns=None if len(latent) == len(feature_names) else tuple(latent),
                          random_state=random_state, n_jobs=n_jobs)
+    if name == "discriminant":
+        return DiscriminantHead(l2_normalize=tuple(latent) or None)
     raise ValueError(f"unknown head {name!r}; expected one of {', '.join(HEAD_NAMES)} or an estimator")
 
 
 def candidate_heads(classifier: Any, feature_names: Sequence[str], random_state: int | None,
                     n_jobs: int | None) -> dict[str, Any]:
-    """Name → unfitted head of every candidate: ``"auto"`` is XGBoost, the SVM and (with
-    embedding columns) the stack; a list names heads or gives estimators (named by their class,
+    """Name → unfitted head of every candidate: ``"auto"`` is XGBoost, the SVM, (with
+    embedding columns) the stack and the discriminant; a list names heads or gives estimators (named by their class,
     numbered when repeated)."""
     if isinstance(classifier, str):  # "auto"
         names = [n for n in HEAD_NAMES if n != "stack" or latent_indices(feature_names)]
@@ -134,16 +145,34 @@ def _fit_in_fold(head: Any, X: np.ndarray, y: np.ndarray, weights: np.ndarray, g
     return fit_head(head, X, y, weights, groups, stacklevel=4)
 
 
+def selection_metric(y_enc: np.ndarray) -> str:
+    """``"balanced accuracy"`` when the largest class has more than :data:`IMBALANCE_RATIO` times
+    the images of the smallest, else ``"accuracy"``."""
+    counts = np.bincount(y_enc)
+    counts = counts[counts > 0]
+    return "balanced accuracy" if counts.max() > IMBALANCE_RATIO * counts.min() else "accuracy"
+
+
+def inner_score(metric: str, y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """``metric`` (:func:`selection_metric`) of one inner test side: balanced accuracy is the
+    mean recall over the classes present there."""
+    if metric == "accuracy":
+        return float(np.mean(y_pred == y_true))
+    return float(np.mean([np.mean(y_pred[y_true == c] == c) for c in np.unique(y_true)]))
+
+
 def select_head(candidates: dict[str, Any], X: np.ndarray, y_enc: np.ndarray, weights: np.ndarray,
                 groups: np.ndarray, n_folds: int, random_state: int | None) -> dict[str, Any]:
-    """Score every candidate on inner grouped folds of the training rows; the report
-    ``head_selection_`` stores: ``choice``, per-candidate inner ``scores`` (one accuracy per fold),
-    their ``mean`` and ``std``, ``fit_seconds`` (inner fits, summed over folds), the folds, and
-    ``selection_seconds``. Without two usable inner folds (too few samples per class) the first
-    candidate is taken and ``reason`` says so."""
+    """Score every candidate on inner grouped folds of the training rows by
+    :func:`selection_metric`; the report ``head_selection_`` stores: ``choice``, the
+    ``criterion``, per-candidate inner ``scores`` (one per fold), their ``mean`` and ``std``,
+    ``fit_seconds`` (inner fits, summed over folds), the folds, and ``selection_seconds``.
+    Without two usable inner folds (too few samples per class) the first candidate is taken and
+    ``reason`` says so."""
     start = time.perf_counter()
     names = list(candidates)
-    report: dict[str, Any] = {"candidates": names, "criterion": "mean inner accuracy",
+    metric = selection_metric(y_enc)
+    report: dict[str, Any] = {"candidates": names, "criterion": f"mean inner {metric}",
                               "inner_folds": 0, "grouped_by": "sample"}
     splits = inner_grouped_splits(y_enc, groups, n_folds, random_state) if len(names) > 1 else []
     if not splits:
@@ -161,12 +190,12 @@ def select_head(candidates: dict[str, Any], X: np.ndarray, y_enc: np.ndarray, we
             head = _fit_in_fold(clone(candidates[name]), X[train], y_enc[train], weights[train], groups[train], svms)
             predicted = np.asarray(head.predict(X[test])).astype(int).ravel()
             seconds[name] += time.perf_counter() - tick
-            scores[name].append(float(np.mean(predicted == y_enc[test])))
+            scores[name].append(inner_score(metric, y_enc[test], predicted))
     mean = {n: float(np.mean(s)) for n, s in scores.items()}
     best = max(mean.values())
     report |= {"choice": next(n for n in names if mean[n] == best), "inner_folds": len(splits),
                "scores": scores, "mean": mean, "std": {n: float(np.std(s)) for n, s in scores.items()},
-               "fit_seconds": seconds, "reason": "highest mean inner accuracy"}
+               "fit_seconds": seconds, "reason": f"highest mean inner {metric}"}
     report["selection_seconds"] = time.perf_counter() - start
     return report
 

@@ -1,0 +1,147 @@
+"""Issue 27: a new material learnt from 8 images - the discriminant head, ``auto``'s balanced
+criterion for imbalanced classes, and ``add_classes`` / ``fit_continue`` on a fitted model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hybridtmd.evaluation import evaluate_low_data
+from hybridtmd.model import HybridClassifier, KernelSVMHead
+from hybridtmd.model.discriminant import DiscriminantHead
+from hybridtmd.model.selection import selection_metric
+
+D = 32
+
+
+def embedding_table(seed: int, n_old: int = 40, per_sample: int = 3, new_train: int = 8, new_test_samples: int = 12):
+    """Two old classes of ``n_old`` samples x 3 images and a new class with ``new_train``
+    training images, ReLU-like embeddings sharing one anisotropic within-class shape (each
+    sample its own offset); then test samples of all three. Returns the table, labels, groups
+    and the training and test positions."""
+    rng = np.random.default_rng(seed)
+    shape = rng.normal(size=(D, D)) * np.r_[np.full(4, 3.0), np.ones(D - 4)][:, None]
+    centres = rng.normal(size=(3, D)) * 3.0
+    rows, labels, groups = [], [], []
+
+    def add(label: int, n_samples: int, first_group: int) -> None:
+        for s in range(n_samples):
+            offset = rng.normal(size=D) @ shape * 0.2
+            for _ in range(per_sample):
+                rows.append(centres[label] + offset + rng.normal(size=D) @ shape * 0.5)
+                labels.append("ABC"[label])
+                groups.append(first_group + s)
+
+    add(0, n_old, 0)
+    add(1, n_old, 1000)
+    add(2, new_train // per_sample + 1, 2000)
+    n_train = len(rows)
+    add(0, 10, 3000)
+    add(1, 10, 4000)
+    add(2, new_test_samples, 5000)
+    X = pd.DataFrame(np.abs(np.array(rows)), columns=[f"latent__{i:04d}" for i in range(D)])
+    y, groups = np.array(labels), np.array(groups)
+    train = np.arange(n_train)
+    train = np.r_[train[y[train] != "C"], train[y[train] == "C"][:new_train]]
+    return X, y, groups, train, np.arange(n_train, len(y))
+
+
+@pytest.fixture(scope="module")
+def eight_new():
+    return embedding_table(2)
+
+
+@pytest.fixture(scope="module")
+def default_model(eight_new):
+    X, y, groups, train, _ = eight_new
+    return HybridClassifier(features=None, ood_neighbors=None).fit(X.iloc[train], y[train], groups=groups[train])
+
+
+def test_the_default_estimator_predicts_a_class_learnt_from_8_images(eight_new, default_model):
+    """With 120 images of each old class and 8 of the new one, the default head is chosen by
+    inner balanced accuracy, and the new class is predicted for its unseen samples (before:
+    the SVM/stack won on accuracy and never named it)."""
+    X, y, groups, train, test = eight_new
+    assert (y[train] == "C").sum() == 8
+    record = default_model.head_selection_
+    assert record["criterion"] == "mean inner balanced accuracy"
+    assert "discriminant" in record["candidates"]
+    predicted = default_model.predict(X.iloc[test])
+    newest = y[test] == "C"
+    assert np.mean(predicted[newest] == "C") >= 0.25
+    assert np.mean(predicted == y[test]) > 0.5
+
+
+def test_selection_metric_is_balanced_accuracy_only_for_imbalanced_classes():
+    assert selection_metric(np.array([0] * 10 + [1] * 10)) == "accuracy"
+    assert selection_metric(np.array([0] * 10 + [1] * 9 + [2] * 8)) == "accuracy"
+    assert selection_metric(np.array([0] * 120 + [1] * 120 + [2] * 8)) == "balanced accuracy"
+
+
+def test_discriminant_head_saves_without_pickle(eight_new, tmp_path):
+    X, y, groups, train, test = eight_new
+    model = HybridClassifier(features=None, classifier="discriminant").fit(X.iloc[train], y[train],
+                                                                          groups=groups[train])
+    assert isinstance(model.classifier_, DiscriminantHead)
+    np.testing.assert_allclose(model.classifier_.priors_, 1 / 3)  # balanced class weights: equal priors
+    directory = model.save(tmp_path / "m")
+    assert json.loads((directory / "manifest.json").read_text())["head"] == "discriminant"
+    loaded = HybridClassifier.load(directory)
+    np.testing.assert_array_equal(loaded.predict_proba(X.iloc[test]), model.predict_proba(X.iloc[test]))
+    unweighted = HybridClassifier(features=None, classifier="discriminant", class_weight=None,
+                                  ood_neighbors=None).fit(X.iloc[train], y[train])
+    np.testing.assert_allclose(unweighted.classifier_.priors_, np.bincount(np.unique(y[train], return_inverse=True)[1])
+                               / len(train))
+
+
+def test_add_classes_learns_a_new_class_without_refitting(eight_new, tmp_path):
+    """A model of A and B learns C from its 8 images: the old class means and the covariance are
+    kept, C's images join the OOD reference, and the model saves and loads with three classes."""
+    X, y, groups, train, test = eight_new
+    old = train[y[train] != "C"]
+    new = train[y[train] == "C"]
+    model = HybridClassifier(features=None, classifier="discriminant").fit(X.iloc[old], y[old], groups=groups[old])
+    means, covariance = model.classifier_.means_.copy(), model.classifier_.covariance_.copy()
+    n_reference = len(model.ood_.reference_)
+    assert model.can_add_classes()
+    model.add_classes(X.iloc[new], y[new], groups=groups[new])
+    assert model.classes_.tolist() == ["A", "B", "C"]
+    np.testing.assert_array_equal(model.classifier_.means_[:2], means)
+    np.testing.assert_array_equal(model.classifier_.covariance_, covariance)
+    assert len(model.ood_.reference_) == n_reference + 8
+    assert model.training_summary_["class_counts"] == {"A": 120, "B": 120, "C": 8}
+    assert model.training_summary_["added_classes"] == ["C"]
+    predicted = model.predict(X.iloc[test])
+    assert np.mean(predicted[y[test] == "C"] == "C") >= 0.25
+    loaded = HybridClassifier.load(model.save(tmp_path / "m"))
+    np.testing.assert_array_equal(loaded.predict(X.iloc[test]), predicted)
+    with pytest.raises(ValueError, match="no class the model does not know"):
+        model.add_classes(X.iloc[new], y[new])
+
+
+def test_add_classes_needs_the_discriminant_head(eight_new):
+    X, y, groups, train, _ = eight_new
+    old = train[y[train] != "C"]
+    svm = HybridClassifier(features=None, classifier="svm", ood_neighbors=None).fit(X.iloc[old], y[old])
+    assert not svm.can_add_classes()
+    with pytest.raises(ValueError, match="needs the discriminant head; this model's head is svm"):
+        svm.add_classes(X.iloc[train], y[train])
+
+
+def test_previous_variant_continues_the_discriminant_hybrid_only(eight_new):
+    """The paper's ``previous`` variant: the discriminant hybrid adds the k-th class to the model
+    of classes 1..k-1; heads that cannot add classes have no ``previous`` rows."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    X, y, groups, _, _ = eight_new
+    svm = KernelSVMHead(C_grid=(1.0,), gamma_grid=(1.0,))
+    models = {"discriminant": HybridClassifier(features=None, classifier="discriminant", ood_neighbors=None),
+              "svm": HybridClassifier(features=None, classifier=svm, ood_neighbors=None)}
+    folds = evaluate_low_data(models, X, y, groups, caps=(8,), n_classes=(3,),
+                              cv=StratifiedGroupKFold(3, shuffle=True, random_state=0)).folds
+    previous = folds[folds["variant"] == "previous"]
+    assert set(previous["model"]) == {"discriminant"} and set(previous["setting"]) == {"2-3", "2-3-8"}
+    assert previous["newest_recall"].notna().all()
