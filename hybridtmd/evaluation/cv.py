@@ -7,15 +7,17 @@ feature table computed once and is then cross-validated on the table; other mode
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import inspect
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score, recall_score
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
 
 from ..model import HybridClassifier, is_image_sequence, resolve_features
 from ..model.samples import pool_samples, sample_accuracy
@@ -81,12 +83,38 @@ def fit_with_groups(model: Any, X: Any, y: np.ndarray, groups: np.ndarray) -> An
     return model
 
 
+#: Who hears of each model fitted by :func:`fit_predict` in this context (a progress display).
+FIT_LISTENER: contextvars.ContextVar[Callable[[int], None] | None] = contextvars.ContextVar("fit_listener",
+                                                                                          default=None)
+
+
+@contextlib.contextmanager
+def counting_fits(listener: Callable[[int], None] | None) -> Iterator[None]:
+    """Call ``listener(1)`` after every fit of the cross-validation engine inside the block (every
+    fold, arm, modality setting and permutation: the CLI's progress bars); None silences it."""
+    token = FIT_LISTENER.set(listener)
+    try:
+        yield
+    finally:
+        FIT_LISTENER.reset(token)
+
+
+def report_fits(n: int = 1) -> None:
+    """Tell the listener of :func:`counting_fits` that ``n`` more fits are done."""
+    listener = FIT_LISTENER.get()
+    if listener is not None:
+        listener(n)
+
+
 def score_fold(y_true: np.ndarray, y_pred: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Metrics of one test fold, on the classes of ``labels``. Balanced accuracy is the mean
+    recall of the classes present in ``y_true`` (what ``balanced_accuracy_score`` computes, without
+    its warning for every fold whose predictions name a class its test images lack)."""
     recalls = recall_score(y_true, y_pred, labels=labels, average=None, zero_division=np.nan)
     present = set(y_true.tolist())
     row = {
         "accuracy": accuracy_score(y_true, y_pred),
-        "balanced_accuracy": balanced_accuracy_score(y_true, y_pred),
+        "balanced_accuracy": float(np.mean([r for c, r in zip(labels, recalls, strict=True) if c in present])),
         "macro_f1": f1_score(y_true, y_pred, labels=sorted(present), average="macro", zero_division=0.0),
     }
     row.update({f"recall[{c}]": (r if c in present else np.nan) for c, r in zip(labels, recalls, strict=True)})
@@ -143,6 +171,7 @@ def fit_predict(model: Any, X: Any, y: np.ndarray, groups: np.ndarray, train: np
     else:
         fitted = fit_with_groups(clone(model), take_rows(X, train), y[train], groups[train])
     fit_seconds = time.perf_counter() - start
+    report_fits()
     start = time.perf_counter()
     pred = np.asarray(fitted.predict(take_rows(X, test)))
     return fitted, pred, (fit_seconds, time.perf_counter() - start)
@@ -260,4 +289,5 @@ def evaluate_inputs(inputs: Mapping[str, tuple[Any, Any]], y: Any, groups: Any, 
     return Evaluation(pd.DataFrame(rows), confusion)
 
 
-__all__ = ["cap_per_class", "evaluate", "evaluate_inputs", "feature_key", "sample_scores"]
+__all__ = ["cap_per_class", "counting_fits", "evaluate", "evaluate_inputs", "feature_key", "report_fits",
+           "sample_scores"]
