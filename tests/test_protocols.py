@@ -254,8 +254,11 @@ def test_permutation_test_reuses_observed_folds_and_is_parallel_as_serial():
     assert reused == serial and sum(fits) == 4 * 3  # the permutations' fits only: the observed ones reused
     assert len(set(serial.values())) > 2  # a real result (observed, null mean and std, p differ)
     for backend in ("loky", "threading"):
-        assert permutation_test(knn, X, y, groups, n_permutations=4, cv=cv, random_state=2, n_jobs=2,
-                                backend=backend) == serial
+        fits = []
+        with counting_fits(fits.append):
+            assert permutation_test(knn, X, y, groups, n_permutations=4, cv=cv, random_state=2, n_jobs=2,
+                                    backend=backend, observed=observed) == serial
+        assert sum(fits) == 4 * 3  # the workers' fits counted by the caller
     with pytest.raises(ValueError, match="3 fold rows that are not the 4 folds drawn here"):
         permutation_test(knn, X, y, groups, n_permutations=2, cv=StratifiedGroupKFold(4, shuffle=True),
                          random_state=2, observed=observed)

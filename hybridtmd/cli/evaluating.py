@@ -71,7 +71,8 @@ QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress di
 
 
 def _cross_validate(model: Any, table: Any, labels: Any, groups: Any, *, ablation: bool, low_data: list[int] | None,
-                    sequential: bool, multilabel: bool, common: dict[str, Any], bar: Any) -> dict[str, Any]:
+                    sequential: bool, multilabel: bool, common: dict[str, Any], n_jobs: int, bar: Any
+                    ) -> dict[str, Any]:
     """Every requested evaluation of ``model`` on one feature table, on the same folds; each is a
     stage of ``bar`` counting its fits."""
     from .. import evaluation
@@ -83,8 +84,8 @@ def _cross_validate(model: Any, table: Any, labels: Any, groups: Any, *, ablatio
     halves = sum(any(str(c).startswith(p) for c in table.columns) for p in (PHYS_PREFIX, LATENT_PREFIX))
     arms = 1 + (halves if ablation and halves > 1 else int(ablation))
     bar.stage("cross-validation" + (" (ablation: 3 arms)" if arms == 3 else ""), arms * n_splits)
-    results = {"hybrid": (evaluation.ablation(model, table, labels, groups, **common) if ablation
-                          else evaluation.evaluate(*hybrid, **common))}
+    results = {"hybrid": (evaluation.ablation(model, table, labels, groups, n_jobs=n_jobs, **common) if ablation
+                          else evaluation.evaluate(*hybrid, n_jobs=n_jobs, **common))}
     if low_data:
         bar.stage("low-data", None)  # its number of fits depends on the classes (the paper's protocol)
         results["low_data"] = evaluation.evaluate_low_data(*hybrid, caps=low_data, **common)
@@ -165,7 +166,8 @@ def evaluate_command(
     with ProgressBar(not quiet, None, "evaluate") as bar, counting_fits(bar.advance):
         try:
             results = _cross_validate(model, table, labels, groups, ablation=ablation, low_data=low_data,
-                                      sequential=sequential, multilabel=multilabel, common=common, bar=bar)
+                                      sequential=sequential, multilabel=multilabel, common=common, n_jobs=n_jobs,
+                                      bar=bar)
             if permutations:
                 folds = results["hybrid"].folds
                 permutation = _permutation_test(model, table, labels, groups, folds[folds["model"] == "hybrid"],

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -23,7 +22,7 @@ import pandas as pd
 from scipy import stats
 
 from ..splits import grouped_splits
-from .cv import counting_fits, evaluate, report_fits
+from .cv import evaluate, map_fits
 from .results import Evaluation
 
 
@@ -85,10 +84,8 @@ def permutation_test(model: Any, X: Any, y: Any, groups: Any, *, n_permutations:
     score = float(observed[metric].mean())
     rng = np.random.default_rng(random_state)
     draws = [fold_compatible_permutation(y, groups, splits, rng) for _ in range(int(n_permutations))]
-    null = []
-    for folds in run_permutations(model, X, draws, groups, splits, n_jobs, backend):
-        null.append(float(folds[metric].mean()))
-        report_fits(len(splits))  # the workers' fits are counted here, where the listener is
+    null = [float(folds[metric].mean()) for folds in map_fits(permuted_fold_scores, draws, model, X, groups, splits,
+                                                               n_jobs=n_jobs, per_task=len(splits), backend=backend)]
     null_arr = np.asarray(null)
     return {"observed": score, "null_mean": float(null_arr.mean()) if null else float("nan"),
             "null_std": float(null_arr.std(ddof=1)) if len(null) > 1 else float("nan"),
@@ -101,23 +98,10 @@ def fold_scores(model: Any, X: Any, y: np.ndarray, groups: np.ndarray,
     return evaluate({"m": model}, X, y, groups, cv=FixedFolds(splits)).folds
 
 
-def silent_fold_scores(model: Any, X: Any, y: np.ndarray, groups: np.ndarray,
-                       splits: list[tuple[np.ndarray, np.ndarray]]) -> pd.DataFrame:
-    """:func:`fold_scores` without telling a progress listener (the caller counts whole permutations)."""
-    with counting_fits(None):
-        return fold_scores(model, X, y, groups, splits)
-
-
-def run_permutations(model: Any, X: Any, draws: list[np.ndarray], groups: np.ndarray,
-                     splits: list[tuple[np.ndarray, np.ndarray]], n_jobs: int | None,
-                     backend: str) -> Iterator[pd.DataFrame]:
-    """The fold table of every permuted label vector of ``draws``, in order, as each is done."""
-    if n_jobs in (None, 1) or len(draws) < 2:
-        return (silent_fold_scores(model, X, permuted, groups, splits) for permuted in draws)
-    from joblib import Parallel, delayed
-
-    parallel = Parallel(n_jobs=n_jobs, backend=backend, return_as="generator")
-    return parallel(delayed(silent_fold_scores)(model, X, permuted, groups, splits) for permuted in draws)
+def permuted_fold_scores(permuted: np.ndarray, model: Any, X: Any, groups: np.ndarray,
+                         splits: list[tuple[np.ndarray, np.ndarray]]) -> pd.DataFrame:
+    """:func:`fold_scores` with the permuted labels first (one task of :func:`~.cv.map_fits`)."""
+    return fold_scores(model, X, permuted, groups, splits)
 
 
 def matching_folds(observed: pd.DataFrame, splits: list[Any]) -> pd.DataFrame:
