@@ -114,7 +114,8 @@ class ProgressBar:
 
     On a terminal it is rich's live bar (done / total, ``info``, elapsed and remaining time). When
     stderr is not a terminal (a log file, a pipe, CI) a live bar would be garbage, so each stage is
-    one line when it ends instead (``lines=True`` forces that, ``False`` forces the bar).
+    one line when it ends instead (``lines=True`` forces that, ``False`` forces the bar; a
+    ``transient`` bar leaves no line).
     :meth:`stage` starts the next stage of a multi-stage command on the same display.
 
     >>> with ProgressBar(True, total=10, description="descriptors") as bar:  # doctest: +SKIP
@@ -170,7 +171,7 @@ class ProgressBar:
         """The stage's line in ``lines`` mode: ``description: done/total in 12.3 s``."""
         import time
 
-        if self.show and self.lines:
+        if self.show and self.lines and not self.transient:
             total = "" if self.total is None else f"/{self.total}"
             self._console.print(f"{self.description}: {self._done}{total} in "
                                 f"{time.perf_counter() - self._started:.1f} s", highlight=False, soft_wrap=True)

@@ -302,6 +302,11 @@ def test_progress_bar_stages_are_lines_in_a_log(capsys):
         bar.stage("cross-validation", 3)
         bar.advance(3)
     assert capsys.readouterr().err == ""
+    with ProgressBar(True, None, "evaluate", lines=False) as bar:  # rich's bars: one per stage, the title gone
+        bar.stage("cross-validation", 3)
+        bar.advance(3)
+        bar.stage("permutation test", 10)
+        assert [task.description for task in bar._bar.tasks] == ["cross-validation", "permutation test"]
 
 
 def test_fixed_test_split_is_the_papers():
