@@ -82,7 +82,7 @@ def main() -> None:
     common = {"cv": StratifiedGroupKFold(args.folds, shuffle=True), "n_repeats": 1, "random_state": 0}
     n_splits = len(grouped_splits(labels, groups, common["cv"], random_state=0))
     with stages.timed(f"ablation (3 arms x {n_splits} folds)"):
-        result = ablation(model, table, labels, groups, **common)
+        result = ablation(model, table, labels, groups, n_jobs=args.n_jobs, **common)
     if args.permutations:
         observed = result.folds[result.folds["model"] == "hybrid"]
         with stages.timed(f"permutation test ({args.permutations} x {n_splits} fits)"):
