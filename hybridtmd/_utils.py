@@ -110,42 +110,93 @@ def array_digest(array: np.ndarray) -> str:
 
 class ProgressBar:
     """One rich progress bar on stderr for every long loop (loading, descriptors, embedding,
-    training, stores); a no-op when ``show`` is false, so callers never branch.
+    training, stores, evaluation stages); a no-op when ``show`` is false, so callers never branch.
+
+    On a terminal it is rich's live bar (done / total, ``info``, elapsed and remaining time). When
+    stderr is not a terminal (a log file, a pipe, CI) a live bar would be garbage, so each stage is
+    one line when it ends instead (``lines=True`` forces that, ``False`` forces the bar; a
+    ``transient`` bar leaves no line).
+    :meth:`stage` starts the next stage of a multi-stage command on the same display.
 
     >>> with ProgressBar(True, total=10, description="descriptors") as bar:  # doctest: +SKIP
     ...     bar.advance(1, info="loss 0.12")
+    ...     bar.stage("permutations", total=95)
     """
 
-    def __init__(self, show: bool, total: int | None, description: str, *, transient: bool = False):
+    def __init__(self, show: bool, total: int | None, description: str, *, transient: bool = False,
+                 lines: bool | None = None):
         self.show, self.total, self.description, self.transient = bool(show), total, description, transient
+        self.lines = lines
         self._bar: Any = None
         self._task: Any = None
+        self._console: Any = None
+        self._done = 0
+        self._started = 0.0
 
     def __enter__(self) -> ProgressBar:
         if self.show:
             from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
 
-            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                                 console=Console(stderr=True), transient=self.transient)
-            self._bar.__enter__()
-            self._task = self._bar.add_task(self.description, total=self.total, info="")
+            self._console = Console(stderr=True)
+            if self.lines is None:
+                self.lines = not self._console.is_terminal
+            if not self.lines:
+                self._bar = self._rich_progress()
+                self._bar.__enter__()
+            self._start_task()
         return self
+
+    def _rich_progress(self) -> Any:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                        console=self._console, transient=self.transient)
+
+    def _start_task(self) -> None:
+        import time
+
+        self._done, self._started = 0, time.perf_counter()
+        if self._bar is not None:
+            self._task = self._bar.add_task(self.description, total=self.total, info="")
+
+    def _end_task(self) -> None:
+        """The stage's line in ``lines`` mode: ``description: done/total in 12.3 s``."""
+        import time
+
+        if self.show and self.lines and not self.transient:
+            total = "" if self.total is None else f"/{self.total}"
+            self._console.print(f"{self.description}: {self._done}{total} in "
+                                f"{time.perf_counter() - self._started:.1f} s", highlight=False, soft_wrap=True)
 
     def advance(self, n: int = 1, info: str | None = None) -> None:
         """Count ``n`` more items done; ``info`` replaces the text after the counter."""
+        self._done += n
         if self._bar is not None:
             self._bar.update(self._task, advance=n, **({} if info is None else {"info": info}))
 
+    def stage(self, description: str, total: int | None) -> None:
+        """End the current stage (its line, in ``lines`` mode) and start ``description`` with
+        ``total`` items (None: unknown, counted without an estimate)."""
+        if not self.show:
+            return
+        if self._done or self.total == 0:
+            self._end_task()
+        elif self._bar is not None:  # a stage that counted nothing (the opening title) leaves no trace
+            self._bar.remove_task(self._task)
+        self.description, self.total = description, total
+        self._start_task()
+
     def __exit__(self, *exc: Any) -> None:
+        if self.show and exc[0] is None:
+            self._end_task()
         if self._bar is not None:
             self._bar.__exit__(*exc)
 

@@ -127,6 +127,15 @@ def test_train_predict_evaluate_commands(tmp_path):
     assert "newest_recall" in summary.split("## low_data")[1] and "newest_recall" in result.output
     assert "sample_accuracy" in summary and "permutation test" in summary and "Nadeau & Bengio" in summary
     assert (tmp_path / "report" / "evaluation.png").stat().st_size > 0
+    # progress off a terminal: one line per stage, fits done / total; the hybrid's folds are reused
+    assert "cross-validation (ablation: 3 arms): 9/9 in " in result.output
+    assert "permutation test (2 permutations): 6/6 in " in result.output
+    assert "y_pred contains classes" not in result.output
+    result = runner.invoke(app, ["evaluate", str(data), "-o", str(tmp_path / "quiet"), "--config", str(config),
+                                 "--folds", "3", "--no-ablation", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "cross-validation" not in result.output, result.output
+    assert "--permutations 19" in (tmp_path / "quiet" / "summary.md").read_text()  # the full test, one flag away
 
     result = runner.invoke(app, ["train", str(data), "-o", str(tmp_path / "m2"), "--config", str(bad)])
     assert result.exit_code == 2 and "broken.tif" in result.output

@@ -56,6 +56,16 @@ def test_evaluate_metrics_confusion_and_summary(data):
     assert "knn" in result.format() and result.to_markdown().startswith("| model |")
 
 
+def test_folds_in_parallel_are_the_serial_ones(data):
+    """Issue 33: ``n_jobs`` fits folds at once; rows, their order and the confusion are the serial run's."""
+    X, y, groups = data
+    serial, parallel = (ablation(KNeighborsClassifier(3), X, y, groups, n_jobs=n) for n in (1, 2))
+    timing = ["fit_seconds", "predict_seconds"]
+    pd.testing.assert_frame_equal(serial.folds.drop(columns=timing), parallel.folds.drop(columns=timing))
+    assert list(serial.folds["model"].unique()) == ["descriptors", "embeddings", "hybrid"]
+    assert all(serial.confusion[m].equals(parallel.confusion[m]) for m in serial.confusion)
+
+
 def test_repeats_reshuffle_and_a_leaky_cv_is_refused(data):
     X, y, groups = data
     splits = grouped_splits(y, groups, n_repeats=2)

@@ -95,6 +95,15 @@ def test_compare_fits_learnt_features_inside_training_folds(images, monkeypatch)
     n_train = int(result.folds.query("model == 'hybrid'")["n_train"].iloc[0])
     assert seen and max(seen) <= n_train < len(X)
     assert set(result.folds["model"]) == {"hybrid", "descriptors", "embeddings", "fine-tune"}
+    # issue 33: the comparison reports its own time and each arm's (fit + predict over its folds)
+    from hybridtmd.evaluation.compare import arm_seconds
+    from hybridtmd.evaluation.report import time_line
+
+    arms = arm_seconds(result)
+    assert list(arms) == ["hybrid", "descriptors", "embeddings", "fine-tune"] and all(v > 0 for v in arms.values())
+    assert arms["hybrid"] > arms["descriptors"]  # the hybrid pays for both halves' features
+    line = time_line(result, seconds=12.34)
+    assert line.startswith("Time: 12.3 s wall in all; per arm") and f"fine-tune {arms['fine-tune']:.1f} s" in line
 
 
 def test_device_plan_dispatch_without_a_gpu():
@@ -215,6 +224,89 @@ def test_permutations_keep_the_classes_of_every_training_fold():
     loo = [(np.delete(all_samples, i), np.array([i])) for i in range(8)]
     with pytest.raises(ValueError, match="too few samples for a permutation test"):
         fold_compatible_permutation(y8, all_samples, loo, np.random.default_rng(0))
+
+
+def permutation_data():
+    rng = np.random.default_rng(3)
+    groups = np.repeat(np.arange(24), 2)
+    y = np.array(["a", "b", "c"])[groups % 3]
+    X = pd.DataFrame({"x": (groups % 3) * 1.0 + rng.normal(size=48)})
+    return X, y, groups
+
+
+def test_permutation_test_reuses_observed_folds_and_is_parallel_as_serial():
+    """Issue 33: the evaluate command already has the real-label folds of the hybrid; the test
+    takes them instead of refitting (only the permutations are fitted, counted by the progress
+    listener), and its permutations in parallel give exactly the serial result for a seed."""
+    from sklearn.model_selection import StratifiedGroupKFold
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from hybridtmd.evaluation import evaluate, permutation_test
+    from hybridtmd.evaluation.cv import counting_fits
+
+    X, y, groups = permutation_data()
+    knn, cv = KNeighborsClassifier(5), StratifiedGroupKFold(3, shuffle=True)
+    serial = permutation_test(knn, X, y, groups, n_permutations=4, cv=cv, random_state=2)
+    observed = evaluate({"knn": knn}, X, y, groups, cv=cv, random_state=2).folds
+    fits = []
+    with counting_fits(fits.append):
+        reused = permutation_test(knn, X, y, groups, n_permutations=4, cv=cv, random_state=2, observed=observed)
+    assert reused == serial and sum(fits) == 4 * 3  # the permutations' fits only: the observed ones reused
+    assert len(set(serial.values())) > 2  # a real result (observed, null mean and std, p differ)
+    for backend in ("loky", "threading"):
+        fits = []
+        with counting_fits(fits.append):
+            assert permutation_test(knn, X, y, groups, n_permutations=4, cv=cv, random_state=2, n_jobs=2,
+                                    backend=backend, observed=observed) == serial
+        assert sum(fits) == 4 * 3  # the workers' fits counted by the caller
+    with pytest.raises(ValueError, match="3 fold rows that are not the 4 folds drawn here"):
+        permutation_test(knn, X, y, groups, n_permutations=2, cv=StratifiedGroupKFold(4, shuffle=True),
+                         random_state=2, observed=observed)
+
+
+def test_fold_scores_do_not_warn_when_a_prediction_names_a_class_absent_from_the_fold():
+    """Issue 33: every fold whose predictions named a class its test images lack printed
+    scikit-learn's "y_pred contains classes not in y_true"; the balanced accuracy is the same
+    (mean recall of the classes present), without the warning."""
+    import warnings
+
+    from sklearn.metrics import balanced_accuracy_score
+
+    from hybridtmd.evaluation.cv import score_fold
+
+    y_true, y_pred = np.array(["a", "a", "b", "b"]), np.array(["a", "c", "b", "a"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = balanced_accuracy_score(y_true, y_pred)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        row = score_fold(y_true, y_pred, np.array(["a", "b", "c"]))
+    assert row["balanced_accuracy"] == pytest.approx(expected) and row["balanced_accuracy"] == pytest.approx(0.5)
+    assert np.isnan(row["recall[c]"])
+
+
+def test_progress_bar_stages_are_lines_in_a_log(capsys):
+    """Issue 33: off a terminal each stage of a long command is one line (done / total, seconds);
+    a stage that counted nothing (the opening title) leaves none; show=False prints nothing."""
+    from hybridtmd._utils import ProgressBar
+
+    with ProgressBar(True, None, "evaluate") as bar:
+        bar.stage("cross-validation", 3)
+        bar.advance(3)
+        bar.stage("permutation test", 10)
+        bar.advance(4)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("cross-validation: 3/3 in ")
+    assert lines[1].startswith("permutation test: 4/10 in ") and lines[1].endswith(" s")
+    with ProgressBar(False, None, "evaluate") as bar:
+        bar.stage("cross-validation", 3)
+        bar.advance(3)
+    assert capsys.readouterr().err == ""
+    with ProgressBar(True, None, "evaluate", lines=False) as bar:  # rich's bars: one per stage, the title gone
+        bar.stage("cross-validation", 3)
+        bar.advance(3)
+        bar.stage("permutation test", 10)
+        assert [task.description for task in bar._bar.tasks] == ["cross-validation", "permutation test"]
 
 
 def test_fixed_test_split_is_the_papers():

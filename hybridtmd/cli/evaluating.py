@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from .._utils import ProgressBar
 from ..errors import HybridTMDError
 from .common import (
     CacheDirOption,
@@ -16,6 +19,7 @@ from .common import (
     FoldsOption,
     LabelledDataset,
     LowDataOption,
+    NJobsOption,
     PatternOption,
     PixelSizeOption,
     RepeatsOption,
@@ -62,21 +66,46 @@ def outer_folds(dataset: Any, folds: int, fixed_test: bool) -> tuple[Any, str]:
                                            "sample of the rest, one model per left-out fold")
 
 
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display (fits done / total, "
+                                           "stage, elapsed and remaining time; one line per stage in a log).")]
+
+
 def _cross_validate(model: Any, table: Any, labels: Any, groups: Any, *, ablation: bool, low_data: list[int] | None,
-                    sequential: bool, multilabel: bool, common: dict[str, Any]) -> dict[str, Any]:
-    """Every requested evaluation of ``model`` on one feature table, on the same folds."""
+                    sequential: bool, multilabel: bool, common: dict[str, Any], n_jobs: int, bar: Any
+                    ) -> dict[str, Any]:
+    """Every requested evaluation of ``model`` on one feature table, on the same folds; each is a
+    stage of ``bar`` counting its fits."""
     from .. import evaluation
+    from ..model import LATENT_PREFIX, PHYS_PREFIX
 
     hybrid = ({"hybrid": model}, table, labels, groups)
-    results = {"hybrid": (evaluation.ablation(model, table, labels, groups, **common) if ablation
-                          else evaluation.evaluate(*hybrid, **common))}
+    n_splits = len(evaluation.grouped_splits(labels, groups, common["cv"], n_repeats=common["n_repeats"],
+                                             random_state=common["random_state"]))
+    halves = sum(any(str(c).startswith(p) for c in table.columns) for p in (PHYS_PREFIX, LATENT_PREFIX))
+    arms = 1 + (halves if ablation and halves > 1 else int(ablation))
+    bar.stage("cross-validation" + (" (ablation: 3 arms)" if arms == 3 else ""), arms * n_splits)
+    results = {"hybrid": (evaluation.ablation(model, table, labels, groups, n_jobs=n_jobs, **common) if ablation
+                          else evaluation.evaluate(*hybrid, n_jobs=n_jobs, **common))}
     if low_data:
+        bar.stage("low-data", None)  # its number of fits depends on the classes (the paper's protocol)
         results["low_data"] = evaluation.evaluate_low_data(*hybrid, caps=low_data, **common)
     if sequential:
+        bar.stage("sequential", n_splits * (len(set(labels.tolist())) - 1))
         results["sequential"] = evaluation.evaluate_sequential(*hybrid, **common)
     if multilabel:
+        bar.stage("multilabel", None)  # an element present in every training image needs no fit
         results["multilabel"] = evaluation.evaluate_multilabel(*hybrid, **common)
     return results
+
+
+def _permutation_test(model: Any, table: Any, labels: Any, groups: Any, observed: Any, *, permutations: int,
+                      n_jobs: int, common: dict[str, Any], bar: Any) -> dict[str, float]:
+    """The grouped permutation test of the hybrid, reusing its real-label folds ``observed``."""
+    from .. import evaluation
+
+    bar.stage(f"permutation test ({permutations} permutations)", permutations * len(observed))
+    return evaluation.permutation_test(model, table, labels, groups, n_permutations=permutations,
+                                       observed=observed, n_jobs=n_jobs, **common)
 
 
 @command("evaluate")
@@ -92,8 +121,12 @@ def evaluate_command(
     sequential: Annotated[bool, typer.Option(help="Also the sequential modality (classes added one by one).")] = False,
     multilabel: Annotated[bool, typer.Option(help="Also the multilabel modality (elements Mo, W, S, Se).")] = False,
     permutations: Annotated[int, typer.Option(min=0, help="Grouped label permutations (labels swapped between "
-                                              "samples) for the hybrid's p-value; 0: none.")] = 19,
+                                              "samples) for the hybrid's p-value, 19 for p down to 0.05; each is a "
+                                              "whole cross-validation of the hybrid (its head chosen anew), so the "
+                                              "default is none.")] = 0,
     fixed_test: FixedTestOption = False,
+    n_jobs: NJobsOption = -1,
+    quiet: QuietOption = False,
     cache_dir: CacheDirOption = None,
     pattern: PatternOption = None,
     channel: ChannelOption = None,
@@ -109,7 +142,7 @@ def evaluate_command(
     use_file_backend()
     from sklearn.base import clone
 
-    from .. import evaluation
+    from ..evaluation.cv import counting_fits
     from ..evaluation.report import console_metrics, write_evaluation_report
 
     check_output_dir(output)  # found now, not after the cross-validation
@@ -121,26 +154,31 @@ def evaluate_command(
     if not model.features.is_per_image():  # a table of all images would let the PCA see the test folds
         fail("evaluate needs per-image features (no [embeddings] pca_components): a PCA fitted on every image "
              "would see the test folds; remove pca_components to evaluate", code=2)
-    with console.status(f"computing features of {len(images)} images..."):
-        table = clone(model.features).fit_transform(images)
+    features = clone(model.features)
+    if quiet:  # their own bars (descriptors, embedding) too
+        features.set_params(**{f"{half}__progress": False for half in ("descriptors", "embedder")
+                               if getattr(features, half) is not None})
+    with contextlib.nullcontext() if quiet else console.status(f"computing features of {len(images)} images..."):
+        table = features.fit_transform(images)
     common = {"cv": cv, "n_repeats": repeats, "random_state": seed}
-    with console.status("cross-validating..."):
+    model.set_params(features=None)  # the table holds the features: every fold, arm and permutation reuses it
+    permutation = None
+    with ProgressBar(not quiet, None, "evaluate") as bar, counting_fits(bar.advance):
         try:
-            results = _cross_validate(model.set_params(features=None), table, labels, groups, ablation=ablation,
-                                      low_data=low_data, sequential=sequential, multilabel=multilabel, common=common)
+            results = _cross_validate(model, table, labels, groups, ablation=ablation, low_data=low_data,
+                                      sequential=sequential, multilabel=multilabel, common=common, n_jobs=n_jobs,
+                                      bar=bar)
+            if permutations:
+                folds = results["hybrid"].folds
+                permutation = _permutation_test(model, table, labels, groups, folds[folds["model"] == "hybrid"],
+                                                permutations=permutations, n_jobs=n_jobs, common=common, bar=bar)
         except (HybridTMDError, ValueError) as exc:
             fail(str(exc), code=1)
-    permutation = None
-    if permutations:
-        with console.status(f"grouped permutation test ({permutations} permutations)..."):
-            try:
-                permutation = evaluation.permutation_test(model, table, labels, groups,
-                                                          n_permutations=permutations, **common)
-            except (HybridTMDError, ValueError) as exc:
-                fail(str(exc), code=1)
     protocol = (f"{len(images)} images, {len(set(groups.tolist()))} samples; {folds_sentence} "
                 f"x {repeats} repeat(s), seed {seed}; mean ± std over folds; sample_accuracy: the images of "
-                f"each test sample decided together (mean log-probability).")
+                f"each test sample decided together (mean log-probability)."
+                + ("" if permutations else " No permutation test (the default, for speed): `--permutations 19` adds "
+                   "the grouped label-permutation p-value, 19 more cross-validations of the hybrid."))
     try:
         write_evaluation_report(results, output, title=f"Grouped cross-validation: {source}", protocol=protocol,
                                 permutation=permutation)
@@ -193,6 +231,7 @@ def compare_command(
                                          "linear-probe reference; not the paper's transfer comparison, which was an "
                                          "MLP on pre-extracted features).")] = False,
     fixed_test: FixedTestOption = False,
+    quiet: QuietOption = False,
     pattern: PatternOption = None,
     channel: ChannelOption = None,
     pixel_size_nm: PixelSizeOption = None,
@@ -200,12 +239,14 @@ def compare_command(
     z_scale: ZScaleOption = None,
 ) -> None:
     """Hybrid vs descriptors-only vs embeddings-only vs end-to-end fine-tuning, identical folds:
-    accuracy, macro-F1, per-class recall, wall time and FLOPs, and the fine-tune/hybrid cost ratio."""
+    accuracy, macro-F1, per-class recall, wall time and FLOPs, and the fine-tune/hybrid cost ratio;
+    the comparison's own time and each arm's."""
     use_file_backend()
     from ..baseline import FineTuneClassifier
     from ..embeddings import list_backbones
-    from ..evaluation import compare, compute_ratios, split_limit
-    from ..evaluation.report import format_ratios, write_comparison_report
+    from ..evaluation import compare, compute_ratios, grouped_splits, split_limit
+    from ..evaluation.cv import counting_fits
+    from ..evaluation.report import format_ratios, time_line, write_comparison_report
 
     check_output_dir(output)  # found now, not after the comparison
     model = model_from_config(config)
@@ -220,13 +261,16 @@ def compare_command(
                                    patience=patience, selection=selection, input_size=input_size, frozen=frozen,
                                    random_state=seed, progress=False)
     cv = split_limit(outer, max_folds)
-    with console.status(f"comparing on {len(images)} images ({folds} folds"
-                        f"{f', first {max_folds}' if max_folds else ''}, {epochs} fine-tuning epochs)..."):
+    n_splits = len(grouped_splits(labels, groups, cv, n_repeats=repeats, random_state=seed))
+    start = time.perf_counter()
+    with ProgressBar(not quiet, 4 * n_splits, f"comparing 4 arms on {len(images)} images ({epochs} fine-tuning "
+                     "epochs; the features first)") as bar, counting_fits(bar.advance):
         try:
             result = compare(images, labels, groups, hybrid=model, fine_tune=fine_tune,
                              level_config=model.features.level_config, cv=cv, n_repeats=repeats, random_state=seed)
         except (HybridTMDError, ValueError) as exc:
             fail(str(exc), code=1)
+    seconds = time.perf_counter() - start
     ratios = compute_ratios(result)
     n_folds = result.folds.groupby("model").size().iloc[0]
     protocol = (f"{len(images)} images, {len(set(groups.tolist()))} samples; {folds_sentence}, "
@@ -237,11 +281,12 @@ def compare_command(
                 f"{' (frozen)' if frozen else ''}. Mean ± std over folds.")
     try:
         write_comparison_report(result, output, title=f"Hybrid vs fine-tuning: {source}", protocol=protocol,
-                                ratios=ratios)
+                                ratios=ratios, seconds=seconds)
     except OSError as exc:
         fail(f"{output}: cannot write the report ({exc})", code=1)
     console.print(result.format(("accuracy", "macro_f1", "fit_seconds")), highlight=False)
     console.print(f"cost ratio fine-tune / hybrid: {format_ratios(ratios)}", highlight=False)
+    console.print(time_line(result, seconds), highlight=False)
     console.print(f"report written to {output} (compare.md, compare.png, compare_folds.csv)")
     report_errors(errors)
     exit_for(errors)

@@ -111,6 +111,15 @@ def feature_inputs(head: Any, features: Any, halves: dict[str, Any],
     return {k: inputs[k] for k in ("hybrid", "descriptors", "embeddings")}, seconds
 
 
+def arm_seconds(result: Evaluation) -> dict[str, float]:
+    """Seconds each arm of :func:`compare` took, fit + predict summed over its folds; the table
+    arms include their share of the feature extraction (the hybrid's is both halves'), so the arms
+    add up to more than the comparison's wall time."""
+    folds = result.folds
+    per_arm = (folds["fit_seconds"] + folds["predict_seconds"]).groupby(folds["model"], sort=False).sum()
+    return {str(name): float(seconds) for name, seconds in per_arm.items()}
+
+
 def compute_ratios(result: Evaluation, slow: str = "fine-tune", fast: str = "hybrid") -> dict[str, float]:
     """Mean cost of ``slow`` over ``fast`` per fold: fit and predict wall time and FLOPs."""
     means = result.folds.groupby("model")[["fit_seconds", "predict_seconds", "fit_flops", "predict_flops"]].mean()
@@ -118,4 +127,4 @@ def compute_ratios(result: Evaluation, slow: str = "fine-tune", fast: str = "hyb
             for col in means.columns}
 
 
-__all__ = ["compare", "compute_ratios"]
+__all__ = ["arm_seconds", "compare", "compute_ratios"]

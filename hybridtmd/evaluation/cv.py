@@ -7,21 +7,25 @@ feature table computed once and is then cross-validated on the table; other mode
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import inspect
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score, recall_score
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
 
 from ..model import HybridClassifier, is_image_sequence, resolve_features
 from ..model.samples import pool_samples, sample_accuracy
 from ..splits import Split, grouped_splits
 from .coverage import coverage_scores
 from .results import Evaluation
+
+T = TypeVar("T")
 
 
 def as_models(models: Any) -> dict[str, Any]:
@@ -81,12 +85,38 @@ def fit_with_groups(model: Any, X: Any, y: np.ndarray, groups: np.ndarray) -> An
     return model
 
 
+#: Who hears of each model fitted by :func:`fit_predict` in this context (a progress display).
+FIT_LISTENER: contextvars.ContextVar[Callable[[int], None] | None] = contextvars.ContextVar("fit_listener",
+                                                                                          default=None)
+
+
+@contextlib.contextmanager
+def counting_fits(listener: Callable[[int], None] | None) -> Iterator[None]:
+    """Call ``listener(1)`` after every fit of the cross-validation engine inside the block (every
+    fold, arm, modality setting and permutation: the CLI's progress bars); None silences it."""
+    token = FIT_LISTENER.set(listener)
+    try:
+        yield
+    finally:
+        FIT_LISTENER.reset(token)
+
+
+def report_fits(n: int = 1) -> None:
+    """Tell the listener of :func:`counting_fits` that ``n`` more fits are done."""
+    listener = FIT_LISTENER.get()
+    if listener is not None:
+        listener(n)
+
+
 def score_fold(y_true: np.ndarray, y_pred: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Metrics of one test fold, on the classes of ``labels``. Balanced accuracy is the mean
+    recall of the classes present in ``y_true`` (what ``balanced_accuracy_score`` computes, without
+    its warning for every fold whose predictions name a class its test images lack)."""
     recalls = recall_score(y_true, y_pred, labels=labels, average=None, zero_division=np.nan)
     present = set(y_true.tolist())
     row = {
         "accuracy": accuracy_score(y_true, y_pred),
-        "balanced_accuracy": balanced_accuracy_score(y_true, y_pred),
+        "balanced_accuracy": float(np.mean([r for c, r in zip(labels, recalls, strict=True) if c in present])),
         "macro_f1": f1_score(y_true, y_pred, labels=sorted(present), average="macro", zero_division=0.0),
     }
     row.update({f"recall[{c}]": (r if c in present else np.nan) for c, r in zip(labels, recalls, strict=True)})
@@ -103,11 +133,13 @@ def run_splits(
     restrict: np.ndarray | None = None,
     train_cap: int | None = None,
     random_state: int = 0,
+    n_jobs: int | None = 1,
 ) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
     """Fit and score every model on every split. ``restrict`` keeps only those images (both
-    sides); ``train_cap`` subsamples training images per class."""
+    sides); ``train_cap`` subsamples training images per class. ``n_jobs`` (split, model) fits
+    at once (joblib, loky); rows and confusion matrices are those of the serial run, in its order."""
     labels = np.unique(y if restrict is None else y[restrict])
-    rows, confusion = [], {name: np.zeros((len(labels), len(labels)), dtype=int) for name in models}
+    tasks = []
     for split in splits:
         train, test = split.train, split.test
         if restrict is not None:
@@ -115,14 +147,42 @@ def run_splits(
         if train_cap is not None:
             rng = np.random.default_rng([random_state, split.repeat, split.fold, train_cap])
             train = cap_per_class(train, y, groups, train_cap, rng)
-        for name, (model, X) in models.items():
-            fitted, pred, seconds = fit_predict(model, X, y, groups, train, test)
-            confusion[name] += confusion_matrix(y[test], pred, labels=labels)
-            scores = score_fold(y[test], pred, labels) | sample_scores(fitted, X, y, groups, test, pred) \
-                | coverage_scores(fitted, take_rows(X, test), y[test])
-            rows.append(fold_row(name, extra, split, train, test, scores, seconds) | reported_flops(fitted, len(test))
-                        | training_record(fitted))
+        tasks += [(name, model, X, split, train, test) for name, (model, X) in models.items()]
+    rows, confusion = [], {name: np.zeros((len(labels), len(labels)), dtype=int) for name in models}
+    for (name, *_), (row, counts) in zip(tasks, map_fits(scored_fit, tasks, y, groups, labels, extra, n_jobs=n_jobs),
+                                         strict=True):
+        confusion[name] += counts
+        rows.append(row)
     return rows, {n: confusion_frame(m, labels) for n, m in confusion.items()}
+
+
+def scored_fit(task: tuple[Any, ...], y: np.ndarray, groups: np.ndarray, labels: np.ndarray,
+               extra: Mapping[str, Any] | None) -> tuple[dict[str, Any], np.ndarray]:
+    """One model fitted on one split: its fold row and confusion counts."""
+    name, model, X, split, train, test = task
+    fitted, pred, seconds = fit_predict(model, X, y, groups, train, test)
+    scores = score_fold(y[test], pred, labels) | sample_scores(fitted, X, y, groups, test, pred) \
+        | coverage_scores(fitted, take_rows(X, test), y[test])
+    row = fold_row(name, extra, split, train, test, scores, seconds) | reported_flops(fitted, len(test)) \
+        | training_record(fitted)
+    return row, confusion_matrix(y[test], pred, labels=labels)
+
+
+def map_fits(function: Callable[..., T], tasks: list[Any], *args: Any, n_jobs: int | None = 1,
+             per_task: int = 1, backend: str = "loky") -> Iterator[T]:
+    """``function(task, *args)`` of every task, in order: here one after the other, or ``n_jobs``
+    at once with joblib's ``backend`` (loky processes: faster than threads for the hybrid's heads
+    on 2 cores), where the :func:`counting_fits` listener does not reach: then each finished task
+    is counted here as ``per_task`` fits."""
+    if n_jobs in (None, 1) or len(tasks) < 2:
+        yield from (function(task, *args) for task in tasks)
+        return
+    from joblib import Parallel, delayed
+
+    parallel = Parallel(n_jobs=n_jobs, backend=backend, return_as="generator")
+    for result in parallel(delayed(function)(t, *args) for t in tasks):
+        report_fits(per_task)
+        yield result
 
 
 def continues(model: Any) -> bool:
@@ -143,6 +203,7 @@ def fit_predict(model: Any, X: Any, y: np.ndarray, groups: np.ndarray, train: np
     else:
         fitted = fit_with_groups(clone(model), take_rows(X, train), y[train], groups[train])
     fit_seconds = time.perf_counter() - start
+    report_fits()
     start = time.perf_counter()
     pred = np.asarray(fitted.predict(take_rows(X, test)))
     return fitted, pred, (fit_seconds, time.perf_counter() - start)
@@ -228,6 +289,7 @@ def evaluate(
     cv: Any = None,
     n_repeats: int = 1,
     random_state: int = 0,
+    n_jobs: int | None = 1,
 ) -> Evaluation:
     """Cross-validate one model (or a dict name → model) on folds grouped by sample.
 
@@ -243,21 +305,24 @@ def evaluate(
         Default ``StratifiedGroupKFold(5, shuffle=True)``. Any splitter is checked for leaks.
     n_repeats, random_state :
         Repeat ``r`` shuffles with ``random_state + r``.
+    n_jobs : int
+        Folds fitted at once (joblib processes); the result is the serial one.
     """
     return evaluate_inputs(model_inputs(as_models(models), X), y, groups, cv=cv, n_repeats=n_repeats,
-                           random_state=random_state)
+                           random_state=random_state, n_jobs=n_jobs)
 
 
 def evaluate_inputs(inputs: Mapping[str, tuple[Any, Any]], y: Any, groups: Any, *, cv: Any = None,
-                    n_repeats: int = 1, random_state: int = 0) -> Evaluation:
+                    n_repeats: int = 1, random_state: int = 0, n_jobs: int | None = 1) -> Evaluation:
     """Like :func:`evaluate`, but each model comes with its own input: ``{name: (model, X)}``
     where ``X`` is a table (e.g. a column subset) or the images, all rows in the same order. All
     models see identical folds; this is how :func:`ablation` and ``hybridtmd compare`` put the
     hybrid and the fine-tuned CNN side by side."""
     y, groups = np.asarray(y), np.asarray(groups)
     splits = grouped_splits(y, groups, cv, n_repeats=n_repeats, random_state=random_state)
-    rows, confusion = run_splits(dict(inputs), y, groups, splits, random_state=random_state)
+    rows, confusion = run_splits(dict(inputs), y, groups, splits, random_state=random_state, n_jobs=n_jobs)
     return Evaluation(pd.DataFrame(rows), confusion)
 
 
-__all__ = ["cap_per_class", "evaluate", "evaluate_inputs", "feature_key", "sample_scores"]
+__all__ = ["cap_per_class", "counting_fits", "evaluate", "evaluate_inputs", "feature_key", "report_fits",
+           "sample_scores"]

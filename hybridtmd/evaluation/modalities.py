@@ -251,10 +251,11 @@ def evaluate_multilabel(models: Any, X: Any, y: Any, groups: Any, *, cv: Any = N
 
 
 def ablation(model: Any, table: pd.DataFrame, y: Any, groups: Any, *, cv: Any = None, n_repeats: int = 1,
-             random_state: int = 0) -> Evaluation:
+             random_state: int = 0, n_jobs: int | None = 1) -> Evaluation:
     """Descriptors only vs embeddings only vs hybrid: ``model`` on the ``phys__*`` columns, the
     ``latent__*`` columns and all of them, on identical folds. Rows are named ``descriptors``,
-    ``embeddings`` and ``hybrid`` (a half missing from the table is left out)."""
+    ``embeddings`` and ``hybrid`` (a half missing from the table is left out). ``n_jobs`` fits at
+    once (:func:`~.cv.evaluate_inputs`)."""
     columns = [str(c) for c in table.columns]
     variants = {
         "descriptors": [c for c in columns if c.startswith(PHYS_PREFIX)],
@@ -262,7 +263,7 @@ def ablation(model: Any, table: pd.DataFrame, y: Any, groups: Any, *, cv: Any = 
         "hybrid": columns,
     }
     inputs = {name: (model, table[cols]) for name, cols in variants.items() if cols}
-    return evaluate_inputs(inputs, y, groups, cv=cv, n_repeats=n_repeats, random_state=random_state)
+    return evaluate_inputs(inputs, y, groups, cv=cv, n_repeats=n_repeats, random_state=random_state, n_jobs=n_jobs)
 
 
 __all__ = ["ablation", "element_targets", "evaluate_low_data", "evaluate_multilabel",

@@ -11,6 +11,7 @@ import pandas as pd
 
 from .._utils import atomic_write_csv, atomic_write_text
 from ..plotting import save_figure
+from .compare import arm_seconds
 from .figures import plot_confusion, plot_curves, plot_evaluation, training_curves
 from .results import Evaluation
 from .significance import paired_differences
@@ -69,10 +70,12 @@ def write_evaluation_report(results: Mapping[str, Evaluation], output: str | Pat
 
 
 def write_comparison_report(result: Evaluation, output: str | Path, *, title: str, protocol: str,
-                            ratios: Mapping[str, float], metrics: Sequence[str] = COMPARE_METRICS) -> Path:
+                            ratios: Mapping[str, float], metrics: Sequence[str] = COMPARE_METRICS,
+                            seconds: float | None = None) -> Path:
     """Write ``compare_folds.csv``, ``compare.png`` (accuracy and macro-F1 bars) and
     ``compare.md`` (the ``protocol`` sentence, metric and per-class recall tables, the cost
-    ``ratios``). Returns the Markdown file's path."""
+    ``ratios``, the comparison's own wall ``seconds`` when given and each arm's). Returns the
+    Markdown file's path."""
     import matplotlib.pyplot as plt
 
     output = Path(output)
@@ -81,6 +84,7 @@ def write_comparison_report(result: Evaluation, output: str | Path, *, title: st
     recalls = [c for c in result.folds.columns if c.startswith("recall[")]
     lines = [f"# {title}", "", protocol, "", result.to_markdown(metrics), "", "Recall per class:", "",
              result.to_markdown(recalls), "", f"Cost ratio fine-tune / hybrid: {format_ratios(ratios)}", "",
+             time_line(result, seconds), "",
              *head_lines(result.folds), *backbone_lines(result.folds),
              *significance_lines(result, output / "compare_paired.csv", "accuracy")]
     curves = training_curves(result.folds)
@@ -97,6 +101,15 @@ def write_comparison_report(result: Evaluation, output: str | Path, *, title: st
     page = output / "compare.md"
     atomic_write_text(page, "\n".join(lines + ["![comparison](compare.png)", ""]))
     return page
+
+
+def time_line(result: Evaluation, seconds: float | None = None) -> str:
+    """How long the comparison took (``seconds``, when given) and each arm's fit + predict seconds
+    over all folds (:func:`~.compare.arm_seconds`)."""
+    arms = ", ".join(f"{name} {took:.1f} s" for name, took in arm_seconds(result).items())
+    whole = "" if seconds is None else f"{seconds:.1f} s wall in all; "
+    return (f"Time: {whole}per arm, fit + predict summed over its folds (the table arms with their share of the "
+            f"feature extraction): {arms}.")
 
 
 def significance_lines(result: Evaluation, csv_path: Path, metric: str) -> list[str]:

@@ -22,6 +22,7 @@ import pandas as pd
 from scipy import stats
 
 from ..splits import grouped_splits
+from .cv import evaluate, map_fits
 from .results import Evaluation
 
 
@@ -55,33 +56,63 @@ def fold_compatible_permutation(y: np.ndarray, groups: np.ndarray, splits: list[
 
 
 def permutation_test(model: Any, X: Any, y: Any, groups: Any, *, n_permutations: int = 19,
-                     metric: str = "accuracy", cv: Any = None, n_repeats: int = 1,
-                     random_state: int = 0) -> dict[str, float]:
+                     metric: str = "accuracy", cv: Any = None, n_repeats: int = 1, random_state: int = 0,
+                     observed: pd.DataFrame | None = None, n_jobs: int | None = 1,
+                     backend: str = "loky") -> dict[str, float]:
     """Grouped label-permutation test of ``model`` on the folds of :func:`~.cv.evaluate`.
 
     Returns ``observed`` (mean ``metric`` over folds with the real labels), ``null_mean``,
     ``null_std``, ``p_value`` and ``n_permutations``. The folds are drawn once from the real labels
     and kept for every permutation (only the labels move); each permutation keeps the classes of
-    every training fold (:func:`fold_compatible_permutation`), so every fold can be refitted.
-    """
-    from .cv import evaluate
+    every training fold (:func:`fold_compatible_permutation`), so every fold can be refitted. Every
+    permuted fit is the whole ``model`` fit: a ``classifier="auto"`` hybrid chooses its head anew by
+    inner CV on the permuted labels, so the null includes the head selection.
 
+    ``observed``: the fold table of ``model`` already cross-validated with the real labels on these
+    folds (the same ``cv``, ``n_repeats`` and ``random_state``; e.g. the ``hybrid`` rows of
+    :func:`~.modalities.ablation`): its scores are used instead of refitting the folds.
+    ``n_jobs`` permutations are fitted at once with joblib's ``backend``; the labels are drawn in
+    order beforehand, so the result is the serial one for every ``n_jobs``.
+    """
     y, groups = np.asarray(y), np.asarray(groups)
-    splits = [(s.train, s.test) for s in grouped_splits(y, groups, cv, n_repeats=n_repeats,
-                                                        random_state=random_state)]
-    fixed = FixedFolds(splits)
-    observed = evaluate({"m": model}, X, y, groups, cv=fixed)
-    score = float(observed.folds[metric].mean())
+    drawn = grouped_splits(y, groups, cv, n_repeats=n_repeats, random_state=random_state)
+    splits = [(s.train, s.test) for s in drawn]
+    if observed is None:
+        observed = fold_scores(model, X, y, groups, splits)
+    else:
+        observed = matching_folds(observed, drawn)
+    score = float(observed[metric].mean())
     rng = np.random.default_rng(random_state)
-    null = []
-    for _ in range(int(n_permutations)):
-        permuted = fold_compatible_permutation(y, groups, splits, rng)
-        result = evaluate({"m": model}, X, permuted, groups, cv=fixed)
-        null.append(float(result.folds[metric].mean()))
+    draws = [fold_compatible_permutation(y, groups, splits, rng) for _ in range(int(n_permutations))]
+    null = [float(folds[metric].mean()) for folds in map_fits(permuted_fold_scores, draws, model, X, groups, splits,
+                                                               n_jobs=n_jobs, per_task=len(splits), backend=backend)]
     null_arr = np.asarray(null)
     return {"observed": score, "null_mean": float(null_arr.mean()) if null else float("nan"),
             "null_std": float(null_arr.std(ddof=1)) if len(null) > 1 else float("nan"),
             "p_value": float((1 + np.sum(null_arr >= score)) / (1 + len(null))), "n_permutations": len(null)}
+
+
+def fold_scores(model: Any, X: Any, y: np.ndarray, groups: np.ndarray,
+                splits: list[tuple[np.ndarray, np.ndarray]]) -> pd.DataFrame:
+    """The fold table of ``model`` refitted on ``splits`` with labels ``y``."""
+    return evaluate({"m": model}, X, y, groups, cv=FixedFolds(splits)).folds
+
+
+def permuted_fold_scores(permuted: np.ndarray, model: Any, X: Any, groups: np.ndarray,
+                         splits: list[tuple[np.ndarray, np.ndarray]]) -> pd.DataFrame:
+    """:func:`fold_scores` with the permuted labels first (one task of :func:`~.cv.map_fits`)."""
+    return fold_scores(model, X, permuted, groups, splits)
+
+
+def matching_folds(observed: pd.DataFrame, splits: list[Any]) -> pd.DataFrame:
+    """``observed`` checked against the folds drawn here: one row per (repeat, fold) with the
+    same number of test images; ValueError otherwise (scores of other folds would not compare)."""
+    sizes = {(s.repeat, s.fold): len(s.test) for s in splits}
+    given = {(int(r), int(f)): int(n) for r, f, n in observed[["repeat", "fold", "n_test"]].itertuples(index=False)}
+    if len(observed) != len(splits) or given != sizes:
+        raise ValueError(f"observed holds {len(observed)} fold rows that are not the {len(splits)} folds drawn here "
+                         "(give the scores of the same model on the same cv, n_repeats and random_state)")
+    return observed
 
 
 class FixedFolds:
