@@ -136,9 +136,9 @@ def evaluate_command(
     channels: ChannelsOption = None,
 ) -> None:
     """Grouped cross-validation report of the hybrid classifier: per-fold CSV, summary Markdown
-    (image- and sample-level accuracy, permutation p-value, paired differences), confusion
-    matrix and ablation figure (folds never share a sample). --channels: the descriptors of
-    those channels of every file."""
+    (image- and sample-level accuracy, paired differences; with --permutations N the grouped
+    permutation p-value), confusion matrix and ablation figure (folds never share a sample).
+    --channels: the descriptors of those channels of every file."""
     use_file_backend()
     from sklearn.base import clone
 
