@@ -9,8 +9,9 @@ predictions with out-of-distribution flags for a few files (``predictions.csv``)
 of held-out predictions (out-of-fold models, folds grouped by sample): confusion matrix, attribution
 per feature group, latent maps, nearest training examples (``explain/report.html``).
 
-``--quick`` runs the same chain on five samples per class with 64 px CNN inputs, 60 trees, one
-shuffle and two image cards (the test suite's check that the demo works; ``make demo`` runs it in full).
+``--quick`` runs the same chain on five samples per class with 64 px CNN inputs, a 60-tree XGBoost
+head everywhere (no ``auto`` selection), one shuffle and two image cards (the test suite's check
+that the demo works; ``make demo`` runs it in full).
 """
 
 from __future__ import annotations
@@ -91,7 +92,9 @@ def main(out: Path, quick: bool = False) -> None:
     write_evaluation(evaluation, out / "evaluation", len(levelled), len(set(groups)), n_repeats)
 
     # the final model levels its input itself, so it predicts straight from AFM files
-    model = HybridClassifier(HybridFeatures(embedder=embedder)).fit(report.images, labels, groups=groups)
+    final_head = xgboost if quick else "auto"  # quick: the small head; in full, the head auto picks
+    model = HybridClassifier(HybridFeatures(embedder=embedder), classifier=final_head).fit(report.images, labels,
+                                                                                         groups=groups)
     summary = evaluation.summary().loc["hybrid"]
     model.save(out / "model", metrics={k: float(summary[(k, "mean")]) for k in ("accuracy", "macro_f1")})
     predictions = model.predict_frame(report.images[:10], index=[im.name for im in report.images[:10]])

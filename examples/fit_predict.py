@@ -8,7 +8,7 @@ use and the out-of-distribution flag on a surface no training sample looks like.
 
     python examples/fit_predict.py [--out outputs] [--quick]
 
-``--quick``: every fourth sample and 64 px CNN inputs (the test suite's run).
+``--quick``: every fourth sample, 64 px CNN inputs and a 60-tree XGBoost head (the test suite's run).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from sklearn.model_selection import GroupShuffleSplit
 from hybridtmd.datasets import load_example_dataset
 from hybridtmd.embeddings import CNNEmbedder
 from hybridtmd.io import AFMImage
-from hybridtmd.model import HybridClassifier, HybridFeatures
+from hybridtmd.model import HybridClassifier, HybridFeatures, default_head
 
 
 def main(out: Path, quick: bool = False) -> None:
@@ -39,7 +39,8 @@ def main(out: Path, quick: bool = False) -> None:
     train, test = next(GroupShuffleSplit(n_splits=1, test_size=0.2, random_state=0).split(images, labels, groups))
     assert not set(groups[train]) & set(groups[test])
     features = HybridFeatures(embedder=CNNEmbedder(input_size=64)) if quick else "default"
-    model = HybridClassifier(features, calibration="temperature")
+    head = default_head().set_params(n_estimators=60) if quick else "auto"
+    model = HybridClassifier(features, classifier=head, calibration="temperature")
     model.fit([images[i] for i in train], labels[train], groups=groups[train])
     print(f"fitted on {len(train)} images of {len(set(groups[train]))} samples; {model.n_features_in_} features:")
     for group, columns in model.feature_groups_.items():
