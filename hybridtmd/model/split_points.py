@@ -53,7 +53,7 @@ def centre_splits(head: Any, X: Any, *, tolerance: np.ndarray | float = 0.0) -> 
     booster = head if isinstance(head, Booster) else head.get_booster()
     values = np.asarray(X, dtype=np.float32)
     tol = np.broadcast_to(np.asarray(tolerance, dtype=np.float64), (values.shape[1],))
-    columns = [np.unique(col[~np.isnan(col)]).astype(np.float64) for col in values.T]
+    columns = [np.unique(col[~np.isnan(col)]) for col in values.T]  # sorted float32: searchsorted per split
     model = json.loads(bytes(booster.save_raw(raw_format="json")))
     moved = 0
     for tree in model["learner"]["gradient_booster"]["model"]["trees"]:
@@ -63,11 +63,12 @@ def centre_splits(head: Any, X: Any, *, tolerance: np.ndarray | float = 0.0) -> 
             if left == -1 or split_types[node] != 0 or feature >= len(columns):
                 continue  # a leaf (its "condition" is the leaf value), a categorical split, a column not given
             cut = float(np.float32(conditions[node]))
-            below = columns[feature][columns[feature] < cut - tol[feature]]
-            if not below.size:
+            n_below = int(np.searchsorted(columns[feature], cut - tol[feature], side="left"))
+            if not n_below:
                 continue
-            middle = np.float32((below[-1] + cut) / 2)
-            if below[-1] < middle < cut:
+            below = float(columns[feature][n_below - 1])  # the largest training value left of the split
+            middle = np.float32((below + cut) / 2)
+            if below < middle < cut:
                 conditions[node] = float(middle)
                 moved += 1
     booster.load_model(bytearray(json.dumps(model).encode()))
