@@ -11,9 +11,10 @@ probabilities for its own training images moved by up to 0.17 (measured on the b
 :func:`centre_splits` moves every split point of a fitted model to the midpoint between the
 largest training value below it and the cut itself (XGBoost's ``exact`` method and
 scikit-learn's trees place splits there too). No training row changes side, so the fitted model
-is the same function on its training data, and every training value is now half a gap (~1e-3 of
-a feature's range on a few hundred images, ~100x the cross-CPU noise) away from the nearest
-split. Images not used for training sit on a split only by chance: none did in the measurements.
+is the same function on its training data, and every training value is now half the gap to its
+neighbouring training value away from the nearest split, out of reach of the cross-CPU noise
+(after centring, no probability of the bundled set differed between kernels). Images not used
+for training sit on a split only by chance: none did in the measurements.
 """
 
 from __future__ import annotations
