@@ -190,6 +190,11 @@ def main() -> None:
     print("embedding forward of 200 images at 224 px: " + ", ".join(
         f"{k} {v:.2f} s ({v / forward['default']:.2f}x the default)" for k, v in forward.items())
         + "; centred splits leave the forward as it is (no pinned ISA, no float64)")
+    latent = [c for c in frames["default"].columns if c.startswith("latent__")]
+    for isa, frame in frames.items():
+        if isa != "default":
+            gap = np.abs(frame[latent].to_numpy(np.float64) - frames["default"][latent].to_numpy(np.float64))
+            print(f"embedding |difference| {isa} vs default: max {gap.max():.2g}, median {np.median(gap):.2g}")
     cross_isa(frames, labels, groups)
     centring_cost(frames["default"].to_numpy(np.float64), pd.factorize(labels, sort=True)[0])
     if args.skip_accuracy:

@@ -20,7 +20,7 @@ from sklearn.base import clone
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
 
 from ..model import HybridClassifier, is_image_sequence, resolve_features
-from ..model.samples import pool_samples, sample_accuracy
+from ..model.samples import majority_labels, pool_samples, sample_accuracy
 from ..splits import Split, grouped_splits
 from .coverage import coverage_scores
 from .results import Evaluation
@@ -217,9 +217,7 @@ def sample_scores(fitted: Any, X: Any, y: np.ndarray, groups: np.ndarray, test: 
     if hasattr(fitted, "predict_proba"):
         verdicts = pool_samples(fitted.predict_proba(take_rows(X, test)), groups[test], fitted.classes_)
     else:
-        votes = pd.DataFrame({"sample": groups[test], "label": pred})
-        majority = votes.groupby("sample", sort=False)["label"].agg(lambda s: sorted(s.mode().tolist(), key=str)[0])
-        verdicts = majority.to_frame("label")
+        verdicts = majority_labels(pred, groups[test]).to_frame("label")
     return {"sample_accuracy": sample_accuracy(y[test], groups[test], verdicts), "n_test_samples": len(verdicts)}
 
 

@@ -40,7 +40,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._utils import Interval
 from ..errors import HybridTMDError, ModelFileError
 from ..splits import grouped_validation_split
-from .samples import pool_samples
+from .samples import pool_samples, predict_samples
 
 with warnings.catch_warnings():  # crepes sets warnings.simplefilter("always") at import: keep ours
     from crepes import ConformalClassifier
@@ -219,7 +219,7 @@ class ConformalMixin:
         then a set calibrated on pooled calibration samples. A boolean DataFrame indexed by sample
         (order of first appearance), one column per class of ``classes_``."""
         calibration = self._fitted_conformal()
-        pooled = pool_samples(self.predict_proba(X), samples, self.classes_)
+        pooled = predict_samples(self, X, samples)
         sets = calibration.sample_sets(pooled[[f"p_{c}" for c in self.classes_]].to_numpy(), alpha, self.classes_)
         return pd.DataFrame(sets, index=pooled.index, columns=list(self.classes_))
 

@@ -58,12 +58,18 @@ def predict_samples(model: Any, X: Any, groups: Sequence[Any]) -> pd.DataFrame:
     return pool_samples(model.predict_proba(X), groups, model.classes_)
 
 
+def majority_labels(labels: Sequence[Any], groups: Sequence[Any]) -> pd.Series:
+    """The most common of each group's ``labels`` (ties to the first in sorted order), indexed by
+    group in order of first appearance."""
+    series = pd.Series(np.asarray(labels, dtype=object), index=np.asarray(groups, dtype=object))
+    return series.groupby(level=0, sort=False).agg(lambda s: sorted(s.mode().tolist(), key=str)[0])
+
+
 def sample_accuracy(y_true: Sequence[Any], groups: Sequence[Any], verdicts: pd.DataFrame) -> float:
     """Fraction of samples whose verdict is their true label: the label of its images (a sample is
     one material; were its images labelled differently, the most common label, ties to the first
-    in sorted order)."""
-    truth = pd.Series(np.asarray(y_true, dtype=object), index=np.asarray(groups, dtype=object))
-    truth = truth.groupby(level=0, sort=False).agg(lambda s: sorted(s.mode().tolist(), key=str)[0])
+    in sorted order: :func:`majority_labels`)."""
+    truth = majority_labels(y_true, groups)
     return float((verdicts["label"].to_numpy(dtype=object) == truth.loc[verdicts.index].to_numpy()).mean())
 
 
