@@ -175,7 +175,11 @@ def test_classify_shows_the_prediction_set_when_the_model_has_one(make_napari_vi
     widget = ClassifyWidget(viewer)
     widget.model_dir.value = model_dir
     model = widget.model()
-    model.predict_set = lambda X, alpha=0.1: np.ones((len(X), len(model.classes_)), dtype=bool)
+    class EveryClass:  # a calibration whose sets hold every class, read from predict_frame's probabilities
+        def image_sets(self, proba, alpha, classes):
+            return np.ones(proba.shape, dtype=bool)
+
+    model.conformal_ = EveryClass()
     viewer.layers.selection = {height}
     table = widget.classify_selected()
     assert table["prediction_set"].iloc[0] == "MoS2|WSe2"

@@ -15,12 +15,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from ..errors import AFMInputError, HybridTMDError
 from ..io import height_images, load_channels, load_images, registered_suffix
 from ..model import HybridClassifier
+from ..model.conformal import set_labels
 from .layers import METADATA_KEY, layer_image, layer_source
 
 #: errors that concern one image (a bad file, a feature that cannot be computed), not the model
@@ -69,24 +69,26 @@ def layer_input(model: HybridClassifier, layer: Any) -> Any:
     return load_channels(source, channels, channel=height)
 
 
-def prediction_sets(model: HybridClassifier, X: Sequence[Any]) -> list[str] | None:
-    """Each image's conformal prediction set as ``A|B`` text, when the model makes sets
-    (``predict_set``, calibrated); None otherwise."""
-    if not hasattr(model, "predict_set"):
+def prediction_sets(model: HybridClassifier, frame: pd.DataFrame, alpha: float = 0.1) -> list[str] | None:
+    """Each image's conformal prediction set as ``A|B`` text, from the probabilities of
+    :meth:`HybridClassifier.predict_frame` (``frame``; no second pass over the images), when the
+    model has a conformal calibration; None otherwise."""
+    calibration = getattr(model, "conformal_", None)
+    if calibration is None:
         return None
+    proba = frame[[f"p_{c}" for c in model.classes_]].to_numpy()
     try:
-        sets = np.asarray(model.predict_set(X), dtype=bool)
-    except (HybridTMDError, ValueError, AttributeError):  # a model saved without a conformal calibration
+        sets = calibration.image_sets(proba, alpha, model.classes_)
+    except (HybridTMDError, ValueError):  # too few calibration images for alpha
         return None
-    names = [str(c) for c in model.classes_]
-    return ["|".join(n for n, keep in zip(names, row, strict=True) if keep) for row in sets]
+    return set_labels(sets, model.classes_)
 
 
 def predict_items(model: HybridClassifier, items: Sequence[Any], names: Sequence[str]) -> pd.DataFrame:
     """:meth:`HybridClassifier.predict_frame` of ``items`` indexed by ``names``, with a
     ``prediction_set`` column when the model makes sets."""
     frame = model.predict_frame(list(items), index=list(names))
-    sets = prediction_sets(model, list(items))
+    sets = prediction_sets(model, frame)
     if sets is not None:
         frame.insert(2, "prediction_set", sets)
     return frame
