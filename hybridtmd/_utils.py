@@ -4,6 +4,7 @@ selection, the parameter checks of the estimators, file names as text and guarde
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import inspect
 import math
@@ -106,6 +107,31 @@ def array_digest(array: np.ndarray) -> str:
 # --------------------------------------------------------------------------------------------
 # Progress
 # --------------------------------------------------------------------------------------------
+
+
+#: Who hears of each model fitted (or each long step done) in this context: a progress display.
+#: Every stage reports through :func:`report_fits`; the CLI listens with :func:`counting_fits`.
+FIT_LISTENER: contextvars.ContextVar[Callable[[int], None] | None] = contextvars.ContextVar("fit_listener",
+                                                                                          default=None)
+
+
+@contextlib.contextmanager
+def counting_fits(listener: Callable[[int], None] | None) -> Iterator[None]:
+    """Call ``listener(n)`` whenever ``n`` more fits (or steps) are done inside the block (every
+    fold, arm, modality setting, permutation and held-out explanation: the CLI's progress bars);
+    None silences it."""
+    token = FIT_LISTENER.set(listener)
+    try:
+        yield
+    finally:
+        FIT_LISTENER.reset(token)
+
+
+def report_fits(n: int = 1) -> None:
+    """Tell the listener of :func:`counting_fits` that ``n`` more fits (or steps) are done."""
+    listener = FIT_LISTENER.get()
+    if listener is not None:
+        listener(n)
 
 
 class ProgressBar:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -130,6 +131,7 @@ def test_train_predict_evaluate_commands(tmp_path):
     # progress off a terminal: one line per stage, fits done / total; the hybrid's folds are reused
     assert "cross-validation (ablation: 3 arms): 9/9 in " in result.output
     assert "permutation test (2 permutations): 6/6 in " in result.output
+    assert re.search(r"low-data \(the paper's protocol\): (\d+)/\1 in ", result.output), result.output  # a total
     assert "y_pred contains classes" not in result.output
     result = runner.invoke(app, ["evaluate", str(data), "-o", str(tmp_path / "quiet"), "--config", str(config),
                                  "--folds", "3", "--no-ablation", "--quiet"])

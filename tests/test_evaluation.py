@@ -10,6 +10,7 @@ from sklearn.dummy import DummyClassifier
 from sklearn.model_selection import KFold
 from sklearn.neighbors import KNeighborsClassifier
 
+from hybridtmd._utils import counting_fits
 from hybridtmd.evaluation import (
     GroupLeakError,
     ablation,
@@ -21,6 +22,7 @@ from hybridtmd.evaluation import (
     evaluate_multilabel,
     evaluate_sequential,
     grouped_splits,
+    low_data_fit_count,
     plot_confusion,
     plot_evaluation,
 )
@@ -102,7 +104,13 @@ def test_paper_low_data_caps_only_the_newest_class(data):
         def fit_continue(self, X, y, groups=None):
             return self.fit(X, y, groups)
 
-    result = evaluate_low_data({"knn": Recording(1)}, X, y, groups, caps=(4,), n_classes=(3, 4), cv=KFold_groups())
+    fits = []
+    with counting_fits(fits.append):  # the CLI's progress total is the number of fits made
+        result = evaluate_low_data({"knn": Recording(1)}, X, y, groups, caps=(4,), n_classes=(3, 4),
+                                   cv=KFold_groups())
+    assert sum(fits) == len(calls) == low_data_fit_count({"knn": Recording(1)}, y, 3, caps=(4,), n_classes=(3, 4))
+    plain = {"knn": KNeighborsClassifier(1), "again": KNeighborsClassifier(3)}  # no previous variant, no chain
+    assert low_data_fit_count(plain, y, 3, caps=(4,), n_classes=(3, 4)) == 3 * 2 * 2 * 2
     folds = result.folds
     assert set(folds["setting"]) == {"3", "3-4", "4", "4-4", "2-3", "2-3-4", "2-4", "2-4-4"}
     order = ["MoS2", "WS2", "WSe2", "MoSe2"]  # the paper's order, restricted to the classes present

@@ -50,6 +50,7 @@ def test_explain_on_a_labelled_dataset_is_held_out_by_default(labelled):
                                  "--max-images", "1"])
     assert result.exit_code == 0, result.output
     assert "out-of-fold (StratifiedGroupKFold(3) by sample" in result.output  # 3 samples per class: 3 folds
+    assert "held-out explanation of 12 input(s) (3 folds: fit, explain): 6/6 in " in result.output  # progress
     assert lead(root / "held" / "report.html").startswith("Accuracy out-of-fold:")
     predictions = pd.read_csv(root / "held" / "predictions.csv", dtype={"sample": str})
     assert sorted(predictions["fold"].unique()) == [0, 1, 2]

@@ -96,6 +96,8 @@ ConfigOption = Annotated[Path | None, typer.Option(help=CONFIG_HELP)]
 LevelConfigOption = Annotated[Path | None, typer.Option("--config", help=LEVEL_CONFIG_HELP)]
 FoldsOption = Annotated[int, typer.Option(min=2, help="StratifiedGroupKFold folds (grouped by sample), at least 2.")]
 RepeatsOption = Annotated[int, typer.Option(min=1, help="Repeats with reshuffled folds, at least 1.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display (fits done / total, "
+                                           "stage, elapsed and remaining time; one line per stage in a log).")]
 ReportFolder = Annotated[Path, typer.Option("-o", "--output", help="Report folder.")]
 
 

@@ -22,6 +22,7 @@ from .common import (
     NJobsOption,
     PatternOption,
     PixelSizeOption,
+    QuietOption,
     RepeatsOption,
     ReportFolder,
     ZScaleOption,
@@ -66,8 +67,6 @@ def outer_folds(dataset: Any, folds: int, fixed_test: bool) -> tuple[Any, str]:
                                            "sample of the rest, one model per left-out fold")
 
 
-QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display (fits done / total, "
-                                           "stage, elapsed and remaining time; one line per stage in a log).")]
 
 
 def _cross_validate(model: Any, table: Any, labels: Any, groups: Any, *, ablation: bool, low_data: list[int] | None,
@@ -87,7 +86,8 @@ def _cross_validate(model: Any, table: Any, labels: Any, groups: Any, *, ablatio
     results = {"hybrid": (evaluation.ablation(model, table, labels, groups, n_jobs=n_jobs, **common) if ablation
                           else evaluation.evaluate(*hybrid, n_jobs=n_jobs, **common))}
     if low_data:
-        bar.stage("low-data", None)  # its number of fits depends on the classes (the paper's protocol)
+        bar.stage("low-data (the paper's protocol)",
+                  evaluation.low_data_fit_count(hybrid[0], labels, n_splits, caps=low_data))
         results["low_data"] = evaluation.evaluate_low_data(*hybrid, caps=low_data, **common)
     if sequential:
         bar.stage("sequential", n_splits * (len(set(labels.tolist())) - 1))
@@ -142,7 +142,7 @@ def evaluate_command(
     use_file_backend()
     from sklearn.base import clone
 
-    from ..evaluation.cv import counting_fits
+    from .._utils import counting_fits
     from ..evaluation.report import console_metrics, write_evaluation_report
 
     check_output_dir(output)  # found now, not after the cross-validation
@@ -242,10 +242,10 @@ def compare_command(
     accuracy, macro-F1, per-class recall, wall time and FLOPs, and the fine-tune/hybrid cost ratio;
     the comparison's own time and each arm's."""
     use_file_backend()
+    from .._utils import counting_fits
     from ..baseline import FineTuneClassifier
     from ..embeddings import list_backbones
     from ..evaluation import compare, compute_ratios, grouped_splits, split_limit
-    from ..evaluation.cv import counting_fits
     from ..evaluation.report import format_ratios, time_line, write_comparison_report
 
     check_output_dir(output)  # found now, not after the comparison

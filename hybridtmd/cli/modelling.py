@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .._utils import path_text
+from .._utils import ProgressBar, counting_fits, path_text
 from ..errors import HybridTMDError
 from .common import (
     CacheDirOption,
@@ -19,6 +19,7 @@ from .common import (
     ModelDirArgument,
     PatternOption,
     PixelSizeOption,
+    QuietOption,
     ReportFolder,
     ZScaleOption,
     ZUnitOption,
@@ -364,6 +365,7 @@ def explain_command(
     pixel_size_nm: PixelSizeOption = None,
     z_unit: ZUnitOption = None,
     z_scale: ZScaleOption = None,
+    quiet: QuietOption = False,
 ) -> None:
     """Why the model decided, in one self-contained report.html: attributions to feature groups
     (descriptor families and the latent block; exact TreeSHAP sums for the XGBoost head, exact
@@ -390,7 +392,7 @@ def explain_command(
         fail(f"--held-out: {obstacle}; --in-sample explains the saved model instead")
     if held_out is None and obstacle and to_explain.labels is not None:
         warn_line(f"not held out: {obstacle}; explaining the saved model in-sample (the report says so)")
-    options = {"max_images": max_images, "top_latent": top_latent, "group_by": group_by}
+    options = {"max_images": max_images, "top_latent": top_latent, "group_by": group_by, "quiet": quiet}
     page, how = _write_explanation(model, to_explain, output, None if held_out is False else usable, options)
     console.print(f"explained {len(to_explain.X)} input(s) {how}; report written to {page} (figures as PNG, "
                   "CSV tables)", soft_wrap=True, highlight=False)
@@ -404,20 +406,24 @@ def _write_explanation(model: Any, to_explain: ToExplain, output: Path, folds: i
     from ..explanation import write_held_out_report, write_report
 
     images = None if model.features_ is None else to_explain.X
-    with console.status(f"explaining {len(to_explain.X)} input(s)" + (f" on {folds} held-out folds..." if folds
-                                                                       else "...")):
-        try:
-            if folds is None:
+    options = dict(options)
+    show = not options.pop("quiet", False)
+    try:
+        if folds is None:
+            with ProgressBar(show, None, f"explaining {len(to_explain.X)} input(s) with the saved model"):
                 page = write_report(model, to_explain.X, output, labels=to_explain.labels, names=to_explain.names,
                                     samples=to_explain.samples, **options)
-                return page, "with the saved model"
-            table = model.transform_features(to_explain.X)  # the saved model's columns, computed once
+            return page, "with the saved model"
+        table = model.transform_features(to_explain.X)  # the saved model's columns, computed once
+        # two steps per fold (its fit, then its predictions and explanations), counted as they end
+        with ProgressBar(show, 2 * folds, f"held-out explanation of {len(to_explain.X)} input(s) ({folds} folds: "
+                         "fit, explain)") as bar, counting_fits(bar.advance):
             page = write_held_out_report(
                 model, images, to_explain.labels, to_explain.samples, output, n_splits=folds,
                 max_cards=options["max_images"], top_latent=options["top_latent"], group_by=options["group_by"],
                 table=table, names=to_explain.names, title="Why the model decides: held-out images",
                 summary="Models: the saved model's settings refitted on each fold's training samples (the saved "
                         "model itself is explained with --in-sample).")
-            return page, f"out-of-fold (StratifiedGroupKFold({folds}) by sample, the model refitted per fold)"
-        except (HybridTMDError, ValueError, RuntimeError) as exc:
-            fail(str(exc), code=1)
+        return page, f"out-of-fold (StratifiedGroupKFold({folds}) by sample, the model refitted per fold)"
+    except (HybridTMDError, ValueError, RuntimeError) as exc:
+        fail(str(exc), code=1)

@@ -13,7 +13,14 @@ from ..splits import FixedTestSplit, GroupLeakError, Split, check_grouped_split,
 from .compare import compare, compute_ratios
 from .cv import cap_per_class, evaluate, evaluate_inputs
 from .figures import plot_confusion, plot_evaluation
-from .modalities import ablation, element_targets, evaluate_low_data, evaluate_multilabel, evaluate_sequential
+from .modalities import (
+    ablation,
+    element_targets,
+    evaluate_low_data,
+    evaluate_multilabel,
+    evaluate_sequential,
+    low_data_fit_count,
+)
 from .results import METRICS, MULTILABEL_METRICS, Evaluation
 from .significance import paired_differences, permutation_test, permute_between_samples
 
@@ -36,6 +43,7 @@ __all__ = [
     "evaluate",
     "evaluate_inputs",
     "evaluate_low_data",
+    "low_data_fit_count",
     "evaluate_multilabel",
     "evaluate_sequential",
     "grouped_splits",

@@ -7,8 +7,6 @@ feature table computed once and is then cross-validated on the table; other mode
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import inspect
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -19,6 +17,7 @@ import pandas as pd
 from sklearn.base import clone
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
 
+from .._utils import counting_fits, report_fits
 from ..model import HybridClassifier, is_image_sequence, resolve_features
 from ..model.samples import majority_labels, pool_samples, sample_accuracy
 from ..splits import Split, grouped_splits
@@ -83,29 +82,6 @@ def fit_with_groups(model: Any, X: Any, y: np.ndarray, groups: np.ndarray) -> An
     else:
         model.fit(X, y)
     return model
-
-
-#: Who hears of each model fitted by :func:`fit_predict` in this context (a progress display).
-FIT_LISTENER: contextvars.ContextVar[Callable[[int], None] | None] = contextvars.ContextVar("fit_listener",
-                                                                                          default=None)
-
-
-@contextlib.contextmanager
-def counting_fits(listener: Callable[[int], None] | None) -> Iterator[None]:
-    """Call ``listener(1)`` after every fit of the cross-validation engine inside the block (every
-    fold, arm, modality setting and permutation: the CLI's progress bars); None silences it."""
-    token = FIT_LISTENER.set(listener)
-    try:
-        yield
-    finally:
-        FIT_LISTENER.reset(token)
-
-
-def report_fits(n: int = 1) -> None:
-    """Tell the listener of :func:`counting_fits` that ``n`` more fits are done."""
-    listener = FIT_LISTENER.get()
-    if listener is not None:
-        listener(n)
 
 
 def score_fold(y_true: np.ndarray, y_pred: np.ndarray, labels: np.ndarray) -> dict[str, float]:

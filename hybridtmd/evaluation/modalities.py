@@ -86,6 +86,30 @@ def evaluate_low_data(models: Any, X: Any, y: Any, groups: Any, *, caps: Iterabl
     return Evaluation(pd.DataFrame(rows), {}, keys=["model", "variant", "setting"])
 
 
+def low_data_fit_count(models: Any, y: Any, n_splits: int, *, caps: Iterable[int] = (64, 32, 16, 8),
+                       protocol: str = "paper", n_classes: Iterable[int] | None = None,
+                       variants: Sequence[str] = ("imagenet", "previous")) -> int:
+    """How many fits :func:`evaluate_low_data` makes with these arguments on ``n_splits`` splits
+    (the total of its progress display): per split and model, every cap and the uncapped setting of
+    each class count ``k``, once more for the ``previous`` variant of a model that continues, plus
+    that variant's chain 2 → ... → (largest k) − 1."""
+    caps = list(caps)
+    models = models if isinstance(models, dict) else {"model": models}
+    if protocol == "balanced_cap":
+        return n_splits * len(models) * len(caps)
+    n_present = len(np.unique(np.asarray(y)))
+    ks = list(range(min(3, n_present), n_present + 1)) if n_classes is None else [int(k) for k in n_classes]
+    ks = [k for k in ks if 2 <= k <= n_present]
+    per_split = 0
+    for entry in models.values():
+        model = entry[0] if isinstance(entry, tuple) else entry
+        chained = "previous" in variants and continues(model)
+        settings = len(ks) * (1 + len(caps))
+        per_split += settings * (int("imagenet" in variants) + int(chained))
+        per_split += max(max(ks, default=0) - 2, 0) if chained else 0
+    return n_splits * per_split
+
+
 def resolve_class_order(class_order: str | Sequence[Any], y: np.ndarray) -> list[Any]:
     """The order classes are added in: the paper's (classes present), by frequency, or as given."""
     present = set(np.unique(y).tolist())

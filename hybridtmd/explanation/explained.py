@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
+from .._utils import report_fits
 from ..io import check_channel_maps, height_images
 from ..model import PHYS_PREFIX, HybridClassifier, is_image_sequence, latent_correlates, resolve_features
 from ..splits import grouped_splits
@@ -119,6 +120,7 @@ def _fit_fold(head: HybridClassifier, table: pd.DataFrame, labels: np.ndarray, s
               classes: list[str], n_splits: int) -> HybridClassifier:
     """``head`` fitted on one fold's training rows; ValueError when they lack a class."""
     fitted = clone(head).fit(table.iloc[split.train], labels[split.train], groups=samples[split.train])
+    report_fits()  # one step of the held-out progress display: 2 per fold, its fit and its explanation
     if [str(c) for c in fitted.classes_] != classes:
         raise ValueError(f"fold {split.fold} of {n_splits} lacks a class in its training images (a class with "
                          f"fewer samples than folds): use fewer folds")
@@ -214,6 +216,7 @@ def explain_held_out(model: HybridClassifier, images: Sequence[Any] | None, labe
         found["train_index"] = train[found["train_index"].to_numpy()]
         evidence.append(found)
         order.append(test)
+        report_fits()
     order = np.concatenate(order)
     has_ood = all(getattr(f, "ood_", None) is not None for f in fitted_folds)
     return ExplainedSet(
