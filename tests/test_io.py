@@ -84,6 +84,21 @@ def test_units_convert_to_nm(tmp_path, rough_image, unit, factor):
     np.testing.assert_allclose(load_image(path).height, rough_image.height * factor)
 
 
+@pytest.mark.parametrize("unit", ["Mm", "Pm", "Gm"])
+def test_upper_case_si_prefixes_are_not_read_as_their_lower_case_twins(tmp_path, rough_image, unit):
+    """Mm (megametre) is not mm and Pm (petametre) not pm: case-blind they would pass silently
+    with a factor 10^12 or 10^30 wrong; they are foreign lengths, refused naming the file."""
+    from hybridtmd.io.image import is_foreign_length_unit
+
+    with pytest.raises(ValueError, match="unknown length unit"):
+        unit_to_nm(unit)
+    assert is_foreign_length_unit(unit) and unit_to_nm(unit.lower()) > 0 and not is_foreign_length_unit(unit.lower())
+    path = tmp_path / "mega.npz"
+    np.savez(path, height=rough_image.height, pixel_size_nm=np.array([1.0, 1.0]), z_unit=unit)
+    with pytest.raises(AFMInputError, match="mega.npz"):
+        load_image(path)
+
+
 def test_gwy_in_metres_converts_to_nm(tmp_path, rough_image):
     from gwyfile.objects import GwyContainer, GwyDataField, GwySIUnit
 

@@ -53,11 +53,19 @@ _FOREIGN_LENGTHS = frozenset({
     "furlong", "fathom", "mil", "thou",
 })
 
+#: Metres with an upper-case SI prefix (mega, giga, tera, peta...): case is all that tells ``Mm``
+#: from ``mm`` or ``Pm`` from ``pm``, so these are matched before the case-blind table above
+#: and refused (read case-blind, a height in Mm would be 10^12 times too small).
+_LARGE_PREFIXED_METRES = frozenset({"Mm", "Gm", "Tm", "Pm", "Em", "Zm", "Ym"})
+
 
 def is_foreign_length_unit(unit: object) -> bool:
     """Whether ``unit`` names a length outside the units AFM files use (pm, Å, nm, µm, mm, cm,
     m: :func:`unit_to_nm`), e.g. ``km``, ``fm``, ``parsec``, ``inch``."""
-    return isinstance(unit, str) and unit.strip().lower() in _FOREIGN_LENGTHS and not is_length_unit(unit)
+    if not isinstance(unit, str):
+        return False
+    return unit.strip() in _LARGE_PREFIXED_METRES or (unit.strip().lower() in _FOREIGN_LENGTHS
+                                                       and not is_length_unit(unit))
 
 
 def unit_to_nm(unit: str) -> float:
@@ -65,7 +73,7 @@ def unit_to_nm(unit: str) -> float:
     if not isinstance(unit, str):
         raise ValueError(f"a length unit is text such as 'nm' or 'm', got {type(unit).__name__} {unit!r}")
     key = unit.strip().replace("\\u00B5", "µ").replace("~", "µ").lower()
-    if key not in _UNIT_TO_NM:
+    if unit.strip() in _LARGE_PREFIXED_METRES or key not in _UNIT_TO_NM:
         raise ValueError(f"unknown length unit {unit!r}; expected one of {sorted(_UNIT_TO_NM)}")
     return _UNIT_TO_NM[key]
 
