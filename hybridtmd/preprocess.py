@@ -447,6 +447,8 @@ class Preprocessor(TransformerMixin, BaseEstimator):
         longer than the input; :meth:`transform_with_index` also says which input each tile
         comes from).
 
+    Notes
+    -----
     Stateless: ``fit`` only checks the input.
     """
 
