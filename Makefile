@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install lint bench clean samples
+.PHONY: demo test install lint bench clean samples docs
 
 # Reinstall only when the project metadata or the pins change (idempotent, fast second run).
 $(STAMP): pyproject.toml constraints.txt
@@ -30,8 +30,15 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check hybridtmd tests examples benchmarks
 
+# The documentation site (mkdocs.yml) into site/, strict: a broken link, a missing anchor or a
+# docstring the numpy parser rejects fails the build. Needs the docs extra:
+#   .venv/bin/pip install -c constraints.txt -e ".[docs]"
+docs: $(STAMP)
+	@test -x $(BIN)/mkdocs || { echo 'mkdocs is missing: .venv/bin/pip install -c constraints.txt -e ".[docs]"' >&2; exit 2; }
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
 clean:
-	rm -rf outputs .pytest_cache
+	rm -rf outputs .pytest_cache site

@@ -436,7 +436,7 @@ def level(image: AFMImage, config: LevelConfig | None = None) -> AFMImage:
 
 
 class Preprocessor(TransformerMixin, BaseEstimator):
-    """scikit-learn transformer levelling a sequence of :class:`AFMImage`.
+    """scikit-learn transformer levelling a sequence of :class:`AFMImage`; stateless: ``fit`` only checks the input.
 
     Parameters
     ----------
@@ -446,8 +446,6 @@ class Preprocessor(TransformerMixin, BaseEstimator):
         If set, each levelled image is cut into square tiles of this size (the output is then
         longer than the input; :meth:`transform_with_index` also says which input each tile
         comes from).
-
-    Stateless: ``fit`` only checks the input.
     """
 
     def __init__(self, config: LevelConfig | None = None, tile_size_px: int | None = None):

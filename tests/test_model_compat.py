@@ -1,6 +1,6 @@
 """Models saved by an earlier release load and predict as they did (tests/fixtures/), within the
 reproducibility contract's cross-CPU bound: the fixtures' probabilities were computed on an AVX2
-machine, and this one may have other kernels (README, "Reproducibility")."""
+machine, and this one may have other kernels (docs/reproducibility.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The reproducibility contract (README, "Reproducibility"): for one model and one file,
+"""The reproducibility contract (docs/reproducibility.md): for one model and one file,
 
 * the same CPU instruction set gives bitwise-identical probabilities at any thread count;
 * another instruction set (oneDNN's SSE4.1 / AVX2 / AVX-512 kernels) gives probabilities within

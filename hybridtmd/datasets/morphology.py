@@ -48,7 +48,7 @@ _MORPHOLOGY_TABLE: dict[str, tuple] = {
     "groove_depth_nm":     ((0.05, 0.20),  (0.05, 0.15),  (0.05, 0.20),  (0.08, 0.25),  (0.10, 0.25)),
 }
 
-#: Per-class morphology distributions (see module docstring and README's table).
+#: Per-class morphology distributions (see the module docstring).
 MATERIALS: dict[str, MaterialMorphology] = {
     name: MaterialMorphology(name, **{key: row[column] for key, row in _MORPHOLOGY_TABLE.items()})
     for column, name in enumerate(("MoS2", "WS2", "WSe2", "MoSe2", "Mo-WSe2"))

@@ -18,7 +18,7 @@ domains                             opening disk of radius 50 nm
 ==================================  ========================================================
 
 and the densities, lengths and areas agree for any image at or finer than the reference
-(tolerances in README, ``tests/test_descriptors.py::test_descriptors_agree_across_pixel_sizes``).
+(tolerances in docs/descriptors.md, ``tests/test_descriptors.py::test_descriptors_agree_across_pixel_sizes``).
 With ``reference_pixel_nm=None`` the values equal the paper family's physical counterparts.
 """
 

@@ -76,7 +76,7 @@ class DescriptorSpec:
     reference: str = ""
     #: in the family's default columns (False: selected only by name or ``"<family>:all"``)
     default: bool = True
-    #: same value, within the tolerance README states, at any pixel size finer than the reference
+    #: same value, within the tolerance docs/descriptors.md states, at any pixel size finer than the reference
     resolution_invariant: bool = False
     #: why the value depends on the pixel size, or what makes it independent of it
     scale_note: str = ""

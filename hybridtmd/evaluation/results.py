@@ -54,7 +54,7 @@ class Evaluation:
 
     def to_markdown(self, metrics: Sequence[str] = ("accuracy", "balanced_accuracy", "macro_f1",
                                                     "fit_seconds")) -> str:
-        """A Markdown table of ``mean ± std`` per configuration (for reports and README)."""
+        """A Markdown table of ``mean ± std`` per configuration (for reports and the documentation)."""
         summary = self.summary()
         metrics = [m for m in metrics if (m, "mean") in summary.columns]
         head = "| " + " | ".join(self.keys + metrics) + " |"

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 #: Canonical name of each signal, keyed by the vendor name folded to lower-case letters and digits
-#: (direction words removed). Documented in README ("Channels").
+#: (direction words removed). Documented in docs/reading-files.md ("Channels").
 CHANNEL_ALIASES: dict[str, str] = {
     **dict.fromkeys(("height", "topography", "topo", "zheight", "z", "zaxis", "heighttrace", "zdrive",
                      "tp"), "height"),

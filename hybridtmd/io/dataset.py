@@ -245,6 +245,8 @@ def load_dataset(
         Reading options of every file (:func:`~hybridtmd.io.load_image`); a manifest's columns
         override them per file.
 
+    Notes
+    -----
     Labels and sample ids are stripped of surrounding whitespace (labels that differ only by it
     are one class, with a warning). Errors: a label that is a missing value (``nan``, ``None``...),
     a sample carrying two labels, a split other than train/val/test. A row repeated exactly is

@@ -115,7 +115,7 @@ class HybridClassifier(ConformalMixin, ClassAdding, ClassifierMixin, BaseEstimat
     calibration_folds, selection_folds : int
         Folds (at least 2) for the out-of-fold calibration predictions; inner grouped folds that
         choose the head (``"auto"`` or a list): 3 chose as 2 did on the paper's embeddings at
-        1.7x the cost (README, "Which head auto picks").
+        1.7x the cost (docs/benchmarks.md, "Which head auto picks").
     ood_neighbors : int or None
         Out-of-distribution score = mean Euclidean distance to the ``ood_neighbors`` nearest
         training images in the standardised table (each block - physical, latent - scaled to equal

@@ -97,7 +97,7 @@ def _column_indices(values: Any) -> bool:
 class KernelSVMHead(ClassifierMixin, BaseEstimator):
     """RBF support-vector head with C tuned by inner grouped cross-validation.
 
-    For tables dominated by CNN embeddings, where trees on single ReLU dimensions stall (README,
+    For tables dominated by CNN embeddings, where trees on single ReLU dimensions stall (docs/benchmarks.md,
     paper-embeddings benchmark), a smooth kernel on the whole vector does better. Steps: training-
     median imputation → :func:`power_l2_normalise` (signed square root; the ``l2_normalize``
     columns, the embedding, scaled to unit norm per image) → standardisation →

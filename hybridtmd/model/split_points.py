@@ -95,13 +95,13 @@ def centre_saved_splits(head: Any, arrays: Mapping[str, np.ndarray], prefix: str
     if not is_xgboost(head):
         if hasattr(head, "get_booster"):  # the stack: its trees see normalised columns the reference cannot give
             warnings.warn(f"{source}: saved before split points were centred (model format {CENTRED_SINCE}); its "
-                          "training images' probabilities can differ between CPU types: refit it (README, "
-                          "'Reproducibility')", UserWarning, stacklevel=3)
+                          "training images' probabilities can differ between CPU types: refit it "
+                          "(docs/reproducibility.md)", UserWarning, stacklevel=3)
         return False
     if any(prefix + name not in arrays for name in STATE_ARRAYS):
         warnings.warn(f"{source}: saved before split points were centred (model format {CENTRED_SINCE}) and without "
                       "an OOD reference to centre them from: its training images' probabilities can differ between "
-                      "CPU types: refit it (README, 'Reproducibility')", UserWarning, stacklevel=3)
+                      "CPU types: refit it (docs/reproducibility.md)", UserWarning, stacklevel=3)
         return False
     center = np.asarray(arrays[prefix + "center"], np.float64)
     rows = np.asarray(arrays[prefix + "reference"], np.float64) * np.asarray(arrays[prefix + "scale"], np.float64)

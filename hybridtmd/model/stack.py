@@ -1,7 +1,7 @@
 """The stack head: XGBoost on the table plus out-of-fold kernel-SVM class probabilities.
 
 Trees on single ReLU dimensions of a CNN embedding stall, while an RBF kernel on the whole
-vector reads it well (README, paper-embeddings benchmark). Stacked generalisation (Wolpert,
+vector reads it well (docs/benchmarks.md, the paper-embeddings benchmark). Stacked generalisation (Wolpert,
 *Neural Networks* 5, 1992) joins them: a :class:`~hybridtmd.model.heads.KernelSVMHead` on the
 embedding block gives class probabilities, and XGBoost is trained on
 

@@ -324,7 +324,7 @@ def test_boolean_pixel_sizes_are_refused(tmp_path, pixel):
 
 
 def test_a_forged_manifest_can_still_rename_classes(descriptor_model, tmp_path):
-    """What the digest does not guarantee (README, Reliability): a forger who recomputes it."""
+    """What the digest does not guarantee (docs/reliability.md): a forger who recomputes it."""
     from hybridtmd.model import HybridClassifier
 
     directory = shutil.copytree(descriptor_model, tmp_path / "forged")
