@@ -344,3 +344,38 @@ def test_unknown_conformal_option_is_refused(training):
     X, y, groups = training
     with pytest.raises(ValueError, match="'conformal' parameter of HybridClassifier must be"):
         conformal_model("yes").fit(X, y, groups=groups)
+
+
+def test_a_calibration_sample_is_scored_for_its_majority_label():
+    """A sample whose images carry two labels is calibrated on its most common label (ties to
+    the first class name in sorted order), the rule evaluate and the report score samples by."""
+    proba = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1], [0.3, 0.6, 0.1]])
+    y_enc = np.array([0, 1, 1, 1, 0])  # s1: WS2 twice, MoS2 once (MoS2 first); s2: one each (tie)
+    groups = np.array(["s1", "s1", "s1", "s2", "s2"])
+    calibration = ConformalCalibration.from_probabilities("class", proba, y_enc, groups, CLASSES)
+    np.testing.assert_array_equal(calibration.sample_labels, [1, 0])  # WS2 (majority), MoS2 (tie: sorted first)
+    pooled = pool_samples(proba, groups, CLASSES)
+    np.testing.assert_allclose(calibration.sample_scores, [1 - pooled["p_WS2"].iloc[0], 1 - pooled["p_MoS2"].iloc[1]])
+
+
+def test_evaluate_predicts_each_test_fold_once(training, monkeypatch):
+    """One feature table and one predict_proba per fold: labels, sample verdicts and coverage
+    all come from it."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    from hybridtmd.evaluation import evaluate
+
+    X, y, groups = training
+    calls = {"predict_proba": 0, "transform_features": 0}
+    for name in calls:
+        original = getattr(HybridClassifier, name)
+
+        def counted(self, *args, _original=original, _name=name, **kwargs):
+            calls[_name] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(HybridClassifier, name, counted)
+    result = evaluate(conformal_model("class"), X, y, groups, cv=StratifiedGroupKFold(3))
+    assert calls == {"predict_proba": 3, "transform_features": 3}
+    folds = result.folds
+    assert folds["coverage"].between(0.7, 1).all() and folds["mean_set_size"].between(1, len(CLASSES)).all()

@@ -40,7 +40,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._utils import Interval
 from ..errors import HybridTMDError, ModelFileError
 from ..splits import grouped_validation_split
-from .samples import pool_samples, predict_samples
+from .samples import majority_labels, pool_samples, predict_samples
 
 with warnings.catch_warnings():  # crepes sets warnings.simplefilter("always") at import: keep ours
     from crepes import ConformalClassifier
@@ -99,16 +99,20 @@ class ConformalCalibration:
     sample_labels: np.ndarray
 
     @classmethod
-    def from_probabilities(cls, mode: str, proba: np.ndarray, y_enc: np.ndarray, groups: np.ndarray
-                           ) -> ConformalCalibration:
-        """Scores of the calibration images (``proba`` from the fitted head) and of their samples."""
-        classes = np.arange(proba.shape[1])
-        pooled = pool_samples(proba, groups, classes)
-        codes, _ = pd.factorize(pd.Series(np.asarray(groups, dtype=object)), sort=False)  # pool_samples' order
-        sample_labels = pd.Series(y_enc).groupby(codes, sort=True).first().to_numpy()
-        pooled_proba = pooled[[f"p_{c}" for c in classes]].to_numpy()
-        return cls(mode, len(classes), hinge(proba, classes, y_enc), np.asarray(y_enc, dtype=np.int64),
-                   hinge(pooled_proba, classes, sample_labels), sample_labels.astype(np.int64))
+    def from_probabilities(cls, mode: str, proba: np.ndarray, y_enc: np.ndarray, groups: np.ndarray,
+                           classes: Sequence[Any]) -> ConformalCalibration:
+        """Scores of the calibration images (``proba`` from the fitted head, columns in
+        ``classes`` order) and of their samples; a sample's true class is the one rule of
+        ``evaluate`` and the report (:func:`~hybridtmd.model.samples.majority_labels`: the most
+        common label of its images, ties to the first in sorted order of the class names)."""
+        codes = np.arange(proba.shape[1])
+        pooled = pool_samples(proba, groups, codes)
+        names = np.asarray(classes, dtype=object)
+        majority = majority_labels(names[np.asarray(y_enc)], groups).loc[pooled.index]  # pool_samples' order
+        sample_labels = pd.Index(names).get_indexer(majority.to_numpy()).astype(np.int64)
+        pooled_proba = pooled[[f"p_{c}" for c in codes]].to_numpy()
+        return cls(mode, len(codes), hinge(proba, codes, y_enc), np.asarray(y_enc, dtype=np.int64),
+                   hinge(pooled_proba, codes, sample_labels), sample_labels)
 
     def image_sets(self, proba: np.ndarray, alpha: float, class_names: Sequence[Any]) -> np.ndarray:
         """Boolean ``(n_images, n_classes)``: the classes each image's set holds."""
