@@ -379,3 +379,44 @@ def test_evaluate_predicts_each_test_fold_once(training, monkeypatch):
     assert calls == {"predict_proba": 3, "transform_features": 3}
     folds = result.folds
     assert folds["coverage"].between(0.7, 1).all() and folds["mean_set_size"].between(1, len(CLASSES)).all()
+
+
+def test_explain_report_shows_each_image_set_beside_its_label(class_model, fresh, tmp_path):
+    """The report's predictions and cards carry each image's set, the model's own predict_set."""
+    from hybridtmd.explanation import write_report
+
+    X, y, _ = fresh
+    page = write_report(class_model, X.iloc[:40], tmp_path, labels=y[:40], max_images=2, alpha=0.2)
+    table = pd.read_csv(tmp_path / "predictions.csv", keep_default_na=False)
+    expected = class_model.predict_set(X.iloc[:40], alpha=0.2)
+    assert table["set"].tolist() == set_labels(expected, class_model.classes_)
+    np.testing.assert_array_equal(table["set_size"], expected.sum(1))
+    text = page.read_text(encoding="utf-8")
+    first = table.iloc[0]  # a card summary: predicted label, then its set
+    assert "Prediction sets (conformal, alpha 0.2)" in text
+    assert re.search(r"predicted <b>[^<]+</b>, set \{[^}]*\}", text)
+    assert any(f"set {{{s.replace('|', ', ')}}}" in text for s in table["set"]) and first["set"]
+
+
+def test_explain_command_shows_held_out_sets_or_why_not(cli_data):
+    """Held out, each image's set comes from its fold model's calibration; an alpha the fold
+    calibrations cannot serve is said in the report."""
+    from typer.testing import CliRunner
+
+    from hybridtmd.cli import app
+
+    root, _ = cli_data
+    out = root / "explained"
+    result = CliRunner().invoke(app, ["explain", str(root / "model"), str(root / "data"), "-o", str(out),
+                                      "--alpha", "0.3", "--max-images", "1", "--folds", "3"])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out / "predictions.csv", keep_default_na=False)
+    assert {"set", "set_size", "set_note"} <= set(table) and table["set_size"].between(0, 2).all()
+    ood = table["out_of_distribution"].astype(str) == "True"
+    assert (table.loc[ood, "set_size"] == 2).all()
+    assert "Prediction sets (conformal, alpha 0.3)" in (out / "report.html").read_text(encoding="utf-8")
+    result = CliRunner().invoke(app, ["explain", str(root / "model"), str(root / "data"), "-o", str(root / "few"),
+                                      "--alpha", "0.05", "--max-images", "0", "--folds", "3"])
+    assert result.exit_code == 0, result.output
+    text = " ".join((root / "few" / "report.html").read_text(encoding="utf-8").split())
+    assert "No prediction sets at alpha 0.05: fold 0 model:" in text and "needs at least" in text

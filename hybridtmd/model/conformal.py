@@ -48,6 +48,8 @@ with warnings.catch_warnings():  # crepes sets warnings.simplefilter("always") a
 
 #: the options of ``HybridClassifier(conformal=...)``
 CONFORMAL_MODES = ("marginal", "class")
+#: the error rate of the sets where a command shows them without being given one (explain)
+DEFAULT_ALPHA = 0.1
 #: share of each class's samples held out for calibration
 CALIBRATION_SHARE = 0.25
 #: the ``arrays.npz`` entries of a saved calibration
@@ -250,5 +252,6 @@ def set_columns(sets: np.ndarray, classes: Sequence[Any], out_of_distribution: A
                          "set_note": np.where(ood, OOD_SET_NOTE, "")}, index=index)
 
 
-__all__ = ["CALIBRATION_SHARE", "CONFORMAL_MODES", "ConformalCalibration", "ConformalError", "ConformalMixin",
-           "OOD_SET_NOTE", "calibration_split", "check_alpha", "points_needed", "set_columns", "set_labels"]
+__all__ = ["CALIBRATION_SHARE", "CONFORMAL_MODES", "DEFAULT_ALPHA", "ConformalCalibration", "ConformalError",
+           "ConformalMixin", "OOD_SET_NOTE", "calibration_split", "check_alpha", "points_needed", "set_columns",
+           "set_labels"]
