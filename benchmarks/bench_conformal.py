@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 
 from hybridtmd.evaluation.modalities import newest_class_cap, resolve_class_order
-from hybridtmd.model import HybridClassifier, latent_table
-from hybridtmd.model.conformal import ConformalError
+from hybridtmd.model import HybridClassifier, conformal, latent_table
+from hybridtmd.model.conformal import CALIBRATION_SHARE, ConformalError
 from hybridtmd.model.samples import pool_samples
 from hybridtmd.splits import grouped_splits
 
@@ -35,14 +35,14 @@ NPZ = ROOT / "data" / "paper_embeddings" / "mocvd1_center_resnet18_imagenet.npz"
 MODES = ("marginal", "class")
 
 
-def fold_sets(model: HybridClassifier, X: pd.DataFrame, groups: np.ndarray, alpha: float
+def fold_sets(model: HybridClassifier, X: pd.DataFrame, groups: np.ndarray, alpha: float, smoothing: bool = False
               ) -> dict[tuple[str, str], np.ndarray | str]:
     """(mode, level) -> boolean sets of the test rows (or the error's message)."""
     proba = model.predict_proba(X)
     pooled = pool_samples(proba, groups, model.classes_)[[f"p_{c}" for c in model.classes_]].to_numpy()
     out: dict[tuple[str, str], np.ndarray | str] = {}
     for mode in MODES:
-        calibration = dataclasses.replace(model.conformal_, mode=mode)
+        calibration = dataclasses.replace(model.conformal_, mode=mode, smoothing=smoothing)
         for level, p, make in (("image", proba, calibration.image_sets), ("sample", pooled, calibration.sample_sets)):
             try:
                 out[mode, level] = make(p, alpha, model.classes_)
@@ -66,8 +66,17 @@ def fit_model(X: pd.DataFrame, y: np.ndarray, groups: np.ndarray, train: np.ndar
     return model, time.perf_counter() - start
 
 
+def sensitivity(results: pd.DataFrame) -> pd.DataFrame:
+    """Coverage of each class per fold (mean ± standard error over folds), to tell a class
+    below target from one whose coverage varies with its few calibration points."""
+    ok = results[results["error"] == ""]
+    per_fold = ok.groupby(["alpha", "mode", "level", "class", "seed", "fold"])[["hits", "n"]].sum()
+    coverage = (per_fold["hits"] / per_fold["n"]).groupby(["alpha", "mode", "level", "class"])
+    return (coverage.mean().round(3).astype(str) + " ± " + coverage.sem().round(3).astype(str)).unstack("class")
+
+
 def set_rows(model: HybridClassifier, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray, alphas: list[float],
-             base: dict) -> list[dict]:
+             base: dict, smoothing: bool = False) -> list[dict]:
     """Rows per (alpha, mode, level, true class) of one fitted model on its test rows: images,
     hits (true class in the set), summed set size, singletons, and among the images whose
     predicted label is wrong, their count and hits."""
@@ -79,7 +88,7 @@ def set_rows(model: HybridClassifier, X: pd.DataFrame, y: np.ndarray, groups: np
     pred_sample = pool_samples(proba, groups, model.classes_)["label"].to_numpy()
     rows = []
     for alpha in alphas:
-        for (mode, level), sets in fold_sets(model, X, groups, alpha).items():
+        for (mode, level), sets in fold_sets(model, X, groups, alpha, smoothing).items():
             truth, pred = (truth_img, pred_img) if level == "image" else (truth_sample, pred_sample)
             row = base | {"alpha": alpha, "mode": mode, "level": level}
             if isinstance(sets, str):
@@ -98,7 +107,8 @@ def set_rows(model: HybridClassifier, X: pd.DataFrame, y: np.ndarray, groups: np
     return rows
 
 
-def run(shuffles: int, head: str, alphas: list[float], calibration: str | None = None) -> pd.DataFrame:
+def run(shuffles: int, head: str, alphas: list[float], calibration: str | None = None, smoothing: bool = False
+        ) -> pd.DataFrame:
     """One row per (shuffle, fold, alpha, mode, level, true class) with hits and set sizes summed."""
     X, y, groups = load()
     rows = []
@@ -106,7 +116,8 @@ def run(shuffles: int, head: str, alphas: list[float], calibration: str | None =
         model, seconds = fit_model(X, y, groups, split.train, split.test, head, split.repeat, calibration)
         test = split.test
         rows += set_rows(model, X.iloc[test], y[test], groups[test], alphas,
-                         {"seed": split.repeat, "fold": split.fold, "fit_seconds": seconds})
+                         {"seed": split.repeat, "fold": split.fold, "fit_seconds": seconds,
+                          "temperature": model.temperature_}, smoothing)
     return pd.DataFrame(rows)
 
 
@@ -176,23 +187,29 @@ def main() -> None:
     parser.add_argument("--calibration", choices=["temperature"], default=None,
                         help="the head's probabilities temperature-scaled before scoring (fitted on the fitting "
                              "side's inner grouped folds)")
+    parser.add_argument("--smoothing", action="store_true", help="crepes' smoothed p-values (seed 0)")
+    parser.add_argument("--calibration-share", type=float, default=CALIBRATION_SHARE,
+                        help="share of each class's training samples held out to calibrate")
+    parser.add_argument("--save", type=Path, help="also write the per-fold rows to this CSV")
     parser.add_argument("--low-data", action="store_true",
                         help="the paper-protocol low-data settings k-cap instead of all data")
     parser.add_argument("--caps", type=int, nargs="+", default=[16, 8])
     parser.add_argument("--n-classes", type=int, nargs="+", default=[3, 4, 5])
     args = parser.parse_args()
+    conformal.CALIBRATION_SHARE = args.calibration_share  # read by calibration_split at every fit
     start = time.perf_counter()
     if args.low_data:
         results = run_low_data(args.shuffles, args.head, args.alphas, args.caps, args.n_classes, args.calibration)
         keys: tuple[str, ...] = ("setting", "alpha", "mode", "level")
         results = results.sort_values(["k", "cap"], ascending=[True, False], kind="stable")
     else:
-        results = run(args.shuffles, args.head, args.alphas, args.calibration)
+        results = run(args.shuffles, args.head, args.alphas, args.calibration, args.smoothing)
         results = results.sort_values(["alpha", "mode", "level"], kind="stable")
         keys = ("alpha", "mode", "level")
     print(f"paper embeddings ({NPZ.name}), head {args.head}, calibration {args.calibration}, {args.shuffles} "
-          f"shuffles x 5 grouped folds{' (low-data settings)' if args.low_data else ''}; conformal calibration: a "
-          "quarter of each class's training samples; crepes, hinge score, non-smoothed p-values")
+          f"shuffles x 5 grouped folds{' (low-data settings)' if args.low_data else ''}; conformal calibration: "
+          f"{args.calibration_share:.0%} of each class's training samples; crepes, hinge score, "
+          f"{'smoothed' if args.smoothing else 'non-smoothed'} p-values")
     print(table(results, keys).to_string(index=False))
     for message in results["error"][results["error"] != ""].str.replace(r"\d+ calibration", "N calibration",
                                                                           regex=True).unique():
@@ -205,6 +222,13 @@ def main() -> None:
     per_class = results[results["error"] == ""].groupby([*keys, "class"], sort=False)[["hits", "n"]].sum()
     print("\nper-class coverage (pooled over folds):")
     print((per_class["hits"] / per_class["n"]).unstack("class").round(3).to_string())
+    if not args.low_data:
+        print("\nper-class image coverage per fold, mean ± standard error over folds:")
+        print(sensitivity(results.query("level == 'image'")).to_string())
+        if args.calibration:
+            print(f"fitted temperatures: {results.drop_duplicates(['seed', 'fold'])['temperature'].describe()}")
+    if args.save:
+        results.to_csv(args.save, index=False)
     print(f"\nmean fit seconds per fold: {results['fit_seconds'].mean():.1f}; "
           f"total {time.perf_counter() - start:.0f} s")
 

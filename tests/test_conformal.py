@@ -420,3 +420,17 @@ def test_explain_command_shows_held_out_sets_or_why_not(cli_data):
     assert result.exit_code == 0, result.output
     text = " ".join((root / "few" / "report.html").read_text(encoding="utf-8").split())
     assert "No prediction sets at alpha 0.05: fold 0 model:" in text and "needs at least" in text
+
+
+def test_smoothed_sets_are_seeded_subsets_of_the_model_sets(class_model, fresh):
+    """crepes' smoothed p-values are never above the non-smoothed ones, so the sets the
+    benchmark compares are inside the model's own, and the same on every call (seed 0)."""
+    proba = class_model.predict_proba(fresh[0].iloc[:500])
+    for mode in ("marginal", "class"):
+        plain = dataclasses.replace(class_model.conformal_, mode=mode)
+        smooth = dataclasses.replace(plain, smoothing=True)
+        sets = smooth.image_sets(proba, 0.2, CLASSES)
+        np.testing.assert_array_equal(sets, smooth.image_sets(proba, 0.2, CLASSES))
+        full = plain.image_sets(proba, 0.2, CLASSES)
+        assert not (sets & ~full).any() and sets.sum() <= full.sum()
+    assert class_model.conformal_.smoothing is False

@@ -91,7 +91,10 @@ def calibration_split(y_enc: np.ndarray, groups: np.ndarray, conformal: str | No
 @dataclass(frozen=True)
 class ConformalCalibration:
     """The calibration scores of a fitted model: the hinge score of each calibration image's and
-    each pooled calibration sample's true class, and that class (encoded 0..n_classes-1)."""
+    each pooled calibration sample's true class, and that class (encoded 0..n_classes-1).
+    ``smoothing``: crepes' smoothed p-values (ties broken at random, seed 0: coverage exactly
+    1 - alpha on average instead of at least) for comparisons; fitted and loaded models are never
+    smoothed."""
 
     mode: str
     n_classes: int
@@ -99,6 +102,7 @@ class ConformalCalibration:
     image_labels: np.ndarray
     sample_scores: np.ndarray
     sample_labels: np.ndarray
+    smoothing: bool = False
 
     @classmethod
     def from_probabilities(cls, mode: str, proba: np.ndarray, y_enc: np.ndarray, groups: np.ndarray,
@@ -131,7 +135,7 @@ class ConformalCalibration:
         if len(proba) == 0:
             return np.zeros((0, self.n_classes), dtype=bool)
         test_scores = hinge(np.asarray(proba, dtype=np.float64))
-        options = {"confidence": 1.0 - alpha, "smoothing": False}
+        options = {"confidence": 1.0 - alpha, "smoothing": self.smoothing, "seed": 0}
         if self.mode == "marginal":
             return ConformalClassifier().fit(scores).predict_set(test_scores, **options).astype(bool)
         mondrian = ConformalClassifier().fit(scores, bins=labels)
