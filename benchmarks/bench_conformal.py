@@ -9,9 +9,17 @@ Reported on the outer test side, per alpha, mode and level (image sets; sample s
 images): coverage (fraction of sets holding the true class) mean ± std over folds, the lowest
 per-class coverage pooled over all folds (and its class), mean set size, and the share of
 singleton sets. A mode that cannot make sets at an alpha (too few calibration points of a class)
-is reported as such, with the library's message.
+is reported as such, with the library's message (and the folds it failed in).
 
-    python benchmarks/bench_conformal.py [--shuffles 3] [--head svm] [--alphas 0.1 0.2]
+``--low-data``: the paper-protocol settings ``k-cap`` of ``evaluate_low_data(protocol="paper")``
+(the first k classes of the paper's order, only the newest capped at ``cap`` training images, the
+same folds and capping seeds), where the table adds the coverage of the older classes' test images
+and how often the newest class is in the set of its own test images, over all of them and over
+those whose predicted label is wrong (pooled over folds; counts in brackets). ``--calibration
+temperature``, ``--smoothing`` and ``--calibration-share`` measure the alternatives of
+docs/notes-conformal2.md; ``--save`` writes the per-fold rows.
+
+    python benchmarks/bench_conformal.py [--shuffles 3] [--head svm] [--alphas 0.1 0.2] [--low-data]
 """
 
 from __future__ import annotations
@@ -171,8 +179,11 @@ def table(results: pd.DataFrame, keys: tuple[str, ...] = ("alpha", "mode", "leve
                       "singletons": f"{(per_fold['singletons'] / per_fold['n']).mean():.2f}",
                       "folds": f"{len(per_fold)}" + (f" ({len(errors)} without sets)" if len(errors) else "")}
         if "newest" in ok:
-            new = ok[ok["class"] == ok["newest"]][["hits", "n", "wrong_hits", "wrong"]].sum()
-            row |= {"newest in set": f"{new['hits'] / new['n']:.3f} ({int(new['n'])})",
+            is_new = ok["class"] == ok["newest"]
+            new = ok[is_new][["hits", "n", "wrong_hits", "wrong"]].sum()
+            old = ok[~is_new][["hits", "n"]].sum()
+            row |= {"older classes": f"{old['hits'] / old['n']:.3f}",
+                    "newest in set": f"{new['hits'] / new['n']:.3f} ({int(new['n'])})",
                     "newest in set, label wrong": f"{new['wrong_hits'] / max(new['wrong'], 1):.3f} "
                                                   f"({int(new['wrong'])})"}
         out.append(row)
