@@ -120,13 +120,7 @@ def test_the_report_and_evaluate_score_samples_by_one_definition():
     labels = np.array(["B", "B", "B", "A"])
     groups = np.array(["s1", "s1", "s1", "s2"])
 
-    class Fitted:
-        classes_ = np.array(["A", "B"])
-
-        def predict_proba(self, X):
-            return proba
-
-    evaluated = sample_scores(Fitted(), np.zeros((4, 1)), labels, groups, np.arange(4), proba.argmax(1))
+    evaluated = sample_scores(np.array(["A", "B"]), labels, groups, np.array(["A", "B"])[proba.argmax(1)], proba)
     predictions = pd.DataFrame({"sample": groups, "label": labels,
                                 "predicted": np.array(["A", "B"])[proba.argmax(1)], "p_A": proba[:, 0],
                                 "p_B": proba[:, 1]})

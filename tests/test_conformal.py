@@ -344,3 +344,93 @@ def test_unknown_conformal_option_is_refused(training):
     X, y, groups = training
     with pytest.raises(ValueError, match="'conformal' parameter of HybridClassifier must be"):
         conformal_model("yes").fit(X, y, groups=groups)
+
+
+def test_a_calibration_sample_is_scored_for_its_majority_label():
+    """A sample whose images carry two labels is calibrated on its most common label (ties to
+    the first class name in sorted order), the rule evaluate and the report score samples by."""
+    proba = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1], [0.3, 0.6, 0.1]])
+    y_enc = np.array([0, 1, 1, 1, 0])  # s1: WS2 twice, MoS2 once (MoS2 first); s2: one each (tie)
+    groups = np.array(["s1", "s1", "s1", "s2", "s2"])
+    calibration = ConformalCalibration.from_probabilities("class", proba, y_enc, groups, CLASSES)
+    np.testing.assert_array_equal(calibration.sample_labels, [1, 0])  # WS2 (majority), MoS2 (tie: sorted first)
+    pooled = pool_samples(proba, groups, CLASSES)
+    np.testing.assert_allclose(calibration.sample_scores, [1 - pooled["p_WS2"].iloc[0], 1 - pooled["p_MoS2"].iloc[1]])
+
+
+def test_evaluate_predicts_each_test_fold_once(training, monkeypatch):
+    """One feature table and one predict_proba per fold: labels, sample verdicts and coverage
+    all come from it."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    from hybridtmd.evaluation import evaluate
+
+    X, y, groups = training
+    calls = {"predict_proba": 0, "transform_features": 0}
+    for name in calls:
+        original = getattr(HybridClassifier, name)
+
+        def counted(self, *args, _original=original, _name=name, **kwargs):
+            calls[_name] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(HybridClassifier, name, counted)
+    result = evaluate(conformal_model("class"), X, y, groups, cv=StratifiedGroupKFold(3))
+    assert calls == {"predict_proba": 3, "transform_features": 3}
+    folds = result.folds
+    assert folds["coverage"].between(0.7, 1).all() and folds["mean_set_size"].between(1, len(CLASSES)).all()
+
+
+def test_explain_report_shows_each_image_set_beside_its_label(class_model, fresh, tmp_path):
+    """The report's predictions and cards carry each image's set, the model's own predict_set."""
+    from hybridtmd.explanation import write_report
+
+    X, y, _ = fresh
+    page = write_report(class_model, X.iloc[:40], tmp_path, labels=y[:40], max_images=2, alpha=0.2)
+    table = pd.read_csv(tmp_path / "predictions.csv", keep_default_na=False)
+    expected = class_model.predict_set(X.iloc[:40], alpha=0.2)
+    assert table["set"].tolist() == set_labels(expected, class_model.classes_)
+    np.testing.assert_array_equal(table["set_size"], expected.sum(1))
+    text = page.read_text(encoding="utf-8")
+    first = table.iloc[0]  # a card summary: predicted label, then its set
+    assert "Prediction sets (conformal, alpha 0.2)" in text
+    assert re.search(r"predicted <b>[^<]+</b>, set \{[^}]*\}", text)
+    assert any(f"set {{{s.replace('|', ', ')}}}" in text for s in table["set"]) and first["set"]
+
+
+def test_explain_command_shows_held_out_sets_or_why_not(cli_data):
+    """Held out, each image's set comes from its fold model's calibration; an alpha the fold
+    calibrations cannot serve is said in the report."""
+    from typer.testing import CliRunner
+
+    from hybridtmd.cli import app
+
+    root, _ = cli_data
+    out = root / "explained"
+    result = CliRunner().invoke(app, ["explain", str(root / "model"), str(root / "data"), "-o", str(out),
+                                      "--alpha", "0.3", "--max-images", "1", "--folds", "3"])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out / "predictions.csv", keep_default_na=False)
+    assert {"set", "set_size", "set_note"} <= set(table) and table["set_size"].between(0, 2).all()
+    ood = table["out_of_distribution"].astype(str) == "True"
+    assert (table.loc[ood, "set_size"] == 2).all()
+    assert "Prediction sets (conformal, alpha 0.3)" in (out / "report.html").read_text(encoding="utf-8")
+    result = CliRunner().invoke(app, ["explain", str(root / "model"), str(root / "data"), "-o", str(root / "few"),
+                                      "--alpha", "0.05", "--max-images", "0", "--folds", "3"])
+    assert result.exit_code == 0, result.output
+    text = " ".join((root / "few" / "report.html").read_text(encoding="utf-8").split())
+    assert "No prediction sets at alpha 0.05: fold 0 model:" in text and "needs at least" in text
+
+
+def test_smoothed_sets_are_seeded_subsets_of_the_model_sets(class_model, fresh):
+    """crepes' smoothed p-values are never above the non-smoothed ones, so the sets the
+    benchmark compares are inside the model's own, and the same on every call (seed 0)."""
+    proba = class_model.predict_proba(fresh[0].iloc[:500])
+    for mode in ("marginal", "class"):
+        plain = dataclasses.replace(class_model.conformal_, mode=mode)
+        smooth = dataclasses.replace(plain, smoothing=True)
+        sets = smooth.image_sets(proba, 0.2, CLASSES)
+        np.testing.assert_array_equal(sets, smooth.image_sets(proba, 0.2, CLASSES))
+        full = plain.image_sets(proba, 0.2, CLASSES)
+        assert not (sets & ~full).any() and sets.sum() <= full.sum()
+    assert class_model.conformal_.smoothing is False

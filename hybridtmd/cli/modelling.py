@@ -365,22 +365,28 @@ def explain_command(
     pixel_size_nm: PixelSizeOption = None,
     z_unit: ZUnitOption = None,
     z_scale: ZScaleOption = None,
+    alpha: Annotated[float | None, typer.Option(help="Error rate of the conformal prediction set shown beside "
+                                                "each image's label (a model trained with [model] conformal; "
+                                                "default 0.1 for such a model).")] = None,
     quiet: QuietOption = False,
 ) -> None:
     """Why the model decided, in one self-contained report.html: attributions to feature groups
     (descriptor families and the latent block; exact TreeSHAP sums for the XGBoost head, exact
     group Shapley values for any other head), per-image cards (height map, latent-map overlays,
-    waterfall, nearest training examples, the out-of-distribution flag), latent dimensions named by
-    their strongest physical correlate, and the figures as PNG and tables as CSV beside it. On a
+    waterfall, nearest training examples, the out-of-distribution flag, the prediction set of a
+    model trained with conformal sets), latent dimensions named by their strongest physical
+    correlate, and the figures as PNG and tables as CSV beside it. On a
     labelled dataset the predictions and explanations are held out (out-of-fold, grouped by
     sample) unless --in-sample; the report's headline says which."""
     use_file_backend()
     check_output_dir(output)
     from ..explanation import GROUP_BY
+    from ..model.conformal import DEFAULT_ALPHA
 
     if group_by not in GROUP_BY:
         fail(f"--group-by must be one of {', '.join(GROUP_BY)}, not {group_by!r}")
     model = load_classifier(model_dir)
+    _usable_calibration(model, model_dir, alpha, by_sample=False)
     errors: list[tuple[str, str]] = []
     if model.features_ is None:
         to_explain = _table_to_explain(model, model_dir, inputs)
@@ -392,7 +398,8 @@ def explain_command(
         fail(f"--held-out: {obstacle}; --in-sample explains the saved model instead")
     if held_out is None and obstacle and to_explain.labels is not None:
         warn_line(f"not held out: {obstacle}; explaining the saved model in-sample (the report says so)")
-    options = {"max_images": max_images, "top_latent": top_latent, "group_by": group_by, "quiet": quiet}
+    options = {"max_images": max_images, "top_latent": top_latent, "group_by": group_by,
+               "alpha": DEFAULT_ALPHA if alpha is None else alpha, "quiet": quiet}
     page, how = _write_explanation(model, to_explain, output, None if held_out is False else usable, options)
     console.print(f"explained {len(to_explain.X)} input(s) {how}; report written to {page} (figures as PNG, "
                   "CSV tables)", soft_wrap=True, highlight=False)
@@ -421,7 +428,8 @@ def _write_explanation(model: Any, to_explain: ToExplain, output: Path, folds: i
             page = write_held_out_report(
                 model, images, to_explain.labels, to_explain.samples, output, n_splits=folds,
                 max_cards=options["max_images"], top_latent=options["top_latent"], group_by=options["group_by"],
-                table=table, names=to_explain.names, title="Why the model decides: held-out images",
+                alpha=options["alpha"], table=table, names=to_explain.names,
+                title="Why the model decides: held-out images",
                 summary="Models: the saved model's settings refitted on each fold's training samples (the saved "
                         "model itself is explained with --in-sample).")
         return page, f"out-of-fold (StratifiedGroupKFold({folds}) by sample, the model refitted per fold)"

@@ -12,14 +12,17 @@ from ..model.conformal import ConformalError
 COVERAGE_ALPHA = 0.1
 
 
-def coverage_scores(fitted: Any, X_test: Any, y_test: np.ndarray) -> dict[str, float]:
+def coverage_scores(fitted: Any, proba: np.ndarray | None, y_test: np.ndarray) -> dict[str, float]:
     """``coverage`` (fraction of test images whose set at :data:`COVERAGE_ALPHA` holds the true
-    class), ``coverage[<class>]`` per true class and ``mean_set_size``; NaN when the fold's model
-    had too few calibration images for that alpha; empty for a model without conformal sets."""
-    if getattr(fitted, "conformal_", None) is None:
+    class), ``coverage[<class>]`` per true class and ``mean_set_size``, the sets made from the
+    fold's test probabilities ``proba`` (``fitted.predict_proba``, computed once per fold) by the
+    model's calibration; NaN when the fold's model had too few calibration images for that alpha;
+    empty for a model without conformal sets."""
+    calibration = getattr(fitted, "conformal_", None)
+    if calibration is None or proba is None:
         return {}
     try:
-        sets = fitted.predict_set(X_test, COVERAGE_ALPHA)
+        sets = calibration.image_sets(proba, COVERAGE_ALPHA, fitted.classes_)
     except ConformalError:
         return {"coverage": float("nan"), "mean_set_size": float("nan")}
     column = {c: j for j, c in enumerate(fitted.classes_.tolist())}

@@ -136,9 +136,9 @@ def scored_fit(task: tuple[Any, ...], y: np.ndarray, groups: np.ndarray, labels:
                extra: Mapping[str, Any] | None) -> tuple[dict[str, Any], np.ndarray]:
     """One model fitted on one split: its fold row and confusion counts."""
     name, model, X, split, train, test = task
-    fitted, pred, seconds = fit_predict(model, X, y, groups, train, test)
-    scores = score_fold(y[test], pred, labels) | sample_scores(fitted, X, y, groups, test, pred) \
-        | coverage_scores(fitted, take_rows(X, test), y[test])
+    fitted, pred, proba, seconds = fit_predict(model, X, y, groups, train, test)
+    scores = score_fold(y[test], pred, labels) | sample_scores(fitted.classes_, y[test], groups[test], pred, proba) \
+        | coverage_scores(fitted, proba, y[test])
     row = fold_row(name, extra, split, train, test, scores, seconds) | reported_flops(fitted, len(test)) \
         | training_record(fitted)
     return row, confusion_matrix(y[test], pred, labels=labels)
@@ -169,9 +169,10 @@ def continues(model: Any) -> bool:
 
 
 def fit_predict(model: Any, X: Any, y: np.ndarray, groups: np.ndarray, train: np.ndarray, test: np.ndarray,
-                 previous: Any = None) -> tuple[Any, np.ndarray, tuple[float, float]]:
+                previous: Any = None) -> tuple[Any, np.ndarray, np.ndarray | None, tuple[float, float]]:
     """Fit a clone of ``model`` on ``train`` (or continue ``previous`` when it has
-    ``fit_continue``), predict ``test``; returns the fitted model, predictions, (fit, predict) s."""
+    ``fit_continue``), predict ``test`` (:func:`predict_test`); returns the fitted model, its
+    labels, its probabilities (None without ``predict_proba``) and (fit, predict) seconds."""
     start = time.perf_counter()
     if previous is not None and continues(previous):
         fitted = previous
@@ -181,20 +182,34 @@ def fit_predict(model: Any, X: Any, y: np.ndarray, groups: np.ndarray, train: np
     fit_seconds = time.perf_counter() - start
     report_fits()
     start = time.perf_counter()
-    pred = np.asarray(fitted.predict(take_rows(X, test)))
-    return fitted, pred, (fit_seconds, time.perf_counter() - start)
+    pred, proba = predict_test(fitted, take_rows(X, test))
+    return fitted, pred, proba, (fit_seconds, time.perf_counter() - start)
 
 
-def sample_scores(fitted: Any, X: Any, y: np.ndarray, groups: np.ndarray, test: np.ndarray,
-                  pred: np.ndarray) -> dict[str, float]:
+def predict_test(fitted: Any, X_test: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """(labels, probabilities or None) of the test rows, their inputs read once: every score of
+    a fold (image and sample accuracy, conformal coverage) is derived from these. A
+    :class:`~hybridtmd.model.HybridClassifier`'s features are computed once
+    (``transform_features``), then its head gives the probabilities (one ``predict_proba``) and
+    its decision on that table (its own ``predict``: an SVM head votes on its decision values,
+    which need not be the argmax of its Platt probabilities)."""
+    if isinstance(fitted, HybridClassifier):
+        X_test = fitted.transform_features(X_test)
+    proba = np.asarray(fitted.predict_proba(X_test)) if hasattr(fitted, "predict_proba") else None
+    return np.asarray(fitted.predict(X_test)), proba
+
+
+def sample_scores(classes: Any, y_test: np.ndarray, groups_test: np.ndarray, pred: np.ndarray,
+                  proba: np.ndarray | None) -> dict[str, float]:
     """Sample-level accuracy of one test fold: the images of each sample decided together
-    (:func:`hybridtmd.model.samples.pool_samples`, mean log-probability) when the model has
-    ``predict_proba``, else by majority vote of its image labels (ties: first in sorted order)."""
-    if hasattr(fitted, "predict_proba"):
-        verdicts = pool_samples(fitted.predict_proba(take_rows(X, test)), groups[test], fitted.classes_)
+    (:func:`hybridtmd.model.samples.pool_samples`, mean log-probability, of the fold's
+    probabilities ``proba``, columns in ``classes`` order) when the model has them, else by
+    majority vote of its image labels (ties: first in sorted order)."""
+    if proba is not None:
+        verdicts = pool_samples(proba, groups_test, classes)
     else:
-        verdicts = majority_labels(pred, groups[test]).to_frame("label")
-    return {"sample_accuracy": sample_accuracy(y[test], groups[test], verdicts), "n_test_samples": len(verdicts)}
+        verdicts = majority_labels(pred, groups_test).to_frame("label")
+    return {"sample_accuracy": sample_accuracy(y_test, groups_test, verdicts), "n_test_samples": len(verdicts)}
 
 
 def reported_flops(fitted: Any, n_test: int) -> dict[str, float]:
@@ -298,5 +313,5 @@ def evaluate_inputs(inputs: Mapping[str, tuple[Any, Any]], y: Any, groups: Any, 
     return Evaluation(pd.DataFrame(rows), confusion)
 
 
-__all__ = ["cap_per_class", "counting_fits", "evaluate", "evaluate_inputs", "feature_key", "report_fits",
-           "sample_scores"]
+__all__ = ["cap_per_class", "counting_fits", "evaluate", "evaluate_inputs", "feature_key", "predict_test",
+           "report_fits", "sample_scores"]

@@ -177,17 +177,18 @@ def paper_low_data_rows(name: str, model: Any, data: Any, y: np.ndarray, groups:
                 while chain_k < k - 1:  # extend the chain 2 → ... → k-1 on all training images
                     chain_k += 1
                     stage = split.train[np.isin(y[split.train], order[:chain_k])]
-                    chain, _, _ = fit_predict(model, data, y, groups, stage, stage[:1], previous=chain)
+                    chain, _, _, _ = fit_predict(model, data, y, groups, stage, stage[:1], previous=chain)
             for cap in [None, *caps]:
                 rng = np.random.default_rng([*rng_seed, k, cap or 0])
                 train = newest_class_cap(train_k, y, groups, order[k - 1], cap, rng)
                 previous = copy.deepcopy(chain) if variant == "previous" else None
-                fitted, pred, seconds = fit_predict(model, data, y, groups, train, test, previous=previous)
+                fitted, pred, proba, seconds = fit_predict(model, data, y, groups, train, test, previous=previous)
                 prefix = f"2-{k}" if variant == "previous" else f"{k}"
                 setting = prefix if cap is None else f"{prefix}-{cap}"
                 extra = {"variant": variant, "k": k, "cap": cap or 0, "setting": setting, "newest": order[k - 1],
                          "n_train_newest": int((y[train] == order[k - 1]).sum())}
-                scores = newest_scores(y[test], pred, order[:k]) | sample_scores(fitted, data, y, groups, test, pred)
+                scores = newest_scores(y[test], pred, order[:k]) \
+                    | sample_scores(fitted.classes_, y[test], groups[test], pred, proba)
                 rows.append(fold_row(name, extra, split, train, test, scores, seconds) | training_record(fitted))
     return rows
 
@@ -217,10 +218,11 @@ def evaluate_sequential(models: Any, X: Any, y: Any, groups: Any, *, class_order
             for k in range(2, len(order) + 1):
                 keep = np.isin(y, order[:k])
                 train, test = split.train[keep[split.train]], split.test[keep[split.test]]
-                fitted, pred, seconds = fit_predict(model, data, y, groups, train, test, previous=fitted)
+                fitted, pred, proba, seconds = fit_predict(model, data, y, groups, train, test, previous=fitted)
                 if k == len(order):
                     confusion[name] += confusion_matrix(y[test], pred, labels=labels)
-                scores = newest_scores(y[test], pred, order[:k]) | sample_scores(fitted, data, y, groups, test, pred)
+                scores = newest_scores(y[test], pred, order[:k]) \
+                    | sample_scores(fitted.classes_, y[test], groups[test], pred, proba)
                 stage = {"n_classes": k, "newest": order[k - 1]}
                 rows.append(fold_row(name, stage, split, train, test, scores, seconds))
     frames = {n: confusion_frame(m, labels) for n, m in confusion.items()}
@@ -262,7 +264,7 @@ def evaluate_multilabel(models: Any, X: Any, y: Any, groups: Any, *, cv: Any = N
                 if len(np.unique(t[split.train])) < 2:
                     pred[:, j] = t[split.train][0]
                     continue
-                _, pred_j, took = fit_predict(model, data, t, groups, split.train, split.test)
+                _, pred_j, _, took = fit_predict(model, data, t, groups, split.train, split.test)
                 pred[:, j] = pred_j.astype(bool)
                 seconds += took
             truth = targets.to_numpy()[split.test]

@@ -20,6 +20,7 @@ from sklearn.base import clone
 from .._utils import report_fits
 from ..io import check_channel_maps, height_images
 from ..model import PHYS_PREFIX, HybridClassifier, is_image_sequence, latent_correlates, resolve_features
+from ..model.conformal import DEFAULT_ALPHA, ConformalError, check_alpha
 from ..splits import grouped_splits
 from .descriptor_shapley import descriptor_shapley, screen_descriptors
 from .evidence import nearest_examples
@@ -64,6 +65,10 @@ class ExplainedSet:
         (:func:`~hybridtmd.explanation.descriptor_shapley.screen_descriptors`, per class) of every
         physical descriptor by each fold's model on its held-out images (``fold``, ``class``,
         ``descriptor``, ``score``), for the stability of the drivers
+    sets : ndarray of bool (n, n_classes) or None  per image, its conformal prediction set at
+        ``set_alpha`` (models fitted with ``conformal``; each image by the calibration of the model
+        that predicted it); None without one, or when it cannot be made (``set_note`` says why)
+    set_alpha : float or None;  set_note : str  why there are no sets ("" when there are, or no conformal)
     """
 
     names: list[str]
@@ -90,6 +95,9 @@ class ExplainedSet:
     out_of_distribution: np.ndarray | None = None
     in_training: np.ndarray | None = None
     fold_screening: pd.DataFrame | None = None
+    sets: np.ndarray | None = None
+    set_alpha: float | None = None
+    set_note: str = ""
 
     @property
     def predicted(self) -> np.ndarray:
@@ -99,6 +107,23 @@ class ExplainedSet:
     @property
     def predicted_labels(self) -> np.ndarray:
         return np.asarray(self.classes)[self.predicted]
+
+
+def conformal_sets(models: Sequence[HybridClassifier], rows: Sequence[np.ndarray], proba: np.ndarray,
+                   alpha: float) -> tuple[np.ndarray | None, str]:
+    """Each image's prediction set at ``alpha`` by the calibration of the model that predicted it
+    (``models[i]`` predicted ``rows[i]``), and "" ; or None and why there are none: a model
+    without conformal calibration ("", nothing to say) or one with too few calibration points
+    for ``alpha`` (the :class:`~hybridtmd.model.conformal.ConformalError`, naming its fold)."""
+    if any(getattr(m, "conformal_", None) is None for m in models):
+        return None, ""
+    sets = np.zeros(proba.shape, dtype=bool)
+    for k, (model, where) in enumerate(zip(models, rows, strict=True)):
+        try:
+            sets[where] = model.conformal_.image_sets(proba[where], alpha, model.classes_)
+        except ConformalError as exc:
+            return None, f"{f'fold {k} model: ' if len(models) > 1 else ''}{exc}"
+    return sets, ""
 
 
 def _concat_explanations(parts: list[Any], order: np.ndarray) -> Any:
@@ -165,7 +190,8 @@ def _held_out_inputs(model: HybridClassifier, images: Sequence[Any] | None, tabl
 def explain_held_out(model: HybridClassifier, images: Sequence[Any] | None, labels: Sequence[Any],
                      groups: Sequence[Any], *, n_splits: int = 5, random_state: int = 0, max_background: int = 64,
                      n_examples: int = 3, table: pd.DataFrame | None = None, group_by: str = "auto",
-                     top_descriptors: int = 5, names: Sequence[str] | None = None) -> ExplainedSet:
+                     top_descriptors: int = 5, names: Sequence[str] | None = None, alpha: float = DEFAULT_ALPHA
+                     ) -> ExplainedSet:
     """Out-of-fold predictions and explanations of ``images`` (module docstring).
 
     The feature table is computed once (the features learn nothing from the images, which is
@@ -180,8 +206,9 @@ def explain_held_out(model: HybridClassifier, images: Sequence[Any] | None, labe
     (:func:`~hybridtmd.explanation.descriptor_shapley`, its default 32 background rows) of
     the ``top_descriptors`` physical descriptors screened over all folds' test images (one list
     for every fold, so the values line up; 0: none). Each image's out-of-distribution flag is
-    its fold model's.
+    its fold model's, and so is its prediction set at ``alpha`` (models with ``conformal``).
     """
+    alpha = check_alpha(alpha)
     labels, samples = np.asarray([str(v) for v in labels]), np.asarray(groups)
     features, table, names, shown = _held_out_inputs(model, images, table, names)
     head = clone(model).set_params(features=None)
@@ -219,6 +246,7 @@ def explain_held_out(model: HybridClassifier, images: Sequence[Any] | None, labe
         report_fits()
     order = np.concatenate(order)
     has_ood = all(getattr(f, "ood_", None) is not None for f in fitted_folds)
+    sets, set_note = conformal_sets(fitted_folds, [split.test for split in splits], proba, alpha)
     return ExplainedSet(
         names=names, labels=labels, samples=samples,
         table=table, classes=classes, proba=proba, groups=_concat_explanations(grouped, order),
@@ -230,7 +258,7 @@ def explain_held_out(model: HybridClassifier, images: Sequence[Any] | None, labe
         description=(f"out-of-fold: StratifiedGroupKFold({n_splits}) by sample; each image predicted and "
                      f"explained by the model of the fold that held its sample out"), group_by=group_by,
         out_of_distribution=flagged if has_ood else None, in_training=np.zeros(len(labels), dtype=bool),
-        fold_screening=screening)
+        fold_screening=screening, sets=sets, set_alpha=alpha, set_note=set_note)
 
 
 def _fold_screening(fitted: Sequence[HybridClassifier], splits: Sequence[Any], table: pd.DataFrame,
@@ -264,7 +292,8 @@ def explain_set(model: HybridClassifier, X: Any, *, labels: Sequence[Any] | None
                 names: Sequence[str] | None = None, samples: Sequence[Any] | None = None,
                 train_images: Sequence[Any] = (), train_labels: Sequence[Any] | None = None,
                 train_samples: Sequence[Any] | None = None, max_background: int = 64,
-                n_examples: int = 3, group_by: str = "auto", top_descriptors: int = 5) -> ExplainedSet:
+                n_examples: int = 3, group_by: str = "auto", top_descriptors: int = 5,
+                alpha: float = DEFAULT_ALPHA) -> ExplainedSet:
     """Explain the fitted ``model`` on ``X`` (images or a table).
 
     Nearest examples use the model's training rows (its OOD reference); thumbnails of them need
@@ -273,7 +302,9 @@ def explain_set(model: HybridClassifier, X: Any, *, labels: Sequence[Any] | None
     from its training rows for models saved without them). Heads without trees also get
     per-descriptor Shapley values of the ``top_descriptors`` screened physical descriptors (0: none;
     :func:`~hybridtmd.explanation.descriptor_shapley` with its default 32 background rows).
+    A model fitted with ``conformal`` also gives each image's prediction set at ``alpha``.
     """
+    alpha = check_alpha(alpha)
     table = model.transform_features(X)
     n = len(table)
     names = list(names) if names is not None else (
@@ -290,6 +321,7 @@ def explain_set(model: HybridClassifier, X: Any, *, labels: Sequence[Any] | None
     if train is not None and train_labels is not None and len(train_labels) == len(train):
         ids = np.asarray(train_samples) if train_samples is not None else np.arange(len(train))
         evidence = nearest_examples(model, table, train, train_labels, ids, proba, k=n_examples)
+    sets, set_note = conformal_sets([model], [np.arange(n)], proba, alpha)
     return ExplainedSet(
         names=names, labels=None if labels is None else np.asarray([str(v) for v in labels]),
         samples=None if samples is None else np.asarray(samples), table=table,
@@ -302,7 +334,7 @@ def explain_set(model: HybridClassifier, X: Any, *, labels: Sequence[Any] | None
         descriptor_values=per_descriptor,
         description="explained by one fitted model (in-sample if these are its training images)",
         group_by=group_by, out_of_distribution=model.is_out_of_distribution(table) if has_ood else None,
-        in_training=training_rows(model, table) if has_ood else None)
+        in_training=training_rows(model, table) if has_ood else None, sets=sets, set_alpha=alpha, set_note=set_note)
 
 
 def training_rows(model: HybridClassifier, table: pd.DataFrame) -> np.ndarray:

@@ -22,6 +22,7 @@ import pandas as pd
 from .._utils import Interval, atomic_write_csv, atomic_write_text
 from ..io import check_channel_maps, height_images
 from ..model import LATENT_GROUP, LATENT_PREFIX, PHYS_PREFIX, HybridClassifier, is_image_sequence
+from ..model.conformal import DEFAULT_ALPHA, set_columns
 from ..model.samples import sample_metrics
 from ..plotting import save_figure
 from . import cards, figures, overlays, page
@@ -65,8 +66,10 @@ def _slug(text: str) -> str:
 
 def predictions_table(explained: ExplainedSet) -> pd.DataFrame:
     """One row per image: ``image``, ``sample``, ``label``, ``predicted``, ``confidence``,
-    ``runner_up``, ``correct``, ``fold``, ``out_of_distribution`` and ``in_training`` (one of the
-    explaining model's training rows) where known, ``p_<class>``."""
+    ``runner_up``, ``set``, ``set_size`` and ``set_note`` (the conformal prediction set, every
+    class for an out-of-distribution image: :func:`~hybridtmd.model.conformal.set_columns`, as
+    ``predict --alpha``), ``correct``, ``fold``, ``out_of_distribution`` and ``in_training`` (one
+    of the explaining model's training rows) where known, ``p_<class>``."""
     proba = explained.proba
     order = np.argsort(-proba, axis=1, kind="stable")
     frame = pd.DataFrame({"image": explained.names})
@@ -77,6 +80,8 @@ def predictions_table(explained: ExplainedSet) -> pd.DataFrame:
     frame["predicted"] = np.asarray(explained.classes)[order[:, 0]]
     frame["confidence"] = proba.max(axis=1)
     frame["runner_up"] = np.asarray(explained.classes)[order[:, 1]] if proba.shape[1] > 1 else ""
+    if explained.sets is not None:
+        frame = frame.join(set_columns(explained.sets, explained.classes, explained.out_of_distribution))
     if explained.labels is not None:
         frame["correct"] = frame["label"] == frame["predicted"]
     if explained.fold is not None:
@@ -163,9 +168,10 @@ def _card(explained: ExplainedSet, i: int, images: Sequence[Any], saved: _Figure
     strange = bool(row.get("out_of_distribution", False))
     flag = (" — <b class='ood'>out of distribution</b>: unlike every training sample, do not trust its label"
             if strange else "")
+    in_set = f", set {{{esc(row['set'].replace('|', ', '))}}}" if "set" in row else ""
     parts = [f"<details class='{'wrong' if wrong else 'ok'}{' ood' if strange else ''}'><summary>{esc(row['image'])}"
-             f"{esc(sample)}: {esc(truth)}predicted <b>{esc(row['predicted'])}</b> ({row['confidence']:.2f}; runner-up "
-             f"{esc(str(row['runner_up']))}){' — misclassified' if wrong else ''}{flag}</summary>"]
+             f"{esc(sample)}: {esc(truth)}predicted <b>{esc(row['predicted'])}</b>{in_set} ({row['confidence']:.2f}; "
+             f"runner-up {esc(str(row['runner_up']))}){' — misclassified' if wrong else ''}{flag}</summary>"]
     stem = f"card_{i:04d}"
     dims, how = _card_latent_dims(explained, i, k, top_latent)
     embedder = getattr(explained.features_model, "embedder_", None)
@@ -230,10 +236,30 @@ def _answer(explained: ExplainedSet, predictions: pd.DataFrame, saved: _Figures,
                              "group_attribution.png")
     second = page.figure(attribution, "Share of each feature group in the mean |attribution| of each class's "
                                       "output; the latent block hatched.")
+    out += _sets_line(explained, predictions)
     out.append(f"<div class='row'>{first}{second}</div>")
     if recall is not None:
         out.append("<h2>Per-class recall</h2>" + page.table(recall))
     return out
+
+
+def _sets_line(explained: ExplainedSet, predictions: pd.DataFrame) -> list[str]:
+    """What the conformal prediction sets are, their mean size and, with labels, how often they
+    hold the true class here; or why there are none (too few calibration points)."""
+    if explained.set_note:
+        return [f"<p>No prediction sets at alpha {explained.set_alpha:g}: {esc(explained.set_note)}</p>"]
+    if explained.sets is None:
+        return []
+    sizes = predictions["set_size"]
+    line = (f"Prediction sets (conformal, alpha {explained.set_alpha:g}): each image's set holds its true class "
+            f"with probability at least {1 - explained.set_alpha:g} for images of new samples; mean size "
+            f"{sizes.mean():.2f} classes, a single class for {(sizes == 1).mean():.0%} of the images (a larger set: "
+            "take another scan).")
+    if "label" in predictions:
+        held = [label in members.split("|") for label, members in zip(predictions["label"], predictions["set"],
+                                                                       strict=True)]
+        line += f" Here {np.mean(held):.0%} of the sets hold the label ({_protocol(explained)[0]})."
+    return [f"<p>{esc(line)}</p>"]
 
 
 def _protocol(explained: ExplainedSet) -> tuple[str, str, str]:
@@ -416,15 +442,17 @@ def _exemplar_section(explained: ExplainedSet, images: Sequence[Any], saved: _Fi
 def write_report(model: HybridClassifier, X: Any, output: str | Path, *, labels: Sequence[str] | None = None,
                  names: Sequence[str] | None = None, samples: Sequence[Any] | None = None, max_images: int = 24,
                  top_latent: int = 3, title: str = "Why the model decided", group_by: str = "auto",
-                 **train: Any) -> Path:
+                 alpha: float = DEFAULT_ALPHA, **train: Any) -> Path:
     """Explain the fitted ``model`` on ``X`` (images or a feature table) and write the report to
     ``output``; returns the path of ``report.html``. ``labels`` (and ``samples``) add the
     confusion matrix and recall on these images; ``train_images``, ``train_labels`` and
     ``train_samples`` (the model's training images in fit order) add the nearest examples.
     Cards are drawn for ``max_images`` images, each with the maps of its ``top_latent`` latent
     drivers. ``group_by``: how columns are grouped (:func:`~hybridtmd.explanation.groups.regroup`;
-    for a multichannel model ``"channel"`` or ``"family"``; default the model's groups)."""
-    explained = explain_set(model, X, labels=labels, names=names, samples=samples, group_by=group_by, **train)
+    for a multichannel model ``"channel"`` or ``"family"``; default the model's groups); ``alpha``: the
+    error rate of the prediction sets shown beside each label (a model fitted with ``conformal``)."""
+    explained = explain_set(model, X, labels=labels, names=names, samples=samples, group_by=group_by, alpha=alpha,
+                            **train)
     images = height_images(check_channel_maps(X)) if is_image_sequence(X) else []  # the maps the cards show
     return render_report(explained, output, images=images, title=title, max_cards=max_images, top_latent=top_latent)
 
@@ -433,12 +461,13 @@ def write_held_out_report(model: HybridClassifier, images: Sequence[Any] | None,
                           groups: Sequence[Any], output: str | Path, *, n_splits: int = 5, max_cards: int = 24,
                           title: str = "Why the model decides: held-out images", random_state: int = 0,
                           table: pd.DataFrame | None = None, group_by: str = "auto", top_latent: int = 3,
-                          names: Sequence[str] | None = None, summary: str = "") -> Path:
+                          names: Sequence[str] | None = None, summary: str = "", alpha: float = DEFAULT_ALPHA) -> Path:
     """Out-of-fold predictions and explanations (:func:`explain_held_out`; ``table``: the
     images' feature table when computed already, or the rows a model without features explains,
-    ``images`` None, ``names`` naming them; ``group_by``: how columns are grouped) of ``images``
-    as a report in ``output``; returns the path of ``report.html``."""
+    ``images`` None, ``names`` naming them; ``group_by``: how columns are grouped; ``alpha``: the
+    error rate of the fold models' prediction sets, models with ``conformal``) of ``images`` as a
+    report in ``output``; returns the path of ``report.html``."""
     explained = explain_held_out(model, images, labels, groups, n_splits=n_splits, random_state=random_state,
-                                 table=table, group_by=group_by, names=names)
+                                 table=table, group_by=group_by, names=names, alpha=alpha)
     return render_report(explained, output, images=explained.train_images, title=title, max_cards=max_cards,
                          top_latent=top_latent, summary=summary)

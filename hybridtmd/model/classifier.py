@@ -235,7 +235,7 @@ class HybridClassifier(ConformalMixin, ClassAdding, ClassifierMixin, BaseEstimat
         self._set_head_features()
         self.temperature_ = self._fit_temperature(X_fit, y_fit, g_fit, w_fit) if self.calibration else None
         self.conformal_ = None if held is None else ConformalCalibration.from_probabilities(
-            self.conformal, self._proba(X_arr[held]), y_enc[held], groups[held])
+            self.conformal, self._proba(X_arr[held]), y_enc[held], groups[held], self.classes_)
         self.ood_ = None if self.ood_neighbors is None else NearestNeighborOOD(
             self.ood_neighbors, self.ood_quantile).fit(X_arr, groups, block=latent_mask(self.feature_names_))
         self.ood_threshold_ = None if self.ood_ is None else self.ood_.threshold_

@@ -40,7 +40,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._utils import Interval
 from ..errors import HybridTMDError, ModelFileError
 from ..splits import grouped_validation_split
-from .samples import pool_samples, predict_samples
+from .samples import majority_labels, pool_samples, predict_samples
 
 with warnings.catch_warnings():  # crepes sets warnings.simplefilter("always") at import: keep ours
     from crepes import ConformalClassifier
@@ -48,6 +48,8 @@ with warnings.catch_warnings():  # crepes sets warnings.simplefilter("always") a
 
 #: the options of ``HybridClassifier(conformal=...)``
 CONFORMAL_MODES = ("marginal", "class")
+#: the error rate of the sets where a command shows them without being given one (explain)
+DEFAULT_ALPHA = 0.1
 #: share of each class's samples held out for calibration
 CALIBRATION_SHARE = 0.25
 #: the ``arrays.npz`` entries of a saved calibration
@@ -89,7 +91,10 @@ def calibration_split(y_enc: np.ndarray, groups: np.ndarray, conformal: str | No
 @dataclass(frozen=True)
 class ConformalCalibration:
     """The calibration scores of a fitted model: the hinge score of each calibration image's and
-    each pooled calibration sample's true class, and that class (encoded 0..n_classes-1)."""
+    each pooled calibration sample's true class, and that class (encoded 0..n_classes-1).
+    ``smoothing``: crepes' smoothed p-values (ties broken at random, seed 0: coverage exactly
+    1 - alpha on average instead of at least) for comparisons; fitted and loaded models are never
+    smoothed."""
 
     mode: str
     n_classes: int
@@ -97,18 +102,23 @@ class ConformalCalibration:
     image_labels: np.ndarray
     sample_scores: np.ndarray
     sample_labels: np.ndarray
+    smoothing: bool = False
 
     @classmethod
-    def from_probabilities(cls, mode: str, proba: np.ndarray, y_enc: np.ndarray, groups: np.ndarray
-                           ) -> ConformalCalibration:
-        """Scores of the calibration images (``proba`` from the fitted head) and of their samples."""
-        classes = np.arange(proba.shape[1])
-        pooled = pool_samples(proba, groups, classes)
-        codes, _ = pd.factorize(pd.Series(np.asarray(groups, dtype=object)), sort=False)  # pool_samples' order
-        sample_labels = pd.Series(y_enc).groupby(codes, sort=True).first().to_numpy()
-        pooled_proba = pooled[[f"p_{c}" for c in classes]].to_numpy()
-        return cls(mode, len(classes), hinge(proba, classes, y_enc), np.asarray(y_enc, dtype=np.int64),
-                   hinge(pooled_proba, classes, sample_labels), sample_labels.astype(np.int64))
+    def from_probabilities(cls, mode: str, proba: np.ndarray, y_enc: np.ndarray, groups: np.ndarray,
+                           classes: Sequence[Any]) -> ConformalCalibration:
+        """Scores of the calibration images (``proba`` from the fitted head, columns in
+        ``classes`` order) and of their samples; a sample's true class is the one rule of
+        ``evaluate`` and the report (:func:`~hybridtmd.model.samples.majority_labels`: the most
+        common label of its images, ties to the first in sorted order of the class names)."""
+        codes = np.arange(proba.shape[1])
+        pooled = pool_samples(proba, groups, codes)
+        names = np.asarray(classes, dtype=object)
+        majority = majority_labels(names[np.asarray(y_enc)], groups).loc[pooled.index]  # pool_samples' order
+        sample_labels = pd.Index(names).get_indexer(majority.to_numpy()).astype(np.int64)
+        pooled_proba = pooled[[f"p_{c}" for c in codes]].to_numpy()
+        return cls(mode, len(codes), hinge(proba, codes, y_enc), np.asarray(y_enc, dtype=np.int64),
+                   hinge(pooled_proba, codes, sample_labels), sample_labels)
 
     def image_sets(self, proba: np.ndarray, alpha: float, class_names: Sequence[Any]) -> np.ndarray:
         """Boolean ``(n_images, n_classes)``: the classes each image's set holds."""
@@ -125,7 +135,7 @@ class ConformalCalibration:
         if len(proba) == 0:
             return np.zeros((0, self.n_classes), dtype=bool)
         test_scores = hinge(np.asarray(proba, dtype=np.float64))
-        options = {"confidence": 1.0 - alpha, "smoothing": False}
+        options = {"confidence": 1.0 - alpha, "smoothing": self.smoothing, "seed": 0}
         if self.mode == "marginal":
             return ConformalClassifier().fit(scores).predict_set(test_scores, **options).astype(bool)
         mondrian = ConformalClassifier().fit(scores, bins=labels)
@@ -246,5 +256,6 @@ def set_columns(sets: np.ndarray, classes: Sequence[Any], out_of_distribution: A
                          "set_note": np.where(ood, OOD_SET_NOTE, "")}, index=index)
 
 
-__all__ = ["CALIBRATION_SHARE", "CONFORMAL_MODES", "ConformalCalibration", "ConformalError", "ConformalMixin",
-           "OOD_SET_NOTE", "calibration_split", "check_alpha", "points_needed", "set_columns", "set_labels"]
+__all__ = ["CALIBRATION_SHARE", "CONFORMAL_MODES", "DEFAULT_ALPHA", "ConformalCalibration", "ConformalError",
+           "ConformalMixin", "OOD_SET_NOTE", "calibration_split", "check_alpha", "points_needed", "set_columns",
+           "set_labels"]
