@@ -19,7 +19,7 @@ from sklearn.base import clone
 
 from ..io import check_channel_maps, height_images
 from ..model import PHYS_PREFIX, HybridClassifier, is_image_sequence, latent_correlates, resolve_features
-from ..splits import grouped_splits
+from ..splits import check_fold_feasibility, grouped_splits
 from .descriptor_shapley import descriptor_shapley, screen_descriptors
 from .evidence import nearest_examples
 from .shapley import background_table, group_explanation, has_tree_head
@@ -120,8 +120,7 @@ def _fit_fold(head: HybridClassifier, table: pd.DataFrame, labels: np.ndarray, s
     """``head`` fitted on one fold's training rows; ValueError when they lack a class."""
     fitted = clone(head).fit(table.iloc[split.train], labels[split.train], groups=samples[split.train])
     if [str(c) for c in fitted.classes_] != classes:
-        raise ValueError(f"fold {split.fold} of {n_splits} lacks a class in its training images (a class with "
-                         f"fewer samples than folds): use fewer folds")
+        raise ValueError(f"fold {split.fold} of {n_splits} lacks a class in its training images: use fewer folds")
     return fitted
 
 
@@ -181,6 +180,7 @@ def explain_held_out(model: HybridClassifier, images: Sequence[Any] | None, labe
     its fold model's.
     """
     labels, samples = np.asarray([str(v) for v in labels]), np.asarray(groups)
+    check_fold_feasibility(labels, samples, n_splits)  # before any feature is computed
     features, table, names, shown = _held_out_inputs(model, images, table, names)
     head = clone(model).set_params(features=None)
     splits = grouped_splits(labels, samples, _splitter(n_splits, random_state))
