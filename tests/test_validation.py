@@ -55,3 +55,113 @@ def test_every_caller_words_the_shortfall_alike(tmp_path):
     with pytest.raises(ValueError) as dataset:
         load_dataset(manifest).check_folds(3)
     assert str(dataset.value) == expected
+
+
+def _config_error(text: str) -> str:
+    import tomllib
+
+    from hybridtmd.config import Config, ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        Config.from_dict(tomllib.loads(text), source="cfg.toml")
+    return str(caught.value)
+
+
+def _estimator_error(build) -> str:
+    with pytest.raises(ValueError) as caught:
+        build()
+    return str(caught.value)
+
+
+def _embedder(**options):
+    from hybridtmd.embeddings import CNNEmbedder
+
+    return lambda: CNNEmbedder(**options).get_backbone()
+
+
+def _hybrid(**options):
+    from hybridtmd.model import HybridClassifier
+
+    X, y = np.arange(8.0).reshape(4, 2), ["a", "b", "a", "b"]
+    return lambda: HybridClassifier(features=None, **options).fit(X, y)
+
+
+def _xgboost(**options):
+    from xgboost import XGBClassifier
+
+    from hybridtmd._utils import validate_params
+    from hybridtmd.config import XGBOOST_OPTIONS
+
+    return lambda: validate_params(XGBClassifier(**options), {k: XGBOOST_OPTIONS[k] for k in options})
+
+
+def _level(**options):
+    from hybridtmd.preprocess import LevelConfig
+
+    return lambda: LevelConfig(**options)
+
+
+def _descriptors(**options):
+    from hybridtmd.descriptors import DescriptorConfig
+
+    return lambda: DescriptorConfig(**options)
+
+
+@pytest.mark.parametrize("table, key, value, build", [
+    ("embeddings", "batch_size", "0", _embedder(batch_size=0)),
+    ("embeddings", "pca_components", "2.5", _embedder(pca_components=2.5)),
+    ("embeddings", "tta", '"d8"', _embedder(tta="d8")),
+    ("embeddings", "tile_stride_px", "32", _embedder(tile_stride_px=32)),
+    ("model", "ood_quantile", "2.0", _hybrid(ood_quantile=2.0)),
+    ("model", "calibration_folds", "1", _hybrid(calibration_folds=1)),
+    ("model.xgboost", "subsample", "0", _xgboost(subsample=0)),
+    ("level", "background_order", "9", _level(background_order=9)),
+    ("descriptors", "acf_threshold", "1.5", _descriptors(acf_threshold=1.5)),
+])
+def test_a_bad_config_value_is_the_estimators_own_error(table, key, value, build):
+    """The config section's message is the one the object it configures gives, after the file and
+    the table (one mechanism: the constraints of the estimator, checked without building it)."""
+    assert _config_error(f"[{table}]\n{key} = {value}\n") == f"cfg.toml: [{table}] {_estimator_error(build)}"
+
+
+@pytest.mark.parametrize("table, key, value, build", [
+    ("level", "row_order", "-1", _level(row_order=-1)),
+    ("level", "scar_threshold", "0", _level(scar_threshold=0)),
+    ("level", "scar_min_length", "0", _level(scar_min_length=0)),
+    ("level", "scar_max_width", "1.5", _level(scar_max_width=1.5)),
+    ("level", "remove_scars", '"yes"', _level(remove_scars="yes")),
+    ("descriptors", "min_grain_area_px", "-1", _descriptors(min_grain_area_px=-1)),
+    ("descriptors", "min_grain_area_nm2", "-2.0", _descriptors(min_grain_area_nm2=-2.0)),
+    ("descriptors", "grain_threshold", "nan", _descriptors(grain_threshold=float("nan"))),
+])
+def test_fields_the_hand_written_checks_skipped_are_validated(table, key, value, build):
+    message = _estimator_error(build)
+    assert f"The {key!r} parameter of" in message
+    assert _config_error(f"[{table}]\n{key} = {value}\n") == f"cfg.toml: [{table}] {message}"
+
+
+def test_config_checks_embeddings_without_resolving_a_backbone(monkeypatch):
+    import tomllib
+
+    import hybridtmd.embeddings.embedder as embedder
+    from hybridtmd.config import Config
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the config check resolved a backbone")
+
+    monkeypatch.setattr(embedder, "create_backbone", refuse)
+    config = Config.from_dict(tomllib.loads('[embeddings]\ntta = "d4"\npca_components = 0.9\n'), source="c.toml")
+    assert config.embeddings.options == {"tta": "d4", "pca_components": 0.9}
+
+
+@pytest.mark.parametrize("check, value", [("check_n_jobs", 0), ("check_n_jobs", -2), ("parse_z_scale", "inf"),
+                                          ("parse_pixel_size", "3,-1"), ("parse_low_data", "4,0"),
+                                          ("check_finite", float("nan"))])
+def test_command_line_numbers_fail_in_the_constraints_words(check, value):
+    import typer
+
+    from hybridtmd.cli import common
+
+    with pytest.raises(typer.BadParameter, match=r"^must be .*; got"):
+        getattr(common, check)(value)
+    assert common.check_n_jobs(-1) == -1 and common.parse_low_data("4,2") == [4, 2]
