@@ -36,12 +36,13 @@ def test_every_caller_words_the_shortfall_alike(tmp_path):
     with pytest.raises(ValueError) as permutation:
         permutation_test(KNeighborsClassifier(1), X, y, groups, cv=None, n_permutations=1)
     assert str(permutation.value) == fold_shortfall(y, groups, 5)
+    one_b = np.where(y == "b", 3, groups)  # b: one sample, which no training side could hold in every fold
     with pytest.raises(ValueError) as explained:
         import pandas as pd
 
-        explain_held_out(HybridClassifier(features=None), None, y, groups, n_splits=3,
+        explain_held_out(HybridClassifier(features=None), None, y, one_b, n_splits=3,
                          table=pd.DataFrame(X, columns=["phys__a", "phys__b"]))
-    assert str(explained.value) == expected
+    assert str(explained.value) == fold_shortfall(y, one_b, 3, min_samples=2)
     splits = np.where(np.isin(groups, [0, 3]), "test", "train")  # b keeps one sample for training
     with pytest.raises(ValueError) as fixed:
         grouped_splits(y, groups, FixedTestSplit(splits, n_splits=2))

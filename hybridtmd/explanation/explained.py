@@ -180,7 +180,8 @@ def explain_held_out(model: HybridClassifier, images: Sequence[Any] | None, labe
     its fold model's.
     """
     labels, samples = np.asarray([str(v) for v in labels]), np.asarray(groups)
-    check_fold_feasibility(labels, samples, n_splits)  # before any feature is computed
+    # before any feature is computed: every training side needs each class, so two samples of it
+    check_fold_feasibility(labels, samples, n_splits, min_samples=2)
     features, table, names, shown = _held_out_inputs(model, images, table, names)
     head = clone(model).set_params(features=None)
     splits = grouped_splits(labels, samples, _splitter(n_splits, random_state))
