@@ -18,8 +18,8 @@ from typing import Annotated, Any
 
 import typer
 
-from .. import __version__
 from .._utils import COUNT, POSITIVE, Check, Options, unmet
+from .._version import __version__
 from ..errors import HybridTMDError
 from .messages import (  # noqa: F401  (the commands import them from here)
     as_flags,

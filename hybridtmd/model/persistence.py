@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
 from .._utils import atomic_path, atomic_write_text, file_sha256, json_loads, warn_at_user
+from .._version import __version__
 from ..errors import ModelFileError
 from .leftovers import check_format_version, clean_stale_staging
 
