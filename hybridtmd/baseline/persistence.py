@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ModelFileError
+from ..descriptors.release import files_of_finetune_format_1
 from ..model.persistence import read_manifest, write_manifest, write_model_directory
 
 FORMAT_NAME = "hybridtmd.FineTuneClassifier"
@@ -45,16 +45,8 @@ def read_saved(directory: str | Path, key: str | bytes | None = None) -> dict[st
     format, version, digest or signature, required entries, the SHA-256 of ``model.pt``); format 1
     (``weights_sha256`` instead of ``files``) is read as its successor would list it."""
     return read_manifest(Path(directory), FORMAT_NAME, MODEL_FORMAT_VERSION, REQUIRED_ENTRIES, (WEIGHTS_NAME,),
-                         key=key, digest_since=DIGEST_SINCE, upgrade=_files_of_format_1)
-
-
-def _files_of_format_1(manifest: dict[str, Any], version: int, path: Path) -> dict[str, Any]:
-    """Format 1 listed ``model.pt`` as ``weights_sha256``: the ``files`` entry of later formats."""
-    if version >= DIGEST_SINCE or "files" in manifest:
-        return manifest
-    if not isinstance(manifest.get("weights_sha256"), str):
-        raise ModelFileError(f"{path}: manifest lacks ['weights_sha256']")
-    return {**manifest, "files": {WEIGHTS_NAME: manifest["weights_sha256"]}}
+                         key=key, digest_since=DIGEST_SINCE,
+                         upgrade=lambda *read: files_of_finetune_format_1(*read, weights_name=WEIGHTS_NAME))
 
 
 def jsonable_params(params: dict[str, Any]) -> dict[str, Any]:

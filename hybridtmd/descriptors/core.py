@@ -40,6 +40,7 @@ import numpy as np
 from .._utils import NON_NEGATIVE, POSITIVE, Check, Interval, Options, validate_params
 from ..io import AFMImage
 from ..preprocess import NORMALISE_PERCENTILES, PERCENTILE_PAIR, normalise_height, resample
+from .release import RELEASE_0_1_0_SETTINGS
 
 #: the reference pixel size (nm) of the scale-dependent families (``DescriptorConfig``)
 REFERENCE_PIXEL_NM = 10.0
@@ -151,7 +152,7 @@ class DescriptorConfig:
     def release_0_1_0(cls) -> DescriptorConfig:
         """The settings of release 0.1.0 (its models saved them as ``config: None``): every image
         at its own pixel size, plain Otsu grain threshold, fractal dimension unchecked."""
-        return cls(reference_pixel_nm=None, grain_threshold="otsu", fractal_range_check=False)
+        return cls(**RELEASE_0_1_0_SETTINGS)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> DescriptorConfig:
