@@ -323,6 +323,13 @@ class Check:
         return self.description
 
 
+#: Constraints several settings share: a number > 0, a number >= 0, an int >= 1, a fraction in (0, 1]
+POSITIVE = Interval(numbers.Real, 0, None, closed="neither")
+NON_NEGATIVE = Interval(numbers.Real, 0, None)
+COUNT = Interval(numbers.Integral, 1, None)
+FRACTION = Interval(numbers.Real, 0, 1, closed="right")
+
+
 def _describe(constraint: Any) -> str:
     if constraint is None:
         return "None"
@@ -343,19 +350,33 @@ def validate_params(owner: Any, constraints: Mapping[str, Sequence[Any]]) -> Non
     """Check an estimator's parameters against ``constraints`` (parameter name -> allowed
     constraints; a value is valid when it satisfies any one of them), the way scikit-learn's
     ``_parameter_constraints`` do: ``None``, a type, :class:`Interval`, :class:`Options` or
-    :class:`Check`. Called at the start of ``fit``; ``__init__`` stays a plain store.
+    :class:`Check`. Called at the start of ``fit`` (``__post_init__`` of a settings dataclass);
+    ``__init__`` stays a plain store. :func:`check_params` checks values not yet given to one.
 
     Raises
     ------
     ValueError
         ``The 'C' parameter of KernelSVMHead must be a number in (0, inf]; got -1.``
     """
-    name = type(owner).__name__
-    for param, allowed in constraints.items():
-        value = getattr(owner, param)
-        if not any(_satisfies(value, c) for c in allowed):
-            wanted = " or ".join(_describe(c) for c in allowed)
-            raise ValueError(f"The {param!r} parameter of {name} must be {wanted}; got {value!r}.")
+    check_params({param: getattr(owner, param) for param in constraints}, constraints, type(owner).__name__)
+
+
+def check_params(values: Mapping[str, Any], constraints: Mapping[str, Sequence[Any]], owner: str) -> None:
+    """:func:`validate_params` on the ``values`` of some parameters of ``owner`` (a class name)
+    before any object is made (a config file's table): the keys of ``values`` that have
+    constraints are checked, with the message the estimator itself would give."""
+    for param, value in values.items():
+        if param in constraints and (why := unmet(value, constraints[param])):
+            raise ValueError(f"The {param!r} parameter of {owner} {why}.")
+
+
+def unmet(value: Any, allowed: Sequence[Any]) -> str | None:
+    """None when ``value`` satisfies one of the constraints ``allowed``, else what it fails:
+    ``must be a number in (0, inf]; got -1`` (the words of every parameter check, also of the
+    command-line options)."""
+    if any(_satisfies(value, c) for c in allowed):
+        return None
+    return f"must be {' or '.join(_describe(c) for c in allowed)}; got {value!r}"
 
 
 def file_sha256(path: str | Path) -> str:

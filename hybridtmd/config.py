@@ -25,8 +25,11 @@ A config file has one table per stage; every key is optional and defaults are th
     n_estimators = 600
 
 Every table is parsed and checked here, when the file is read: an unknown key or a value out of
-range is a :class:`ConfigError` naming the file, the table and the key. (Whether an embedder's
-weights file exists is checked when the model is built, since finding it loads the backbone.)
+range is a :class:`ConfigError` naming the file, the table and the key. The values are checked
+against the constraints of the object they configure (``LevelConfig``, ``DescriptorConfig``,
+``CNNEmbedder._parameter_constraints``, :data:`MODEL_OPTIONS` of ``HybridClassifier``), so the
+message is the one that object gives (:func:`hybridtmd._utils.check_params`); nothing is built.
+(Whether an embedder's backbone and weights file exist is checked when the model is built.)
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._utils import Interval, Options, validate_params
+from ._utils import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, Interval, Options, check_params
 from .descriptors import DescriptorConfig
 from .errors import HybridTMDError
 from .preprocess import LevelConfig
@@ -46,7 +49,6 @@ from .preprocess import LevelConfig
 SECTIONS = ("level", "descriptors", "embeddings", "model")
 
 _INT = numbers.Integral
-_REAL = numbers.Real
 _SEED = [Interval(_INT, 0, None), None]
 _THREADS = [Interval(_INT, None, None), None]
 
@@ -59,30 +61,22 @@ MODEL_OPTIONS: dict[str, list[Any]] = {
     "calibration_folds": [Interval(_INT, 2, None)],  # one fold has no held-out predictions
     "selection_folds": [Interval(_INT, 2, None)],
     "ood_neighbors": [Interval(_INT, 1, None), None],
-    "ood_quantile": [Interval(_REAL, 0, 1, closed="right")],
+    "ood_quantile": [FRACTION],
     "conformal": [Options(("marginal", "class")), None],
     "random_state": _SEED,
     "n_jobs": _THREADS,
 }
 
-_FRACTION = [Interval(_REAL, 0, 1, closed="right")]
-_NON_NEGATIVE = [Interval(_REAL, 0, None)]
 #: Value checks of the [model.xgboost] keys that have a range; any other XGBClassifier parameter
 #: is accepted as given (XGBoost checks it when fitting).
 XGBOOST_OPTIONS: dict[str, list[Any]] = {
-    "n_estimators": [Interval(_INT, 1, None)],
-    "learning_rate": [Interval(_REAL, 0, None, closed="neither")],
+    "n_estimators": [COUNT],
+    "learning_rate": [POSITIVE],
     "max_depth": [Interval(_INT, 0, None)],
     "max_leaves": [Interval(_INT, 0, None)],
     "max_bin": [Interval(_INT, 2, None)],
-    "min_child_weight": _NON_NEGATIVE,
-    "gamma": _NON_NEGATIVE,
-    "reg_lambda": _NON_NEGATIVE,
-    "reg_alpha": _NON_NEGATIVE,
-    "subsample": _FRACTION,
-    "colsample_bytree": _FRACTION,
-    "colsample_bylevel": _FRACTION,
-    "colsample_bynode": _FRACTION,
+    **dict.fromkeys(("min_child_weight", "gamma", "reg_lambda", "reg_alpha"), [NON_NEGATIVE]),
+    **dict.fromkeys(("subsample", "colsample_bytree", "colsample_bylevel", "colsample_bynode"), [FRACTION]),
     "tree_method": [Options(("hist", "approx", "exact", "auto"))],
     "random_state": _SEED,
     "n_jobs": _THREADS,
@@ -216,6 +210,7 @@ def _embeddings(values: dict[str, Any]) -> EmbeddingsSection:
 
     enabled = _enabled(values)
     check_keys(values, CNNEmbedder().get_params(), "CNNEmbedder option")
+    CNNEmbedder.check_options(values)  # the embedder's own checks; no backbone is resolved
     return EmbeddingsSection(enabled, values)
 
 
@@ -229,7 +224,7 @@ def _model_section(source: str, values: dict[str, Any]) -> ModelSection:
 
 def _model_options(values: dict[str, Any]) -> dict[str, Any]:
     check_keys(values, MODEL_OPTIONS, "model option")
-    check_values(values, MODEL_OPTIONS)
+    check_params(values, MODEL_OPTIONS, "HybridClassifier")  # the class checks the same constraints at fit
     return values
 
 
@@ -237,7 +232,7 @@ def _xgboost_options(values: dict[str, Any]) -> dict[str, Any]:
     from xgboost import XGBClassifier
 
     check_keys(values, XGBClassifier().get_params(), "XGBoost option")
-    check_values(values, XGBOOST_OPTIONS)
+    check_params(values, XGBOOST_OPTIONS, "XGBClassifier")
     return values
 
 
@@ -246,13 +241,6 @@ def check_keys(values: Mapping[str, Any], known: Any, what: str) -> None:
     for key in values:
         if key not in known:
             raise ValueError(f"unknown {what} {key!r}; known: {', '.join(sorted(known))}")
-
-
-def check_values(values: Mapping[str, Any], constraints: Mapping[str, list[Any]]) -> None:
-    """Check the given ``values`` against their ``constraints`` with
-    :func:`hybridtmd._utils.validate_params`; the ValueError names the key."""
-    owner = type("this table", (), dict(values))()  # validate_params names the owner's type
-    validate_params(owner, {k: c for k, c in constraints.items() if k in values})
 
 
 def load_config(path: str | Path | None) -> Config:

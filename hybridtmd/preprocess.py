@@ -20,13 +20,15 @@ work on :class:`~hybridtmd.io.AFMImage`.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from ._utils import COUNT, POSITIVE, Check, Interval, Options, validate_params
 from .io import AFMImage, check_images
 
 RowMethod = Literal["median_diff", "median", "mean", "polynomial"]
@@ -262,6 +264,9 @@ def area_weights(n_in: int, n_out: int) -> np.ndarray:
 #: Height percentiles mapped to 0 and 1 by :func:`normalise_height`: the one normalisation of
 #: the descriptors' grey image (the paper's 8-bit image) and of the CNN input.
 NORMALISE_PERCENTILES = (0.5, 99.5)
+#: Parameter constraint (:func:`hybridtmd._utils.validate_params`) of such a pair of percentiles.
+PERCENTILE_PAIR = Check(lambda v: len(v) == 2 and 0.0 <= float(v[0]) < float(v[1]) <= 100.0,
+                        "a pair (low, high) with 0 <= low < high <= 100")
 
 
 def normalise_height(
@@ -367,18 +372,18 @@ class LevelConfig:
     zero: Literal["background", "min", "median"] | None = "background"
     pixel_size_nm: float | None = None
 
+    #: what each field accepts, checked as the estimators check their parameters
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "row_alignment": [Options(("median_diff", "median", "mean", "polynomial")), None],
+        "row_order": [Interval(numbers.Integral, 0, None)],
+        "background_order": [Interval(numbers.Integral, 0, 3), None],
+        "mask_features": [bool], "mask_sigma": [POSITIVE], "remove_scars": [bool], "scar_threshold": [POSITIVE],
+        "scar_min_length": [COUNT], "scar_max_width": [COUNT], "clip_z": [POSITIVE, None],
+        "zero": [Options(("background", "min", "median")), None], "pixel_size_nm": [POSITIVE, None],
+    }
+
     def __post_init__(self) -> None:
-        if self.row_alignment not in (None, "median_diff", "median", "mean", "polynomial"):
-            raise ValueError(f"row_alignment must be median_diff, median, mean, polynomial or None, "
-                             f"not {self.row_alignment!r}")
-        if self.background_order not in (None, 0, 1, 2, 3):
-            raise ValueError(f"background_order must be 0-3 or None, not {self.background_order!r}")
-        if self.zero not in (None, "background", "min", "median"):
-            raise ValueError(f"zero must be background, min, median or None, not {self.zero!r}")
-        if self.mask_sigma <= 0 or (self.clip_z is not None and self.clip_z <= 0):
-            raise ValueError("mask_sigma and clip_z must be positive")
-        if self.pixel_size_nm is not None and self.pixel_size_nm <= 0:
-            raise ValueError("pixel_size_nm must be positive")
+        validate_params(self, self._parameter_constraints)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -479,20 +484,7 @@ class Preprocessor(TransformerMixin, BaseEstimator):
 
 
 __all__ = [
-    "normalise_height",
-    "LevelConfig",
-    "Preprocessor",
-    "align_rows",
-    "clip_outliers",
-    "feature_mask",
-    "fit_polynomial_background",
-    "fit_rows_and_background",
-    "keep_long_runs",
-    "level",
-    "level_array",
-    "remove_polynomial_background",
-    "remove_scars",
-    "resample",
-    "robust_sigma",
-    "tile",
+    "LevelConfig", "Preprocessor", "align_rows", "clip_outliers",
+    "feature_mask", "fit_polynomial_background", "fit_rows_and_background", "keep_long_runs", "level", "level_array",
+    "normalise_height", "remove_polynomial_background", "remove_scars", "resample", "robust_sigma", "tile",
 ]

@@ -30,6 +30,50 @@ def check_grouped_split(train: np.ndarray, test: np.ndarray, groups: np.ndarray)
         raise GroupLeakError(f"{len(shared)} sample(s) in both train and test, e.g. {sorted(shared)[:3]}")
 
 
+def fold_shortfall(y: Any, groups: Any, n_folds: int, min_samples: int | None = None) -> str | None:
+    """None when every class of ``y`` has at least ``min_samples`` samples (distinct ``groups``;
+    default ``n_folds``), else the one message saying which classes do not.
+
+    Folds grouped by sample and stratified by class put a class in every *test* fold only when it
+    has a sample for each fold (``min_samples = n_folds``); every *training* side holds it as soon
+    as it has two (``min_samples = 2``: the training sides of :class:`FixedTestSplit`).
+
+    >>> fold_shortfall(["a", "a", "b"], [1, 2, 3], 2).partition(";")[0]
+    'b has 1 sample(s) (1 images): fewer samples than the 2 folds need'
+    """
+    needed = n_folds if min_samples is None else min_samples
+    y, groups = np.asarray(y, dtype=object), np.asarray(groups, dtype=object)
+    if len(y) != len(groups):
+        raise ValueError(f"{len(y)} labels but {len(groups)} groups")
+    short = []
+    for label in sorted(set(y.tolist()), key=str):
+        members = y == label
+        n_samples = len(set(groups[members].tolist()))
+        if n_samples < needed:
+            short.append(f"{label} has {n_samples} sample(s) ({int(members.sum())} images)")
+    if not short:
+        return None
+    return (f"{', '.join(short)}: fewer samples than the {n_folds} folds need; folds are grouped by sample, so "
+            f"each class needs at least {needed} samples (use fewer folds or more samples)")
+
+
+def check_fold_feasibility(y: Any, groups: Any, n_folds: int, where: str = "", min_samples: int | None = None) -> None:
+    """ValueError with :func:`fold_shortfall`'s message (after ``where``, e.g. "the images outside
+    the test split: ") when a class has fewer samples than the folds need."""
+    message = fold_shortfall(y, groups, n_folds, min_samples)
+    if message is not None:
+        raise ValueError(where + message)
+
+
+def stratified_fold_count(cv: Any) -> int | None:
+    """The folds per class a splitter of :func:`grouped_splits` needs samples for: 5 for the default
+    (None), ``n_splits`` of a ``StratifiedGroupKFold``; None for any other splitter (its own rule;
+    :class:`FixedTestSplit` checks the images outside its test split itself)."""
+    if cv is None:
+        return 5
+    return int(cv.n_splits) if isinstance(cv, StratifiedGroupKFold) else None
+
+
 @dataclass(frozen=True)
 class Split:
     """One train/test split: indices into the data, and where it comes from."""
@@ -99,12 +143,15 @@ class FixedTestSplit:
             raise ValueError("a fixed test split needs images whose split is 'test' (files named ..._test, or a "
                              "manifest split column); this data set has none")
         check_grouped_split(rest, test, groups)
+        where = "the images outside the test split cannot be divided into folds: "
+        # only the training sides must hold every class: two samples of each are enough
+        check_fold_feasibility(y[rest], groups[rest], self.n_splits, where, min_samples=2)
         folds = StratifiedGroupKFold(self.n_splits, shuffle=self.shuffle,
                                      random_state=self.random_state if self.shuffle else None)
-        try:  # scikit-learn's message alone would not say it is about the images outside the test split
+        try:  # fewer samples in all than folds: scikit-learn's message, said of these images
             rest_folds = list(folds.split(np.zeros(len(rest)), y[rest], groups[rest]))
         except ValueError as exc:
-            raise ValueError(f"the images outside the test split cannot be divided into folds: {exc}") from None
+            raise ValueError(f"{where}{exc}") from None
         for train, _validation in rest_folds:
             yield rest[train], test
 
@@ -191,9 +238,12 @@ __all__ = [
     "FixedTestSplit",
     "GroupLeakError",
     "Split",
+    "check_fold_feasibility",
     "check_grouped_split",
+    "fold_shortfall",
     "grouped_splits",
     "grouped_validation_split",
     "inner_grouped_splits",
     "split_limit",
+    "stratified_fold_count",
 ]

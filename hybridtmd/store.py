@@ -78,8 +78,8 @@ from typing import Any
 
 import pandas as pd
 
-from . import __version__
 from ._utils import ProgressBar, atomic_path, atomic_write_text, json_loads, path_text
+from ._version import __version__
 from .descriptors import DescriptorExtractor
 from .descriptors.extract import COARSE_PIXELS_MESSAGE, coarse_pixel_sides, effective_config, warn_coarse_pixels
 from .descriptors.registry import resolve_families

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "hybridtmd"
 
 #: Stages in the order data flows; a module may import only from its own stage or earlier ones.
 STAGES: list[set[str]] = [
-    {"errors", "_utils"},
+    {"errors", "_utils", "_version"},
     {"splits"},
     {"io"},
     {"preprocess"},
@@ -115,9 +115,24 @@ def test_no_import_cycle():
 
 
 def test_stages_import_one_way():
+    """No exemption: the top-level package (which lazily exports every stage) is imported by no
+    module; the version comes from the leaf module ``_version``."""
     wrong = [f"{a} -> {b}" for a, deps in GRAPH.items() if a != "hybridtmd" for b in deps
-             if b != "hybridtmd" and _stage(b) > _stage(a)]
-    assert not wrong, "a stage imports a later one:\n" + "\n".join(sorted(wrong))
+             if b == "hybridtmd" or _stage(b) > _stage(a)]
+    assert not wrong, "a stage imports a later one (or the top-level package):\n" + "\n".join(sorted(wrong))
+
+
+def test_the_version_has_one_source():
+    import tomllib
+
+    import hybridtmd
+    from hybridtmd._version import __version__
+
+    project = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "hybridtmd._version.__version__"}
+    assert hybridtmd.__version__ == __version__
+    assert f"## [{__version__}]" in (PACKAGE.parent / "CHANGELOG.md").read_text(encoding="utf-8")
 
 
 def test_top_level_is_light_and_lazy():
@@ -182,8 +197,8 @@ def test_no_private_names_across_modules():
     for name, path in MODULES.items():
         for node in _runtime_imports(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom):
-                private = [a.name for a in node.names
-                           if a.name.startswith("_") and a.name not in ("__version__", "_utils")]
+                private = [a.name for a in node.names  # dunders (__version__) are public by convention
+                           if a.name.startswith("_") and not a.name.endswith("__") and a.name != "_utils"]
                 module_parts = (node.module or "").split(".")
                 if private:
                     found.append(f"{name}: from {'.' * node.level}{node.module or ''} import {', '.join(private)}")

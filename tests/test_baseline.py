@@ -119,7 +119,22 @@ def test_save_load_round_trip(fitted, data, tmp_path):
     assert "torch" in manifest["versions"]
 
 
-def test_load_rejects_missing_or_tampered_files(fitted, tmp_path):
+def _as_format_1(directory):
+    """The manifest as format 1 wrote it (before the hybrid's model directory): no files list,
+    no digest, the weights' SHA-256 as ``weights_sha256``."""
+    path = directory / "manifest.json"
+    manifest = json.loads(path.read_text())
+    digest = manifest.pop("files")["model.pt"]
+    for entry in ("directory_digest", "signed", "created"):
+        manifest.pop(entry)
+    manifest |= {"format_version": 1, "weights_file": "model.pt", "weights_sha256": digest}
+    path.write_text(json.dumps(manifest, indent=1))
+    return manifest
+
+
+def test_load_rejects_missing_or_tampered_files(fitted, data, tmp_path):
+    """The hybrid's checks: the directory digest covers the manifest, each file's SHA-256 the
+    weights; a signed model needs its key. Format 1 directories still load and are checked."""
     directory = fitted.save(tmp_path / "model")
     manifest_path = directory / "manifest.json"
     good = manifest_path.read_text()
@@ -127,22 +142,54 @@ def test_load_rejects_missing_or_tampered_files(fitted, tmp_path):
     manifest_path.write_text(good[: len(good) // 2])  # truncated
     with pytest.raises(ModelFileError, match="manifest.json"):
         FineTuneClassifier.load(directory)
-
     manifest = json.loads(good)
-    manifest["weights_sha256"] = "0" * 64
+    manifest["classes"] = ["WS2", "MoS2", "WSe2"]
     manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(ModelFileError, match="manifest.json: directory_digest does not match"):
+        FineTuneClassifier.load(directory)
+    manifest_path.write_text(good)
+    weights = (directory / "model.pt").read_bytes()
+    (directory / "model.pt").write_bytes(weights[:-1] + bytes([weights[-1] ^ 1]))
+    with pytest.raises(ModelFileError, match="model.pt: content differs"):
+        FineTuneClassifier.load(directory)
+    (directory / "model.pt").write_bytes(weights)
+
+    old = _as_format_1(directory)  # what release 0.1.0 wrote: still loads, still checked
+    X, _, _ = data
+    np.testing.assert_array_equal(FineTuneClassifier.load(directory).predict_proba(X), fitted.predict_proba(X))
+    manifest_path.write_text(json.dumps({**old, "weights_sha256": "0" * 64}))
     with pytest.raises(ModelFileError, match="model.pt"):
         FineTuneClassifier.load(directory)
-
-    manifest = json.loads(good)
-    del manifest["classes"]
-    manifest_path.write_text(json.dumps(manifest))
+    manifest_path.write_text(json.dumps({k: v for k, v in old.items() if k != "classes"}))
     with pytest.raises(ModelFileError, match="classes"):
         FineTuneClassifier.load(directory)
-
     manifest_path.unlink()
     with pytest.raises(ModelFileError, match="manifest.json"):
         FineTuneClassifier.load(directory)
+
+
+def test_saving_is_signed_and_atomic_like_the_hybrid(fitted, tmp_path, monkeypatch):
+    directory = fitted.save(tmp_path / "model", key="secret")
+    assert json.loads((directory / "manifest.json").read_text())["signed"] is True
+    with pytest.raises(ModelFileError, match="signed; pass its key"):
+        FineTuneClassifier.load(directory)
+    assert FineTuneClassifier.load(directory, key="secret").classes_.tolist() == fitted.classes_.tolist()
+    with pytest.raises(ModelFileError, match="the key is wrong"):
+        FineTuneClassifier.load(directory, key="other")
+    (tmp_path / "thesis").mkdir()
+    (tmp_path / "thesis" / "chapter1.tex").write_text("...")
+    with pytest.raises(ModelFileError, match="will not replace it with a model"):
+        fitted.save(tmp_path / "thesis")
+    import torch
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        fitted.save(directory, key="secret")
+    assert FineTuneClassifier.load(directory, key="secret").classes_.tolist() == fitted.classes_.tolist()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
 def test_frozen_mode_leaves_backbone_unchanged(data):

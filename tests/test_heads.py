@@ -135,7 +135,7 @@ def test_too_few_samples_for_inner_folds_take_the_first_candidate():
     model = HybridClassifier(classifier=[small_xgb(), small_svm()], ood_neighbors=None).fit(
         X, ["a", "b", "a", "b"], groups=[0, 1, 0, 1])
     assert model.head_selection_["choice"] == "XGBClassifier"
-    assert "too few samples" in model.head_selection_["reason"]
+    assert "fewer samples than the 2 folds" in model.head_selection_["reason"]
 
 
 def test_a_user_head_in_the_list_can_win_but_cannot_be_saved(table, tmp_path):

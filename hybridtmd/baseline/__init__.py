@@ -111,21 +111,25 @@ training step (forward + backward) is taken as :data:`TRAIN_STEP_FLOPS_FACTOR` =
 
 Saved models
 ------------
-``save(directory)`` writes ``directory/model.pt`` (the network's ``state_dict``, tensors only,
-via ``torch.save``) and ``directory/manifest.json`` (format version, constructor parameters,
-classes, backbone used and its weights id, input size, feature length, history, stages, SHA-256
-of ``model.pt``, versions of hybridtmd/torch/torchvision/timm), each written atomically.
-``load`` reads the tensors with ``torch.load(..., weights_only=True)`` (never unpickles code),
-rebuilds the architecture without needing the pretrained weights file for the built-in
-backbones, and raises :class:`ModelFileError` naming the file when the manifest is missing,
-unreadable or inconsistent, or ``model.pt`` does not match its recorded digest.
+``save(directory, key=None)`` writes ``directory/model.pt`` (the network's ``state_dict``, tensors
+only, via ``torch.save``) and ``directory/manifest.json`` (format version, constructor parameters,
+classes, backbone used and its weights id, input size, feature length, history, stages, versions
+of hybridtmd/torch/torchvision/timm) as the hybrid's model directory
+(:mod:`hybridtmd.model.persistence`): the SHA-256 of ``model.pt``, one digest over the manifest
+(HMAC-SHA256 with ``key`` or ``$HYBRIDTMD_MODEL_KEY``), written whole into a sibling and swapped
+in. ``load`` reads every format up to the current one, the tensors with
+``torch.load(..., weights_only=True)`` (never unpickles code), rebuilds the architecture without
+needing the pretrained weights file for the built-in backbones, and raises
+:class:`ModelFileError` naming the file when the manifest is missing, unreadable, edited or
+inconsistent, or ``model.pt`` does not match its recorded digest.
 """
 
 from ..errors import ModelFileError
+from ..model.persistence import MANIFEST_NAME
 from ..splits import grouped_validation_split
 from .classifier import BackboneFallbackWarning, FineTuneClassifier
 from .network import TRAIN_STEP_FLOPS_FACTOR, estimate_flops
-from .persistence import MANIFEST_NAME, MODEL_FORMAT_VERSION, WEIGHTS_NAME
+from .persistence import MODEL_FORMAT_VERSION, WEIGHTS_NAME
 
 __all__ = [
     "BackboneFallbackWarning",

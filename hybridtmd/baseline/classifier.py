@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import numbers
 import sys
 import time
@@ -21,9 +20,6 @@ from .._utils import (
     Interval,
     Options,
     ProgressBar,
-    atomic_path,
-    atomic_write_text,
-    file_sha256,
     select_device,
     validate_params,
 )
@@ -38,6 +34,7 @@ from ..embeddings import (
 )
 from ..errors import ModelFileError
 from ..io import AFMImage, check_images
+from ..model.persistence import MANIFEST_NAME
 from ..preprocess import NORMALISE_PERCENTILES
 from .multilabel import ElementLoss, class_log_likelihood, element_matrix, material_elements
 from .network import (
@@ -52,15 +49,7 @@ from .network import (
     torch_settings,
     widen_output,
 )
-from .persistence import (
-    MANIFEST_NAME,
-    MODEL_FORMAT_VERSION,
-    WEIGHTS_NAME,
-    jsonable_params,
-    package_versions,
-    read_manifest,
-    restore_fitted,
-)
+from .persistence import WEIGHTS_NAME, jsonable_params, read_saved, restore_fitted, write_saved
 from .training import (
     Budget,
     FrozenFeatures,
@@ -317,20 +306,15 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
 
     # ---- persistence ------------------------------------------------------------------------
 
-    def save(self, directory: str | Path) -> Path:
-        """Write ``model.pt`` (state_dict) and ``manifest.json`` into ``directory`` (created),
-        each atomically. Returns the directory."""
+    def save(self, directory: str | Path, key: str | bytes | None = None) -> Path:
+        """Write ``model.pt`` (state_dict) and ``manifest.json`` into ``directory`` as a whole
+        (:mod:`.persistence`: the hybrid's model directory; ``key`` or ``$HYBRIDTMD_MODEL_KEY``
+        signs it). Returns the directory."""
         check_is_fitted(self, "model_")
         import torch
 
-        directory = Path(directory)
-        weights_path = directory / WEIGHTS_NAME
         state = {k: v.detach().cpu() for k, v in self.model_.state_dict().items()}
-        with atomic_path(weights_path) as tmp:
-            torch.save(state, tmp)
-        manifest = {
-            "format": "hybridtmd.FineTuneClassifier",
-            "format_version": MODEL_FORMAT_VERSION,
+        entries = {
             "params": jsonable_params(self.get_params()),
             "classes": self.classes_.tolist(),
             "classes_dtype": "object" if self.classes_.dtype == object else self.classes_.dtype.str,
@@ -345,21 +329,19 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
             "stages": self.stages_,
             "elements": self.elements_,
             "flops_per_image": self.flops_per_image_,
-            "weights_file": WEIGHTS_NAME,
-            "weights_sha256": file_sha256(weights_path),
-            "versions": package_versions(),
         }
-        atomic_write_text(directory / MANIFEST_NAME, json.dumps(manifest, indent=1))
-        return directory
+        return write_saved(directory, lambda path: torch.save(state, path), entries, key)
 
     @classmethod
-    def load(cls, directory: str | Path, *, device: Literal["auto", "cpu", "cuda"] | None = None) -> FineTuneClassifier:
-        """A classifier saved by :meth:`save`, ready to predict (or to ``fit_continue``).
-        ``device`` overrides the saved setting."""
+    def load(cls, directory: str | Path, *, device: Literal["auto", "cpu", "cuda"] | None = None,
+             key: str | bytes | None = None) -> FineTuneClassifier:
+        """A classifier saved by :meth:`save` (any format up to the current one), ready to predict
+        (or to ``fit_continue``). ``device`` overrides the saved setting; ``key`` (or
+        ``$HYBRIDTMD_MODEL_KEY``) for a signed model."""
         import torch
 
         manifest_path, weights_path = Path(directory) / MANIFEST_NAME, Path(directory) / WEIGHTS_NAME
-        manifest = read_manifest(manifest_path, weights_path)
+        manifest = read_saved(directory, key)
         try:
             clf = cls._from_manifest(manifest, device)
         except (TypeError, ValueError, KeyError) as exc:

@@ -1,23 +1,52 @@
-"""The saved-model format of :class:`~hybridtmd.baseline.FineTuneClassifier`: its manifest, checked
-on load, and the versions recorded in it."""
+"""The saved-model format of :class:`~hybridtmd.baseline.FineTuneClassifier`: the model directory of
+:mod:`hybridtmd.model.persistence` (the hybrid's: a manifest with each file's SHA-256 and one
+digest over it, HMAC-signed with a key, written whole and swapped in atomically, every older
+format read), holding ``model.pt`` (a ``state_dict``, loaded with ``weights_only=True``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .._utils import file_sha256, json_loads
-from ..errors import ModelFileError
-from ..model.leftovers import check_format_version
+from ..descriptors.release import files_of_finetune_format_1
+from ..model.persistence import read_manifest, write_manifest, write_model_directory
 
-#: Version of the saved-model layout (``manifest.json`` + ``model.pt``).
-MODEL_FORMAT_VERSION = 1
-MANIFEST_NAME = "manifest.json"
+FORMAT_NAME = "hybridtmd.FineTuneClassifier"
+#: Version of the saved-model layout :func:`write_saved` writes; all older ones load.
+#: 2: the hybrid's model directory (``files``, ``directory_digest``, signing, atomic swap);
+#: 1: ``manifest.json`` with the ``weights_sha256`` of ``model.pt`` only.
+MODEL_FORMAT_VERSION = 2
+#: the first format whose manifest carries a digest over the whole model directory
+DIGEST_SINCE = 2
 WEIGHTS_NAME = "model.pt"
-REQUIRED_ENTRIES = ("format", "format_version", "params", "classes", "classes_dtype", "backbone_used",
-                    "backbone_weights_id", "normalisation", "input_size", "n_features", "weights_sha256")
+REQUIRED_ENTRIES = ("params", "classes", "classes_dtype", "backbone_used", "backbone_weights_id", "normalisation",
+                    "input_size", "n_features")
+#: the distributions whose versions a saved model records (beside hybridtmd, Python and numpy)
+LIBRARIES = ("torch", "torchvision", "timm")
+
+
+def write_saved(directory: str | Path, write_weights: Callable[[Path], Any], entries: dict[str, Any],
+                key: str | bytes | None = None) -> Path:
+    """Save a fitted classifier into ``directory`` as a whole: ``write_weights(path)`` writes
+    ``model.pt``, the manifest holds ``entries``; signed with ``key`` (or ``$HYBRIDTMD_MODEL_KEY``)."""
+    def write(target: Path) -> None:
+        write_weights(target / WEIGHTS_NAME)
+        write_manifest(target, FORMAT_NAME, MODEL_FORMAT_VERSION, entries, files=(WEIGHTS_NAME,),
+                       libraries=LIBRARIES, key=key)
+
+    return write_model_directory(directory, write)
+
+
+def read_saved(directory: str | Path, key: str | bytes | None = None) -> dict[str, Any]:
+    """The checked manifest of a saved classifier (:func:`hybridtmd.model.persistence.read_manifest`:
+    format, version, digest or signature, required entries, the SHA-256 of ``model.pt``); format 1
+    (``weights_sha256`` instead of ``files``) is read as its successor would list it."""
+    return read_manifest(Path(directory), FORMAT_NAME, MODEL_FORMAT_VERSION, REQUIRED_ENTRIES, (WEIGHTS_NAME,),
+                         key=key, digest_since=DIGEST_SINCE,
+                         upgrade=lambda *read: files_of_finetune_format_1(*read, weights_name=WEIGHTS_NAME))
 
 
 def jsonable_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -32,42 +61,6 @@ def jsonable_params(params: dict[str, Any]) -> dict[str, Any]:
     if not (params["random_state"] is None or isinstance(params["random_state"], (int, np.integer))):
         params["random_state"] = None  # a RandomState object is not serialisable; it was consumed anyway
     return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in params.items()}
-
-
-def read_manifest(manifest_path: Path, weights_path: Path) -> dict[str, Any]:
-    """The manifest of a saved classifier, checked: readable, of this format and version, with
-    every required entry, and with a weights file whose SHA-256 is the recorded one."""
-    try:
-        manifest = json_loads(manifest_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelFileError(f"{manifest_path}: missing; not a saved FineTuneClassifier") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:  # malformed, or nested too deeply
-        raise ModelFileError(f"{manifest_path}: unreadable manifest ({exc})") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != "hybridtmd.FineTuneClassifier":
-        raise ModelFileError(f"{manifest_path}: not a FineTuneClassifier manifest")
-    missing = [k for k in REQUIRED_ENTRIES if k not in manifest]
-    if missing:
-        raise ModelFileError(f"{manifest_path}: missing entries {missing}")
-    check_format_version(manifest_path, manifest["format_version"], MODEL_FORMAT_VERSION, MODEL_FORMAT_VERSION)
-    if not weights_path.is_file():
-        raise ModelFileError(f"{weights_path}: missing (the manifest {manifest_path} refers to it)")
-    if file_sha256(weights_path) != manifest["weights_sha256"]:
-        raise ModelFileError(f"{weights_path}: SHA-256 differs from the one in {manifest_path}; the weights "
-                             f"were modified or belong to another model")
-    return manifest
-
-
-def package_versions() -> dict[str, str]:
-    """Installed versions of hybridtmd and the torch stack, recorded in a saved model."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for name in ("hybridtmd", "torch", "torchvision", "timm"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = "not installed"
-    return out
 
 
 def restore_fitted(clf: Any, manifest: dict[str, Any]) -> None:

@@ -18,7 +18,8 @@ from typing import Annotated, Any
 
 import typer
 
-from .. import __version__
+from .._utils import COUNT, POSITIVE, Check, Options, unmet
+from .._version import __version__
 from ..errors import HybridTMDError
 from .messages import (  # noqa: F401  (the commands import them from here)
     as_flags,
@@ -134,9 +135,9 @@ def parse_pixel_size(text: str | None) -> tuple[float, float] | None:
         values = [float(v) for v in str(text).replace(";", ",").split(",")]
     except ValueError:
         raise typer.BadParameter(f"{text!r} is not a number or x,y pair in nm (e.g. 9.77 or 9.77,9.8)") from None
-    if len(values) not in (1, 2) or not all(v > 0 and v < float("inf") for v in values):
+    if len(values) not in (1, 2):
         raise typer.BadParameter(f"{text!r}: give one or two positive numbers in nm (e.g. 9.77 or 9.77,9.8)")
-    return (values[0], values[-1])
+    return (check_option(values[0], [POSITIVE]), check_option(values[-1], [POSITIVE]))
 
 
 def parse_channel(text: str | None) -> str | int | None:
@@ -166,9 +167,9 @@ def parse_low_data(text: str | None) -> list[int] | None:
         caps = [int(c) for c in str(text).split(",") if c.strip()]
     except ValueError:
         raise typer.BadParameter(f"{text!r}: give comma-separated whole numbers, e.g. 64,32,16,8") from None
-    if not caps or min(caps) < 1:
-        raise typer.BadParameter(f"{text!r}: every cap must be a whole number of at least 1")
-    return caps
+    if not caps:
+        raise typer.BadParameter(f"{text!r}: give comma-separated whole numbers, e.g. 64,32,16,8")
+    return [check_option(cap, [COUNT]) for cap in caps]
 
 
 PixelSizeOption = Annotated[
@@ -191,9 +192,7 @@ def parse_z_scale(text: str | None) -> float | None:
         value = float(text)
     except ValueError:
         raise typer.BadParameter(f"{text!r} is not a number (nm per count)") from None
-    if not 0 < value < float("inf"):
-        raise typer.BadParameter(f"{text!r}: nm per count must be positive")
-    return value
+    return check_option(value, [POSITIVE])
 
 
 ZScaleOption = Annotated[
@@ -239,17 +238,22 @@ LowDataOption = Annotated[
     Any, typer.Option(parser=parse_low_data, metavar="CAPS", help="Training caps per class, e.g. 64,32,16,8.")]
 
 
+def check_option(value: Any, allowed: list[Any]) -> Any:
+    """``value`` when it satisfies one of the constraints ``allowed`` (those of the estimators'
+    ``_parameter_constraints``, :func:`hybridtmd._utils.unmet`), else a usage error in their words."""
+    if why := unmet(value, allowed):
+        raise typer.BadParameter(why)
+    return value
+
+
 def check_finite(value: float) -> float:
     """A number option that must be finite: click's ranges let ``nan`` and ``inf`` through."""
-    if value is not None and not math.isfinite(value):
-        raise typer.BadParameter(f"{value}: give a finite number")
-    return value
+    return check_option(value, [Check(math.isfinite, "a finite number"), None])
 
 
 def check_n_jobs(value: int) -> int:
-    if value == 0 or value < -1:
-        raise typer.BadParameter(f"{value}: give a number of workers >= 1, or -1 for all cores")
-    return value
+    """``--n-jobs``: workers >= 1, or -1 for all cores (joblib's convention)."""
+    return check_option(value, [COUNT, Options((-1,))])
 
 
 NJobsOption = Annotated[int, typer.Option(callback=check_n_jobs, help="Parallel workers (-1 = all cores).")]

@@ -328,6 +328,8 @@ def _held_out_folds(model: Any, inputs: ToExplain, folds: int | None) -> tuple[i
     least 2)."""
     import numpy as np
 
+    from ..splits import fold_shortfall
+
     if inputs.labels is None or inputs.samples is None:
         return None, ("the inputs carry no labels and samples (a labelled dataset folder or manifest, or a feature "
                       "table with label and group columns)")
@@ -336,11 +338,10 @@ def _held_out_folds(model: Any, inputs: ToExplain, folds: int | None) -> tuple[i
     labels, samples = np.asarray(inputs.labels), np.asarray(inputs.samples)
     counts = {c: len(set(samples[labels == c])) for c in sorted(set(labels))}
     wanted = folds if folds is not None else max(2, min(DEFAULT_EXPLAIN_FOLDS, *counts.values()))
-    short = {c: n for c, n in counts.items() if n < wanted}
-    if len(counts) < 2 or short:
-        listing = ", ".join(f"{c} has {n} sample(s)" for c, n in short.items()) or "one class only"
-        return None, f"{listing}: fewer samples than the {wanted} folds grouped by sample"
-    return wanted, None
+    if len(counts) < 2:
+        return None, "one class only: nothing to tell apart out-of-fold"
+    short = fold_shortfall(labels, samples, wanted)
+    return (None, short) if short else (wanted, None)
 
 
 @command("explain")

@@ -28,15 +28,19 @@ paper's pixel definitions on the native image.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from .._utils import NON_NEGATIVE, POSITIVE, Check, Interval, Options, validate_params
 from ..io import AFMImage
-from ..preprocess import NORMALISE_PERCENTILES, normalise_height, resample
+from ..preprocess import NORMALISE_PERCENTILES, PERCENTILE_PAIR, normalise_height, resample
+from .release import RELEASE_0_1_0_SETTINGS
 
 #: the reference pixel size (nm) of the scale-dependent families (``DescriptorConfig``)
 REFERENCE_PIXEL_NM = 10.0
@@ -117,24 +121,29 @@ class DescriptorConfig:
     min_level_fraction: float = 0.02
     acf_threshold: float = 0.2
 
+    #: what each field accepts, checked as the estimators check their parameters
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "normalise_percentiles": [PERCENTILE_PAIR],
+        "flat_tol_nm": [NON_NEGATIVE],
+        "blob_method": [Options(("fast", "2d", "paper"))],
+        "reference_pixel_nm": [POSITIVE, None],
+        "slope_stencil": [Options(("central", "forward"))],
+        "fractal_range_check": [bool],
+        "grain_threshold": [Options(("robust", "otsu", "monolayer")),
+                            Check(lambda v: Interval(numbers.Real, None, None)(v) and math.isfinite(v),
+                                  "a finite height in nm")],
+        "particle_height_nm": [POSITIVE],
+        "grain_smoothing_px": [NON_NEGATIVE],  # 0: no smoothing
+        "min_grain_area_px": [Interval(numbers.Integral, 0, None)],
+        "min_grain_area_nm2": [NON_NEGATIVE],
+        "monolayer_step_nm": [POSITIVE],
+        "level_bin_nm": [POSITIVE],
+        "min_level_fraction": [Interval(numbers.Real, 0, 1)],
+        "acf_threshold": [Interval(numbers.Real, 0, 1, closed="neither")],
+    }
+
     def __post_init__(self) -> None:
-        lo, hi = self.normalise_percentiles
-        if not 0 <= lo < hi <= 100:
-            raise ValueError(f"normalise_percentiles must satisfy 0 <= low < high <= 100, got {self.normalise_percentiles}")
-        if self.blob_method not in ("fast", "2d", "paper"):
-            raise ValueError(f"blob_method must be 'fast', '2d' or 'paper', not {self.blob_method!r}")
-        if not (self.grain_threshold in ("robust", "otsu", "monolayer")
-                or isinstance(self.grain_threshold, (int, float)) and not isinstance(self.grain_threshold, bool)):
-            raise ValueError("grain_threshold must be 'robust', 'otsu', 'monolayer' or a height in nm, "
-                             f"not {self.grain_threshold!r}")
-        if self.reference_pixel_nm is not None and not self.reference_pixel_nm > 0:
-            raise ValueError(f"reference_pixel_nm must be positive or None, not {self.reference_pixel_nm!r}")
-        if self.slope_stencil not in ("central", "forward"):
-            raise ValueError(f"slope_stencil must be 'central' or 'forward', not {self.slope_stencil!r}")
-        if not self.particle_height_nm > 0:
-            raise ValueError(f"particle_height_nm must be positive, not {self.particle_height_nm!r}")
-        if self.monolayer_step_nm <= 0 or self.level_bin_nm <= 0 or not 0 < self.acf_threshold < 1:
-            raise ValueError("monolayer_step_nm and level_bin_nm must be positive and 0 < acf_threshold < 1")
+        validate_params(self, self._parameter_constraints)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -143,7 +152,7 @@ class DescriptorConfig:
     def release_0_1_0(cls) -> DescriptorConfig:
         """The settings of release 0.1.0 (its models saved them as ``config: None``): every image
         at its own pixel size, plain Otsu grain threshold, fractal dimension unchecked."""
-        return cls(reference_pixel_nm=None, grain_threshold="otsu", fractal_range_check=False)
+        return cls(**RELEASE_0_1_0_SETTINGS)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> DescriptorConfig:

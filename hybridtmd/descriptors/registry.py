@@ -36,6 +36,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .release import RELEASE_0_1_0, RELEASE_0_1_0_COLUMNS, RELEASE_0_1_0_FAMILIES  # noqa: F401  (re-exported)
+
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
@@ -120,11 +122,6 @@ _FAMILIES: dict[str, Family] = {}
 
 #: preset selection: every default family with its default descriptors
 DEFAULT = "default"
-#: preset selection: the columns release 0.1.0 computed by default (its models saved ``families: None``)
-RELEASE_0_1_0 = "release-0.1.0"
-#: the families of release 0.1.0's default set, in its column order; their descriptors named
-#: in :data:`RELEASE_0_1_0_COLUMNS` (``descriptors/release.py``) are that release's columns
-RELEASE_0_1_0_FAMILIES = ("paper", "areal", "spectral", "grains", "texture")
 
 
 class RegistryError(ValueError):
@@ -237,8 +234,6 @@ def resolve_families(families: str | Sequence[str] | None) -> list[Family]:
     selected descriptors: families in the order of their first mention, descriptors in
     registration order, no duplicates."""
     if families is None or families == RELEASE_0_1_0:
-        from .release import RELEASE_0_1_0_COLUMNS
-
         return [get_family(n).restricted(RELEASE_0_1_0_COLUMNS) for n in RELEASE_0_1_0_FAMILIES]
     entries = [families] if isinstance(families, str) else list(families)
     if entries == [DEFAULT]:

@@ -1,14 +1,34 @@
-"""The frozen descriptor set of release 0.1.0: its default columns and settings.
+"""Release 0.1.0 compatibility, in one place: what its saved models meant, so they load and
+predict as they did (``tests/test_model_compat.py``, fixtures in ``tests/fixtures/release_0.1.0``).
 
-Release 0.1.0 saved models with ``families: None`` and ``config: None``, meaning its default set
-(every descriptor of ``paper, areal, spectral, grains, texture``, 98 columns) computed with its
-default settings. The default set changed since (resolution-invariant families, duplicate columns
-out, robust grain threshold), so ``families=None`` / ``"release-0.1.0"`` select these columns and,
-without an explicit config, :meth:`~hybridtmd.descriptors.DescriptorConfig.release_0_1_0`: the
-models load and predict as they did (``tests/test_model_compat.py``). Never edit this list.
+Release 0.1.0 (commit 20cc887) saved models with ``families: None`` and ``config: None``, meaning
+its default set (every descriptor of ``paper, areal, spectral, grains, texture``, 98 columns)
+computed with its default settings. The default set changed since (resolution-invariant
+families, duplicate columns out, robust grain threshold), so ``families=None`` /
+:data:`RELEASE_0_1_0` select :data:`RELEASE_0_1_0_COLUMNS` and, without an explicit config,
+:data:`RELEASE_0_1_0_SETTINGS` (:meth:`~hybridtmd.descriptors.DescriptorConfig.release_0_1_0`).
+Its model manifests (hybrid format 2, fine-tuned format 1) are read by the functions at the end:
+:func:`with_saved_families`, :func:`saved_level_flag`, :func:`saved_head`,
+:func:`saved_head_selection`, :func:`files_of_finetune_format_1`. This module imports nothing but
+the errors, so every stage from the descriptors on may use it. Never edit the lists.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelFileError
+
+#: preset selection: the columns release 0.1.0 computed by default (its models saved ``families: None``)
+RELEASE_0_1_0 = "release-0.1.0"
+#: the families of release 0.1.0's default set, in its column order; their descriptors named
+#: in :data:`RELEASE_0_1_0_COLUMNS` are that release's columns
+RELEASE_0_1_0_FAMILIES = ("paper", "areal", "spectral", "grains", "texture")
+#: release 0.1.0's descriptor settings (its models saved them as ``config: None``): every image
+#: at its own pixel size, plain Otsu grain threshold, fractal dimension unchecked
+RELEASE_0_1_0_SETTINGS: dict[str, Any] = {"reference_pixel_nm": None, "grain_threshold": "otsu",
+                                          "fractal_range_check": False}
 
 #: the 98 columns of release 0.1.0's default set, in its order
 RELEASE_0_1_0_COLUMNS = (
@@ -111,3 +131,46 @@ RELEASE_0_1_0_COLUMNS = (
     "gabor_anisotropy_16px",
     "gabor_anisotropy_32px",
 )
+
+
+# ---- release 0.1.0's model manifests ----------------------------------------------------------
+
+
+def with_saved_families(settings: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Feature settings whose ``families: None`` (release 0.1.0 saved "the defaults at load time")
+    name that release's frozen selection instead (:data:`RELEASE_0_1_0`: its columns, and its
+    settings when ``config`` is None), so defaults changed since do not change what the model
+    computes."""
+    descriptors = settings.get("descriptors") if isinstance(settings, dict) else None
+    if not isinstance(descriptors, dict) or descriptors.get("families") is not None:
+        return settings
+    return {**settings, "descriptors": {**descriptors, "families": RELEASE_0_1_0}}
+
+
+def saved_level_flag(values: dict[str, Any]) -> bool:
+    """The saved levelling flag: ``level_images``, or ``level`` in models saved before the
+    rename (formats 1-2, release 0.1.0's)."""
+    return values["level_images"] if "level_images" in values else values["level"]
+
+
+def saved_head(manifest: dict[str, Any]) -> str:
+    """The head kind of a hybrid manifest; format 1 had XGBoost heads only and no entry."""
+    return manifest.get("head", "xgboost")
+
+
+def saved_head_selection(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The recorded head selection, or for models saved before it was recorded (release 0.1.0)
+    the head itself with that reason."""
+    return manifest.get("head_selection") or {"choice": saved_head(manifest),
+                                              "reason": "saved before head selection was recorded"}
+
+
+def files_of_finetune_format_1(manifest: dict[str, Any], version: int, path: Path,
+                               weights_name: str = "model.pt") -> dict[str, Any]:
+    """A fine-tuned model's manifest of format 1 (release 0.1.0: ``weights_sha256`` instead of
+    ``files``) as later formats list its weights file (``read_manifest``'s ``upgrade``)."""
+    if version >= 2 or "files" in manifest:
+        return manifest
+    if not isinstance(manifest.get("weights_sha256"), str):
+        raise ModelFileError(f"{path}: manifest lacks ['weights_sha256']")
+    return {**manifest, "files": {weights_name: manifest["weights_sha256"]}}

@@ -260,8 +260,9 @@ def state_dict_digest(module: nn.Module) -> str:
 _FILE_DIGESTS: dict[tuple[str, int, int], str] = {}
 
 
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file, memoised per (path, size, mtime) so weights are hashed once per process."""
+def weights_sha256(path: str | Path) -> str:
+    """:func:`hybridtmd._utils.file_sha256` of a weights file, memoised per (path, size, mtime) so
+    weights are hashed once per process (model files are always hashed afresh)."""
     path = Path(path).resolve()
     stat = path.stat()
     memo_key = (str(path), stat.st_size, stat.st_mtime_ns)
@@ -294,7 +295,7 @@ def _given_file(weights: str | Path, name: str) -> Path:
 
 
 def _weights_id(path: Path) -> str:
-    return f"{path.name}:sha256:{file_sha256(path)}"
+    return f"{path.name}:sha256:{weights_sha256(path)}"
 
 
 # ---- efficientnet_lite0: the offline default ------------------------------------------------
@@ -394,7 +395,7 @@ def _resnet_file(depth: int, weights: str | Path | None) -> Path:
         path = checkpoints / name
         if path.is_file():
             prefix = _HASH_IN_NAME.search(name)
-            digest = file_sha256(path)
+            digest = weights_sha256(path)
             if prefix and not digest.startswith(prefix.group(1)):  # partial download or another file
                 raise HybridTMDError(f"{path}: SHA-256 starts with {digest[:8]}, but torchvision's file name says "
                                      f"{prefix.group(1)}; the file is corrupt or not torchvision's. Replace it.")

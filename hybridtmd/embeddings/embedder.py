@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import numbers
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -14,7 +14,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .._utils import DEVICES, Interval, Options, ProgressBar, select_device, validate_params
+from .._utils import DEVICES, Interval, Options, ProgressBar, check_params, select_device
 from ..errors import HybridTMDError
 from ..io import AFMImage, check_images
 from ..preprocess import NORMALISE_PERCENTILES
@@ -123,6 +123,8 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
     """
 
     _parameter_constraints: dict[str, list[Any]] = {
+        "backbone": [str],
+        "weights": [str, Path, None],
         "tta": [Options(("none", "d4"))],
         "batch_size": [Interval(numbers.Integral, 1, None)],
         "clip_percentiles": [CLIP_PERCENTILES],
@@ -130,6 +132,9 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
         "tile_size_px": [INPUT_SIZE, None],
         "tile_stride_px": [INPUT_SIZE, None],
         "device": [Options(DEVICES)],
+        "cache_dir": [str, Path, None],
+        "pca_components": [Interval(numbers.Integral, 1, None), Interval(numbers.Real, 0, 1, closed="neither"), None],
+        "progress": [bool, None],
     }
 
     def __init__(
@@ -239,10 +244,16 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
         values = self.pca_.transform(raw).astype(np.float32) if self.pca_components is not None else raw
         return pd.DataFrame(values, columns=list(self.get_feature_names_out()))
 
-    def _plan(self) -> _Plan:
-        validate_params(self, self._parameter_constraints)
-        if self.tile_stride_px is not None and self.tile_size_px is None:
+    @classmethod
+    def check_options(cls, values: Mapping[str, Any]) -> None:
+        """ValueError for a value among ``values`` (some or all keyword arguments) that ``fit``
+        would refuse, with its message; nothing is built (a config's ``[embeddings]`` table)."""
+        check_params(values, cls._parameter_constraints, cls.__name__)
+        if values.get("tile_stride_px") is not None and values.get("tile_size_px") is None:
             raise ValueError("tile_stride_px needs tile_size_px")
+
+    def _plan(self) -> _Plan:
+        self.check_options(self.get_params(deep=False))
         device = select_device(self.device)
         backbone = create_backbone(self.backbone, self.weights)
         lo, hi = (float(v) for v in self.clip_percentiles)

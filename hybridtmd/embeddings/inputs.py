@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .._utils import Check, Interval
+from .._utils import Interval
 from ..io import AFMImage
-from ..preprocess import normalise_height, tile
+from ..preprocess import PERCENTILE_PAIR, normalise_height, tile
 from .backbones import IMAGENET_MEAN, IMAGENET_STD
 
 if TYPE_CHECKING:
@@ -21,8 +21,7 @@ if TYPE_CHECKING:
 #: tile size in pixels.
 INPUT_SIZE = Interval(numbers.Integral, 16, None)
 #: Parameter constraint of ``clip_percentiles``: the height percentiles mapped to 0 and 1.
-CLIP_PERCENTILES = Check(lambda v: len(v) == 2 and 0.0 <= float(v[0]) < float(v[1]) <= 100.0,
-                         "a pair (low, high) with 0 <= low < high <= 100")
+CLIP_PERCENTILES = PERCENTILE_PAIR
 
 
 def to_input_tensor(

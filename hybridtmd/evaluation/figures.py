@@ -1,12 +1,13 @@
-"""Figures of evaluations: metric bars and confusion matrices."""
+"""Figures of evaluations: metric bars, training curves and (:func:`hybridtmd.plotting.plot_confusion`,
+the one of every report) confusion matrices."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
+from ..plotting import plot_confusion
 from .results import Evaluation
 
 
@@ -22,27 +23,6 @@ def plot_evaluation(evaluation: Evaluation, metric: str = "accuracy", ax: Any = 
     ax.set_ylabel(f"{metric.replace('_', ' ')} (mean ± std over folds)")
     ax.set_ylim(0, 1)
     ax.tick_params(axis="x", rotation=20)
-    return ax
-
-
-def plot_confusion(confusion: pd.DataFrame, ax: Any = None, title: str | None = None) -> Any:
-    """Row-normalised confusion matrix (recall per true class) with counts; returns the Axes."""
-    import matplotlib.pyplot as plt
-
-    counts = confusion.to_numpy()
-    rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(1.2 + 0.9 * len(confusion), 1.0 + 0.9 * len(confusion)), layout="constrained")
-    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(confusion)), [str(c) for c in confusion.columns], rotation=30)
-    ax.set_yticks(range(len(confusion)), [str(c) for c in confusion.index])
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    for (i, j), n in np.ndenumerate(counts):
-        ax.text(j, i, f"{n}\n{rates[i, j]:.2f}", ha="center", va="center", fontsize=8,
-                color="white" if rates[i, j] > 0.5 else "black")
-    if title:
-        ax.set_title(title)
     return ax
 
 

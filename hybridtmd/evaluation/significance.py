@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..splits import grouped_splits
+from ..splits import check_fold_feasibility, grouped_splits, stratified_fold_count
 from .cv import evaluate, map_fits
 from .results import Evaluation
 
@@ -75,6 +75,8 @@ def permutation_test(model: Any, X: Any, y: Any, groups: Any, *, n_permutations:
     order beforehand, so the result is the serial one for every ``n_jobs``.
     """
     y, groups = np.asarray(y), np.asarray(groups)
+    if (n_folds := stratified_fold_count(cv)) is not None:  # permutations keep each class's samples
+        check_fold_feasibility(y, groups, n_folds)
     drawn = grouped_splits(y, groups, cv, n_repeats=n_repeats, random_state=random_state)
     splits = [(s.train, s.test) for s in drawn]
     if observed is None:

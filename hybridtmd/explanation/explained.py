@@ -21,7 +21,7 @@ from .._utils import report_fits
 from ..io import check_channel_maps, height_images
 from ..model import PHYS_PREFIX, HybridClassifier, is_image_sequence, latent_correlates, resolve_features
 from ..model.conformal import DEFAULT_ALPHA, ConformalError, check_alpha
-from ..splits import grouped_splits
+from ..splits import check_fold_feasibility, grouped_splits
 from .descriptor_shapley import descriptor_shapley, screen_descriptors
 from .evidence import nearest_examples
 from .shapley import background_table, group_explanation, has_tree_head
@@ -147,8 +147,7 @@ def _fit_fold(head: HybridClassifier, table: pd.DataFrame, labels: np.ndarray, s
     fitted = clone(head).fit(table.iloc[split.train], labels[split.train], groups=samples[split.train])
     report_fits()  # one step of the held-out progress display: 2 per fold, its fit and its explanation
     if [str(c) for c in fitted.classes_] != classes:
-        raise ValueError(f"fold {split.fold} of {n_splits} lacks a class in its training images (a class with "
-                         f"fewer samples than folds): use fewer folds")
+        raise ValueError(f"fold {split.fold} of {n_splits} lacks a class in its training images: use fewer folds")
     return fitted
 
 
@@ -210,6 +209,8 @@ def explain_held_out(model: HybridClassifier, images: Sequence[Any] | None, labe
     """
     alpha = check_alpha(alpha)
     labels, samples = np.asarray([str(v) for v in labels]), np.asarray(groups)
+    # before any feature is computed: every training side needs each class, so two samples of it
+    check_fold_feasibility(labels, samples, n_splits, min_samples=2)
     features, table, names, shown = _held_out_inputs(model, images, table, names)
     head = clone(model).set_params(features=None)
     splits = grouped_splits(labels, samples, _splitter(n_splits, random_state))

@@ -226,24 +226,17 @@ def plot_group_shares(shares: pd.DataFrame, title: str, ax: Any = None) -> Any:
 
 def plot_confusion_matrix(true: Sequence[str], predicted: Sequence[str], classes: Sequence[str], title: str,
                           ax: Any = None) -> Any:
-    """Confusion matrix (rows true, columns predicted), counts with row-normalised colour, the
-    recall of each class on the diagonal. Returns the Figure."""
+    """The confusion matrix of ``true`` and ``predicted`` labels over ``classes``, drawn by
+    :func:`hybridtmd.plotting.plot_confusion` (the evaluation report's too). Returns the Figure."""
+    import pandas as pd
     from sklearn.metrics import confusion_matrix
 
-    plt = _pyplot()
-    counts = confusion_matrix(list(true), list(predicted), labels=list(classes))
-    rows = counts.sum(axis=1, keepdims=True)
-    recall = np.divide(counts, rows, out=np.zeros(counts.shape), where=rows > 0)
+    from ..plotting import plot_confusion
+
+    classes = [str(c) for c in classes]
+    counts = confusion_matrix([str(t) for t in true], [str(p) for p in predicted], labels=classes)
     if ax is None:
-        _, ax = plt.subplots(figsize=(1.1 * len(classes) + 2.2, 1.0 * len(classes) + 1.6))
-    ax.imshow(recall, cmap="Blues", vmin=0, vmax=1)
-    for (i, j), n in np.ndenumerate(counts):
-        ax.text(j, i, f"{n}" + (f"\n{recall[i, j]:.0%}" if i == j else ""), ha="center", va="center", fontsize=8,
-                color="white" if recall[i, j] > 0.6 else "black")
-    ax.set_xticks(range(len(classes)), classes, rotation=30, ha="right", fontsize=8)
-    ax.set_yticks(range(len(classes)), classes, fontsize=8)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title, fontsize=9)
+        _, ax = _pyplot().subplots(figsize=(1.1 * len(classes) + 2.2, 1.0 * len(classes) + 1.6))
+    ax = plot_confusion(pd.DataFrame(counts, index=classes, columns=classes), ax=ax, title=title)
     ax.figure.tight_layout()
     return ax.figure

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..model import LATENT_PREFIX, PHYS_PREFIX
-from ..model.links import benjamini_hochberg, columns_with_prefix
+from ..model.links import benjamini_hochberg, columns_with_prefix, correlation_matrices
 from .attributions import feature_frame
 from .groups import feature_importance
 from .names import display_names, format_unit
@@ -36,45 +36,6 @@ PAPER_FEATURES: tuple[str, ...] = (
     PHYS_PREFIX + "paper_local_variation",
 )
 
-_STATISTICS = ("pearson_r", "pearson_p", "spearman_rho", "spearman_p")
-
-
-def _pearson_with_columns(x: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """scipy.stats.pearsonr of vector ``x`` with every column of ``Y`` (all finite): r and the
-    two-sided p-value; NaN for a constant column, without a warning (the tables document it)."""
-    from scipy import stats
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", stats.ConstantInputWarning)
-        warnings.simplefilter("ignore", stats.NearConstantInputWarning)
-        result = stats.pearsonr(x[:, None], Y, axis=0)
-    return result.statistic, result.pvalue
-
-
-def _correlate_one(a: np.ndarray, B: np.ndarray) -> dict[str, np.ndarray]:
-    """``n``, Pearson r and Spearman ρ with their two-sided p-values, of ``a`` with each column of
-    ``B`` on pairwise-complete rows (NaN with fewer than three). Spearman ρ is Pearson r of the
-    ranks, as scipy.stats.spearmanr defines it, and has the same p-value."""
-    from scipy.stats import rankdata
-
-    out = {name: np.full(B.shape[1], np.nan) for name in _STATISTICS}
-    counts = np.zeros(B.shape[1], dtype=int)
-    rows = np.isfinite(a)
-    complete = np.isfinite(B[rows]).all(axis=0)
-    # columns complete where ``a`` is: one vectorised pass; the rest pair by pair
-    batches = [(np.flatnonzero(complete), rows)] + [(np.array([j]), rows & np.isfinite(B[:, j]))
-                                                    for j in np.flatnonzero(~complete)]
-    for cols, mask in batches:
-        counts[cols] = mask.sum()
-        if not len(cols) or mask.sum() < 3:
-            continue
-        x, Y = a[mask], B[mask][:, cols]
-        out["pearson_r"][cols], out["pearson_p"][cols] = _pearson_with_columns(x, Y)
-        ranks = _pearson_with_columns(rankdata(x), rankdata(Y, axis=0))
-        out["spearman_rho"][cols], out["spearman_p"][cols] = ranks
-    return {"n": counts, **out}
-
-
 _CORRELATION_COLUMNS = ("x", "y", "n", "pearson_r", "pearson_p", "pearson_q", "spearman_rho", "spearman_p",
                         "spearman_q")
 
@@ -82,7 +43,9 @@ _CORRELATION_COLUMNS = ("x", "y", "n", "pearson_r", "pearson_p", "pearson_q", "s
 def correlation_table(x: pd.DataFrame, y: pd.DataFrame) -> pd.DataFrame:
     """Pearson and Spearman correlation of every column of ``x`` with every column of ``y``.
 
-    Pairwise-complete rows (NaN skipped per pair); p-values two-sided; ``pearson_q`` and
+    :func:`hybridtmd.model.links.correlation_matrices` (the one correlation routine, which the
+    model's ``latent_links_`` use too) in long format: pairwise-complete rows (NaN skipped per
+    pair); p-values two-sided; ``pearson_q`` and
     ``spearman_q`` are Benjamini-Hochberg FDR-adjusted over all pairs of the table (one family
     of tests per method). A constant column gives NaN. Long format: columns ``x``, ``y``, ``n``,
     ``pearson_r``, ``pearson_p``, ``pearson_q``, ``spearman_rho``, ``spearman_p``, ``spearman_q``.
@@ -91,10 +54,10 @@ def correlation_table(x: pd.DataFrame, y: pd.DataFrame) -> pd.DataFrame:
         raise ValueError(f"x has {len(x)} rows and y {len(y)}")
     if not len(x.columns) or not len(y.columns):
         return pd.DataFrame(columns=_CORRELATION_COLUMNS)
-    Y = y.to_numpy(dtype=np.float64)
-    parts = [pd.DataFrame({"x": str(col), "y": [str(c) for c in y.columns],
-                           **_correlate_one(x[col].to_numpy(dtype=np.float64), Y)}) for col in x.columns]
-    table = pd.concat(parts, ignore_index=True)
+    stats = correlation_matrices(x.to_numpy(dtype=np.float64), y.to_numpy(dtype=np.float64))
+    table = pd.DataFrame({"x": np.repeat([str(c) for c in x.columns], len(y.columns)),
+                          "y": np.tile([str(c) for c in y.columns], len(x.columns)),
+                          **{name: values.ravel() for name, values in stats.items()}})
     for name in ("pearson", "spearman"):
         table[f"{name}_q"] = benjamini_hochberg(table[f"{name}_p"].to_numpy())
     return table[list(_CORRELATION_COLUMNS)]

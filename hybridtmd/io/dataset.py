@@ -159,14 +159,11 @@ class Dataset:
 
     def check_folds(self, n_folds: int) -> None:
         """ValueError when a class has fewer samples than ``n_folds`` (grouped folds cannot then
-        put each class in every fold); the message counts samples, not images."""
-        frame = self.to_frame()
-        counts = frame.groupby("label").agg(images=("path", "size"), samples=("group", "nunique"))
-        short = counts[counts["samples"] < n_folds]
-        if len(short):
-            listing = ", ".join(f"{c} has {r.samples} sample(s) ({r.images} images)" for c, r in short.iterrows())
-            raise ValueError(f"{listing}: fewer samples than the {n_folds} folds; folds are grouped by sample, so "
-                             f"each class needs at least {n_folds} samples (use fewer folds or more samples)")
+        put each class in every fold); the message counts samples, not images
+        (:func:`hybridtmd.splits.check_fold_feasibility`)."""
+        from ..splits import check_fold_feasibility  # scikit-learn loads only when folds are asked for
+
+        check_fold_feasibility(self.labels, self.groups, n_folds)
 
     def summary(self):
         """Images and samples per class, as a DataFrame."""

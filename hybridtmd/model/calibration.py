@@ -13,16 +13,17 @@ import math
 
 import numpy as np
 
-#: probabilities are clipped here before the logarithm (a zero would give -inf)
-MIN_PROBABILITY = 1e-12
+#: probabilities are clipped here before every logarithm of the model stage (calibration, sample
+#: pooling): a zero would give -inf and veto a class forever
+PROBABILITY_FLOOR = 1e-12
 #: the temperatures searched and accepted from a model file: sharpening or softening by more than
 #: 10x means the head's probabilities are not worth rescaling (Guo et al. report T of about 1-3)
 TEMPERATURE_RANGE = (0.1, 10.0)
 
 
 def log_probabilities(proba: np.ndarray) -> np.ndarray:
-    """``log p`` with ``p`` clipped to ``[MIN_PROBABILITY, 1]``."""
-    return np.log(np.clip(proba, MIN_PROBABILITY, 1.0))
+    """``log p`` with ``p`` clipped to ``[PROBABILITY_FLOOR, 1]``."""
+    return np.log(np.clip(proba, PROBABILITY_FLOOR, 1.0))
 
 
 def fit_temperature(log_proba: np.ndarray, y_enc: np.ndarray) -> float:

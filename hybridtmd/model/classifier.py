@@ -31,6 +31,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from .._utils import Check, Options, array_digest, validate_params
 from ..config import MODEL_OPTIONS, Config, ConfigError
+from ..descriptors.release import saved_head, saved_head_selection
 from ..embeddings import CNNEmbedder
 from ..errors import ModelFileError
 from ..splits import inner_grouped_splits
@@ -424,7 +425,7 @@ class HybridClassifier(ConformalMixin, ClassAdding, ClassifierMixin, BaseEstimat
                                  (CLASSIFIER_NAME, ARRAYS_NAME), key=key, digest_since=DIGEST_SINCE)
         model = cls._unfitted_from_manifest(manifest, path)
         arrays = read_arrays(directory / ARRAYS_NAME)
-        head = load_head(manifest.get("head", "xgboost"), directory / CLASSIFIER_NAME, arrays,
+        head = load_head(saved_head(manifest), directory / CLASSIFIER_NAME, arrays,
                          manifest.get("classifier_params", {}))
         check_head(path, head, len(manifest["classes"]), manifest["n_features_in"])
         check_ood(path, manifest["ood_threshold"], arrays.get(OOD_ARRAY_PREFIX + "reference"),
@@ -440,7 +441,7 @@ class HybridClassifier(ConformalMixin, ClassAdding, ClassifierMixin, BaseEstimat
     def _unfitted_from_manifest(cls, manifest: dict[str, Any], path: Path) -> HybridClassifier:
         """The model with the manifest's parameters and features; a hand-edited manifest is a
         :class:`ModelFileError` naming it, not a TypeError from the constructor."""
-        head = manifest.get("head", "xgboost")  # format 1 had XGBoost heads only
+        head = saved_head(manifest)
         if head not in HEAD_KINDS:
             raise ModelFileError(f"{path}: unknown head {head!r} (expected one of {', '.join(HEAD_KINDS)})")
         try:
@@ -468,8 +469,7 @@ class HybridClassifier(ConformalMixin, ClassAdding, ClassifierMixin, BaseEstimat
         self.ood_threshold_ = manifest["ood_threshold"]
         self.training_summary_ = manifest["training"]
         self.metrics_ = manifest["metrics"]
-        self.head_selection_ = manifest.get("head_selection") or {
-            "choice": manifest.get("head", "xgboost"), "reason": "saved before head selection was recorded"}
+        self.head_selection_ = saved_head_selection(manifest)
         self._set_head_features()
         self.latent_links_ = links_from_arrays(manifest.get("latent_links"), arrays, self.feature_names_,
                                                self.training_summary_, arrays_path)

@@ -24,8 +24,9 @@ from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
 from .._utils import Check, select_device, validate_params, warn_at_user
-from ..descriptors import RELEASE_0_1_0, DescriptorConfig, DescriptorExtractor, is_channel_selection
+from ..descriptors import DescriptorConfig, DescriptorExtractor, is_channel_selection
 from ..descriptors.extract import effective_config
+from ..descriptors.release import saved_level_flag, with_saved_families  # noqa: F401  (classifier imports it here)
 from ..embeddings import CNNEmbedder
 from ..errors import ModelFileError
 from ..io import HEIGHT_CHANNEL, AFMImage, check_channel_maps, check_images, height_images
@@ -279,13 +280,13 @@ class HybridFeatures(TransformerMixin, BaseEstimator):
         try:
             d, e = values["descriptors"], values["embedder"]
             descriptors = None if d is None else _extractor(
-                d["families"], _from_dict(DescriptorConfig, d["config"]), _flag(d),
+                d["families"], _from_dict(DescriptorConfig, d["config"]), saved_level_flag(d),
                 _from_dict(LevelConfig, d["level_config"]))
             embedder = None if e is None else CNNEmbedder(**{**e, "clip_percentiles": tuple(e["clip_percentiles"]),
                                                              "cache_dir": None,  # never the file's
                                                              "device": runnable_device(e.get("device", "auto"))})
             channels = values.get("channels")  # absent before multichannel models
-            return cls(descriptors=descriptors, embedder=embedder, level_images=_flag(values),
+            return cls(descriptors=descriptors, embedder=embedder, level_images=saved_level_flag(values),
                        level_config=_from_dict(LevelConfig, values["level_config"]),
                        channels=None if channels is None else dict(channels))
         except (KeyError, TypeError, ValueError) as exc:
@@ -318,22 +319,6 @@ def resolve_features(features: HybridFeatures | str | None) -> HybridFeatures | 
     if isinstance(features, str) and features != "default":
         raise ValueError(f"features must be a HybridFeatures, 'default' or None, not {features!r}")
     return _resolve(features, HybridFeatures, "features")
-
-
-def _flag(values: dict[str, Any]) -> bool:
-    """The saved levelling flag: ``level_images``, or ``level`` in models saved before the rename."""
-    return values["level_images"] if "level_images" in values else values["level"]
-
-
-def with_saved_families(settings: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Feature settings whose ``families: None`` (release 0.1.0 saved "the defaults at load time")
-    name that release's frozen selection instead (:data:`~hybridtmd.descriptors.RELEASE_0_1_0`:
-    its columns, and its settings when ``config`` is None), so defaults changed since do not
-    change what the model computes."""
-    descriptors = settings.get("descriptors") if isinstance(settings, dict) else None
-    if not isinstance(descriptors, dict) or descriptors.get("families") is not None:
-        return settings
-    return {**settings, "descriptors": {**descriptors, "families": RELEASE_0_1_0}}
 
 
 def runnable_device(device: Any) -> Any:

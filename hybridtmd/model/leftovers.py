@@ -15,8 +15,8 @@ import shutil
 import time
 from pathlib import Path
 
-from .. import __version__
 from .._utils import path_text, warn_at_user
+from .._version import __version__
 from ..errors import ModelFileError
 
 #: A staging folder untouched this long (s) is a crashed save's.

@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
 from .._utils import atomic_path, atomic_write_text, file_sha256, json_loads, warn_at_user
+from .._version import __version__
 from ..errors import ModelFileError
 from .leftovers import check_format_version, clean_stale_staging
 
@@ -76,7 +76,14 @@ def library_versions(*distributions: str) -> dict[str, str]:
     """Versions of hybridtmd, Python, numpy and the given distributions (e.g. ``"scikit-learn"``),
     recorded in a manifest so a model's origin can be traced."""
     versions = {"hybridtmd": __version__, "python": platform.python_version(), "numpy": np.__version__}
-    return versions | {name: metadata.version(name) for name in distributions}
+    return versions | {name: _installed_version(name) for name in distributions}
+
+
+def _installed_version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:  # an optional one (timm...): the record says so
+        return "not installed"
 
 
 def write_arrays(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
@@ -291,7 +298,8 @@ def _umask() -> int:
 
 
 def read_manifest(directory: Path, format_name: str, format_version: int, required: Iterable[str],
-                  files: Iterable[str], key: str | bytes | None = None, digest_since: int | None = None
+                  files: Iterable[str], key: str | bytes | None = None, digest_since: int | None = None,
+                  upgrade: Callable[[dict[str, Any], int, Path], dict[str, Any]] | None = None
                   ) -> dict[str, Any]:
     """The checked manifest of a model directory.
 
@@ -299,7 +307,8 @@ def read_manifest(directory: Path, format_name: str, format_version: int, requir
     another ``format_name``, a version above ``format_version`` (this release reads older ones),
     lacks a ``required`` entry, lists other files than ``files``, fails :func:`check_digest`
     (required from format ``digest_since`` on), or when a listed file is missing or its SHA-256
-    differs from the manifest's (modified after saving).
+    differs from the manifest's (modified after saving). ``upgrade(manifest, version, path)``
+    turns the checked manifest of an older format into the entries these checks expect.
     """
     path = directory / MANIFEST_NAME
     recover_interrupted_save(directory)
@@ -310,6 +319,8 @@ def read_manifest(directory: Path, format_name: str, format_version: int, requir
         raise ModelFileError(f"{path}: not a hybridtmd model manifest")
     version = check_format_version(path, manifest.get("format_version"), format_version)
     check_digest(path, manifest, key, required=digest_since is not None and version >= digest_since)
+    if upgrade is not None:
+        manifest = upgrade(manifest, version, path)
     if missing := set(required) - set(manifest):
         raise ModelFileError(f"{path}: manifest lacks {sorted(missing)}")
     if not isinstance(manifest.get("files"), dict) or set(manifest["files"]) != set(files):

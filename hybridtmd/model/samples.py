@@ -7,7 +7,8 @@ image's evidence counted once per image and the number of images divided out so 
 images is not over-confident): ``log p_s(c) = mean_i log p_i(c) - log Σ_c' exp(mean_i log p_i(c'))``.
 An image that is confident against a class pulls that class down strongly, which a plain mean of
 probabilities would not (Kittler et al., "On combining classifiers", IEEE TPAMI 20, 226, 1998:
-the product rule for independent evidence). Probabilities are clipped at 1e-12 before the log.
+the product rule for independent evidence). Probabilities are clipped at
+:data:`~.calibration.PROBABILITY_FLOOR` before the log (:func:`~.calibration.log_probabilities`).
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-#: Probabilities are clipped here before the logarithm (a hard 0 would veto a class forever).
-PROBABILITY_FLOOR = 1e-12
+from .calibration import PROBABILITY_FLOOR, log_probabilities
 
 
 def pool_samples(proba: np.ndarray, groups: Sequence[Any], classes: Sequence[Any]) -> pd.DataFrame:
@@ -34,7 +34,7 @@ def pool_samples(proba: np.ndarray, groups: Sequence[Any], classes: Sequence[Any
     classes = np.asarray(classes)
     if proba.ndim != 2 or proba.shape != (len(groups), len(classes)):
         raise ValueError(f"proba must be (n_images, n_classes) = ({len(groups)}, {len(classes)}), got {proba.shape}")
-    log_p = np.log(np.clip(proba, PROBABILITY_FLOOR, 1.0))
+    log_p = log_probabilities(proba)
     codes, samples = pd.factorize(pd.Series(groups), sort=False)
     n = np.bincount(codes, minlength=len(samples))
     mean_log = np.zeros((len(samples), len(classes)))

@@ -34,7 +34,7 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.utils.validation import has_fit_parameter
 
-from ..splits import inner_grouped_splits
+from ..splits import fold_shortfall, inner_grouped_splits
 from .discriminant import DiscriminantHead
 from .heads import KernelSVMHead, default_head
 from .split_points import centre_splits, is_xgboost
@@ -178,7 +178,7 @@ def select_head(candidates: dict[str, Any], X: np.ndarray, y_enc: np.ndarray, we
     if not splits:
         report |= {"choice": names[0], "scores": {}, "mean": {}, "std": {}, "fit_seconds": {},
                    "reason": "one candidate" if len(names) == 1 else
-                   "too few samples per class for two inner folds: the first candidate"}
+                   f"{fold_shortfall(y_enc, groups, 2) or 'no inner fold trains on every class'}: the first candidate"}
         report["selection_seconds"] = time.perf_counter() - start
         return report
     scores = {name: [] for name in names}
