@@ -7,7 +7,7 @@
   ratio (linear cost: the two agree).
 
 Run: ``python benchmarks/bench_scale.py [--images 8] [--families areal,spectral,grains,texture,paper]``.
-BLAS/OpenMP threads are pinned to 1 so a worker is a core. The Dask path (``hybridtmd.store``,
+BLAS/OpenMP threads are pinned to 1 so a worker is a core. The Dask path (``hybridtmd.model.store``,
 ``hybridtmd extract --store DIR --scheduler dask``) runs the same per-image work in partitions;
 its measured rates are in ``docs/scale.md``.
 """

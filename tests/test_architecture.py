@@ -20,7 +20,7 @@ STAGES: list[set[str]] = [
     {"plotting", "datasets"},
     {"descriptors", "embeddings"},
     {"config"},
-    {"model", "store"},
+    {"model"},
     {"explanation", "baseline"},
     {"evaluation"},
     {"cli", "__main__"},

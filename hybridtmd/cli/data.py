@@ -357,8 +357,8 @@ def extract_command(
     the descriptors of each channel (phase columns phase__<name>, in the channel's unit); a file
     lacking one of the channels is a bad file.
 
-    With --store DIR: the same descriptors go to a feature store (hybridtmd.store: one parquet
-    file per partition, column path then descriptors; read it with hybridtmd.store.read_store).
+    With --store DIR: the same descriptors go to a feature store (hybridtmd.model.store: one parquet
+    file per partition, column path then descriptors; read it with hybridtmd.model.store.read_store).
     Running the same command again after a crash computes only the unfinished partitions;
     another file list or other settings on the same folder is an error. Labels stay in the dataset
     manifest (join on path).
@@ -432,7 +432,7 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
 
 def _extract_to_store(ds, store: Path, extractor, *, scheduler: str | None, n_jobs: int, address: str | None,
                       partition_size: int | None, read: dict) -> None:
-    from ..store import extract_to_store
+    from ..model.store import extract_to_store
 
     try:
         done = extract_to_store(ds.paths, store, extractor=extractor, partition_size=partition_size or 256,

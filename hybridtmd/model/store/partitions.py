@@ -1,0 +1,114 @@
+"""Where a store's partitions run: in this process, in joblib workers or on a dask.distributed cluster.
+
+Every runner takes a picklable ``work(task) -> Result`` function and tasks with an ``index``
+attribute, and yields one :data:`Result` per task as tasks finish. ``work`` must return its
+failures rather than raise them, so one failing partition does not cancel the others; a task
+that never returns (a worker process killed) becomes a failure of its partition here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from ...errors import HybridTMDError, MissingDependencyError
+from .manifest import EXTRA_HINT
+
+SCHEDULERS = ("serial", "joblib", "dask")
+#: seconds a client waits for a scheduler address before the run fails
+CONNECT_TIMEOUT_S = 10
+
+#: what a partition's task returns: its index, None or the failure reason, and what the driver
+#: collects from a finished partition (a dict, empty for a failure)
+Result = tuple[int, str | None, dict[str, Any]]
+
+
+def check_scheduler(scheduler: str | None, client: Any, address: str | None) -> str:
+    """The scheduler to use (default "dask" if ``client`` or ``address`` is given, else "serial");
+    a ValueError for an unknown one or a client/address without dask."""
+    if scheduler is None:
+        scheduler = "dask" if client is not None or address else "serial"
+    if scheduler not in SCHEDULERS:
+        raise ValueError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {scheduler!r}")
+    if (client is not None or address) and scheduler != "dask":
+        raise ValueError("client/address are for scheduler='dask'")
+    return scheduler
+
+
+def n_workers(n_jobs: int | None) -> int:
+    """Worker count with joblib's convention: None or -1 all cores, -2 all but one, ..."""
+    cores = os.cpu_count() or 1
+    if n_jobs is None:
+        return cores
+    return max(1, n_jobs if n_jobs > 0 else cores + 1 + n_jobs)
+
+
+@contextlib.contextmanager
+def dask_client(client: Any = None, address: str | None = None, n_jobs: int | None = None) -> Iterator[Any]:
+    """The client to use: the one given, one connected to ``address`` (a :class:`HybridTMDError`
+    within :data:`CONNECT_TIMEOUT_S` when nothing answers there), or a LocalCluster of ``n_jobs``
+    single-threaded worker processes made here."""
+    if client is not None:
+        yield client
+        return
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise MissingDependencyError(f"scheduler='dask' needs dask and distributed: {EXTRA_HINT}") from None
+    if address:
+        try:
+            own = Client(address, timeout=CONNECT_TIMEOUT_S)
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise HybridTMDError(f"dask scheduler {address}: no answer within {CONNECT_TIMEOUT_S} s "
+                                 f"({type(exc).__name__}: {exc})") from None
+        with own:
+            yield own
+        return
+    # single-threaded worker processes: the descriptors hold the GIL for much of their time
+    with LocalCluster(n_workers=n_workers(n_jobs), threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as own:
+        yield own
+
+
+def _run_serial(work: Callable[[Any], Result], tasks: list[Any], **_: Any) -> Iterator[Result]:
+    return (work(t) for t in tasks)
+
+
+def _run_joblib(work: Callable[[Any], Result], tasks: list[Any], n_jobs: int | None, **_: Any) -> Iterator[Result]:
+    from joblib import Parallel, delayed
+
+    parallel = Parallel(n_jobs=n_workers(n_jobs), return_as="generator_unordered")
+    return parallel(delayed(work)(t) for t in tasks)
+
+
+def _run_dask(work: Callable[[Any], Result], tasks: list[Any], n_jobs: int | None, client: Any,
+              address: str | None, stack: contextlib.ExitStack) -> Iterator[Result]:
+    from distributed import as_completed
+
+    client = stack.enter_context(dask_client(client, address, n_jobs))
+    # pure=False: a retry after a crash must run again, not reuse a cached result key
+    futures = {client.submit(work, t, pure=False): t.index for t in tasks}
+
+    def results() -> Iterator[Result]:
+        for future in as_completed(futures):
+            try:
+                yield future.result()
+            except Exception as exc:  # a worker died (KilledWorker) or the task could not be sent
+                yield futures[future], f"{type(exc).__name__}: {exc}", {}
+            finally:
+                future.release()
+
+    return results()
+
+
+_RUNNERS: dict[str, Callable[..., Iterator[Result]]] = {
+    "serial": _run_serial, "joblib": _run_joblib, "dask": _run_dask}
+
+
+def run_partitions(work: Callable[[Any], Result], tasks: list[Any], scheduler: str, *, n_jobs: int | None,
+                   client: Any, address: str | None, stack: contextlib.ExitStack) -> Iterator[Result]:
+    """One :data:`Result` per task, as they finish, from the runner ``scheduler`` names; a dask
+    client made here lives as long as ``stack``."""
+    return _RUNNERS[scheduler](work, tasks, n_jobs=n_jobs, client=client, address=address, stack=stack)
