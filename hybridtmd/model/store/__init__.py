@@ -71,9 +71,9 @@ Modules
 =====================  ===========================================================================
 """
 
-from .extraction import StoreReport, extract_to_store
+from .extraction import extract_to_store
 from .manifest import read_manifest
-from .partitions import SCHEDULERS
+from .partitions import SCHEDULERS, StoreReport
 from .reading import read_store, read_store_reasons, store_errors
 
 __all__ = ["SCHEDULERS", "StoreReport", "extract_to_store", "read_manifest", "read_store", "read_store_reasons",

@@ -1,33 +1,88 @@
-"""Extracting descriptors of many files into a feature store, one task per partition (the package
-docstring describes the store)."""
+"""Extracting the features of many files into a feature store, one task per partition: the
+descriptors and, with an embedder, the frozen-CNN embeddings (the package docstring describes
+the store)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import time
 import warnings
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from ..._utils import ProgressBar, atomic_path, atomic_write_text, path_text
+from ..._utils import atomic_path, atomic_write_text, path_text
 from ...descriptors import DescriptorExtractor
 from ...descriptors.extract import COARSE_PIXELS_MESSAGE, coarse_pixel_sides, effective_config, warn_coarse_pixels
 from ...descriptors.registry import resolve_families
+from ...embeddings import CNNEmbedder
 from ...io import load_images
-from .manifest import base_manifest, finished, open_store, part_file, plain, require_pyarrow
-from .partitions import Result, check_scheduler, run_partitions
-from .reading import sidecars
+from ..columns import PHYS_PREFIX
+from ..features import HybridFeatures
+from .manifest import base_manifest, part_file, plain, require_pyarrow
+from .partitions import Result, StoreReport, check_partition_size, check_scheduler, run_store
+
+#: the CNNEmbedder parameters a store records (and rebuilds its embedder from); device, batch
+#: size, cache and progress change no vector
+EMBEDDER_PARAMS = ("backbone", "weights", "tta", "input_size", "clip_percentiles", "tile_size_px", "tile_stride_px")
 
 
-def _manifest(paths: list[str], partition_size: int, extractor: DescriptorExtractor,
-              pixel_size_nm: Any, channel: str | None) -> dict[str, Any]:
+def embedder_settings(embedder: CNNEmbedder | None) -> dict[str, Any] | None:
+    """What a store records of its embedder: the parameters that change a vector, and the
+    resolved backbone (name, weights identity and SHA-256, input side, embedding size)."""
+    if embedder is None:
+        return None
+    if not isinstance(embedder, CNNEmbedder):
+        raise TypeError(f"embedder must be a CNNEmbedder, got {type(embedder).__name__}")
+    if embedder.pca_components is not None:
+        raise ValueError("a feature store holds per-image embeddings: an embedder with pca_components (fitted on "
+                         "all images) cannot be partitioned; use pca_components=None")
+    backbone = embedder.get_backbone()  # an unknown backbone or missing weights fail here, before any work
+    weights_id = str(backbone.weights_id)
+    return {
+        "params": plain({k: getattr(embedder, k) for k in EMBEDDER_PARAMS}),
+        "backbone": backbone.name,
+        "weights_id": weights_id,
+        "weights_sha256": weights_id.rpartition(":sha256:")[2] if ":sha256:" in weights_id else None,
+        "input_size": embedder.resolved_input_size(),
+        "embedding_dim": int(backbone.embedding_dim),
+    }
+
+
+def load_settings(pixel_size_nm: Any = None, channel: str | int | None = None, z_unit: str | None = None,
+                  z_scale: float | None = None, channels: Sequence[str] | None = None) -> dict[str, Any]:
+    """The reading options a store records and gives :func:`hybridtmd.io.load_images` for every file."""
+    return {"pixel_size_nm": plain(pixel_size_nm), "channel": channel, "z_unit": z_unit, "z_scale": z_scale,
+            "channels": None if channels is None else list(channels)}
+
+
+def store_columns(features: HybridFeatures) -> list[str]:
+    """The store's columns of fitted ``features``: ``path``, the descriptors without their
+    ``phys__`` prefix (as stores without embeddings always had them), the ``latent__`` columns."""
+    return ["path", *(c[len(PHYS_PREFIX):] if c.startswith(PHYS_PREFIX) else c
+                      for c in map(str, features.get_feature_names_out()))]
+
+
+def partition_features(extractor: DescriptorExtractor, embedder: CNNEmbedder | None) -> HybridFeatures:
+    """The features one partition computes: each image levelled once (as the extractor would),
+    then the extractor's descriptors and the embedder's vectors - the rows
+    :class:`~hybridtmd.model.HybridFeatures` gives in memory, which ``train`` fits on."""
+    from sklearn.base import clone
+
+    descriptors = clone(extractor).set_params(level_images=False, n_jobs=1, progress=False)
+    return HybridFeatures(descriptors=descriptors, level_images=bool(extractor.level_images),
+                          level_config=extractor.level_config,
+                          embedder=None if embedder is None else clone(embedder).set_params(progress=False),
+                          channels=None if extractor.channels is None else dict(extractor.channels))
+
+
+def _manifest(paths: list[str], partition_size: int, extractor: DescriptorExtractor, embedder: CNNEmbedder | None,
+              load: dict[str, Any]) -> dict[str, Any]:
     families = [f.name for f in resolve_families(extractor.families)]  # None and the default list agree
+    features = partition_features(extractor, embedder).fit([])  # per-image halves: fitted without data
     return base_manifest(paths, partition_size) | {
         "extractor": {
             "class": type(extractor).__name__,
@@ -35,42 +90,12 @@ def _manifest(paths: list[str], partition_size: int, extractor: DescriptorExtrac
             "config": plain(extractor.config),
             "level": bool(extractor.level_images),  # key kept: stores made earlier must still resume
             "level_config": plain(extractor.level_config),
+            "channels": plain(extractor.channels),
         },
-        "columns": ["path", *map(str, extractor.get_feature_names_out())],
-        "load": {"pixel_size_nm": plain(pixel_size_nm), "channel": channel},
+        "embedder": embedder_settings(embedder),
+        "columns": store_columns(features),
+        "load": load,
     }
-
-
-@dataclass
-class StoreReport:
-    """What one :func:`extract_to_store` call did.
-
-    Attributes
-    ----------
-    store_dir : Path
-    n_partitions : int  partitions of the whole store
-    written : list of int  partitions extracted and written by this call
-    already_done : list of int  partitions found finished and left untouched (resume)
-    failed : list of (int, str)  partitions whose task raised (partition, reason); nothing of them
-        was written, a rerun retries them. Empty when the store is complete.
-    errors : list of (str, str)  bad files (path, reason) of every finished partition, old and new
-    n_rows : int  rows (readable images) in the finished partitions
-    seconds : float  wall time of this call
-    """
-
-    store_dir: Path
-    n_partitions: int
-    written: list[int] = field(default_factory=list)
-    already_done: list[int] = field(default_factory=list)
-    failed: list[tuple[int, str]] = field(default_factory=list)
-    errors: list[tuple[str, str]] = field(default_factory=list)
-    n_rows: int = 0
-    seconds: float = 0.0
-
-    @property
-    def complete(self) -> bool:
-        """True when every partition of the store is finished."""
-        return not self.failed and len(self.written) + len(self.already_done) == self.n_partitions
 
 
 @dataclass
@@ -81,38 +106,44 @@ class _Task:
     paths: list[str]
     store_dir: str
     extractor: DescriptorExtractor
-    pixel_size_nm: float | tuple[float, float] | None
-    channel: str | None
+    embedder: CNNEmbedder | None
+    load: dict[str, Any]
 
 
 def _extract_partition(task: _Task) -> Result:
     """Load, extract and write one partition. Runs in the worker. Exceptions are returned, not
     raised, so one failing partition does not cancel the others (joblib would abort the batch)."""
     try:
-        from sklearn.base import clone
-
-        report = load_images(task.paths, pixel_size_nm=task.pixel_size_nm, channel=task.channel, on_error="skip")
+        load = task.load
+        report = load_images(task.paths, pixel_size_nm=load["pixel_size_nm"], channel=load["channel"],
+                             z_unit=load.get("z_unit"), z_scale=load.get("z_scale"), channels=load.get("channels"),
+                             on_error="skip")
         config = effective_config(task.extractor.families, task.extractor.config)
         coarse = coarse_pixel_sides(report.images, config)
         # a name with bytes that are not text (PEP 383) would make the parquet write fail on every rerun
         kept = [path_text(task.paths[i]) for i in report.indices]
-        columns = list(map(str, task.extractor.get_feature_names_out()))
+        features = partition_features(task.extractor, task.embedder)
         undefined: list[list[str]] = []
+        units: dict[str, str] = {}
         if report.images:
-            extractor = clone(task.extractor).set_params(n_jobs=1, progress=False)
             with warnings.catch_warnings():  # given once for the whole run by extract_to_store
                 warnings.filterwarnings("ignore", message=COARSE_PIXELS_MESSAGE)
-                features, reasons = extractor.fit(report.images).transform_with_reasons(report.images)
-            undefined = [[kept[int(i)], str(f), str(r)] for i, f, r in
+                table, reasons = features.fit(report.images).transform_with_reasons(report.images)
+            undefined = [[kept[int(i)], str(f).removeprefix(PHYS_PREFIX), str(r)] for i, f, r in
                          reasons[["image", "feature", "reason"]].itertuples(index=False)]
+            units = dict(getattr(features.descriptors_, "channel_units_", {}) or {})
+            table.columns = store_columns(features)[1:]
         else:  # every file bad: an empty, typed table keeps the schema of the store uniform
-            features = pd.DataFrame({c: pd.Series(dtype="float64") for c in columns})
-        table = pd.concat([pd.DataFrame({"path": pd.Series(kept, dtype=str)}), features], axis=1)
+            columns = store_columns(features.fit([]))[1:]
+            table = pd.DataFrame({c: pd.Series(dtype="float32" if c.startswith("latent__") else "float64")
+                                  for c in columns})
+        table = pd.concat([pd.DataFrame({"path": pd.Series(kept, dtype=str)}), table], axis=1)
         store_dir = Path(task.store_dir)
         with atomic_path(part_file(store_dir, task.index, "parquet")) as tmp:
             table.to_parquet(tmp, engine="pyarrow", index=False)
         sidecar = {"partition": task.index, "n_files": len(task.paths), "n_rows": len(kept),
-                   "bad_files": [[path_text(p), r] for p, r in report.errors], "undefined": undefined}
+                   "bad_files": [[path_text(p), r] for p, r in report.errors], "undefined": undefined,
+                   "channel_units": units}
         # written last: its presence marks the partition finished
         atomic_write_text(part_file(store_dir, task.index, "errors.json"), json.dumps(sidecar))
         return task.index, None, {"coarse": coarse, "n_read": len(report.images)}
@@ -125,6 +156,7 @@ def extract_to_store(
     store_dir: str | Path,
     *,
     extractor: DescriptorExtractor | None = None,
+    embedder: CNNEmbedder | None = None,
     partition_size: int = 256,
     scheduler: str | None = None,
     n_jobs: int | None = None,
@@ -132,9 +164,11 @@ def extract_to_store(
     address: str | None = None,
     pixel_size_nm: float | tuple[float, float] | None = None,
     channel: str | None = None,
+    z_unit: str | None = None,
+    z_scale: float | None = None,
     progress: bool = True,
 ) -> StoreReport:
-    """Extract the descriptors of ``paths`` into the feature store ``store_dir``, resuming it.
+    """Extract the features of ``paths`` into the feature store ``store_dir``, resuming it.
 
     Parameters
     ----------
@@ -145,12 +179,17 @@ def extract_to_store(
         Store folder (created if absent). Finished partitions of an earlier run with the same
         inputs and settings are kept; different ones are a :class:`HybridTMDError`.
     extractor : DescriptorExtractor, optional
-        Families and settings (default ``DescriptorExtractor(progress=False)``: all default
-        families, levelling on). Its ``n_jobs`` and ``progress`` are ignored inside partitions.
+        Families, settings and channels (default ``DescriptorExtractor(progress=False)``: all
+        default families, levelling on). Its ``n_jobs`` and ``progress`` are ignored inside
+        partitions. With ``channels`` every file must hold those channels (else it is a bad file).
+    embedder : CNNEmbedder, optional
+        Also the frozen-CNN embeddings of the levelled height maps, columns ``latent__0000...``
+        beside the descriptors (no ``pca_components``). Its backbone, weights digest and input
+        settings are recorded in ``store.json`` and checked on resume.
     partition_size : int
         Files per partition: the unit of work, of resume and of loss on a crash.
     scheduler : "serial" | "joblib" | "dask", optional
-        Where partitions run (module docstring). Default "dask" if ``client`` or ``address`` is
+        Where partitions run (package docstring). Default "dask" if ``client`` or ``address`` is
         given, else "serial".
     n_jobs : int, optional
         Local workers for "joblib" and for the LocalCluster of "dask" (default all cores; -1 all,
@@ -158,9 +197,10 @@ def extract_to_store(
     client : distributed.Client, optional
         Run on this cluster (not closed here).
     address : str, optional
-        Scheduler address to connect to, e.g. ``tcp://10.0.0.5:8786``.
-    pixel_size_nm, channel :
-        Passed to :func:`hybridtmd.io.load_images` (recorded in the manifest).
+        Scheduler address to connect to, e.g. ``tcp://10.0.0.5:8786``; nothing answering there
+        is a :class:`HybridTMDError` within seconds.
+    pixel_size_nm, channel, z_unit, z_scale :
+        Passed to :func:`hybridtmd.io.load_images` for every file (recorded in the manifest).
     progress : bool
         Show a progress bar (images of the partitions finished in this run).
 
@@ -171,53 +211,24 @@ def extract_to_store(
         partition does not stop the others; rerun to retry it. :func:`read_store` refuses an
         incomplete store.
     """
-    start = time.perf_counter()
     scheduler = check_scheduler(scheduler, client, address)
-    if not isinstance(partition_size, int) or partition_size < 1:
-        raise ValueError(f"partition_size must be a positive integer, got {partition_size!r}")
+    check_partition_size(partition_size)
     extractor = DescriptorExtractor(progress=False) if extractor is None else extractor
     if not isinstance(extractor, DescriptorExtractor):
         raise TypeError(f"extractor must be a DescriptorExtractor, got {type(extractor).__name__}")
     require_pyarrow()
     paths = [os.fspath(p) for p in paths]
     store_dir = Path(store_dir)
-    store_dir.mkdir(parents=True, exist_ok=True)
-    manifest = _manifest(paths, partition_size, extractor, pixel_size_nm, channel)
-    open_store(store_dir, manifest)
-    # a crashed run leaves hidden temporaries of its in-flight partitions; one run per store at a time
-    for stale in store_dir.glob(".part-*"):
-        with contextlib.suppress(OSError):
-            stale.unlink()
+    channels = None if extractor.channels is None else list(extractor.channels)
+    load = load_settings(pixel_size_nm, channel, z_unit, z_scale, channels)
+    manifest = _manifest(paths, partition_size, extractor, embedder, load)
 
-    n_parts = manifest["n_partitions"]
-    report = StoreReport(store_dir=store_dir, n_partitions=n_parts)
-    tasks = []
-    for i in range(n_parts):
-        if finished(store_dir, i):
-            report.already_done.append(i)
-        else:
-            chunk = paths[i * partition_size:(i + 1) * partition_size]
-            tasks.append(_Task(i, chunk, str(store_dir), extractor, pixel_size_nm, channel))
-    sizes = {t.index: len(t.paths) for t in tasks}
-    coarse, n_read = [], 0
-    # the bar counts the images of the partitions finished in this run
-    with contextlib.ExitStack() as stack, ProgressBar(progress and bool(tasks), sum(sizes.values()),
-                                                      "feature store") as bar:
-        if tasks:
-            results = run_partitions(_extract_partition, tasks, scheduler, n_jobs=n_jobs, client=client,
-                                     address=address, stack=stack)
-            for index, failure, found in results:
-                bar.advance(sizes[index])
-                coarse, n_read = coarse + found.get("coarse", []), n_read + found.get("n_read", 0)
-                if failure is None:
-                    report.written.append(index)
-                else:
-                    report.failed.append((index, failure))
-    warn_coarse_pixels(coarse, n_read, effective_config(extractor.families, extractor.config), once=False)
-    report.written.sort()
-    report.failed.sort()
-    for sidecar in sidecars(store_dir, n_parts):
-        report.errors.extend((p, r) for p, r in sidecar["bad_files"])
-        report.n_rows += sidecar["n_rows"]
-    report.seconds = time.perf_counter() - start
+    def task(index: int, chunk: list[str]) -> _Task:
+        return _Task(index, chunk, str(store_dir), extractor, embedder, load)
+
+    report, found = run_store(store_dir, manifest, paths, task, _extract_partition, scheduler=scheduler,
+                              n_jobs=n_jobs, client=client, address=address, progress=progress,
+                              description="feature store")
+    warn_coarse_pixels([s for f in found for s in f.get("coarse", [])], sum(f.get("n_read", 0) for f in found),
+                       effective_config(extractor.families, extractor.config), once=False)
     return report

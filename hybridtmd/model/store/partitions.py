@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from ..._utils import ProgressBar
 from ...errors import HybridTMDError, MissingDependencyError
-from .manifest import EXTRA_HINT
+from .manifest import EXTRA_HINT, MANIFEST, finished, open_store
+from .reading import sidecars
 
 SCHEDULERS = ("serial", "joblib", "dask")
 #: seconds a client waits for a scheduler address before the run fails
@@ -112,3 +117,86 @@ def run_partitions(work: Callable[[Any], Result], tasks: list[Any], scheduler: s
     """One :data:`Result` per task, as they finish, from the runner ``scheduler`` names; a dask
     client made here lives as long as ``stack``."""
     return _RUNNERS[scheduler](work, tasks, n_jobs=n_jobs, client=client, address=address, stack=stack)
+
+
+@dataclass
+class StoreReport:
+    """What one run over a store did (:func:`~hybridtmd.model.store.extract_to_store`,
+    :func:`~hybridtmd.model.store.predict_to_store`).
+
+    Attributes
+    ----------
+    store_dir : Path
+    n_partitions : int  partitions of the whole store
+    written : list of int  partitions computed and written by this call
+    already_done : list of int  partitions found finished and left untouched (resume)
+    failed : list of (int, str)  partitions whose task raised or whose worker died (partition,
+        reason); nothing of them was written, a rerun retries them. Empty when the store is complete.
+    errors : list of (str, str)  bad files (path, reason) of every finished partition, old and new
+    n_rows : int  rows (readable images) in the finished partitions
+    seconds : float  wall time of this call
+    """
+
+    store_dir: Path
+    n_partitions: int
+    written: list[int] = field(default_factory=list)
+    already_done: list[int] = field(default_factory=list)
+    failed: list[tuple[int, str]] = field(default_factory=list)
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    n_rows: int = 0
+    seconds: float = 0.0
+
+    @property
+    def complete(self) -> bool:
+        """True when every partition of the store is finished."""
+        return not self.failed and len(self.written) + len(self.already_done) == self.n_partitions
+
+
+def check_partition_size(partition_size: Any) -> int:
+    """``partition_size``, or a ValueError when it is not a positive integer."""
+    if not isinstance(partition_size, int) or isinstance(partition_size, bool) or partition_size < 1:
+        raise ValueError(f"partition_size must be a positive integer, got {partition_size!r}")
+    return partition_size
+
+
+def run_store(store_dir: Path, manifest: dict[str, Any], paths: Sequence[str],
+              make_task: Callable[[int, list[str]], Any], work: Callable[[Any], Result], *, scheduler: str,
+              n_jobs: int | None, client: Any, address: str | None, progress: bool, description: str,
+              name: str = MANIFEST, prefix: str = "part"
+              ) -> tuple[StoreReport, list[dict[str, Any]]]:
+    """Create or resume the store ``store_dir`` (``manifest``, checked against an existing one),
+    run ``work`` on ``make_task(index, paths)`` of each unfinished partition, and report: the
+    report, and what each partition finished in this run returned."""
+    start = time.perf_counter()
+    store_dir.mkdir(parents=True, exist_ok=True)
+    open_store(store_dir, manifest, name, prefix)
+    # a crashed run leaves hidden temporaries of its in-flight partitions; one run per store at a time
+    for stale in store_dir.glob(f".{prefix}-*"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
+    size, n_parts = manifest["partition_size"], manifest["n_partitions"]
+    report = StoreReport(store_dir=store_dir, n_partitions=n_parts)
+    tasks = []
+    for i in range(n_parts):
+        if finished(store_dir, i, prefix):
+            report.already_done.append(i)
+        else:
+            tasks.append(make_task(i, list(paths[i * size:(i + 1) * size])))
+    sizes = {t.index: len(t.paths) for t in tasks}
+    found = []
+    # the bar counts the images of the partitions finished in this run
+    with contextlib.ExitStack() as stack, ProgressBar(progress and bool(tasks), sum(sizes.values()),
+                                                      description) as bar:
+        if tasks:
+            for index, failure, returned in run_partitions(work, tasks, scheduler, n_jobs=n_jobs, client=client,
+                                                           address=address, stack=stack):
+                bar.advance(sizes[index])
+                found.append(returned)
+                (report.written.append(index) if failure is None else report.failed.append((index, failure)))
+    report.written.sort()
+    report.failed.sort()
+    for sidecar in sidecars(store_dir, n_parts, prefix):
+        report.errors.extend((p, r) for p, r in sidecar["bad_files"])
+        report.n_rows += sidecar["n_rows"]
+    report.seconds = time.perf_counter() - start
+    return report, found
