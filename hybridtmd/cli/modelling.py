@@ -34,6 +34,7 @@ from .common import (
     labelled_images,
     model_from_config,
     needed_channels,
+    read_dataset,
     read_options,
     report_errors,
     source_of,
@@ -41,6 +42,7 @@ from .common import (
     warn_line,
     write_table,
 )
+from .scaling import StoreOption, store_model
 
 
 @command("train")
@@ -55,10 +57,14 @@ def train_command(
     z_unit: ZUnitOption = None,
     z_scale: ZScaleOption = None,
     channels: ChannelsOption = None,
+    store: StoreOption = None,
 ) -> None:
     """Fit the hybrid classifier (descriptors + embeddings -> XGBoost) and save it (no pickle).
     With --channels (or channels in the config's descriptors table) the model describes those
-    channels of every file, and predict reads them again."""
+    channels of every file, and predict reads them again. With --store DIR (made by extract
+    --store --embeddings) the model is fitted on the store's rows of SOURCE's files, no image
+    read: the same model as without it; its features are the store's (a --config or --channels
+    that disagree with them is an error naming the field)."""
     from ..model.persistence import check_model_target
 
     check_output_dir(output)
@@ -67,14 +73,20 @@ def train_command(
     except HybridTMDError as exc:
         fail(str(exc))
     model = model_from_config(config, cache_dir, channels)
-    _, images, labels, groups, _, errors = labelled_images(source, pattern,
-                                                           read_options(channel, pixel_size_nm, z_unit, z_scale),
-                                                           channels=needed_channels(model.features))
-    with console.status(f"computing features of {len(images)} images and fitting..."):
-        try:
-            model.fit(images, labels, groups=groups)
-        except (HybridTMDError, ValueError) as exc:
-            fail(str(exc), code=1)
+    read = read_options(channel, pixel_size_nm, z_unit, z_scale)
+    if store is not None:
+        with console.status(f"fitting on the rows of the feature store {store}..."):
+            model, data = store_model(store, model, read_dataset(source, pattern, read),
+                                      check=config is not None or channels is not None)
+        errors = data.errors
+    else:
+        _, images, labels, groups, _, errors = labelled_images(source, pattern, read,
+                                                               channels=needed_channels(model.features))
+        with console.status(f"computing features of {len(images)} images and fitting..."):
+            try:
+                model.fit(images, labels, groups=groups)
+            except (HybridTMDError, ValueError) as exc:
+                fail(str(exc), code=1)
     try:
         model.save(output)
     except (HybridTMDError, OSError) as exc:  # e.g. the disk filled up: the previous model is intact

@@ -68,6 +68,9 @@ Modules
 :mod:`.partitions`     where partitions run: serial, joblib, dask.distributed
 :mod:`.extraction`     :func:`extract_to_store`: one task per partition, written atomically
 :mod:`.reading`        :func:`read_store`, :func:`read_store_reasons`, :func:`store_errors`
+:mod:`.tables`         :func:`features_table` (a model's columns, labels and groups joined by path),
+                       :func:`store_features` (the HybridFeatures the rows came from)
+:mod:`.training`       :func:`fit_from_store`: a HybridClassifier fitted on the rows, no image read
 =====================  ===========================================================================
 """
 
@@ -75,6 +78,8 @@ from .extraction import extract_to_store
 from .manifest import read_manifest
 from .partitions import SCHEDULERS, StoreReport
 from .reading import read_store, read_store_reasons, store_errors
+from .tables import StoreTable, check_store_features, features_table, store_features
+from .training import fit_from_store
 
-__all__ = ["SCHEDULERS", "StoreReport", "extract_to_store", "read_manifest", "read_store", "read_store_reasons",
-           "store_errors"]
+__all__ = ["SCHEDULERS", "StoreReport", "StoreTable", "check_store_features", "extract_to_store", "features_table",
+           "fit_from_store", "read_manifest", "read_store", "read_store_reasons", "store_errors", "store_features"]

@@ -72,7 +72,8 @@ def partition_features(extractor: DescriptorExtractor, embedder: CNNEmbedder | N
     :class:`~hybridtmd.model.HybridFeatures` gives in memory, which ``train`` fits on."""
     from sklearn.base import clone
 
-    descriptors = clone(extractor).set_params(level_images=False, n_jobs=1, progress=False)
+    # the images arrive levelled: the descriptors' own levelling settings no longer apply
+    descriptors = clone(extractor).set_params(level_images=False, level_config=None, n_jobs=1, progress=False)
     return HybridFeatures(descriptors=descriptors, level_images=bool(extractor.level_images),
                           level_config=extractor.level_config,
                           embedder=None if embedder is None else clone(embedder).set_params(progress=False),

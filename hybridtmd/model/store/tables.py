@@ -32,12 +32,14 @@ class StoreTable:
     """The rows of a feature store for a model: ``table`` (columns ``phys__...`` and
     ``latent__...``, as :class:`~hybridtmd.model.HybridFeatures` names them), one row per file of
     ``paths``; ``labels`` and ``groups`` from the dataset joined by path (empty strings without
-    one); ``errors`` the bad files (path, reason) of those files, which have no row."""
+    one); ``indices`` each row's position in the dataset (or the store); ``errors`` the bad files
+    (path, reason) of those files, which have no row."""
 
     table: pd.DataFrame
     paths: list[str]
     labels: np.ndarray
     groups: np.ndarray
+    indices: list[int]
     errors: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -70,7 +72,8 @@ def features_table(store_dir: str | Path, dataset: Any = None) -> StoreTable:
     if dataset is None:
         n = len(rows)
         return StoreTable(rows.drop(columns="path").set_axis(columns, axis=1), rows["path"].tolist(),
-                          np.full(n, "", dtype=object), np.full(n, "", dtype=object), list(bad.items()))
+                          np.full(n, "", dtype=object), np.full(n, "", dtype=object), list(range(n)),
+                          list(bad.items()))
     where = pd.Series(np.arange(len(rows)), index=rows["path"].to_numpy())
     where = where[~where.index.duplicated()]
     keys = [path_text(os.fspath(p)) for p in dataset.paths]
@@ -82,7 +85,7 @@ def features_table(store_dir: str | Path, dataset: Any = None) -> StoreTable:
     table = rows.iloc[where[[keys[i] for i in found]].to_numpy()].drop(columns="path")
     return StoreTable(table.set_axis(columns, axis=1).reset_index(drop=True), [keys[i] for i in found],
                       np.asarray(dataset.labels, dtype=object)[found], np.asarray(dataset.groups, dtype=object)[found],
-                      list(dataset.skipped) + [(k, bad[k]) for k in keys if k in bad])
+                      found, list(dataset.skipped) + [(k, bad[k]) for k in keys if k in bad])
 
 
 def _config(kind: Any, values: dict[str, Any] | None) -> Any:
@@ -116,6 +119,10 @@ def store_features(store_dir: str | Path) -> HybridFeatures:
 def _settings(features: HybridFeatures) -> dict[str, Any]:
     settings = features.to_settings()
     settings.pop("channel_units", None)  # seen in the data, not a setting
+    if settings["level_images"] and settings["level_config"] is None:  # None levels with the defaults
+        settings["level_config"] = LevelConfig().to_dict()
+    if settings.get("descriptors") is not None and not settings["descriptors"]["level_images"]:
+        settings["descriptors"]["level_config"] = None  # unused: the images arrive levelled
     if settings.get("embedder") is not None:
         settings["embedder"] = {k: v for k, v in settings["embedder"].items() if k not in _RUN_SETTINGS}
     return settings

@@ -1,0 +1,131 @@
+"""The pipeline from a feature store (issue 30): embeddings in the store, train/evaluate from it,
+predictions per partition on a LocalCluster, resume after a dead worker, store.json mismatches."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("pyarrow")
+
+from reproducibility import CROSS_ISA_BOUND  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
+
+from hybridtmd.cli import app  # noqa: E402
+from hybridtmd.descriptors import DescriptorExtractor  # noqa: E402
+from hybridtmd.embeddings import CNNEmbedder  # noqa: E402
+from hybridtmd.errors import HybridTMDError  # noqa: E402
+from hybridtmd.model import HybridFeatures  # noqa: E402
+from hybridtmd.model.features import unlevelled_extractor  # noqa: E402
+from hybridtmd.model.store import extract_to_store, features_table, read_manifest  # noqa: E402
+
+FAMILIES = ["areal", "spectral"]
+CONFIG = ('[descriptors]\nfamilies = ["areal", "spectral"]\n[embeddings]\ninput_size = 64\n'
+          '[model]\nclassifier = "xgboost"\nood_neighbors = 3\n[model.xgboost]\nn_estimators = 20\n')
+runner = CliRunner()
+
+
+def _text(result) -> str:  # rich wraps lines at the terminal width
+    return " ".join(result.output.split())
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    from hybridtmd.datasets import write_synthetic_dataset
+
+    folder = tmp_path_factory.mktemp("data")
+    ds = write_synthetic_dataset(folder, n_samples=8, images_per_sample=2, size_px=48, materials=["MoS2", "WSe2"],
+                                 seed=2)
+    return folder, ds
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cfg") / "cfg.toml"
+    path.write_text(CONFIG)
+    return path
+
+
+def _embedder(**params) -> CNNEmbedder:
+    return CNNEmbedder(input_size=64, progress=False, **params)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, data, config) -> Path:
+    """A store with embeddings made by the command line (3 partitions of 6, 6, 4 files)."""
+    folder, _ = data
+    out = tmp_path_factory.mktemp("store") / "s"
+    result = runner.invoke(app, ["extract", str(folder), "--store", str(out), "--embeddings", "--config", str(config),
+                                 "--families", ",".join(FAMILIES), "--partition-size", "6"])
+    assert result.exit_code == 0, result.output
+    assert "3 partition(s) written, 0 already done, 0 failed (of 3); 16 row(s)" in _text(result)
+    return out
+
+
+def test_store_rows_equal_the_in_memory_rows(store, data):
+    _, ds = data
+    manifest = read_manifest(store)
+    emb = manifest["embedder"]
+    assert emb["backbone"] == "efficientnet_lite0" and len(emb["weights_sha256"]) == 64 and emb["input_size"] == 64
+    assert manifest["load"] == {"pixel_size_nm": None, "channel": None, "z_unit": None, "z_scale": None,
+                                "channels": None}
+    rows = features_table(store, ds)
+    features = HybridFeatures(descriptors=unlevelled_extractor(FAMILIES), embedder=_embedder())
+    memory = features.fit_transform(ds.load().images)
+    assert rows.paths == [str(p) for p in ds.paths] and list(rows.labels) == list(ds.labels)
+    pd.testing.assert_frame_equal(rows.table, memory, check_exact=True)  # NaNs in the same places too
+
+
+def test_train_from_the_store_is_train_on_the_files(store, data, config, tmp_path):
+    folder, ds = data
+    common = ["--config", str(config)]
+    result = runner.invoke(app, ["train", str(folder), "--store", str(store), "-o", str(tmp_path / "m1"), *common])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["train", str(folder), "-o", str(tmp_path / "m2"), *common])
+    assert result.exit_code == 0, result.output
+    probabilities = []
+    for name in ("m1", "m2"):
+        result = runner.invoke(app, ["predict", str(tmp_path / name), str(folder), "-o", str(tmp_path / f"{name}.csv")])
+        assert result.exit_code == 0, result.output
+        probabilities.append(pd.read_csv(tmp_path / f"{name}.csv"))
+    a, b = probabilities
+    assert a["file"].tolist() == b["file"].tolist() and a["label"].tolist() == b["label"].tolist()
+    columns = [c for c in a.columns if c.startswith("p_")]
+    assert np.abs(a[columns].to_numpy() - b[columns].to_numpy()).max() <= CROSS_ISA_BOUND
+    manifests = [json.loads((tmp_path / n / "manifest.json").read_text())["training"] for n in ("m1", "m2")]
+    assert manifests[0]["data_sha256"] == manifests[1]["data_sha256"]  # the very same training table
+
+
+def test_train_store_refuses_other_features(store, data, tmp_path):
+    folder, _ = data
+    other = tmp_path / "other.toml"
+    other.write_text(CONFIG.replace("input_size = 64", "input_size = 96"))
+    result = runner.invoke(app, ["train", str(folder), "--store", str(store), "-o", str(tmp_path / "m"),
+                                 "--config", str(other)])
+    assert result.exit_code == 1 and "the store's features differ" in _text(result)
+    assert "embedder.input_size 64 -> 96" in _text(result) and store.name in _text(result)
+
+
+def test_resume_refuses_another_embedder_or_reading_option(tmp_path, data):
+    _, ds = data
+    paths = [str(p) for p in ds.paths[:4]]
+    extractor = DescriptorExtractor(families=FAMILIES, progress=False)
+    s = tmp_path / "s"
+    extract_to_store(paths, s, extractor=extractor, embedder=_embedder(), partition_size=2, progress=False)
+    with pytest.raises(HybridTMDError, match=r"s: cannot resume .*embedder\.params\.tta 'none' -> 'd4'"):
+        extract_to_store(paths, s, extractor=extractor, embedder=_embedder(tta="d4"), partition_size=2,
+                         progress=False)
+    with pytest.raises(HybridTMDError, match=r"cannot resume .*embedder\.backbone 'efficientnet_lite0' -> None"):
+        extract_to_store(paths, s, extractor=extractor, partition_size=2, progress=False)
+    with pytest.raises(HybridTMDError, match=r"cannot resume .*load\.z_scale None -> 2\.0"):
+        extract_to_store(paths, s, extractor=extractor, embedder=_embedder(), partition_size=2, z_scale=2.0,
+                         progress=False)
+    manifest = json.loads((s / "store.json").read_text())
+    manifest["embedder"]["weights_sha256"] = "0" * 64  # as if made with other weights
+    (s / "store.json").write_text(json.dumps(manifest))
+    with pytest.raises(HybridTMDError, match=r"cannot resume .*embedder\.weights_sha256"):
+        extract_to_store(paths, s, extractor=extractor, embedder=_embedder(), partition_size=2, progress=False)
