@@ -80,23 +80,31 @@ def test_store_rows_equal_the_in_memory_rows(store, data):
     pd.testing.assert_frame_equal(rows.table, memory, check_exact=True)  # NaNs in the same places too
 
 
-def test_train_from_the_store_is_train_on_the_files(store, data, config, tmp_path):
-    folder, ds = data
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, store, data, config) -> Path:
+    """m1 trained by ``train --store``, m2 by ``train`` on the same files and config."""
+    folder, _ = data
+    out = tmp_path_factory.mktemp("models")
     common = ["--config", str(config)]
-    result = runner.invoke(app, ["train", str(folder), "--store", str(store), "-o", str(tmp_path / "m1"), *common])
+    result = runner.invoke(app, ["train", str(folder), "--store", str(store), "-o", str(out / "m1"), *common])
     assert result.exit_code == 0, result.output
-    result = runner.invoke(app, ["train", str(folder), "-o", str(tmp_path / "m2"), *common])
+    result = runner.invoke(app, ["train", str(folder), "-o", str(out / "m2"), *common])
     assert result.exit_code == 0, result.output
+    return out
+
+
+def test_train_from_the_store_is_train_on_the_files(models, data, tmp_path):
+    folder, _ = data
     probabilities = []
     for name in ("m1", "m2"):
-        result = runner.invoke(app, ["predict", str(tmp_path / name), str(folder), "-o", str(tmp_path / f"{name}.csv")])
+        result = runner.invoke(app, ["predict", str(models / name), str(folder), "-o", str(tmp_path / f"{name}.csv")])
         assert result.exit_code == 0, result.output
         probabilities.append(pd.read_csv(tmp_path / f"{name}.csv"))
     a, b = probabilities
     assert a["file"].tolist() == b["file"].tolist() and a["label"].tolist() == b["label"].tolist()
     columns = [c for c in a.columns if c.startswith("p_")]
     assert np.abs(a[columns].to_numpy() - b[columns].to_numpy()).max() <= CROSS_ISA_BOUND
-    manifests = [json.loads((tmp_path / n / "manifest.json").read_text())["training"] for n in ("m1", "m2")]
+    manifests = [json.loads((models / n / "manifest.json").read_text())["training"] for n in ("m1", "m2")]
     assert manifests[0]["data_sha256"] == manifests[1]["data_sha256"]  # the very same training table
 
 
@@ -129,3 +137,41 @@ def test_resume_refuses_another_embedder_or_reading_option(tmp_path, data):
     (s / "store.json").write_text(json.dumps(manifest))
     with pytest.raises(HybridTMDError, match=r"cannot resume .*embedder\.weights_sha256"):
         extract_to_store(paths, s, extractor=extractor, embedder=_embedder(), partition_size=2, progress=False)
+
+
+def test_predict_store_on_a_local_cluster_equals_predict(models, data, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    from hybridtmd.model import HybridClassifier
+    from hybridtmd.model.store import predict_to_store, read_predictions
+
+    folder, ds = data
+    bad = folder.parent / "broken.tif"
+    bad.write_text("not a tiff")
+    paths = [*map(str, ds.paths[:7]), str(bad)]
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None)
+    with cluster, distributed.Client(cluster) as client:
+        report = predict_to_store(models / "m1", paths, tmp_path / "p", partition_size=3, client=client,
+                                  progress=True)
+        assert report.complete and report.written == [0, 1, 2] and report.n_rows == 7
+        assert [p for p, _ in report.errors] == [str(bad)]
+        # the command line on the same scheduler: a finished store is resumed, nothing recomputed
+        result = runner.invoke(app, ["predict", str(models / "m1"), *paths, "--store", str(tmp_path / "p"),
+                                     "--partition-size", "3", "--address", cluster.scheduler_address])
+        assert result.exit_code == 1 and "0 partition(s) written, 3 already done" in _text(result), result.output
+        assert "broken.tif" in _text(result)  # bad files are reported on every run
+    got = read_predictions(tmp_path / "p")
+    model = HybridClassifier.load(models / "m1")
+    expected = model.predict_frame(ds.load().images[:7]).reset_index(drop=True)
+    assert got["file"].tolist() == paths[:7] and got["label"].tolist() == expected["label"].tolist()
+    columns = [c for c in expected.columns if c.startswith("p_")]
+    assert np.abs(got[columns].to_numpy() - expected[columns].to_numpy()).max() <= CROSS_ISA_BOUND
+    with pytest.raises(HybridTMDError, match="cannot resume this prediction store.*partition_size 3 -> 4"):
+        predict_to_store(models / "m1", paths, tmp_path / "p", partition_size=4, scheduler="serial",
+                         progress=False)
+
+
+def test_predict_store_address_that_does_not_answer_fails_at_once(models, data, tmp_path):
+    folder, _ = data
+    result = runner.invoke(app, ["predict", str(models / "m1"), str(folder), "--store", str(tmp_path / "p"),
+                                 "--address", "tcp://127.0.0.1:1"])
+    assert result.exit_code == 2 and "no dask scheduler answers there" in _text(result)

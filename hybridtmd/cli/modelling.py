@@ -17,6 +17,7 @@ from .common import (
     ConfigOption,
     LabelledDataset,
     ModelDirArgument,
+    NJobsOption,
     PatternOption,
     PixelSizeOption,
     QuietOption,
@@ -42,7 +43,15 @@ from .common import (
     warn_line,
     write_table,
 )
-from .scaling import StoreOption, store_model
+from .scaling import (
+    AddressOption,
+    PartitionSizeOption,
+    PredictionStoreOption,
+    SchedulerOption,
+    StoreOption,
+    predict_into_store,
+    store_model,
+)
 
 
 @command("train")
@@ -155,6 +164,11 @@ def predict_command(
                                                 "conformal prediction set, holding the true class with "
                                                 "probability 1 - alpha: columns set and set_size (a model "
                                                 "trained with [model] conformal).")] = None,
+    store: PredictionStoreOption = None,
+    scheduler: SchedulerOption = None,
+    address: AddressOption = None,
+    partition_size: PartitionSizeOption = None,
+    n_jobs: NJobsOption = -1,
 ) -> None:
     """Predict the material of AFM files: label, confidence, probability per class, OOD flag.
 
@@ -164,12 +178,25 @@ def predict_command(
     --by-sample the images of one sample are also decided together. A multichannel model reads
     the channels it was trained on from each file (--channel picks the height channel); a file
     lacking one is reported and skipped.
+
+    With --store DIR, a folder of any size: the files in partitions (--partition-size) on a dask
+    cluster (a LocalCluster of --n-jobs processes, or --address), each partition's predictions
+    written to DIR/pred-NNNNNN.parquet as it finishes (bad files in its .errors.json); memory
+    does not grow with the number of files, and the same command after a crash predicts only the
+    partitions not yet written.
     """
     import pandas as pd
 
     from ..io import load_images
     from ..model.conformal import set_columns
 
+    if store is not None:
+        predict_into_store(model_dir, expand_inputs(inputs), store, by_sample=by_sample, alpha=alpha,
+                           scheduler=scheduler, address=address, partition_size=partition_size, n_jobs=n_jobs,
+                           read=read_options(channel, pixel_size_nm, z_unit, z_scale))
+        return
+    if scheduler is not None or address is not None or partition_size is not None:
+        fail("--scheduler, --address and --partition-size need --store")
     check_output_file(output, inputs=list(inputs))
     model = load_classifier(model_dir)
     if model.features_ is None:

@@ -15,6 +15,9 @@ from .common import console, err_console, exit_for, fail, report_errors
 StoreOption = Annotated[Path | None, typer.Option(
     help="Feature store folder (hybridtmd extract --store): fit on its rows (labels and groups from SOURCE, joined "
          "by path) instead of reading the images again.")]
+PredictionStoreOption = Annotated[Path | None, typer.Option(
+    help="Streaming prediction into this folder: one parquet file of predictions per partition of files, "
+         "resumable (needs pyarrow and, for the default scheduler dask, distributed).")]
 SchedulerOption = Annotated[str | None, typer.Option(
     help="With --store: serial | joblib (--n-jobs processes) | dask (default: serial, dask if --address).")]
 AddressOption = Annotated[str | None, typer.Option(help="With --store: dask scheduler, e.g. tcp://host:8786.")]
@@ -27,6 +30,8 @@ def check_reachable(address: str, timeout_s: float = 5.0) -> None:
     import socket
     from urllib.parse import urlparse
 
+    if address.startswith("inproc://"):  # a scheduler in this very process (a threads-only LocalCluster)
+        return
     parsed = urlparse(address if "://" in address else f"tcp://{address}")
     try:
         host, port = parsed.hostname, parsed.port
@@ -93,3 +98,30 @@ def store_table(store: Path, dataset: Any) -> Any:
         report_errors(data.errors)
         fail("no row of the dataset in the store", code=1)
     return data
+
+
+def predict_into_store(model_dir: Path, paths: list[Path], store: Path, *, by_sample: bool, alpha: float | None,
+                       scheduler: str | None, address: str | None, partition_size: int | None, n_jobs: int,
+                       read: dict[str, Any]) -> None:
+    """``predict --store``: every file into the prediction store, then the run's report."""
+    from ..model.store import predict_to_store
+    from .common import check_output_dir
+
+    if by_sample or alpha is not None:
+        fail("--by-sample and --alpha are not available with --store yet: predict the partitions, then pool "
+             "read_predictions(DIR) with hybridtmd.model.samples.pool_samples")
+    check_output_dir(store)
+    if address is not None:
+        check_reachable(address)
+    if not paths:
+        fail("no file to predict")
+    try:
+        done = predict_to_store(model_dir, paths, store, partition_size=partition_size or 256,
+                                scheduler=scheduler or "dask", n_jobs=n_jobs, address=address,
+                                progress=len(paths) >= 20, **read)
+    except (HybridTMDError, ValueError, TypeError) as exc:
+        fail(str(exc))
+    if done.complete:
+        console.print(f"predictions of {done.n_rows} file(s) in {store}/pred-*.parquet "
+                      "(hybridtmd.model.store.read_predictions reads them)", soft_wrap=True, highlight=False)
+    report_run(store, done, [])
