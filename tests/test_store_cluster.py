@@ -175,3 +175,24 @@ def test_predict_store_address_that_does_not_answer_fails_at_once(models, data, 
     result = runner.invoke(app, ["predict", str(models / "m1"), str(folder), "--store", str(tmp_path / "p"),
                                  "--address", "tcp://127.0.0.1:1"])
     assert result.exit_code == 2 and "no dask scheduler answers there" in _text(result)
+
+
+def test_xgboost_head_trains_on_the_cluster_from_the_store(store, data):
+    distributed = pytest.importorskip("distributed")
+    pytest.importorskip("dask.dataframe")
+    from hybridtmd.model.heads import default_head
+    from hybridtmd.model.store import fit_xgboost_dask
+
+    _, ds = data
+    rows = features_table(store, ds)
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None)
+    with cluster, distributed.Client(cluster) as client:
+        head, classes = fit_xgboost_dask(store, ds, client=client, n_estimators=100)
+    assert list(classes) == sorted(set(ds.labels))
+    assert head.n_features_in_ == rows.table.shape[1]
+    y = np.searchsorted(classes, rows.labels.astype(str))
+    memory = default_head().set_params(n_estimators=100).fit(rows.table, y)
+    # distributed histograms (quantile sketch merged over workers) are not bit-equal to one
+    # process's, so the check is that it learnt the same thing on the training rows
+    agree = (head.predict(rows.table) == memory.predict(rows.table)).mean()
+    assert agree >= 0.9 and (head.predict(rows.table) == y).mean() >= 0.9

@@ -70,7 +70,8 @@ Modules
 :mod:`.reading`        :func:`read_store`, :func:`read_store_reasons`, :func:`store_errors`
 :mod:`.tables`         :func:`features_table` (a model's columns, labels and groups joined by path),
                        :func:`store_features` (the HybridFeatures the rows came from)
-:mod:`.training`       :func:`fit_from_store`: a HybridClassifier fitted on the rows, no image read
+:mod:`.training`       :func:`fit_from_store`: a HybridClassifier fitted on the rows, no image read;
+                       :func:`fit_xgboost_dask`: the XGBoost head on a store larger than memory
 :mod:`.predicting`     :func:`predict_to_store`: a saved model over any number of files, per partition
 =====================  ===========================================================================
 """
@@ -81,8 +82,8 @@ from .partitions import SCHEDULERS, StoreReport
 from .predicting import predict_to_store, read_predictions
 from .reading import read_store, read_store_reasons, store_errors
 from .tables import StoreTable, check_store_features, features_table, store_features
-from .training import fit_from_store
+from .training import fit_from_store, fit_xgboost_dask
 
 __all__ = ["SCHEDULERS", "StoreReport", "StoreTable", "check_store_features", "extract_to_store", "features_table",
-           "fit_from_store", "predict_to_store", "read_manifest", "read_predictions", "read_store",
+           "fit_from_store", "fit_xgboost_dask", "predict_to_store", "read_manifest", "read_predictions", "read_store",
            "read_store_reasons", "store_errors", "store_features"]

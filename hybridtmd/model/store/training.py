@@ -51,3 +51,77 @@ def _default_features() -> Any:
     from ..features import HybridFeatures
 
     return HybridFeatures()
+
+
+def fit_xgboost_dask(store_dir: str | Path, dataset: Any, *, client: Any = None, address: str | None = None,
+                     n_jobs: int | None = None, class_weight: str | None = "balanced", random_state: int = 0,
+                     **params: Any) -> tuple[Any, Any]:
+    """The XGBoost head fitted on a store larger than memory, by XGBoost's own distributed route
+    (:class:`xgboost.dask.DaskXGBClassifier`: each dask worker holds its partitions' rows and the
+    histograms are reduced across workers), never the whole table in one process.
+
+    Parameters
+    ----------
+    store_dir : str or Path
+        A complete feature store; read with ``dask.dataframe.read_parquet``, one dask partition
+        per store partition.
+    dataset : hybridtmd.io.Dataset
+        The labelled files (labels joined on ``path``; only its path → label table is in memory).
+    client, address, n_jobs :
+        The cluster: a client, a scheduler address, else a LocalCluster of ``n_jobs`` processes.
+    class_weight : "balanced" or None
+        As :class:`~hybridtmd.model.HybridClassifier`'s: each row weighted ``n / (n_classes * n_class)``.
+    random_state : int
+    **params
+        Overrides of the default head's settings (:func:`~hybridtmd.model.heads.default_head`).
+
+    Returns
+    -------
+    (xgboost.XGBClassifier, ndarray)
+        The fitted head as an in-memory classifier (predicts a pandas table of the store's model
+        columns, :func:`~hybridtmd.model.store.features_table`), and the class labels its encoded
+        classes 0..k-1 stand for. Only the head: no OOD reference, calibration or head selection,
+        which need the rows in memory (see docs/scale.md).
+    """
+    import numpy as np
+    import pandas as pd
+
+    from ..._utils import path_text
+    from ..heads import default_head
+    from .manifest import read_manifest
+    from .partitions import dask_client
+    from .reading import check_complete
+    from .tables import model_columns
+
+    try:
+        import dask.dataframe as dd
+        from xgboost import XGBClassifier
+        from xgboost import dask as dxgb
+    except ImportError as exc:
+        from ...errors import MissingDependencyError
+
+        raise MissingDependencyError(f"fit_xgboost_dask needs dask[dataframe] and xgboost ({exc})") from None
+    store_dir = Path(store_dir)
+    manifest = read_manifest(store_dir)
+    check_complete(store_dir, manifest)
+    classes, y = np.unique(np.asarray(dataset.labels, dtype=str), return_inverse=True)
+    counts = np.bincount(y)
+    weight = len(y) / (len(classes) * counts[y]) if class_weight == "balanced" else np.ones(len(y))
+    keys = pd.DataFrame({"path": [path_text(str(p)) for p in dataset.paths], "__y": y, "__w": weight})
+    stored = [c for c in manifest["columns"] if c != "path"]
+    # each partition joined with the labels where it lies: no shuffle of the table across workers
+    rows = dd.read_parquet(str(store_dir / "part-*.parquet"), engine="pyarrow").map_partitions(
+        pd.DataFrame.merge, keys, on="path", how="inner")
+    settings = default_head(random_state, n_jobs=1).get_params() | params
+    with dask_client(client, address, n_jobs) as own:
+        # one persisted frame: projections of a lazy one may be partitioned differently (dask
+        # joins small files by the size of the columns read), which XGBoost refuses
+        rows = own.persist(rows.rename(columns=dict(zip(stored, model_columns(stored), strict=True))))
+        X = rows[model_columns(stored)]
+        head = dxgb.DaskXGBClassifier(**settings)
+        head.client = own
+        head.fit(X, rows["__y"], sample_weight=rows["__w"])
+        booster = head.get_booster()
+    local = XGBClassifier(**settings)
+    local.load_model(bytearray(booster.save_raw("json")))
+    return local, classes
