@@ -196,3 +196,40 @@ def test_xgboost_head_trains_on_the_cluster_from_the_store(store, data):
     # process's, so the check is that it learnt the same thing on the training rows
     agree = (head.predict(rows.table) == memory.predict(rows.table)).mean()
     assert agree >= 0.9 and (head.predict(rows.table) == y).mean() >= 0.9
+
+
+@pytest.mark.parametrize("always", [False, True], ids=["retried", "listed-failed"])
+def test_a_killed_worker_loses_no_partition(tmp_path, data, monkeypatch, always):
+    """A worker process dies (os._exit) halfway through writing partition 1: dask retries the
+    partition on a fresh worker, or - when it dies every time - the partition is listed failed
+    with nothing of it left that looks finished; the same call again completes the store."""
+    distributed = pytest.importorskip("distributed")
+    import dask
+    import store_crash
+
+    from hybridtmd.model.store import extraction, read_store
+
+    _, ds = data
+    paths = [str(p) for p in ds.paths[:6]]
+    s = tmp_path / "s"
+    if always:
+        (tmp_path / "always").touch()
+    extractor = DescriptorExtractor(families=["areal"], progress=False)
+    monkeypatch.setattr(extraction, "extract_partition", store_crash.crash_then_extract)  # what the driver submits
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0 if always else 2}):
+        cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None)
+        with cluster, distributed.Client(cluster) as client:
+            report = extract_to_store(paths, s, extractor=extractor, partition_size=2, client=client, progress=False)
+    assert (tmp_path / "crashed").exists()  # the worker did die
+    if always:
+        # the dead worker's other assigned task may fail with it: each failed one is listed, none written
+        failed = [i for i, _ in report.failed]
+        assert 1 in failed and all("KilledWorker" in reason for _, reason in report.failed)
+        assert not any((s / f"part-{i:06d}.{kind}").exists() for i in failed for kind in ("parquet", "errors.json"))
+        assert not report.complete and sorted(failed + report.written) == [0, 1, 2]
+        monkeypatch.undo()
+        report = extract_to_store(paths, s, extractor=extractor, partition_size=2, progress=False)
+        assert report.written == failed
+    assert report.complete and not list(s.glob(".part-*"))  # the half-written temporary is gone
+    expected = extractor.fit_transform(ds.load().images[:6])
+    pd.testing.assert_frame_equal(read_store(s).drop(columns="path"), expected, check_exact=True)

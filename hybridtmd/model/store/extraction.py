@@ -111,7 +111,7 @@ class _Task:
     load: dict[str, Any]
 
 
-def _extract_partition(task: _Task) -> Result:
+def extract_partition(task: _Task) -> Result:
     """Load, extract and write one partition. Runs in the worker. Exceptions are returned, not
     raised, so one failing partition does not cancel the others (joblib would abort the batch)."""
     try:
@@ -227,7 +227,7 @@ def extract_to_store(
     def task(index: int, chunk: list[str]) -> _Task:
         return _Task(index, chunk, str(store_dir), extractor, embedder, load)
 
-    report, found = run_store(store_dir, manifest, paths, task, _extract_partition, scheduler=scheduler,
+    report, found = run_store(store_dir, manifest, paths, task, extract_partition, scheduler=scheduler,
                               n_jobs=n_jobs, client=client, address=address, progress=progress,
                               description="feature store")
     warn_coarse_pixels([s for f in found for s in f.get("coarse", [])], sum(f.get("n_read", 0) for f in found),

@@ -159,6 +159,14 @@ def check_partition_size(partition_size: Any) -> int:
     return partition_size
 
 
+def _remove_temporaries(store_dir: Path, prefix: str) -> None:
+    """Remove the hidden temporaries a dead worker or a crashed run left of its in-flight
+    partitions (one run per store at a time: none is being written now)."""
+    for stale in store_dir.glob(f".{prefix}-*"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
+
+
 def run_store(store_dir: Path, manifest: dict[str, Any], paths: Sequence[str],
               make_task: Callable[[int, list[str]], Any], work: Callable[[Any], Result], *, scheduler: str,
               n_jobs: int | None, client: Any, address: str | None, progress: bool, description: str,
@@ -170,10 +178,7 @@ def run_store(store_dir: Path, manifest: dict[str, Any], paths: Sequence[str],
     start = time.perf_counter()
     store_dir.mkdir(parents=True, exist_ok=True)
     open_store(store_dir, manifest, name, prefix)
-    # a crashed run leaves hidden temporaries of its in-flight partitions; one run per store at a time
-    for stale in store_dir.glob(f".{prefix}-*"):
-        with contextlib.suppress(OSError):
-            stale.unlink()
+    _remove_temporaries(store_dir, prefix)
     size, n_parts = manifest["partition_size"], manifest["n_partitions"]
     report = StoreReport(store_dir=store_dir, n_partitions=n_parts)
     tasks = []
@@ -193,6 +198,7 @@ def run_store(store_dir: Path, manifest: dict[str, Any], paths: Sequence[str],
                 bar.advance(sizes[index])
                 found.append(returned)
                 (report.written.append(index) if failure is None else report.failed.append((index, failure)))
+    _remove_temporaries(store_dir, prefix)  # those of workers that died during this run
     report.written.sort()
     report.failed.sort()
     for sidecar in sidecars(store_dir, n_parts, prefix):
