@@ -118,7 +118,7 @@ def predict_into_store(model_dir: Path, paths: list[Path], store: Path, *, by_sa
     try:
         done = predict_to_store(model_dir, paths, store, partition_size=partition_size or 256,
                                 scheduler=scheduler or "dask", n_jobs=n_jobs, address=address,
-                                progress=len(paths) >= 20, **read)
+                                progress=len(paths) >= 20, read=read)
     except (HybridTMDError, ValueError, TypeError) as exc:
         fail(str(exc))
     if done.complete:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,10 +118,7 @@ def predict_to_store(
     n_jobs: int | None = None,
     client: Any = None,
     address: str | None = None,
-    pixel_size_nm: float | tuple[float, float] | None = None,
-    channel: str | None = None,
-    z_unit: str | None = None,
-    z_scale: float | None = None,
+    read: Mapping[str, Any] | None = None,
     progress: bool = True,
 ) -> StoreReport:
     """Predict every file of ``paths`` with the model saved in ``model_dir`` into the prediction
@@ -142,8 +139,9 @@ def predict_to_store(
     scheduler : "serial" | "joblib" | "dask"
         Default "dask": a LocalCluster of ``n_jobs`` single-threaded worker processes, unless
         ``client`` or ``address`` names a cluster.
-    pixel_size_nm, channel, z_unit, z_scale :
-        Reading options for every file (recorded). A multichannel model reads its channels.
+    read : dict, optional
+        Reading options of :func:`hybridtmd.io.load_images` for every file: ``pixel_size_nm``,
+        ``channel``, ``z_unit``, ``z_scale`` (recorded). A multichannel model reads its channels.
     progress : bool
         Progress bar over the files of the partitions run now.
 
@@ -162,7 +160,10 @@ def predict_to_store(
         raise HybridTMDError(f"{model_dir}: this model was trained on a feature table; predicting files needs an "
                              "image model")
     channels = None if model.features_.channels is None else list(model.features_.channels)
-    load = load_settings(pixel_size_nm, channel, z_unit, z_scale, channels)
+    unknown = set(read or {}) - {"pixel_size_nm", "channel", "z_unit", "z_scale"}
+    if unknown:
+        raise ValueError(f"read: unknown reading option(s) {sorted(unknown)}")
+    load = load_settings(**(read or {}), channels=channels)
     paths = [os.fspath(p) for p in paths]
     manifest = base_manifest(paths, partition_size, PREDICTION_FORMAT) | {
         "model": {"path": str(model_dir), "directory_digest": digest}, "load": load}
