@@ -233,3 +233,15 @@ def test_a_killed_worker_loses_no_partition(tmp_path, data, monkeypatch, always)
     assert report.complete and not list(s.glob(".part-*"))  # the half-written temporary is gone
     expected = extractor.fit_transform(ds.load().images[:6])
     pd.testing.assert_frame_equal(read_store(s).drop(columns="path"), expected, check_exact=True)
+
+
+def test_evaluate_from_the_store_is_evaluate_on_the_files(store, data, config, tmp_path):
+    folder, _ = data
+    common = ["--config", str(config), "--folds", "2", "--no-ablation", "--n-jobs", "1", "--quiet"]
+    folds = []
+    for name, extra in (("a", ["--store", str(store)]), ("b", [])):
+        result = runner.invoke(app, ["evaluate", str(folder), "-o", str(tmp_path / name), *common, *extra])
+        assert result.exit_code == 0, result.output
+        folds.append(pd.read_csv(tmp_path / name / "hybrid_folds.csv").drop(columns=["fit_seconds"], errors="ignore"))
+    assert len(folds[0]) == 2
+    pd.testing.assert_frame_equal(*folds)
