@@ -104,13 +104,24 @@ def _write_images(folder, n: int):
     return Dataset(paths, labels, groups)
 
 
-def _peak_rss_mb(client) -> list[float]:
+def _memory_mb(client) -> str:
+    """Each worker's peak RSS and, on Linux, its present private memory (USS: pages no other
+    process shares; RSS also counts the shared torch/numpy libraries once per process)."""
     import resource
 
-    def peak() -> float:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+    def sizes() -> tuple[float, float]:
+        private = float("nan")
+        try:
+            with open("/proc/self/smaps_rollup") as fh:
+                fields = dict(line.split(":", 1) for line in fh if ":" in line)
+            private = sum(int(fields[k].split()[0]) for k in ("Private_Clean", "Private_Dirty")) / 1024
+        except (OSError, KeyError, ValueError):
+            pass
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, private  # kB on Linux
 
-    return sorted(client.run(peak).values())
+    found = sorted(client.run(sizes).values())
+    return (f"peak RSS per worker {', '.join(f'{r:.0f}' for r, _ in found)} MB, private now "
+            f"{', '.join(f'{u:.0f}' for _, u in found)} MB")
 
 
 def pipeline(n: int, partition_size: int) -> None:
@@ -142,8 +153,8 @@ def pipeline(n: int, partition_size: int) -> None:
                 seconds = time.perf_counter() - start
                 assert report.complete, report.failed
                 rates["extract+embed"][workers] = n / seconds
-                print(f"  {workers} worker(s) extract+embed: {n / seconds:6.2f} images/s ({seconds:.0f} s), peak RSS "
-                      f"per worker {', '.join(f'{r:.0f}' for r in _peak_rss_mb(client))} MB")
+                print(f"  {workers} worker(s) extract+embed: {n / seconds:6.2f} images/s ({seconds:.0f} s), "
+                      f"{_memory_mb(client)}")
                 if workers == 1:
                     model, _ = fit_from_store(HybridClassifier(classifier="xgboost"), store, ds)
                     model.save(tmp / "model")
@@ -153,8 +164,8 @@ def pipeline(n: int, partition_size: int) -> None:
                 seconds = time.perf_counter() - start
                 assert report.complete, report.failed
                 rates["predict"][workers] = n / seconds
-                print(f"  {workers} worker(s) predict:       {n / seconds:6.2f} images/s ({seconds:.0f} s), peak RSS "
-                      f"per worker {', '.join(f'{r:.0f}' for r in _peak_rss_mb(client))} MB (since start)")
+                print(f"  {workers} worker(s) predict:       {n / seconds:6.2f} images/s ({seconds:.0f} s), "
+                      f"{_memory_mb(client)} (peak since the cluster started)")
         for stage, by_workers in rates.items():
             print(f"  speed-up 2/1 workers, {stage}: {by_workers[2] / by_workers[1]:.2f} (ideal 2)")
 
