@@ -114,6 +114,8 @@ class _Task:
 def extract_partition(task: _Task) -> Result:
     """Load, extract and write one partition. Runs in the worker. Exceptions are returned, not
     raised, so one failing partition does not cancel the others (joblib would abort the batch)."""
+    from sklearn.base import clone
+
     try:
         load = task.load
         report = load_images(task.paths, pixel_size_nm=load["pixel_size_nm"], channel=load["channel"],
@@ -132,7 +134,8 @@ def extract_partition(task: _Task) -> Result:
                 table, reasons = features.fit(report.images).transform_with_reasons(report.images)
             undefined = [[kept[int(i)], str(f).removeprefix(PHYS_PREFIX), str(r)] for i, f, r in
                          reasons[["image", "feature", "reason"]].itertuples(index=False)]
-            units = dict(getattr(features.descriptors_, "channel_units_", {}) or {})
+            # each channel's unit as seen in the files (fitting per-image features sees no image)
+            units = dict(clone(task.extractor).fit(report.images).channel_units_)
             table.columns = store_columns(features)[1:]
         else:  # every file bad: an empty, typed table keeps the schema of the store uniform
             columns = store_columns(features.fit([]))[1:]
