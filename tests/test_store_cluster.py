@@ -123,7 +123,8 @@ def test_resume_refuses_another_embedder_or_reading_option(tmp_path, data):
     paths = [str(p) for p in ds.paths[:4]]
     extractor = DescriptorExtractor(families=FAMILIES, progress=False)
     s = tmp_path / "s"
-    extract_to_store(paths, s, extractor=extractor, embedder=_embedder(), partition_size=2, progress=False)
+    with pytest.warns(UserWarning, match="partition_size 2 is not a multiple of the embedder's batch_size 32"):
+        extract_to_store(paths, s, extractor=extractor, embedder=_embedder(), partition_size=2, progress=False)
     with pytest.raises(HybridTMDError, match=r"s: cannot resume .*embedder\.params\.tta 'none' -> 'd4'"):
         extract_to_store(paths, s, extractor=extractor, embedder=_embedder(tta="d4"), partition_size=2,
                          progress=False)

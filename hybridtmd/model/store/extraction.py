@@ -52,6 +52,18 @@ def embedder_settings(embedder: CNNEmbedder | None) -> dict[str, Any] | None:
     }
 
 
+def warn_padding(partition_size: int, embedder: CNNEmbedder | None) -> None:
+    """Warn when partitions waste CNN passes: the embedder pads the last batch of every call
+    (one per partition) to ``batch_size`` rows, so a partition that is not a multiple of it pays
+    for rows it throws away (partitions of 10 cost 3x per image those of 32 in bench_scale.py)."""
+    batch = None if embedder is None else int(embedder.batch_size)
+    if batch and partition_size % batch and partition_size > 1:
+        from ..._utils import warn_at_user
+
+        warn_at_user(f"partition_size {partition_size} is not a multiple of the embedder's batch_size {batch}: "
+                     f"every partition pads its last batch to {batch} images; use a multiple of {batch}")
+
+
 def load_settings(pixel_size_nm: Any = None, channel: str | int | None = None, z_unit: str | None = None,
                   z_scale: float | None = None, channels: Sequence[str] | None = None) -> dict[str, Any]:
     """The reading options a store records and gives :func:`hybridtmd.io.load_images` for every file."""
@@ -226,6 +238,7 @@ def extract_to_store(
     channels = None if extractor.channels is None else list(extractor.channels)
     load = load_settings(pixel_size_nm, channel, z_unit, z_scale, channels)
     manifest = _manifest(paths, partition_size, extractor, embedder, load)
+    warn_padding(partition_size, embedder)
 
     def task(index: int, chunk: list[str]) -> _Task:
         return _Task(index, chunk, str(store_dir), extractor, embedder, load)

@@ -28,7 +28,7 @@ import pandas as pd
 from ..._utils import atomic_path, atomic_write_text, json_loads, path_text
 from ...errors import HybridTMDError
 from ...io import load_images
-from .extraction import load_settings
+from .extraction import load_settings, warn_padding
 from .manifest import base_manifest, part_file, read_manifest, require_pyarrow
 from .partitions import Result, StoreReport, check_partition_size, check_scheduler, run_store
 from .reading import check_complete
@@ -159,6 +159,7 @@ def predict_to_store(
     if model.features_ is None:
         raise HybridTMDError(f"{model_dir}: this model was trained on a feature table; predicting files needs an "
                              "image model")
+    warn_padding(partition_size, model.features_.embedder_)
     channels = None if model.features_.channels is None else list(model.features_.channels)
     unknown = set(read or {}) - {"pixel_size_nm", "channel", "z_unit", "z_scale"}
     if unknown:
