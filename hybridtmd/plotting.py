@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._utils import atomic_path
+from ._utils.files import atomic_path
 
 if TYPE_CHECKING:
     import pandas as pd

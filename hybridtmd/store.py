@@ -16,8 +16,7 @@ partition *i*
     Input files ``paths[i * partition_size : (i + 1) * partition_size]``; one task of work.
 finished partition
     One whose ``.parquet`` and ``.errors.json`` both exist. Each file is written to a temporary
-    name and renamed into place by the worker itself, the
-    sidecar after the table, so a crash at any moment leaves only finished partitions and
+    name and renamed into place by the worker itself, the sidecar after the table, so a crash at any moment leaves only finished partitions and
     unfinished ones, never a half-written file that looks finished.
 resume
     Calling :func:`extract_to_store` again on the same folder with the same file list and
@@ -78,7 +77,8 @@ from typing import Any
 
 import pandas as pd
 
-from ._utils import ProgressBar, atomic_path, atomic_write_text, json_loads, path_text
+from ._utils.files import atomic_path, atomic_write_text, json_loads, path_text
+from ._utils.progress import ProgressBar
 from ._version import __version__
 from .descriptors import DescriptorExtractor
 from .descriptors.extract import COARSE_PIXELS_MESSAGE, coarse_pixel_sides, effective_config, warn_coarse_pixels
@@ -368,7 +368,7 @@ def extract_to_store(
     ----------
     paths : iterable of str or Path
         Files to read, in the order of the store's rows; the ``path`` column holds ``os.fspath(p)``
-        (bytes of a name that are not valid text written ``\\xNN``: :func:`hybridtmd._utils.path_text`).
+        (bytes of a name that are not valid text written ``\\xNN``: :func:`hybridtmd._utils.files.path_text`).
     store_dir : str or Path
         Store folder (created if absent). Finished partitions of an earlier run with the same
         inputs and settings are kept; different ones are a :class:`HybridTMDError`.

@@ -10,7 +10,7 @@ from sklearn.dummy import DummyClassifier
 from sklearn.model_selection import KFold
 from sklearn.neighbors import KNeighborsClassifier
 
-from hybridtmd._utils import counting_fits
+from hybridtmd._utils.progress import counting_fits
 from hybridtmd.evaluation import (
     GroupLeakError,
     ablation,

@@ -13,7 +13,7 @@ from corpus.tampering import forge_manifest
 from scipy import stats
 
 from hybridtmd import explanation as ex
-from hybridtmd._utils import file_sha256
+from hybridtmd._utils.digests import file_sha256
 from hybridtmd.model import HybridClassifier, ModelFileError, default_head, latent_correlates
 from hybridtmd.model.links import LINK_COLUMNS
 

@@ -288,7 +288,7 @@ def test_fold_scores_do_not_warn_when_a_prediction_names_a_class_absent_from_the
 def test_progress_bar_stages_are_lines_in_a_log(capsys):
     """Issue 33: off a terminal each stage of a long command is one line (done / total, seconds);
     a stage that counted nothing (the opening title) leaves none; show=False prints nothing."""
-    from hybridtmd._utils import ProgressBar
+    from hybridtmd._utils.progress import ProgressBar
 
     with ProgressBar(True, None, "evaluate") as bar:
         bar.stage("cross-validation", 3)

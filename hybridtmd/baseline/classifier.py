@@ -15,14 +15,9 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from .._utils import (
-    DEVICES,
-    Interval,
-    Options,
-    ProgressBar,
-    select_device,
-    validate_params,
-)
+from .._utils.devices import DEVICES, select_device
+from .._utils.params import Interval, Options, validate_params
+from .._utils.progress import ProgressBar
 from ..embeddings import (
     CLIP_PERCENTILES,
     INPUT_SIZE,

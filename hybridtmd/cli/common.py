@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .._utils import COUNT, POSITIVE, Check, Options, unmet
+from .._utils.params import COUNT, POSITIVE, Check, Options, unmet
 from .._version import __version__
 from ..errors import HybridTMDError
 from .messages import (  # noqa: F401  (the commands import them from here)
@@ -240,7 +240,7 @@ LowDataOption = Annotated[
 
 def check_option(value: Any, allowed: list[Any]) -> Any:
     """``value`` when it satisfies one of the constraints ``allowed`` (those of the estimators'
-    ``_parameter_constraints``, :func:`hybridtmd._utils.unmet`), else a usage error in their words."""
+    ``_parameter_constraints``, :func:`hybridtmd._utils.params.unmet`), else a usage error in their words."""
     if why := unmet(value, allowed):
         raise typer.BadParameter(why)
     return value
@@ -380,7 +380,7 @@ def model_from_config(config: Path | None, cache_dir: Path | None = None, channe
             fail(f"--channels needs the descriptors ({config}: [descriptors] enabled = false)")
         features.set_params(channels=parse_channels(channels, settings.descriptors.families))
     if features.embedder is not None and getattr(features.embedder, "device", "auto") == "cuda":
-        from .._utils import select_device
+        from .._utils.devices import select_device
 
         try:  # found now, not after the descriptors of every image are computed
             select_device("cuda")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from .._utils import path_text
+from .._utils.files import path_text
 from ..errors import HybridTMDError
 from .common import (
     ChannelOption,
@@ -176,7 +176,7 @@ def level_command(
     z_scale: ZScaleOption = None,
 ) -> None:
     """Level AFM files (row alignment, background, scars...) and write float32 TIFFs in nm."""
-    from .._utils import track
+    from .._utils.progress import track
     from ..io import load_images, save_image
     from ..preprocess import level
 
@@ -454,7 +454,7 @@ def _extract_to_store(ds, store: Path, extractor, *, scheduler: str | None, n_jo
 def _extract_to_csv(ds, output: Path, extractor) -> None:
     import pandas as pd
 
-    from .._utils import atomic_write_csv
+    from .._utils.files import atomic_write_csv
 
     report = load_dataset_images(ds, needed_channels(extractor))
     errors = list(ds.skipped) + list(report.errors)

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .._utils import ProgressBar
+from .._utils.progress import ProgressBar
 from ..errors import HybridTMDError
 from .common import (
     CacheDirOption,
@@ -142,7 +142,7 @@ def evaluate_command(
     use_file_backend()
     from sklearn.base import clone
 
-    from .._utils import counting_fits
+    from .._utils.progress import counting_fits
     from ..evaluation.report import console_metrics, write_evaluation_report
 
     check_output_dir(output)  # found now, not after the cross-validation
@@ -242,7 +242,7 @@ def compare_command(
     accuracy, macro-F1, per-class recall, wall time and FLOPs, and the fine-tune/hybrid cost ratio;
     the comparison's own time and each arm's."""
     use_file_backend()
-    from .._utils import counting_fits
+    from .._utils.progress import counting_fits
     from ..baseline import FineTuneClassifier
     from ..embeddings import list_backbones
     from ..evaluation import compare, compute_ratios, grouped_splits, split_limit

@@ -8,7 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
-from .._utils import ProgressBar, counting_fits, path_text
+from .._utils.files import path_text
+from .._utils.progress import ProgressBar, counting_fits
 from ..errors import HybridTMDError
 from .common import (
     CacheDirOption,
@@ -236,7 +237,7 @@ def _write_sample_verdicts(table: Any, classes: Any, path: Path, manifest: Any =
     gets every class)."""
     import pandas as pd
 
-    from .._utils import atomic_write_csv
+    from .._utils.files import atomic_write_csv
     from ..model.conformal import set_columns
     from ..model.samples import pool_samples
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from .._utils import atomic_write_csv, atomic_write_text
+from .._utils.files import atomic_write_csv, atomic_write_text
 from ..plotting import save_figure
 from .compare import arm_seconds
 from .figures import plot_confusion, plot_curves, plot_evaluation, training_curves

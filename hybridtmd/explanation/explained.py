@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from .._utils import report_fits
+from .._utils.progress import report_fits
 from ..io import check_channel_maps, height_images
 from ..model import PHYS_PREFIX, HybridClassifier, is_image_sequence, latent_correlates, resolve_features
 from ..model.conformal import DEFAULT_ALPHA, ConformalError, check_alpha

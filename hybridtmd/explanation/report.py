@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._utils import Interval, atomic_write_csv, atomic_write_text
+from .._utils.files import atomic_write_csv, atomic_write_text
+from .._utils.params import Interval
 from ..io import check_channel_maps, height_images
 from ..model import LATENT_GROUP, LATENT_PREFIX, PHYS_PREFIX, HybridClassifier, is_image_sequence
 from ..model.conformal import DEFAULT_ALPHA, set_columns

@@ -29,7 +29,8 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from .._utils import Check, Options, array_digest, validate_params
+from .._utils.digests import array_digest
+from .._utils.params import Check, Options, validate_params
 from ..config import MODEL_OPTIONS, Config, ConfigError
 from ..descriptors.release import saved_head, saved_head_selection
 from ..embeddings import CNNEmbedder

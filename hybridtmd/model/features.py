@@ -23,7 +23,9 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
-from .._utils import Check, select_device, validate_params, warn_at_user
+from .._utils.devices import select_device
+from .._utils.params import Check, validate_params
+from .._utils.user_warnings import warn_at_user
 from ..descriptors import DescriptorConfig, DescriptorExtractor, is_channel_selection
 from ..descriptors.extract import effective_config
 from ..descriptors.release import saved_level_flag, with_saved_families  # noqa: F401  (classifier imports it here)
