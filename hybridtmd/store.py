@@ -16,8 +16,8 @@ partition *i*
     Input files ``paths[i * partition_size : (i + 1) * partition_size]``; one task of work.
 finished partition
     One whose ``.parquet`` and ``.errors.json`` both exist. Each file is written to a temporary
-    name and renamed into place by the worker itself, the sidecar after the table, so a crash at any moment leaves only finished partitions and
-    unfinished ones, never a half-written file that looks finished.
+    name and renamed into place by the worker itself, the sidecar after the table, so a crash at
+    any moment leaves finished and unfinished partitions, never a half-written one that looks finished.
 resume
     Calling :func:`extract_to_store` again on the same folder with the same file list and
     extractor settings computes only the unfinished partitions. The manifest ``store.json``

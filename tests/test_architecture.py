@@ -17,12 +17,13 @@ STAGES: list[set[str]] = [
     {"splits"},
     {"io"},
     {"preprocess"},
-    {"plotting", "datasets"},
+    {"datasets"},
     {"descriptors", "embeddings"},
     {"config"},
     {"model", "store"},
     {"explanation", "baseline"},
     {"evaluation"},
+    {"reporting"},  # reports of explanations and evaluations, for people
     {"cli", "__main__"},
     {"napari"},  # the optional plugin (hybridtmd[napari]): uses the library, nothing uses it
 ]

@@ -14,6 +14,7 @@ from scipy import stats
 
 from hybridtmd import explanation as ex
 from hybridtmd.model import HybridClassifier, default_head
+from hybridtmd.reporting import write_report
 
 PHYSICAL = ["grain_density_per_um2", "sq_nm", "str", "paper_domain_density_per_px", "paper_dog_blob_count",
             "paper_local_variation"]
@@ -204,7 +205,7 @@ def test_figures_are_non_empty_pngs(multiclass, rough_image, tmp_path):
 
 def test_report_html_embeds_every_figure(multiclass, tmp_path):
     model, table, labels, _ = multiclass
-    page = ex.write_report(model, table, tmp_path, labels=labels, max_images=1)
+    page = write_report(model, table, tmp_path, labels=labels, max_images=1)
     text = page.read_text(encoding="utf-8")
     pngs = sorted(tmp_path.glob("*.png"))
     names = {p.name for p in pngs}
@@ -260,7 +261,7 @@ def test_report_on_images_shows_each_image_beside_its_explanation(small_syntheti
 
     model = HybridClassifier(features=HybridFeatures(embedder=None), classifier=small_head(), ood_neighbors=None)
     model.fit(small_synthetic.images, small_synthetic.labels, groups=small_synthetic.groups)
-    page = ex.write_report(model, small_synthetic.images[:6], tmp_path, max_images=1)
+    page = write_report(model, small_synthetic.images[:6], tmp_path, max_images=1)
     [height_map] = tmp_path.glob("card_*_height_map.png")
     assert_png(height_map)
     assert base64.b64encode(height_map.read_bytes()).decode("ascii") in page.read_text("utf-8")

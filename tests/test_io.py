@@ -19,7 +19,7 @@ from hybridtmd.io import (
     unit_to_nm,
     write_manifest,
 )
-from hybridtmd.plotting import plot_height_map
+from hybridtmd.io.figures import plot_height_map
 
 
 # --------------------------------------------------------------------------- round trips

@@ -97,7 +97,7 @@ def test_compare_fits_learnt_features_inside_training_folds(images, monkeypatch)
     assert set(result.folds["model"]) == {"hybrid", "descriptors", "embeddings", "fine-tune"}
     # issue 33: the comparison reports its own time and each arm's (fit + predict over its folds)
     from hybridtmd.evaluation.compare import arm_seconds
-    from hybridtmd.evaluation.report import time_line
+    from hybridtmd.reporting.evaluation import time_line
 
     arms = arm_seconds(result)
     assert list(arms) == ["hybrid", "descriptors", "embeddings", "fine-tune"] and all(v > 0 for v in arms.values())
@@ -190,7 +190,7 @@ def test_evaluation_report_has_sample_accuracy_permutation_and_paired_difference
     from sklearn.neighbors import KNeighborsClassifier
 
     from hybridtmd.evaluation import ablation
-    from hybridtmd.evaluation.report import write_evaluation_report
+    from hybridtmd.reporting.evaluation import write_evaluation_report
 
     rng = np.random.default_rng(1)
     groups = np.repeat(np.arange(20), 2)

@@ -81,3 +81,16 @@ def json_loads(text: str | bytes) -> Any:
         return json.loads(text)
     except RecursionError:
         raise ValueError("nested too deeply to parse") from None
+
+def save_figure(fig: Any, path: str | Path, *, dpi: int = 120, tight: bool = False) -> Path:
+    """Write a matplotlib figure as PNG atomically (readers never see half a file) and close it.
+
+    ``tight``: crop to the drawn content (for figures whose long labels overflow their axes).
+    """
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight" if tight else None)
+    plt.close(fig)
+    return path

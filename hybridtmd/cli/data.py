@@ -235,7 +235,7 @@ def gallery_command(
 ) -> None:
     """Save a figure with example levelled height maps of every class (exit code 1 when files were
     skipped)."""
-    from ..plotting import save_class_gallery
+    from ..io.figures import save_class_gallery
     from ..preprocess import level
 
     use_file_backend()

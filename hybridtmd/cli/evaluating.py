@@ -143,7 +143,7 @@ def evaluate_command(
     from sklearn.base import clone
 
     from .._utils.progress import counting_fits
-    from ..evaluation.report import console_metrics, write_evaluation_report
+    from ..reporting.evaluation import console_metrics, write_evaluation_report
 
     check_output_dir(output)  # found now, not after the cross-validation
     model = model_from_config(config, cache_dir, channels)
@@ -246,7 +246,7 @@ def compare_command(
     from ..baseline import FineTuneClassifier
     from ..embeddings import list_backbones
     from ..evaluation import compare, compute_ratios, grouped_splits, split_limit
-    from ..evaluation.report import format_ratios, time_line, write_comparison_report
+    from ..reporting.evaluation import format_ratios, time_line, write_comparison_report
 
     check_output_dir(output)  # found now, not after the comparison
     model = model_from_config(config)

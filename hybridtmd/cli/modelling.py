@@ -412,7 +412,7 @@ def explain_command(
 def _write_explanation(model: Any, to_explain: ToExplain, output: Path, folds: int | None,
                        options: dict[str, Any]) -> tuple[Path, str]:
     """Write the report: held out on ``folds`` folds, else by the saved model; (its path, how)."""
-    from ..explanation import write_held_out_report, write_report
+    from ..reporting import write_held_out_report, write_report
 
     images = None if model.features_ is None else to_explain.X
     options = dict(options)

@@ -44,12 +44,10 @@ Evidence and stories (:mod:`.evidence`, :mod:`.story`, :func:`latent_correlates`
     which :func:`latent_label` appends to its name wherever it is shown; :mod:`.overlays` finds
     every latent name a report figure draws and maps it.
 
-Held-out explanations and the report (:mod:`.explained`, :mod:`.report`)
+Held-out explanations (:mod:`.explained`)
     :func:`explain_held_out` predicts and explains every image by an out-of-fold model (folds
-    grouped by sample); :func:`write_held_out_report` / :func:`write_report` write one
-    self-contained ``report.html`` that leads with the confusion matrix and the attribution per
-    feature group, then one collapsible card per image (latent maps over the height map, group
-    waterfall, drill-down, nearest examples).
+    grouped by sample); the reporting stage writes them as one self-contained ``report.html``
+    (:func:`hybridtmd.reporting.write_held_out_report`, :func:`hybridtmd.reporting.write_report`).
 """
 
 from __future__ import annotations
@@ -63,7 +61,6 @@ from .explained import ExplainedSet, explain_held_out, explain_set
 from .figures import (
     group_shares,
     plot_beeswarm,
-    plot_confusion_matrix,
     plot_correlation_heatmap,
     plot_group_attribution,
     plot_group_shares,
@@ -83,7 +80,6 @@ from .groups import (
 )
 from .methods import explain
 from .names import display_names, format_unit, with_display_names
-from .report import render_report, write_held_out_report, write_report
 from .shapley import GroupExplanation, background_table, group_explanation, group_shapley, shapley_from_values
 from .stats import (
     PAPER_FEATURES,
@@ -132,7 +128,6 @@ __all__ = [
     "member_positions",
     "nearest_examples",
     "plot_beeswarm",
-    "plot_confusion_matrix",
     "plot_correlation_heatmap",
     "plot_drill_down",
     "plot_group_attribution",
@@ -145,11 +140,8 @@ __all__ = [
     "plot_top_features",
     "plot_waterfall",
     "predicted_class_index",
-    "render_report",
     "screen_descriptors",
     "shapley_from_values",
     "tree_shap",
     "with_display_names",
-    "write_held_out_report",
-    "write_report",
 ]

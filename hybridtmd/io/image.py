@@ -136,7 +136,7 @@ class AFMImage:
         non-height channel (phase, amplitude, adhesion, current...) keeps its own unit (``deg``,
         ``V``, ``mV``, ``Pa``...) and is not a height map (:attr:`is_height` is False).
 
-    Draw one with :func:`hybridtmd.plotting.plot_height_map`.
+    Draw one with :func:`hybridtmd.io.figures.plot_height_map`.
     """
 
     height: np.ndarray
