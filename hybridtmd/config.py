@@ -190,7 +190,8 @@ def _descriptors(values: dict[str, Any]) -> DescriptorsSection:
 def _channels(value: Any, families: Any) -> dict[str, Any] | None:
     """``channels``: a list of channel names (height computes ``families``, the others the
     families that describe any channel), or a table channel -> families."""
-    from .descriptors import channel_selections, is_channel_selection
+    from .descriptors import channel_selections
+    from .descriptors.extract import is_channel_selection
 
     if value is None:
         return None

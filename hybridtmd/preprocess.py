@@ -29,7 +29,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from ._utils.params import COUNT, POSITIVE, Check, Interval, Options, validate_params
-from .io import AFMImage, check_images
+from .io import AFMImage
+from .io.image import check_images
 
 RowMethod = Literal["median_diff", "median", "mean", "polynomial"]
 
@@ -484,7 +485,13 @@ class Preprocessor(TransformerMixin, BaseEstimator):
 
 
 __all__ = [
-    "LevelConfig", "Preprocessor", "align_rows", "clip_outliers",
-    "feature_mask", "fit_polynomial_background", "fit_rows_and_background", "keep_long_runs", "level", "level_array",
-    "normalise_height", "remove_polynomial_background", "remove_scars", "resample", "robust_sigma", "tile",
+    "LevelConfig",
+    "Preprocessor",
+    "align_rows",
+    "level",
+    "level_array",
+    "remove_polynomial_background",
+    "remove_scars",
+    "resample",
+    "tile",
 ]

@@ -117,7 +117,7 @@ def test_forged_links_are_refused_naming_the_file(fitted, tmp_path, changes, mat
 def test_release_models_without_links_load_and_explain_with_links_computed_from_their_training_rows():
     model = HybridClassifier.load(RELEASE / "hybrid_xgboost")
     assert model.latent_links_ is None
-    training = ex.background_table(model)
+    training = ex.shapley.background_table(model)
     explained = ex.explain_set(model, training.iloc[:4])
     pd.testing.assert_frame_equal(explained.correlates, latent_correlates(training))
 

@@ -50,9 +50,9 @@ def test_the_correlation_table_is_the_models_correlation_routine(monkeypatch):
 
 def test_one_floor_one_manifest_name_one_file_digest():
     import hybridtmd.embeddings as embeddings
-    from hybridtmd.baseline import MANIFEST_NAME as baseline_manifest
     from hybridtmd.model import calibration, samples
     from hybridtmd.model.persistence import MANIFEST_NAME
+    from hybridtmd.model.persistence import MANIFEST_NAME as baseline_manifest
 
     assert samples.PROBABILITY_FLOOR is calibration.PROBABILITY_FLOOR
     assert baseline_manifest is MANIFEST_NAME

@@ -74,7 +74,8 @@ def test_compare_fits_learnt_features_inside_training_folds(images, monkeypatch)
     """An embedder PCA must never see a test fold: compare fits it on each training fold only."""
     from sklearn.model_selection import StratifiedGroupKFold
 
-    from hybridtmd.evaluation import compare, split_limit
+    from hybridtmd.evaluation import compare
+    from hybridtmd.splits import split_limit
 
     X, y, groups = images
     seen: list[int] = []
@@ -163,7 +164,8 @@ def test_permutation_is_between_samples_and_paired_differences_are_corrected():
     from sklearn.dummy import DummyClassifier
     from sklearn.neighbors import KNeighborsClassifier
 
-    from hybridtmd.evaluation import evaluate, paired_differences, permutation_test, permute_between_samples
+    from hybridtmd.evaluation import evaluate, paired_differences, permutation_test
+    from hybridtmd.evaluation.significance import permute_between_samples
 
     rng = np.random.default_rng(0)
     groups = np.repeat(np.arange(30), 2)

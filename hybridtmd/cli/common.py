@@ -71,8 +71,7 @@ def main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the file readers' own log output.")] = False,
 ) -> None:
     """Explainable classification of TMD films from AFM height maps."""
-    from ..io import set_third_party_logging
-    from ..io.limits import max_pixels, read_timeout_s
+    from ..io.limits import max_pixels, read_timeout_s, set_third_party_logging
 
     set_third_party_logging(verbose)
     try:  # a bad limit in the environment is the run's error, not every file's reason
@@ -105,7 +104,7 @@ ReportFolder = Annotated[Path, typer.Option("-o", "--output", help="Report folde
 def parse_pattern(text: str | None) -> str | None:
     """``--pattern``: a regular expression with named groups label and group, or ``default`` for
     the paper's naming convention (:data:`hybridtmd.io.DEFAULT_FILENAME_PATTERN`)."""
-    from ..io import DEFAULT_FILENAME_PATTERN
+    from ..io.dataset import DEFAULT_FILENAME_PATTERN
 
     if text is None:
         return None
@@ -152,7 +151,7 @@ def parse_channel(text: str | None) -> str | int | None:
 
 def parse_z_unit(text: str | None) -> str | None:
     """``--z-unit``: a length unit."""
-    from ..io import is_length_unit
+    from ..io.image import is_length_unit
 
     if text is not None and not is_length_unit(text):
         raise typer.BadParameter(f"{text!r} is not a length unit (m, mm, um, nm, A, pm)")
@@ -229,7 +228,7 @@ def needed_channels(features: Any) -> list[str] | None:
 
 def source_of(item: Any) -> str:
     """The file of an image or of a mapping channel -> image (its height channel's)."""
-    from ..io import height_images
+    from ..io.image import height_images
 
     return str(height_images([item])[0].source)
 
@@ -270,7 +269,8 @@ def read_options(channel: str | int | None = None, pixel_size_nm: Any = None, z_
 def read_dataset(source: Path, pattern: str | None = None, options: dict[str, Any] | None = None) -> Any:
     """The dataset at ``source`` (folder or manifest), or a one-line error and exit 2; its
     warnings (labels merged, rows repeated) are printed, one line each."""
-    from ..io import DEFAULT_FILENAME_PATTERN, load_dataset
+    from ..io import load_dataset
+    from ..io.dataset import DEFAULT_FILENAME_PATTERN
 
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -334,7 +334,7 @@ def input_manifest(inputs: list[Path]) -> Any:
 def expand_inputs(inputs: list[Path]) -> list[Path]:
     """Files to read: a folder gives every file of a readable type in it (names need not follow any
     convention), a manifest CSV its listed files, files themselves."""
-    from ..io import registered_suffix
+    from ..io.readers import registered_suffix
 
     manifest = input_manifest(inputs)
     if manifest is not None:

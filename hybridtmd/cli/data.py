@@ -67,7 +67,8 @@ def synth_command(
     seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Random seed; same seed, same files.")] = 0,
 ) -> None:
     """Write a synthetic TMD AFM dataset (paper's file-name convention + manifest)."""
-    from ..datasets import Artefacts, write_synthetic_dataset
+    from ..datasets import write_synthetic_dataset
+    from ..datasets.morphology import Artefacts
 
     if scan_min_um <= 0 or scan_max_um < scan_min_um:
         fail("scan sizes must satisfy 0 < --scan-min-um <= --scan-max-um")
@@ -143,7 +144,7 @@ def _print_file_info(path: Path, channels, image, image_info) -> None:
 
 def _loaded_unit(stored: str | None) -> str:
     """A channel's unit as loaded: lengths become nm (the stored unit said beside it)."""
-    from ..io import is_length_unit
+    from ..io.image import is_length_unit
 
     if not stored:
         return "no unit"

@@ -76,9 +76,10 @@ def _cross_validate(model: Any, table: Any, labels: Any, groups: Any, *, ablatio
     stage of ``bar`` counting its fits."""
     from .. import evaluation
     from ..model import LATENT_PREFIX, PHYS_PREFIX
+    from ..splits import grouped_splits
 
     hybrid = ({"hybrid": model}, table, labels, groups)
-    n_splits = len(evaluation.grouped_splits(labels, groups, common["cv"], n_repeats=common["n_repeats"],
+    n_splits = len(grouped_splits(labels, groups, common["cv"], n_repeats=common["n_repeats"],
                                              random_state=common["random_state"]))
     halves = sum(any(str(c).startswith(p) for c in table.columns) for p in (PHYS_PREFIX, LATENT_PREFIX))
     arms = 1 + (halves if ablation and halves > 1 else int(ablation))
@@ -87,7 +88,7 @@ def _cross_validate(model: Any, table: Any, labels: Any, groups: Any, *, ablatio
                           else evaluation.evaluate(*hybrid, n_jobs=n_jobs, **common))}
     if low_data:
         bar.stage("low-data (the paper's protocol)",
-                  evaluation.low_data_fit_count(hybrid[0], labels, n_splits, caps=low_data))
+                  evaluation.modalities.low_data_fit_count(hybrid[0], labels, n_splits, caps=low_data))
         results["low_data"] = evaluation.evaluate_low_data(*hybrid, caps=low_data, **common)
     if sequential:
         bar.stage("sequential", n_splits * (len(set(labels.tolist())) - 1))
@@ -245,8 +246,10 @@ def compare_command(
     from .._utils.progress import counting_fits
     from ..baseline import FineTuneClassifier
     from ..embeddings import list_backbones
-    from ..evaluation import compare, compute_ratios, grouped_splits, split_limit
+    from ..evaluation import compare
+    from ..evaluation.compare import compute_ratios
     from ..reporting.evaluation import format_ratios, time_line, write_comparison_report
+    from ..splits import grouped_splits, split_limit
 
     check_output_dir(output)  # found now, not after the comparison
     model = model_from_config(config)

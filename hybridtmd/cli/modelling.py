@@ -273,7 +273,8 @@ def _table_to_explain(model: Any, model_dir: Path, inputs: list[Path]) -> ToExpl
     as ``extract`` writes them, give labels and samples)."""
     import pandas as pd
 
-    from ..model import FeatureMismatchError, align_columns
+    from ..model import FeatureMismatchError
+    from ..model.columns import align_columns
 
     if len(inputs) != 1 or inputs[0].suffix.lower() != ".csv":
         fail(f"{model_dir}: this model was trained on a feature table; pass one CSV with its columns")
@@ -382,7 +383,7 @@ def explain_command(
     sample) unless --in-sample; the report's headline says which."""
     use_file_backend()
     check_output_dir(output)
-    from ..explanation import GROUP_BY
+    from ..explanation.groups import GROUP_BY
     from ..model.conformal import DEFAULT_ALPHA
 
     if group_by not in GROUP_BY:

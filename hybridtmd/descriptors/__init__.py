@@ -45,16 +45,8 @@ from . import spectral  # noqa: F401
 from . import grains  # noqa: F401
 from . import texture  # noqa: F401
 from .core import DescriptorConfig, Surface
-from .extract import (
-    DescriptorExtractor,
-    channel_selections,
-    column_descriptor,
-    extract_descriptors,
-    is_channel_selection,
-)
+from .extract import DescriptorExtractor, channel_selections, extract_descriptors
 from .registry import (
-    DEFAULT,
-    RELEASE_0_1_0,
     DescriptorSpec,
     DescriptorValues,
     Family,
@@ -68,8 +60,6 @@ from .registry import (
 )
 
 __all__ = [
-    "DEFAULT",
-    "RELEASE_0_1_0",
     "DescriptorConfig",
     "DescriptorExtractor",
     "DescriptorSpec",
@@ -78,10 +68,8 @@ __all__ = [
     "RegistryError",
     "Surface",
     "channel_selections",
-    "column_descriptor",
     "describe",
     "extract_descriptors",
-    "is_channel_selection",
     "family_names",
     "list_descriptors",
     "register_descriptor",

@@ -29,7 +29,8 @@ from sklearn.utils.validation import check_is_fitted
 from .._utils.params import Check, Options, validate_params
 from .._utils.progress import track
 from .._utils.user_warnings import warn_at_user
-from ..io import HEIGHT_CHANNEL, AFMImage, channel_image, check_channel_maps, check_images
+from ..io import AFMImage
+from ..io.image import HEIGHT_CHANNEL, channel_image, check_channel_maps, check_images
 from ..preprocess import LevelConfig, level
 from .core import DescriptorConfig, Surface
 from .registry import (

@@ -53,13 +53,11 @@ Held-out explanations (:mod:`.explained`)
 from __future__ import annotations
 
 from ..model import latent_correlates
-from .attributions import class_explanation, margins, predicted_class_index, tree_shap
-from .cards import drill_down, plot_drill_down, plot_group_waterfall, plot_latent_overlays, plot_nearest
+from .cards import plot_drill_down, plot_group_waterfall, plot_latent_overlays, plot_nearest
 from .descriptor_shapley import descriptor_shapley, screen_descriptors
 from .evidence import nearest_examples
 from .explained import ExplainedSet, explain_held_out, explain_set
 from .figures import (
-    group_shares,
     plot_beeswarm,
     plot_correlation_heatmap,
     plot_group_attribution,
@@ -69,24 +67,14 @@ from .figures import (
     plot_top_features,
     plot_waterfall,
 )
-from .groups import (
-    GROUP_BY,
-    GroupAttribution,
-    block_of,
-    feature_importance,
-    group_attributions,
-    member_positions,
-    regroup,
-)
+from .groups import GroupAttribution, feature_importance, group_attributions
 from .methods import explain
-from .names import display_names, format_unit, with_display_names
-from .shapley import GroupExplanation, background_table, group_explanation, group_shapley, shapley_from_values
+from .shapley import GroupExplanation, group_explanation, group_shapley
 from .stats import (
     PAPER_FEATURES,
     LatentLinks,
     LatentPCA,
     correlation_table,
-    latent_drivers,
     latent_label,
     latent_pca_correlation,
     latent_physical_links,
@@ -100,32 +88,20 @@ __all__ = [
     "LatentLinks",
     "LatentPCA",
     "PAPER_FEATURES",
-    "background_table",
-    "block_of",
-    "class_explanation",
-    "descriptor_shapley",
     "class_stories",
     "correlation_table",
-    "display_names",
-    "drill_down",
+    "descriptor_shapley",
     "explain",
     "explain_held_out",
     "explain_set",
     "feature_importance",
-    "format_unit",
     "group_attributions",
-    "regroup",
-    "GROUP_BY",
     "group_explanation",
     "group_shapley",
-    "group_shares",
     "latent_correlates",
-    "latent_drivers",
     "latent_label",
     "latent_pca_correlation",
     "latent_physical_links",
-    "margins",
-    "member_positions",
     "nearest_examples",
     "plot_beeswarm",
     "plot_correlation_heatmap",
@@ -139,9 +115,5 @@ __all__ = [
     "plot_pca_scatter",
     "plot_top_features",
     "plot_waterfall",
-    "predicted_class_index",
     "screen_descriptors",
-    "shapley_from_values",
-    "tree_shap",
-    "with_display_names",
 ]

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..model import LATENT_GROUP, feature_units
+from ..model import feature_units
+from ..model.columns import LATENT_GROUP
 from .attributions import class_explanation, class_index, class_name, per_class, predicted_class_index
 from .groups import feature_importance
 from .names import display_names, format_unit, with_display_names

@@ -18,7 +18,9 @@ from typing import Any
 import pandas as pd
 
 from ..errors import AFMInputError, HybridTMDError
-from ..io import height_images, load_channels, load_images, registered_suffix
+from ..io import load_channels, load_images
+from ..io.image import height_images
+from ..io.readers import registered_suffix
 from ..model import HybridClassifier
 from ..model.conformal import set_labels
 from .layers import METADATA_KEY, layer_image, layer_source

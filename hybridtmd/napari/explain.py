@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 
 from ..embeddings import LatentMaps, latent_maps
-from ..explanation import display_names, explain_set, latent_label, plot_group_waterfall
+from ..explanation import explain_set, latent_label, plot_group_waterfall
 from ..explanation.attributions import per_class
+from ..explanation.names import display_names
 from ..model import LATENT_PREFIX, PHYS_PREFIX, HybridClassifier
 from .classify import height_of
 

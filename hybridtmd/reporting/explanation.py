@@ -29,8 +29,9 @@ from ..explanation.groups import block_of, regroup
 from ..explanation.stability import driver_stability, stability_sentence
 from ..explanation.stats import latent_label, latent_pca_correlation
 from ..explanation.story import class_stories
-from ..io import check_channel_maps, height_images
-from ..model import LATENT_GROUP, LATENT_PREFIX, PHYS_PREFIX, HybridClassifier, is_image_sequence
+from ..io.image import check_channel_maps, height_images
+from ..model import LATENT_PREFIX, PHYS_PREFIX, HybridClassifier
+from ..model.columns import LATENT_GROUP, is_image_sequence
 from ..model.conformal import DEFAULT_ALPHA, set_columns
 from ..model.samples import sample_metrics
 from . import page
@@ -211,7 +212,7 @@ def _card(explained: ExplainedSet, i: int, images: Sequence[Any], saved: _Figure
 
 
 def _groups_of(explained: ExplainedSet) -> dict[str, list[str]]:
-    from ..model import feature_groups_from_columns
+    from ..model.columns import feature_groups_from_columns
 
     return regroup(feature_groups_from_columns([str(c) for c in explained.table.columns]), explained.group_by)
 
