@@ -35,7 +35,6 @@ from .common import (
     fail,
     labelled_images,
     model_from_config,
-    needed_channels,
     read_options,
     report_errors,
     use_file_backend,
@@ -144,6 +143,7 @@ def evaluate_command(
 
     from .._utils import counting_fits
     from ..evaluation.report import console_metrics, write_evaluation_report
+    from ..io import needed_channels
 
     check_output_dir(output)  # found now, not after the cross-validation
     model = model_from_config(config, cache_dir, channels)

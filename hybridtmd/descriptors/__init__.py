@@ -17,7 +17,8 @@ Families (each a module; ``list_descriptors()`` gives every column with unit and
 
 :mod:`.fast` holds the families' own implementations of scikit-image / scipy routines (DoG
 blobs, peak search, disk morphology, LBP, region perimeters and hulls), each equal to the
-library routine it replaces.
+library routine it replaces. :mod:`.maps` returns what two families look at, per image: the
+grain labels (:func:`grain_labels`) and the DoG blobs (:func:`blob_positions`), in nm.
 
 Quick use::
 
@@ -52,6 +53,7 @@ from .extract import (
     extract_descriptors,
     is_channel_selection,
 )
+from .maps import GrainLabels, blob_positions, grain_labels
 from .registry import (
     DEFAULT,
     RELEASE_0_1_0,
@@ -75,14 +77,17 @@ __all__ = [
     "DescriptorSpec",
     "DescriptorValues",
     "Family",
+    "GrainLabels",
     "RegistryError",
     "Surface",
+    "blob_positions",
     "channel_selections",
     "column_descriptor",
     "describe",
     "extract_descriptors",
     "is_channel_selection",
     "family_names",
+    "grain_labels",
     "list_descriptors",
     "register_descriptor",
     "register_family",

@@ -1,6 +1,7 @@
 """AFM height maps in physical units: the :class:`AFMImage` container (:mod:`.image`), file
 readers with a public registry (:mod:`.readers`), writers (:mod:`.writers`) and
-:class:`Dataset`, labelled and sample-grouped collections of files (:mod:`.dataset`).
+:class:`Dataset`, labelled and sample-grouped collections of files (:mod:`.dataset`), and the
+readable files of a folder (:mod:`.files`).
 
 Every reader returns heights in **nanometres** (float64) and the pixel size in nanometres as
 ``(x, y)``; other channels (phase, amplitude...) keep their own unit (``AFMImage.z_unit``).
@@ -13,6 +14,7 @@ are listed in :mod:`hybridtmd.io.readers`.
 
 from .channels import CHANNEL_ALIASES, ChannelSpec, canonical_channel, default_channel
 from .dataset import DEFAULT_FILENAME_PATTERN, Dataset, LoadReport, load_dataset, load_images, write_manifest
+from .files import needed_channels, readable_files, source_of
 from .image import (
     HEIGHT_CHANNEL,
     MAX_NONFINITE_FRACTION,
@@ -80,10 +82,13 @@ __all__ = [
     "load_dataset",
     "load_image",
     "load_images",
+    "needed_channels",
+    "readable_files",
     "reader_for",
     "register_reader",
     "registered_suffix",
     "save_image",
+    "source_of",
     "unit_to_nm",
     "unregister_reader",
     "write_manifest",
