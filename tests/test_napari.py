@@ -4,8 +4,8 @@ never shown): the reader, the layer scales, the three widgets, a screenshot.
 Skipped with the reason when the extra is not installed (the core install), or when there is no
 X display: napari's canvas needs OpenGL, which Qt's ``offscreen`` platform lacks, so headless
 machines run these tests under Xvfb (pytest-xvfb, in the extra, starts it when ``Xvfb`` is
-installed: ``apt-get install xvfb``). Set ``HYBRIDTMD_NAPARI_SCREENSHOT=docs/napari.png`` to keep
-the screenshot the docs show.
+installed: ``apt-get install xvfb``). The screenshot of docs/napari.md is taken by
+``tools/napari_screenshot.py``.
 """
 
 from __future__ import annotations
@@ -280,6 +280,7 @@ def test_explain_widget_overlays_the_grains_and_blobs_the_descriptors_counted(ex
     grains_layer = viewer.layers[f"{height.name} · grains"]
     blobs_layer = viewer.layers[f"{height.name} · DoG blobs (morphology)"]
     assert isinstance(grains_layer, napari.layers.Labels) and isinstance(blobs_layer, napari.layers.Points)
+    assert viewer.layers.selection.active is height  # still the explained scan, ready for the next run
     assert grains_layer.visible and blobs_layer.visible and grains_layer.contour > 0
     image = load_image(height.metadata[METADATA_KEY]["source"])
     table = HybridClassifier.load(widget.model_dir.value).transform_features([image])
@@ -307,6 +308,7 @@ def test_explain_widget_overlays_the_grains_and_blobs_the_descriptors_counted(ex
     pixels = np.array([height.world_to_data(point) for point in world])  # scan pixel coordinates
     np.testing.assert_allclose(pixels[:, ::-1] * image.pixel_size_nm, blobs[["x_nm", "y_nm"]].to_numpy(), atol=1e-9)
     assert result.grains.count == height.metadata[EXPLANATION_KEY]["grains"]
+    assert f"overlaid: {grains.count} grains, {len(blobs)} DoG blobs" in widget.status.value
 
 
 def test_explain_widget_shows_groups_and_writes_layer_metadata(explained_viewer):
@@ -344,11 +346,8 @@ def test_top_physical_drivers_come_with_their_values(dataset):
 
 def test_screenshot_of_the_viewer_with_overlays(explained_viewer, tmp_path):
     """The canvas shows the scan, its top latent map, the grain outlines, the blobs and the scale
-    bar, each overlay visibly (hiding it changes the canvas). With
-    ``HYBRIDTMD_NAPARI_SCREENSHOT`` the whole window (layer list, Explain widget) is saved there:
-    run under a screen that holds it, e.g. ``xvfb-run -s "-screen 0 1400x800x24" ... -p no:xvfb``."""
-    from skimage.io import imsave
-
+    bar, each overlay visibly (hiding it changes the canvas). The docs' picture of a larger scene
+    is ``tools/napari_screenshot.py``'s."""
     viewer, height, _, _ = explained_viewer
     viewer.scale_bar.visible = True
     viewer.reset_view()
@@ -364,7 +363,3 @@ def test_screenshot_of_the_viewer_with_overlays(explained_viewer, tmp_path):
         layer.visible = True
         changed = np.abs(canvas[..., :3].astype(int) - without[..., :3].astype(int)).max(axis=2) > 10
         assert changed.mean() > 0.002, f"{layer.name}: no visible change ({changed.mean():.4f} of the pixels)"
-    target = os.environ.get("HYBRIDTMD_NAPARI_SCREENSHOT")
-    if target:
-        viewer.window.resize(1400, 800)
-        imsave(target, viewer.screenshot(canvas_only=False, flash=False)[..., :3], check_contrast=False)

@@ -14,8 +14,7 @@ from hybridtmd.datasets import make_synthetic_dataset
 from hybridtmd.descriptors import DescriptorExtractor
 from hybridtmd.errors import AFMInputError
 from hybridtmd.io import needed_channels, readable_files, save_image, source_of
-from hybridtmd.model import HybridClassifier, HybridFeatures, default_head
-from hybridtmd.model import predicting
+from hybridtmd.model import HybridClassifier, HybridFeatures, default_head, predicting
 from hybridtmd.model.conformal import OOD_SET_NOTE
 from hybridtmd.model.predicting import predict_files, predict_isolating, prediction_set_columns
 

@@ -138,6 +138,7 @@ class ExplainWidget(ModelWidget):
         self.drivers.value = table_value(result.drivers.set_index("descriptor"))
         self.add_latent_layers(layer, result)
         self.add_descriptor_layers(layer, result)
+        self.viewer.layers.selection.active = layer  # adding made the last overlay active: the scan stays chosen
         layer.metadata[EXPLANATION_KEY] = {
             "label": result.label, "class": result.shown_class, "unit": result.unit, "method": result.method,
             "groups": dict(zip(result.groups["group"], result.groups["attribution"], strict=True)),
@@ -146,7 +147,11 @@ class ExplainWidget(ModelWidget):
             "blobs": None if result.blobs is None else len(result.blobs)}
         top = ", ".join(f"{g} {v:+.3g}" for g, v in result.groups.head(3).itertuples(index=False))
         none = "" if len(result.drivers) else "; no physical descriptor moved this prediction"
-        self.say(f"{layer.name}: {result.label}; attribution to {result.shown_class} ({result.unit}): {top}{none}")
+        shown = [f"{result.grains.count} grains"] if result.grains is not None else []
+        shown += [f"{len(result.blobs)} DoG blobs"] if result.blobs is not None else []
+        overlays = f"; overlaid: {', '.join(shown)}" if shown else ""
+        self.say(f"{layer.name}: {result.label}; attribution to {result.shown_class} ({result.unit}): {top}{none}"
+                 f"{overlays}")
         return result
 
     def add_latent_layers(self, layer: ImageLayer, result: Any) -> list[ImageLayer]:
