@@ -23,10 +23,13 @@ if not os.environ.get("DISPLAY"):
     pytest.skip("napari's canvas needs an X display for OpenGL: install Xvfb (apt-get install xvfb), which "
                 "pytest-xvfb starts", allow_module_level=True)
 
+from corpus.files import sample_files_folder  # noqa: E402
+
 from hybridtmd import explanation as ex  # noqa: E402
 from hybridtmd.datasets import make_synthetic_dataset  # noqa: E402
 from hybridtmd.descriptors import DescriptorExtractor, blob_positions, grain_labels  # noqa: E402
 from hybridtmd.embeddings import CNNEmbedder  # noqa: E402
+from hybridtmd.errors import HybridTMDError  # noqa: E402
 from hybridtmd.explanation.attributions import per_class  # noqa: E402
 from hybridtmd.io import SUPPORTED_SUFFIXES, load_channels, load_image, save_image  # noqa: E402
 from hybridtmd.model import HybridClassifier, HybridFeatures, default_head  # noqa: E402
@@ -131,6 +134,58 @@ def test_every_channel_opens_in_nm_with_the_pixel_size_as_scale(make_napari_view
     assert [str(u) for u in viewer.layers.units] == ["nanometer", "nanometer"]  # what the scale bar reads
 
 
+def error_chain(error: BaseException | None) -> list[str]:
+    """The messages of an error and of the errors it was raised from."""
+    chain = []
+    while error is not None:
+        chain.append(str(error))
+        error = error.__cause__ or error.__context__
+    return chain
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".npz", ".gwy"])
+def test_every_format_hybridtmd_writes_opens_in_nm(dataset, tmp_path, suffix):
+    image = dataset.images[3]
+    path = str(save_image(image, tmp_path / f"scan{suffix}"))
+    ((data, kwargs, kind),) = get_reader(path)(path)
+    np.testing.assert_allclose(data, image.height, rtol=1e-6)  # float32 TIFF
+    assert kind == "image" and kwargs["scale"] == pytest.approx(image.pixel_size_nm[::-1])
+    assert kwargs["units"] == ("nm", "nm") and kwargs["name"] == "scan · height [nm]"
+    assert kwargs["metadata"][METADATA_KEY]["z_unit"] == "nm"
+
+
+@pytest.mark.skipif(sample_files_folder() is None, reason="AFMReader's instrument sample files are absent "
+                    "(make samples)")
+def test_the_instrument_sample_files_open_one_layer_per_channel_in_nm(make_napari_viewer):
+    """Real files of five vendors (AFMReader's samples): every channel a layer, the pixel size
+    as the scale, the unit in the name and metadata; a format whose reader is not installed is
+    napari's error with hybridtmd's reason (the extra to install)."""
+    viewer = make_napari_viewer()
+    opened_any = False
+    for path in sorted(sample_files_folder().iterdir()):
+        if get_reader(str(path)) is None:
+            continue
+        try:
+            expected = load_channels(path)
+        except HybridTMDError as exc:  # e.g. .asd without hybridtmd[vendor]
+            with pytest.raises(Exception) as caught:
+                opened(viewer, path)
+            reason = getattr(exc, "reason", str(exc))
+            assert any(reason in text and path.name in text for text in error_chain(caught.value))
+            continue
+        layers = opened(viewer, path)
+        opened_any = True
+        assert len(layers) == len(expected)
+        for layer, (key, image) in zip(layers, expected.items(), strict=True):
+            assert tuple(layer.scale) == pytest.approx(image.pixel_size_nm[::-1])
+            assert [str(u) for u in layer.units] == ["nanometer", "nanometer"]
+            assert layer.name.endswith(f"· {key} [{image.z_unit}]")
+            assert layer.metadata[METADATA_KEY]["z_unit"] == image.z_unit
+        assert sum(layer.visible for layer in layers) == 1
+        viewer.layers.clear()
+    assert opened_any
+
+
 def test_an_unreadable_file_gives_napari_error_with_hybridtmds_reason(make_napari_viewer, tmp_path):
     bare = tmp_path / "bare.npy"
     np.save(bare, np.random.default_rng(0).normal(size=(64, 64)))
@@ -140,10 +195,7 @@ def test_an_unreadable_file_gives_napari_error_with_hybridtmds_reason(make_napar
     for path, reason in [(bare, "no pixel size"), (cut, "cut.gwy")]:
         with pytest.raises(Exception) as caught:
             opened(viewer, path)
-        chain, error = [], caught.value
-        while error is not None:
-            chain.append(str(error))
-            error = error.__cause__ or error.__context__
+        chain = error_chain(caught.value)
         assert any(reason in text for text in chain), chain
         assert any(path.name in text for text in chain), chain
     assert len(viewer.layers) == 0
