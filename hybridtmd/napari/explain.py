@@ -124,7 +124,9 @@ def descriptor_maps(model: HybridClassifier, item: Any) -> tuple[GrainLabels | N
     """The grain labels and DoG blobs behind the model's descriptors of one model input, computed
     as the model computed them (its levelling, its descriptor settings): ``(grains, blobs,
     blob_family)``, each None when the model has no such descriptor. The ``morphology`` blobs
-    are preferred to the ``paper`` ones when the model has both."""
+    are preferred to the ``paper`` ones when the model has both. The image is levelled once, with
+    the model's settings (or its extractor's when the model does not level): a custom extractor
+    that levels again inside a levelling model is approximated by the single levelling."""
     features = model.features_
     extractor = getattr(features, "descriptors_", None)
     if extractor is None:
