@@ -289,9 +289,11 @@ def test_batch_widget_predicts_a_folder_lists_skipped_files_and_exports_csv(make
     assert skipped[1].startswith("skipped broken.gwy: ")
     assert widget.progress.value == widget.progress.max == 5
     assert "predicted 3 of 5 file(s); 2 skipped" in widget.status.value
+    (tmp_path / "out.csv").write_text("an older table\n")
     widget.csv_path.value = tmp_path / "out.csv"
     written = widget.export_csv()
-    pd.testing.assert_frame_equal(pd.read_csv(written), table, check_dtype=False)
+    pd.testing.assert_frame_equal(pd.read_csv(written), table, check_dtype=False)  # replaced whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv", "scans"]  # no temporary file left
 
 
 @pytest.fixture(scope="module")
@@ -361,6 +363,9 @@ def test_explain_widget_overlays_the_grains_and_blobs_the_descriptors_counted(ex
     np.testing.assert_allclose(pixels[:, ::-1] * image.pixel_size_nm, blobs[["x_nm", "y_nm"]].to_numpy(), atol=1e-9)
     assert result.grains.count == height.metadata[EXPLANATION_KEY]["grains"]
     assert f"overlaid: {grains.count} grains, {len(blobs)} DoG blobs" in widget.status.value
+    names = [layer.name for layer in viewer.layers]
+    widget.explain_selected()  # again: the overlays are replaced, not stacked
+    assert [layer.name for layer in viewer.layers] == names and viewer.layers.selection.active is height
 
 
 def test_explain_widget_shows_groups_and_writes_layer_metadata(explained_viewer):
