@@ -219,20 +219,6 @@ def parse_channels(text: str | None, height_families: Any = "default") -> dict[s
         fail(f"--channels {text!r}: {exc}")
 
 
-def needed_channels(features: Any) -> list[str] | None:
-    """The channels HybridFeatures (a model's ``features_``) reads from each file; None for
-    height maps only."""
-    channels = getattr(features, "channels", None)
-    return None if channels is None else list(channels)
-
-
-def source_of(item: Any) -> str:
-    """The file of an image or of a mapping channel -> image (its height channel's)."""
-    from ..io.image import height_images
-
-    return str(height_images([item])[0].source)
-
-
 LowDataOption = Annotated[
     Any, typer.Option(parser=parse_low_data, metavar="CAPS", help="Training caps per class, e.g. 64,32,16,8.")]
 
@@ -334,15 +320,13 @@ def input_manifest(inputs: list[Path]) -> Any:
 def expand_inputs(inputs: list[Path]) -> list[Path]:
     """Files to read: a folder gives every file of a readable type in it (names need not follow any
     convention), a manifest CSV its listed files, files themselves."""
-    from ..io.readers import registered_suffix
+    from ..io.files import readable_files
 
     manifest = input_manifest(inputs)
     if manifest is not None:
         return manifest.paths
     if len(inputs) == 1 and inputs[0].is_dir():
-        # entries that are not regular files stay in: the reader reports them (a FIFO is never opened)
-        return sorted(p for p in inputs[0].iterdir()
-                      if not p.name.startswith(".") and registered_suffix(p) is not None)
+        return readable_files(inputs[0])  # the files the napari plugin's Batch widget finds too
     return list(inputs)
 
 

@@ -31,7 +31,6 @@ from .common import (
     fail,
     load_dataset_images,
     load_level_config,
-    needed_channels,
     parse_channels,
     read_dataset,
     read_options,
@@ -456,6 +455,7 @@ def _extract_to_csv(ds, output: Path, extractor) -> None:
     import pandas as pd
 
     from .._utils.files import atomic_write_csv
+    from ..io.files import needed_channels
 
     report = load_dataset_images(ds, needed_channels(extractor))
     errors = list(ds.skipped) + list(report.errors)

@@ -35,7 +35,6 @@ from .common import (
     fail,
     labelled_images,
     model_from_config,
-    needed_channels,
     read_options,
     report_errors,
     use_file_backend,
@@ -144,6 +143,7 @@ def evaluate_command(
     from sklearn.base import clone
 
     from .._utils.progress import counting_fits
+    from ..io.files import needed_channels
     from ..reporting.evaluation import console_metrics, write_evaluation_report
 
     check_output_dir(output)  # found now, not after the cross-validation

@@ -34,10 +34,8 @@ from .common import (
     input_manifest,
     labelled_images,
     model_from_config,
-    needed_channels,
     read_options,
     report_errors,
-    source_of,
     use_file_backend,
     warn_line,
     write_table,
@@ -60,6 +58,7 @@ def train_command(
     """Fit the hybrid classifier (descriptors + embeddings -> XGBoost) and save it (no pickle).
     With --channels (or channels in the config's descriptors table) the model describes those
     channels of every file, and predict reads them again."""
+    from ..io.files import needed_channels
     from ..model.persistence import check_model_target
 
     check_output_dir(output)
@@ -156,8 +155,7 @@ def predict_command(
     """
     import pandas as pd
 
-    from ..io import load_images
-    from ..model.conformal import set_columns
+    from ..model.predicting import predict_files, prediction_set_columns
 
     check_output_file(output, inputs=list(inputs))
     model = load_classifier(model_dir)
@@ -167,23 +165,13 @@ def predict_command(
         model.features_.embedder_.set_params(cache_dir=cache_dir)
     calibration = _usable_calibration(model, model_dir, alpha, by_sample)
     paths = expand_inputs(inputs)
-    report = load_images(paths, **read_options(channel, pixel_size_nm, z_unit, z_scale), on_error="skip",
-                         progress=len(paths) >= 20, channels=needed_channels(model.features_))
-    errors = list(report.errors)
-    frames = []
-    try:
-        frames.append(model.predict_frame(report.images, index=[path_text(source_of(im)) for im in report.images]))
-    except (HybridTMDError, ValueError, RuntimeError):
-        for image in report.images:  # isolate the image(s) that break the batch
-            try:
-                frames.append(model.predict_frame([image], index=[path_text(source_of(image))]))
-            except (HybridTMDError, ValueError, RuntimeError) as exc:
-                errors.append((source_of(image), f"{type(exc).__name__}: {exc}"))
-    if frames:
-        table = pd.concat(frames).rename_axis("file").reset_index()
+    # in passes of a few files (memory does not grow with the folder); a bad file loses only itself
+    with ProgressBar(len(paths) >= 20, len(paths), "predicting") as bar:
+        table, errors = predict_files(model, paths, progress=bar.advance,
+                                      **read_options(channel, pixel_size_nm, z_unit, z_scale))
+    if not table.empty:
         if calibration is not None:
-            sets = calibration.image_sets(table[[f"p_{c}" for c in model.classes_]].to_numpy(), alpha, model.classes_)
-            table = pd.concat([table, set_columns(sets, model.classes_, table.get("out_of_distribution"))], axis=1)
+            table = pd.concat([table, prediction_set_columns(model, table, alpha)], axis=1)
         write_table(table, output)
         n_ood = int(table["out_of_distribution"].sum()) if "out_of_distribution" in table else 0
         console.print(f"predicted {len(table)} of {len(paths)} file(s) into {output}"
@@ -192,7 +180,7 @@ def predict_command(
             _write_sample_verdicts(table, model.classes_, output.with_name(f"{output.stem}_samples.csv"),
                                    input_manifest(inputs), calibration, alpha)
     report_errors(errors)
-    if not frames:
+    if table.empty:
         fail("no file could be predicted", code=1)
     exit_for(errors)
 
@@ -299,6 +287,7 @@ def _images_to_explain(inputs: list[Path], read: dict, channels: list[str] | Non
     """Images (with ``channels``: mappings channel -> image) of files or a dataset, with their
     true labels and samples when the input is a labelled dataset; and the errors."""
     from ..io import load_dataset, load_images
+    from ..io.files import source_of
 
     paths = expand_inputs(inputs)
     report = load_images(paths, **read, on_error="skip", progress=len(paths) >= 20, channels=channels)
@@ -384,6 +373,7 @@ def explain_command(
     use_file_backend()
     check_output_dir(output)
     from ..explanation.groups import GROUP_BY
+    from ..io.files import needed_channels
     from ..model.conformal import DEFAULT_ALPHA
 
     if group_by not in GROUP_BY:

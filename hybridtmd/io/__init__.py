@@ -1,6 +1,7 @@
 """AFM height maps in physical units: the :class:`AFMImage` container (:mod:`.image`), file
 readers with a public registry (:mod:`.readers`), writers (:mod:`.writers`) and
-:class:`Dataset`, labelled and sample-grouped collections of files (:mod:`.dataset`).
+:class:`Dataset`, labelled and sample-grouped collections of files (:mod:`.dataset`), and the
+readable files of a folder (:mod:`.files`).
 
 Every reader returns heights in **nanometres** (float64) and the pixel size in nanometres as
 ``(x, y)``; other channels (phase, amplitude...) keep their own unit (``AFMImage.z_unit``).
@@ -13,6 +14,7 @@ are listed in :mod:`hybridtmd.io.readers`.
 
 from .channels import canonical_channel, default_channel
 from .dataset import Dataset, LoadReport, load_dataset, load_images, write_manifest
+from .files import readable_files
 from .image import AFMImage, image_info, unit_to_nm
 from .limits import max_pixels
 from .readers import (
@@ -41,6 +43,7 @@ __all__ = [
     "load_image",
     "load_images",
     "max_pixels",
+    "readable_files",
     "register_reader",
     "save_image",
     "unit_to_nm",

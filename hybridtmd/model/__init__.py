@@ -16,6 +16,7 @@
 :mod:`.links`          :func:`latent_correlates`: each latent column's physical correlate
 :mod:`.classifier`     :class:`HybridClassifier`: fit, predict, save and load
 :mod:`.persistence`    model directories without pickle (manifest, SHA-256, arrays)
+:mod:`.predicting`     many files: passes of a bounded size, a bad file isolated, a table's sets
 =====================  ===========================================================================
 """
 
