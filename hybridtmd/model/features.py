@@ -28,7 +28,7 @@ from .._utils.params import Check, validate_params
 from .._utils.user_warnings import warn_at_user
 from ..descriptors import DescriptorConfig, DescriptorExtractor
 from ..descriptors.extract import effective_config, is_channel_selection
-from ..descriptors.release import saved_level_flag, with_saved_families  # noqa: F401  (classifier imports it here)
+from ..descriptors.release import saved_level_flag
 from ..embeddings import CNNEmbedder
 from ..errors import ModelFileError
 from ..io import AFMImage
