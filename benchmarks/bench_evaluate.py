@@ -27,9 +27,10 @@ from sklearn.base import clone
 from sklearn.model_selection import StratifiedGroupKFold
 
 from hybridtmd.config import load_config
-from hybridtmd.evaluation import ablation, grouped_splits, permutation_test
+from hybridtmd.evaluation import ablation, permutation_test
 from hybridtmd.io import load_dataset
 from hybridtmd.model import HybridClassifier
+from hybridtmd.splits import grouped_splits
 
 ROOT = Path(__file__).resolve().parent.parent
 

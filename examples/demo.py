@@ -26,10 +26,10 @@ from hybridtmd.datasets import load_example_dataset
 from hybridtmd.descriptors import DescriptorExtractor, list_descriptors
 from hybridtmd.embeddings import CNNEmbedder
 from hybridtmd.evaluation import ablation, plot_confusion, plot_evaluation
-from hybridtmd.explanation import write_held_out_report
+from hybridtmd.io.figures import save_class_gallery
 from hybridtmd.model import HybridClassifier, HybridFeatures, default_head
-from hybridtmd.plotting import save_class_gallery
 from hybridtmd.preprocess import LevelConfig, Preprocessor
+from hybridtmd.reporting import write_held_out_report
 
 
 def main(out: Path, quick: bool = False) -> None:

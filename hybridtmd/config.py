@@ -28,7 +28,7 @@ Every table is parsed and checked here, when the file is read: an unknown key or
 range is a :class:`ConfigError` naming the file, the table and the key. The values are checked
 against the constraints of the object they configure (``LevelConfig``, ``DescriptorConfig``,
 ``CNNEmbedder._parameter_constraints``, :data:`MODEL_OPTIONS` of ``HybridClassifier``), so the
-message is the one that object gives (:func:`hybridtmd._utils.check_params`); nothing is built.
+message is the one that object gives (:func:`hybridtmd._utils.params.check_params`); nothing is built.
 (Whether an embedder's backbone and weights file exist is checked when the model is built.)
 """
 
@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._utils import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, Interval, Options, check_params
+from ._utils.params import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, Interval, Options, check_params
 from .descriptors import DescriptorConfig
 from .errors import HybridTMDError
 from .preprocess import LevelConfig
@@ -190,7 +190,8 @@ def _descriptors(values: dict[str, Any]) -> DescriptorsSection:
 def _channels(value: Any, families: Any) -> dict[str, Any] | None:
     """``channels``: a list of channel names (height computes ``families``, the others the
     families that describe any channel), or a table channel -> families."""
-    from .descriptors import channel_selections, is_channel_selection
+    from .descriptors import channel_selections
+    from .descriptors.extract import is_channel_selection
 
     if value is None:
         return None

@@ -28,8 +28,9 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from ._utils import COUNT, POSITIVE, Check, Interval, Options, validate_params
-from .io import AFMImage, check_images
+from ._utils.params import COUNT, POSITIVE, Check, Interval, Options, validate_params
+from .io import AFMImage
+from .io.image import check_images
 
 RowMethod = Literal["median_diff", "median", "mean", "polynomial"]
 
@@ -264,7 +265,7 @@ def area_weights(n_in: int, n_out: int) -> np.ndarray:
 #: Height percentiles mapped to 0 and 1 by :func:`normalise_height`: the one normalisation of
 #: the descriptors' grey image (the paper's 8-bit image) and of the CNN input.
 NORMALISE_PERCENTILES = (0.5, 99.5)
-#: Parameter constraint (:func:`hybridtmd._utils.validate_params`) of such a pair of percentiles.
+#: Parameter constraint (:func:`hybridtmd._utils.params.validate_params`) of such a pair of percentiles.
 PERCENTILE_PAIR = Check(lambda v: len(v) == 2 and 0.0 <= float(v[0]) < float(v[1]) <= 100.0,
                         "a pair (low, high) with 0 <= low < high <= 100")
 
@@ -484,7 +485,13 @@ class Preprocessor(TransformerMixin, BaseEstimator):
 
 
 __all__ = [
-    "LevelConfig", "Preprocessor", "align_rows", "clip_outliers",
-    "feature_mask", "fit_polynomial_background", "fit_rows_and_background", "keep_long_runs", "level", "level_array",
-    "normalise_height", "remove_polynomial_background", "remove_scars", "resample", "robust_sigma", "tile",
+    "LevelConfig",
+    "Preprocessor",
+    "align_rows",
+    "level",
+    "level_array",
+    "remove_polynomial_background",
+    "remove_scars",
+    "resample",
+    "tile",
 ]

@@ -238,12 +238,8 @@ __all__ = [
     "FixedTestSplit",
     "GroupLeakError",
     "Split",
-    "check_fold_feasibility",
     "check_grouped_split",
-    "fold_shortfall",
     "grouped_splits",
     "grouped_validation_split",
     "inner_grouped_splits",
-    "split_limit",
-    "stratified_fold_count",
 ]

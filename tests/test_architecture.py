@@ -17,12 +17,13 @@ STAGES: list[set[str]] = [
     {"splits"},
     {"io"},
     {"preprocess"},
-    {"plotting", "datasets"},
+    {"datasets"},
     {"descriptors", "embeddings"},
     {"config"},
     {"model"},
     {"explanation", "baseline"},
     {"evaluation"},
+    {"reporting"},  # reports of explanations and evaluations, for people
     {"cli", "__main__"},
     {"napari"},  # the optional plugin (hybridtmd[napari]): uses the library, nothing uses it
 ]
@@ -209,3 +210,39 @@ def test_no_private_names_across_modules():
                 found += [f"{name}: import {a.name}" for a in node.names
                           if any(p.startswith("_") for p in a.name.split(".")) and not a.name.startswith("hybridtmd")]
     assert not found, "\n".join(found)
+
+
+def _package_imports(path: Path, name: str):
+    """(package, imported name, line) of every ``from <subpackage> import name`` in ``path``
+    (relative or absolute) that imports from a subpackage's ``__init__`` (not from one of its
+    modules)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in _runtime_imports(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        if node.level:
+            base = package.split(".")[: len(package.split(".")) - node.level + 1]
+            source = ".".join(base + ([node.module] if node.module else []))
+        else:
+            source = node.module or ""
+        if source != name and (PACKAGE.parent / source.replace(".", "/") / "__init__.py").exists():
+            for alias in node.names:
+                yield source, alias.name, node.lineno
+
+
+def test_package_imports_name_the_public_api():
+    """A subpackage's ``__init__`` exports what users call (its ``__all__``); code that needs any
+    other name imports it from the module that defines it, so ``__all__`` (and the API pages built
+    from it) stays the public surface and the package file is not a second home of internals."""
+    import importlib
+
+    wrong = [f"{name}.__all__ names {missing!r}, which it does not define or import"
+             for name, path in MODULES.items() if path.name == "__init__.py"
+             for missing in getattr(importlib.import_module(name), "__all__", ())
+             if not hasattr(importlib.import_module(name), missing)]
+    for name, path in MODULES.items():
+        for source, imported, line in _package_imports(path, name):
+            module = importlib.import_module(source)
+            if imported not in getattr(module, "__all__", ()) and f"{source}.{imported}" not in MODULES:
+                wrong.append(f"{name}:{line}: from {source} import {imported}")
+    assert not wrong, "\n".join(wrong)

@@ -15,18 +15,15 @@ import pytest
 import torch
 from sklearn.base import clone
 
-from hybridtmd.baseline import (
-    BackboneFallbackWarning,
-    FineTuneClassifier,
-    ModelFileError,
-    estimate_flops,
-    grouped_validation_split,
-)
+from hybridtmd.baseline import BackboneFallbackWarning, FineTuneClassifier, estimate_flops
 from hybridtmd.baseline import classifier as classifier_module
 from hybridtmd.datasets import make_synthetic_dataset
-from hybridtmd.embeddings import WeightsNotFoundError, load_efficientnet_lite0
+from hybridtmd.embeddings import WeightsNotFoundError
+from hybridtmd.embeddings.backbones import load_efficientnet_lite0
+from hybridtmd.errors import ModelFileError
 from hybridtmd.io import AFMImage
 from hybridtmd.preprocess import Preprocessor
+from hybridtmd.splits import grouped_validation_split
 
 #: Small and fast: the properties tested do not depend on the 224 px default.
 SMALL = {"backbone": "efficientnet_lite0", "input_size": 32, "batch_size": 8, "epochs": 1, "progress": False,

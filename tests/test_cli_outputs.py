@@ -114,7 +114,7 @@ def test_the_report_and_evaluate_score_samples_by_one_definition():
     """Three images of one sample of true class B: the mean probability says A, the mean
     log-probability (evaluate's pooling) says B; the explanation report must agree with evaluate."""
     from hybridtmd.evaluation.cv import sample_scores
-    from hybridtmd.explanation.report import performance
+    from hybridtmd.reporting.explanation import performance
 
     proba = np.array([[1e-4, 1 - 1e-4], [0.9, 0.1], [0.9, 0.1], [0.2, 0.8]])
     labels = np.array(["B", "B", "B", "A"])
@@ -212,7 +212,7 @@ def test_evaluate_and_compare_check_the_report_folder_before_any_work(trained, t
 
 
 def test_a_report_that_cannot_be_written_after_the_work_is_one_line(trained, tmp_path, monkeypatch):
-    import hybridtmd.evaluation.report as report
+    import hybridtmd.reporting.evaluation as report
 
     def read_only(*args, **kwargs):
         raise OSError(30, "Read-only file system")

@@ -383,7 +383,7 @@ def test_evaluate_predicts_each_test_fold_once(training, monkeypatch):
 
 def test_explain_report_shows_each_image_set_beside_its_label(class_model, fresh, tmp_path):
     """The report's predictions and cards carry each image's set, the model's own predict_set."""
-    from hybridtmd.explanation import write_report
+    from hybridtmd.reporting import write_report
 
     X, y, _ = fresh
     page = write_report(class_model, X.iloc[:40], tmp_path, labels=y[:40], max_images=2, alpha=0.2)

@@ -207,7 +207,7 @@ def _copy_model(saved_model, tmp_path):
 
 
 def _rehash(directory):
-    from hybridtmd._utils import file_sha256
+    from hybridtmd._utils.digests import file_sha256
 
     manifest = json.loads((directory / "manifest.json").read_text())
     forge_manifest(directory, files={name: file_sha256(directory / name) for name in manifest["files"]})

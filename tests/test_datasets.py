@@ -7,15 +7,10 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from hybridtmd.datasets import (
-    MATERIALS,
-    Artefacts,
-    class_counts,
-    load_example_dataset,
-    make_synthetic_dataset,
-    write_synthetic_dataset,
-)
-from hybridtmd.io import DEFAULT_FILENAME_PATTERN, load_dataset
+from hybridtmd.datasets import MATERIALS, load_example_dataset, make_synthetic_dataset, write_synthetic_dataset
+from hybridtmd.datasets.morphology import Artefacts, class_counts
+from hybridtmd.io import load_dataset
+from hybridtmd.io.dataset import DEFAULT_FILENAME_PATTERN
 
 
 def test_same_seed_same_images_different_seed_different():

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hybridtmd._utils import file_sha256
+from hybridtmd._utils.digests import file_sha256
 from hybridtmd.datasets import make_synthetic_dataset
 from hybridtmd.descriptors import DescriptorExtractor
 from hybridtmd.model import HybridClassifier, HybridFeatures, ModelFileError, default_head

@@ -120,3 +120,17 @@ def test_the_readme_quick_start_uses_commands_and_options_the_cli_has():
         options = {opt for param in commands[words[0]].params for opt in (*param.opts, *param.secondary_opts)}
         unknown = [w for w in words[1:] if w.startswith("-") and w not in options]
         assert not unknown, f"hybridtmd {words[0]} has no option {unknown}"
+
+
+def test_sphinx_roles_become_inline_code_on_the_api_pages():
+    """The docstrings' Sphinx roles would print as raw markup through mkdocstrings: the site's
+    griffe extension (named in mkdocs.yml) shows each as the name Sphinx would show."""
+    pytest.importorskip("griffe")
+    assert "tools/griffe_roles.py:SphinxRolesAsCode" in (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    spec = importlib.util.spec_from_file_location("griffe_roles", ROOT / "tools" / "griffe_roles.py")
+    roles = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(roles)
+    text = ("See :func:`hybridtmd.io.load_image`, :class:`~hybridtmd.io.AFMImage`, :mod:`.paper`, "
+            ":meth:`~.Dataset.load` and :ref:`the guide <guide>`; ``code`` and `x` stay.")
+    assert roles.plain_roles(text) == ("See `hybridtmd.io.load_image`, `AFMImage`, `paper`, `load` and "
+                                       "`the guide`; ``code`` and `x` stay.")

@@ -22,13 +22,13 @@ from hybridtmd.embeddings import (
     CNNEmbedder,
     WeightsNotFoundError,
     create_backbone,
-    d4_views,
     list_backbones,
-    load_efficientnet_lite0,
     register_backbone,
     unregister_backbone,
 )
 from hybridtmd.embeddings import embedder as embedder_module
+from hybridtmd.embeddings.backbones import load_efficientnet_lite0
+from hybridtmd.embeddings.inputs import d4_views
 from hybridtmd.errors import HybridTMDError
 from hybridtmd.io import AFMImage
 from hybridtmd.preprocess import Preprocessor, normalise_height
@@ -47,7 +47,7 @@ def _imagenet_input(rgb: np.ndarray) -> torch.Tensor:
     from skimage.transform import resize
 
     x = resize(rgb, (224, 224), anti_aliasing=True)  # float in [0, 1]
-    x = (x - np.array(emb.IMAGENET_MEAN)) / np.array(emb.IMAGENET_STD)
+    x = (x - np.array(emb.backbones.IMAGENET_MEAN)) / np.array(emb.backbones.IMAGENET_STD)
     return torch.from_numpy(x.transpose(2, 0, 1)).float()[None]
 
 

@@ -10,22 +10,19 @@ from sklearn.dummy import DummyClassifier
 from sklearn.model_selection import KFold
 from sklearn.neighbors import KNeighborsClassifier
 
-from hybridtmd._utils import counting_fits
+from hybridtmd._utils.progress import counting_fits
 from hybridtmd.evaluation import (
-    GroupLeakError,
     ablation,
-    cap_per_class,
-    check_grouped_split,
-    element_targets,
     evaluate,
     evaluate_low_data,
     evaluate_multilabel,
     evaluate_sequential,
-    grouped_splits,
-    low_data_fit_count,
     plot_confusion,
     plot_evaluation,
 )
+from hybridtmd.evaluation.cv import cap_per_class
+from hybridtmd.evaluation.modalities import element_targets, low_data_fit_count
+from hybridtmd.splits import GroupLeakError, check_grouped_split, grouped_splits
 
 CLASSES = np.array(["MoS2", "WS2", "WSe2", "MoSe2"])
 

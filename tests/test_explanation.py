@@ -14,6 +14,7 @@ from scipy import stats
 
 from hybridtmd import explanation as ex
 from hybridtmd.model import HybridClassifier, default_head
+from hybridtmd.reporting import write_report
 
 PHYSICAL = ["grain_density_per_um2", "sq_nm", "str", "paper_domain_density_per_px", "paper_dog_blob_count",
             "paper_local_variation"]
@@ -64,7 +65,7 @@ def test_multiclass_shap_adds_up_to_the_margin(multiclass):
     assert list(expl.output_names) == list(model.classes_)
     margin = model.classifier_.predict(table.to_numpy(), output_margin=True)
     np.testing.assert_allclose(expl.values.sum(axis=1) + expl.base_values, margin, atol=1e-4)
-    np.testing.assert_array_equal(model.classes_[ex.predicted_class_index(expl)], model.predict(table))
+    np.testing.assert_array_equal(model.classes_[ex.attributions.predicted_class_index(expl)], model.predict(table))
 
 
 def test_binary_shap_is_one_margin(binary):
@@ -73,34 +74,34 @@ def test_binary_shap_is_one_margin(binary):
     assert expl.output_names == "WSe2"  # the log-odds of classes_[1]
     margin = model.classifier_.predict(table.to_numpy(), output_margin=True)
     np.testing.assert_allclose(expl.values.sum(axis=1) + expl.base_values, margin, atol=1e-4)
-    assert ex.class_explanation(expl, "WSe2") is expl
+    assert ex.attributions.class_explanation(expl, "WSe2") is expl
 
 
 def test_calibrated_explanation_is_the_margin_over_temperature(multiclass):
     model, table, _, expl = multiclass
     calibrated = ex.explain(model, table, calibrated=True)
     np.testing.assert_allclose(calibrated.values * model.temperature_, expl.values, rtol=1e-12)
-    proba = np.exp(ex.margins(calibrated))
+    proba = np.exp(ex.attributions.margins(calibrated))
     np.testing.assert_allclose(proba / proba.sum(axis=1, keepdims=True), model.predict_proba(table), atol=1e-5)
 
 
 def test_every_shap_plot_works_on_class_slices(multiclass):
     _, _, _, expl = multiclass
     for k, name in enumerate(expl.output_names):
-        sliced = ex.class_explanation(expl, name)
+        sliced = ex.attributions.class_explanation(expl, name)
         np.testing.assert_array_equal(sliced.values, expl[:, :, k].values)
         shap.plots.beeswarm(sliced, show=False)
         shap.plots.bar(sliced, show=False)
         shap.plots.waterfall(sliced[0], show=False)
         plt.close("all")
     with pytest.raises(KeyError, match="unknown class"):
-        ex.class_explanation(expl, "GaN")
+        ex.attributions.class_explanation(expl, "GaN")
 
 
 def test_names_carry_units():
-    assert ex.format_unit("per µm²") == "µm⁻²" and ex.format_unit("per px") == "px⁻¹"
-    assert ex.format_unit("1") == "" and ex.format_unit("nm") == "nm"
-    names = ex.display_names(["phys__grain_density_per_um2", "phys__ssk", "latent__0412"])
+    assert ex.names.format_unit("per µm²") == "µm⁻²" and ex.names.format_unit("per px") == "px⁻¹"
+    assert ex.names.format_unit("1") == "" and ex.names.format_unit("nm") == "nm"
+    names = ex.names.display_names(["phys__grain_density_per_um2", "phys__ssk", "latent__0412"])
     assert names == {"phys__grain_density_per_um2": "grain_density_per_um2 [µm⁻²]", "phys__ssk": "ssk",
                      "latent__0412": "latent__0412"}
 
@@ -204,7 +205,7 @@ def test_figures_are_non_empty_pngs(multiclass, rough_image, tmp_path):
 
 def test_report_html_embeds_every_figure(multiclass, tmp_path):
     model, table, labels, _ = multiclass
-    page = ex.write_report(model, table, tmp_path, labels=labels, max_images=1)
+    page = write_report(model, table, tmp_path, labels=labels, max_images=1)
     text = page.read_text(encoding="utf-8")
     pngs = sorted(tmp_path.glob("*.png"))
     names = {p.name for p in pngs}
@@ -260,7 +261,7 @@ def test_report_on_images_shows_each_image_beside_its_explanation(small_syntheti
 
     model = HybridClassifier(features=HybridFeatures(embedder=None), classifier=small_head(), ood_neighbors=None)
     model.fit(small_synthetic.images, small_synthetic.labels, groups=small_synthetic.groups)
-    page = ex.write_report(model, small_synthetic.images[:6], tmp_path, max_images=1)
+    page = write_report(model, small_synthetic.images[:6], tmp_path, max_images=1)
     [height_map] = tmp_path.glob("card_*_height_map.png")
     assert_png(height_map)
     assert base64.b64encode(height_map.read_bytes()).decode("ascii") in page.read_text("utf-8")

@@ -54,7 +54,7 @@ def test_group_shapley_of_the_svm_head_adds_up_to_its_probabilities(svm_model):
 
 def test_group_shapley_answers_physical_vs_latent_for_the_svm_head(svm_model):
     model, table, labels, _ = svm_model
-    shares = ex.group_shares(ex.group_shapley(model, table))
+    shares = ex.figures.group_shares(ex.group_shapley(model, table))
     assert shares.loc["B"].idxmax() == "areal"  # B differs in sq_nm only
     assert shares.loc["C"].idxmax() == "latent"  # C differs in latent__0001 only
 
@@ -125,7 +125,7 @@ def test_shapley_values_of_a_known_game():
     w·w over pairs), efficiency holds."""
     weights = np.array([1.0, 2.0, 3.0])
     v = np.array([sum(weights[j] for j in range(3) if c >> j & 1) ** 2 for c in range(8)])
-    np.testing.assert_allclose(ex.shapley_from_values(v), weights * weights.sum())
+    np.testing.assert_allclose(ex.shapley.shapley_from_values(v), weights * weights.sum())
 
 
 def test_treeshap_group_sums_add_up_to_the_xgboost_margin(tree_model):
@@ -137,7 +137,7 @@ def test_treeshap_group_sums_add_up_to_the_xgboost_margin(tree_model):
     np.testing.assert_allclose(groups.values.sum(axis=1) + groups.base_values, margin, atol=1e-4)
     np.testing.assert_allclose(groups.values[:, list(groups.feature_names).index("latent")],
                                result.features.values[:, 4:].sum(axis=1), atol=1e-12)  # an exact sum
-    shares = ex.group_shares(groups)
+    shares = ex.figures.group_shares(groups)
     assert shares.loc["B"].idxmax() == "areal" and shares.loc["C"].idxmax() == "latent"
 
 
@@ -297,7 +297,7 @@ def test_multichannel_groups_by_channel_family_by_default_and_by_channel_or_fami
         names[group_by] = list(groups.feature_names)
         np.testing.assert_allclose(groups.values.sum(axis=1) + groups.base_values, margin, atol=1e-4)
         if group_by == "channel":
-            shares = ex.group_shares(groups)
+            shares = ex.figures.group_shares(groups)
             assert shares.loc["B"].idxmax() == "phase"  # B differs in its phase map only
             assert (shares["latent"] < shares[["height", "phase"]].max(axis=1)).all()  # latent is noise here
     assert names["auto"] == names["channel_family"] == ["areal", "phase__areal", "phase__texture", "latent"]
@@ -311,7 +311,7 @@ def test_multichannel_groups_by_channel_family_by_default_and_by_channel_or_fami
     assert list(attribution.global_abs.index) == ["height", "phase", "latent"]
     assert set(attribution.share.columns) == {"physical", "latent"}
     with pytest.raises(ValueError, match="group_by must be one of"):
-        ex.regroup(model.feature_groups_, "channels")
+        ex.groups.regroup(model.feature_groups_, "channels")
 
 
 def test_multichannel_group_shapley_by_channel_adds_up_to_the_probabilities():

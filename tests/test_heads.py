@@ -12,13 +12,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from hybridtmd.errors import ModelFileError
-from hybridtmd.model import (
-    SVM_PROBA_PREFIX,
-    HybridClassifier,
-    KernelSVMHead,
-    StackHead,
-    default_head,
-)
+from hybridtmd.model import HybridClassifier, KernelSVMHead, StackHead, default_head
+from hybridtmd.model.columns import SVM_PROBA_PREFIX
 from hybridtmd.model.selection import select_head
 from hybridtmd.model.split_points import centre_splits
 

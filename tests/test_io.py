@@ -9,17 +9,9 @@ import pytest
 import tifffile
 
 from hybridtmd.errors import AFMInputError, AFMInputWarning, MissingDependencyError
-from hybridtmd.io import (
-    AFMImage,
-    check_height,
-    load_dataset,
-    load_image,
-    load_images,
-    save_image,
-    unit_to_nm,
-    write_manifest,
-)
-from hybridtmd.plotting import plot_height_map
+from hybridtmd.io import AFMImage, load_dataset, load_image, load_images, save_image, unit_to_nm, write_manifest
+from hybridtmd.io.figures import plot_height_map
+from hybridtmd.io.image import check_height
 
 
 # --------------------------------------------------------------------------- round trips

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hybridtmd.embeddings import CNNEmbedder, conservative_resize, feature_map, latent_maps, pooled
+from hybridtmd.embeddings import CNNEmbedder, latent_maps
+from hybridtmd.embeddings.backbones import pooled
+from hybridtmd.embeddings.maps import conservative_resize, feature_map
 from hybridtmd.io import AFMImage
 
 DIMS = [3, 100, 517, 1279]
@@ -80,7 +82,7 @@ def test_conservative_resize_keeps_the_mean_for_any_sizes():
 def test_a_torchvision_resnet_gives_its_layer4_map():
     import torch
 
-    from hybridtmd.embeddings import build_architecture
+    from hybridtmd.embeddings.backbones import build_architecture
 
     module = pooled(build_architecture("resnet18"))
     x = torch.randn(2, 3, 64, 64)

@@ -20,12 +20,11 @@ from hybridtmd.model import (
     HybridFeatures,
     KernelSVMHead,
     ModelFileError,
-    align_columns,
     default_head,
-    feature_groups_from_columns,
     latent_table,
-    power_l2_normalise,
 )
+from hybridtmd.model.columns import align_columns, feature_groups_from_columns
+from hybridtmd.model.heads import power_l2_normalise
 
 
 def small_head(seed: int = 0):

@@ -13,7 +13,7 @@ from corpus.tampering import forge_manifest
 from scipy import stats
 
 from hybridtmd import explanation as ex
-from hybridtmd._utils import file_sha256
+from hybridtmd._utils.digests import file_sha256
 from hybridtmd.model import HybridClassifier, ModelFileError, default_head, latent_correlates
 from hybridtmd.model.links import LINK_COLUMNS
 
@@ -117,7 +117,7 @@ def test_forged_links_are_refused_naming_the_file(fitted, tmp_path, changes, mat
 def test_release_models_without_links_load_and_explain_with_links_computed_from_their_training_rows():
     model = HybridClassifier.load(RELEASE / "hybrid_xgboost")
     assert model.latent_links_ is None
-    training = ex.background_table(model)
+    training = ex.shapley.background_table(model)
     explained = ex.explain_set(model, training.iloc[:4])
     pd.testing.assert_frame_equal(explained.correlates, latent_correlates(training))
 

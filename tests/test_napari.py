@@ -4,8 +4,8 @@ never shown): the reader, the layer scales, the three widgets, a screenshot.
 Skipped with the reason when the extra is not installed (the core install), or when there is no
 X display: napari's canvas needs OpenGL, which Qt's ``offscreen`` platform lacks, so headless
 machines run these tests under Xvfb (pytest-xvfb, in the extra, starts it when ``Xvfb`` is
-installed: ``apt-get install xvfb``). Set ``HYBRIDTMD_NAPARI_SCREENSHOT=docs/napari.png`` to keep
-the screenshot the docs show.
+installed: ``apt-get install xvfb``). The screenshot of docs/napari.md is taken by
+``tools/napari_screenshot.py``.
 """
 
 from __future__ import annotations
@@ -23,13 +23,17 @@ if not os.environ.get("DISPLAY"):
     pytest.skip("napari's canvas needs an X display for OpenGL: install Xvfb (apt-get install xvfb), which "
                 "pytest-xvfb starts", allow_module_level=True)
 
+from corpus.files import sample_files_folder  # noqa: E402
+
 from hybridtmd import explanation as ex  # noqa: E402
 from hybridtmd.datasets import make_synthetic_dataset  # noqa: E402
-from hybridtmd.descriptors import DescriptorExtractor  # noqa: E402
+from hybridtmd.descriptors import DescriptorExtractor, blob_positions, grain_labels  # noqa: E402
 from hybridtmd.embeddings import CNNEmbedder  # noqa: E402
+from hybridtmd.errors import HybridTMDError  # noqa: E402
 from hybridtmd.explanation.attributions import per_class  # noqa: E402
 from hybridtmd.io import SUPPORTED_SUFFIXES, load_channels, load_image, save_image  # noqa: E402
 from hybridtmd.model import HybridClassifier, HybridFeatures, default_head  # noqa: E402
+from hybridtmd.model.conformal import set_labels  # noqa: E402
 from hybridtmd.napari.batch import BatchWidget  # noqa: E402
 from hybridtmd.napari.explain import explain_item  # noqa: E402
 from hybridtmd.napari.gl_safety import keep_triton_out  # noqa: E402
@@ -50,8 +54,9 @@ def dataset():
 
 @pytest.fixture(scope="module")
 def model_dir(dataset, tmp_path_factory):
-    """A small image model (areal + grains descriptors, 64-px CNN embeddings, 30-tree XGBoost)."""
-    features = HybridFeatures(descriptors=DescriptorExtractor(families=["areal", "grains"]),
+    """A small image model (areal, grains and morphology descriptors - grains and DoG blobs to
+    overlay -, 64-px CNN embeddings, 30-tree XGBoost)."""
+    features = HybridFeatures(descriptors=DescriptorExtractor(families=["areal", "grains", "morphology"]),
                               embedder=CNNEmbedder(device="cpu", input_size=64))
     head = default_head(0, n_jobs=1).set_params(n_estimators=30, learning_rate=0.3)
     model = HybridClassifier(features=features, classifier=head).fit(dataset.images, dataset.labels,
@@ -129,6 +134,58 @@ def test_every_channel_opens_in_nm_with_the_pixel_size_as_scale(make_napari_view
     assert [str(u) for u in viewer.layers.units] == ["nanometer", "nanometer"]  # what the scale bar reads
 
 
+def error_chain(error: BaseException | None) -> list[str]:
+    """The messages of an error and of the errors it was raised from."""
+    chain = []
+    while error is not None:
+        chain.append(str(error))
+        error = error.__cause__ or error.__context__
+    return chain
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".npz", ".gwy"])
+def test_every_format_hybridtmd_writes_opens_in_nm(dataset, tmp_path, suffix):
+    image = dataset.images[3]
+    path = str(save_image(image, tmp_path / f"scan{suffix}"))
+    ((data, kwargs, kind),) = get_reader(path)(path)
+    np.testing.assert_allclose(data, image.height, rtol=1e-6)  # float32 TIFF
+    assert kind == "image" and kwargs["scale"] == pytest.approx(image.pixel_size_nm[::-1])
+    assert kwargs["units"] == ("nm", "nm") and kwargs["name"] == "scan · height [nm]"
+    assert kwargs["metadata"][METADATA_KEY]["z_unit"] == "nm"
+
+
+@pytest.mark.skipif(sample_files_folder() is None, reason="AFMReader's instrument sample files are absent "
+                    "(make samples)")
+def test_the_instrument_sample_files_open_one_layer_per_channel_in_nm(make_napari_viewer):
+    """Real files of five vendors (AFMReader's samples): every channel a layer, the pixel size
+    as the scale, the unit in the name and metadata; a format whose reader is not installed is
+    napari's error with hybridtmd's reason (the extra to install)."""
+    viewer = make_napari_viewer()
+    opened_any = False
+    for path in sorted(sample_files_folder().iterdir()):
+        if get_reader(str(path)) is None:
+            continue
+        try:
+            expected = load_channels(path)
+        except HybridTMDError as exc:  # e.g. .asd without hybridtmd[vendor]
+            with pytest.raises(Exception) as caught:
+                opened(viewer, path)
+            reason = getattr(exc, "reason", str(exc))
+            assert any(reason in text and path.name in text for text in error_chain(caught.value))
+            continue
+        layers = opened(viewer, path)
+        opened_any = True
+        assert len(layers) == len(expected)
+        for layer, (key, image) in zip(layers, expected.items(), strict=True):
+            assert tuple(layer.scale) == pytest.approx(image.pixel_size_nm[::-1])
+            assert [str(u) for u in layer.units] == ["nanometer", "nanometer"]
+            assert layer.name.endswith(f"· {key} [{image.z_unit}]")
+            assert layer.metadata[METADATA_KEY]["z_unit"] == image.z_unit
+        assert sum(layer.visible for layer in layers) == 1
+        viewer.layers.clear()
+    assert opened_any
+
+
 def test_an_unreadable_file_gives_napari_error_with_hybridtmds_reason(make_napari_viewer, tmp_path):
     bare = tmp_path / "bare.npy"
     np.save(bare, np.random.default_rng(0).normal(size=(64, 64)))
@@ -138,10 +195,7 @@ def test_an_unreadable_file_gives_napari_error_with_hybridtmds_reason(make_napar
     for path, reason in [(bare, "no pixel size"), (cut, "cut.gwy")]:
         with pytest.raises(Exception) as caught:
             opened(viewer, path)
-        chain, error = [], caught.value
-        while error is not None:
-            chain.append(str(error))
-            error = error.__cause__ or error.__context__
+        chain = error_chain(caught.value)
         assert any(reason in text for text in chain), chain
         assert any(path.name in text for text in chain), chain
     assert len(viewer.layers) == 0
@@ -162,29 +216,36 @@ def test_classify_widget_gives_the_librarys_prediction_and_writes_layer_metadata
     assert bool(table["out_of_distribution"].iloc[0]) == bool(expected["out_of_distribution"].iloc[0])
     assert height.metadata[PREDICTION_KEY]["label"] == expected["label"].iloc[0]
     assert expected["label"].iloc[0] in widget.status.value and "distribution" in widget.status.value.lower()
-    assert "prediction_set" not in table  # this model makes no sets
+    assert "set" not in table  # this model makes no sets
     # a height model does not read a phase map as heights: that layer is skipped, saying why
     viewer.layers.selection = {phase, height}
     assert list(widget.classify_selected().index) == [height.name]
     assert f"skipped {phase.name}: " in widget.status.value and "not a height map" in widget.status.value
 
 
-def test_classify_shows_the_prediction_set_when_the_model_has_one(make_napari_viewer, model_dir, scan):
+def test_classify_shows_the_prediction_set_when_the_model_has_one(make_napari_viewer, dataset, scan, tmp_path):
+    """A model trained with conformal sets: the widget's set is the model's own predict_set at
+    the widget's alpha (the columns of ``hybridtmd predict --alpha``); an alpha the calibration
+    cannot serve is said, and the label is still given."""
+    features = HybridFeatures(descriptors=DescriptorExtractor(families=["areal"]), embedder=None)
+    head = default_head(0, n_jobs=1).set_params(n_estimators=20, learning_rate=0.3)
+    model = HybridClassifier(features=features, classifier=head, conformal="marginal").fit(
+        dataset.images, dataset.labels, groups=dataset.groups)
     viewer = make_napari_viewer()
     height, _ = opened(viewer, scan)
     widget = ClassifyWidget(viewer)
-    widget.model_dir.value = model_dir
-    model = widget.model()
-    class EveryClass:  # a calibration whose sets hold every class, read from predict_frame's probabilities
-        def image_sets(self, proba, alpha, classes):
-            return np.ones(proba.shape, dtype=bool)
-
-    model.conformal_ = EveryClass()
+    widget.model_dir.value = model.save(tmp_path / "conformal")
+    widget.alpha.value = 0.5
     viewer.layers.selection = {height}
     table = widget.classify_selected()
-    assert table["prediction_set"].iloc[0] == "MoS2|WSe2"
-    assert "set {MoS2, WSe2}" in widget.status.value
-    assert height.metadata[PREDICTION_KEY]["prediction_set"] == "MoS2|WSe2"
+    expected = set_labels(model.predict_set([load_image(scan)], alpha=0.5), model.classes_)[0]
+    assert table["set"].iloc[0] == expected and table["set_size"].iloc[0] == len(expected.split("|"))
+    assert f"set {{{expected.replace('|', ', ')}}}" in widget.status.value
+    assert height.metadata[PREDICTION_KEY]["set"] == expected
+    widget.alpha.value = 0.01  # 2 calibration samples cannot make a 99 % set that leaves a class out
+    table = widget.classify_selected()
+    assert "set" not in table and table["label"].iloc[0] == model.predict([load_image(scan)])[0]
+    assert "no prediction sets at alpha 0.01" in widget.status.value
 
 
 def test_a_layer_without_pixel_size_is_skipped_with_the_reason(make_napari_viewer, model_dir, scan):
@@ -228,9 +289,11 @@ def test_batch_widget_predicts_a_folder_lists_skipped_files_and_exports_csv(make
     assert skipped[1].startswith("skipped broken.gwy: ")
     assert widget.progress.value == widget.progress.max == 5
     assert "predicted 3 of 5 file(s); 2 skipped" in widget.status.value
+    (tmp_path / "out.csv").write_text("an older table\n")
     widget.csv_path.value = tmp_path / "out.csv"
     written = widget.export_csv()
-    pd.testing.assert_frame_equal(pd.read_csv(written), table, check_dtype=False)
+    pd.testing.assert_frame_equal(pd.read_csv(written), table, check_dtype=False)  # replaced whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv", "scans"]  # no temporary file left
 
 
 @pytest.fixture(scope="module")
@@ -261,6 +324,48 @@ def test_explain_widget_adds_latent_maps_on_the_scan_grid(explained_viewer):
         METADATA_KEY]["source"])])
     for name, values in zip(result.latent.names, result.latent.maps, strict=True):
         assert np.nanmean(values) == pytest.approx(table[name].iloc[0], rel=1e-4, abs=1e-5)
+
+
+def test_explain_widget_overlays_the_grains_and_blobs_the_descriptors_counted(explained_viewer):
+    """The grains (Labels, on the descriptors' 10 nm grid) and the DoG blobs (Points, in nm) lie
+    on the scan: the grid's outer edges are the scan's, the blobs' world positions are their nm
+    positions on the scan; and they are what the model's descriptors counted."""
+    viewer, height, widget, result = explained_viewer
+    grains_layer = viewer.layers[f"{height.name} · grains"]
+    blobs_layer = viewer.layers[f"{height.name} · DoG blobs (morphology)"]
+    assert isinstance(grains_layer, napari.layers.Labels) and isinstance(blobs_layer, napari.layers.Points)
+    assert viewer.layers.selection.active is height  # still the explained scan, ready for the next run
+    assert grains_layer.visible and blobs_layer.visible and grains_layer.contour > 0
+    image = load_image(height.metadata[METADATA_KEY]["source"])
+    table = HybridClassifier.load(widget.model_dir.value).transform_features([image])
+    grains = grain_labels(image)  # the model's settings are the defaults
+    np.testing.assert_array_equal(grains_layer.data, grains.labels)
+    assert grains.count == table["phys__grain_count"].iloc[0] > 0
+    assert grains.labels.shape != height.data.shape  # a grid of its own: the reference pixels
+    # its own scale, translated so that its outer pixel edges are the scan's
+    assert tuple(grains_layer.scale) == pytest.approx(grains.pixel_size_nm[::-1])
+    assert tuple(grains_layer.translate) == pytest.approx(tuple(np.add(height.translate, grains.origin_nm[::-1])))
+    for layer_edge, scan_edge in [
+        (grains_layer.translate - grains_layer.scale / 2, height.translate - height.scale / 2),
+        (grains_layer.translate + (np.array(grains.labels.shape) - 0.5) * grains_layer.scale,
+         height.translate + (np.array(height.data.shape) - 0.5) * height.scale)]:
+        np.testing.assert_allclose(layer_edge, scan_edge, atol=1e-9)
+    assert [str(u) for u in grains_layer.units] == [str(u) for u in height.units]
+    # the blobs: data in nm (scale 1) on the scan's translation, size = diameter in nm
+    blobs = blob_positions(image)
+    assert len(blobs_layer.data) == len(blobs) == round(table["phys__morph_dog_blob_density_per_um2"].iloc[0]
+                                                        * image.area_um2)
+    assert tuple(blobs_layer.scale) == (1.0, 1.0) and tuple(blobs_layer.translate) == tuple(height.translate)
+    np.testing.assert_allclose(blobs_layer.data, blobs[["y_nm", "x_nm"]].to_numpy())
+    np.testing.assert_allclose(blobs_layer.size, 2 * blobs["radius_nm"].to_numpy())
+    world = np.array([blobs_layer.data_to_world(point) for point in blobs_layer.data])
+    pixels = np.array([height.world_to_data(point) for point in world])  # scan pixel coordinates
+    np.testing.assert_allclose(pixels[:, ::-1] * image.pixel_size_nm, blobs[["x_nm", "y_nm"]].to_numpy(), atol=1e-9)
+    assert result.grains.count == height.metadata[EXPLANATION_KEY]["grains"]
+    assert f"overlaid: {grains.count} grains, {len(blobs)} DoG blobs" in widget.status.value
+    names = [layer.name for layer in viewer.layers]
+    widget.explain_selected()  # again: the overlays are replaced, not stacked
+    assert [layer.name for layer in viewer.layers] == names and viewer.layers.selection.active is height
 
 
 def test_explain_widget_shows_groups_and_writes_layer_metadata(explained_viewer):
@@ -297,18 +402,21 @@ def test_top_physical_drivers_come_with_their_values(dataset):
 
 
 def test_screenshot_of_the_viewer_with_overlays(explained_viewer, tmp_path):
-    """The canvas shows the scan, its top latent map and the scale bar. With
-    ``HYBRIDTMD_NAPARI_SCREENSHOT`` the whole window (layer list, Explain widget) is saved there:
-    run under a screen that holds it, e.g. ``xvfb-run -s "-screen 0 1400x800x24" ... -p no:xvfb``."""
-    from skimage.io import imsave
-
+    """The canvas shows the scan, its top latent map, the grain outlines, the blobs and the scale
+    bar, each overlay visibly (hiding it changes the canvas). The docs' picture of a larger scene
+    is ``tools/napari_screenshot.py``'s."""
     viewer, height, _, _ = explained_viewer
     viewer.scale_bar.visible = True
     viewer.reset_view()
     canvas = viewer.screenshot(canvas_only=True, flash=False)
     assert canvas.ndim == 3 and canvas.shape[2] == 4
     assert canvas[..., :3].std() > 5  # the scan and its overlays, not a blank canvas
-    target = os.environ.get("HYBRIDTMD_NAPARI_SCREENSHOT")
-    if target:
-        viewer.window.resize(1400, 800)
-        imsave(target, viewer.screenshot(canvas_only=False, flash=False)[..., :3], check_contrast=False)
+    # every overlay is drawn: hiding it changes the picture
+    overlays = [layer for layer in viewer.layers if layer is not height and layer.visible]
+    assert {type(layer).__name__ for layer in overlays} == {"Image", "Labels", "Points"}
+    for layer in overlays:
+        layer.visible = False
+        without = viewer.screenshot(canvas_only=True, flash=False)
+        layer.visible = True
+        changed = np.abs(canvas[..., :3].astype(int) - without[..., :3].astype(int)).max(axis=2) > 10
+        assert changed.mean() > 0.002, f"{layer.name}: no visible change ({changed.mean():.4f} of the pixels)"

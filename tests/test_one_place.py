@@ -11,20 +11,22 @@ def test_every_report_draws_the_one_confusion_matrix(monkeypatch):
     import matplotlib
 
     matplotlib.use("Agg")
-    import hybridtmd.plotting as plotting
-    from hybridtmd.evaluation import figures as evaluation_figures
-    from hybridtmd.explanation import figures as explanation_figures
+    from hybridtmd.evaluation import figures
+    from hybridtmd.reporting import evaluation as evaluation_report
+    from hybridtmd.reporting import explanation as explanation_report
 
-    assert evaluation_figures.plot_confusion is plotting.plot_confusion
+    # both reports draw through the evaluation stage's two confusion figures, not copies of them
+    assert evaluation_report.plot_confusion is figures.plot_confusion
+    assert explanation_report.plot_confusion_matrix is figures.plot_confusion_matrix
     drawn = []
-    original = plotting.plot_confusion
+    original = figures.plot_confusion
 
     def spy(confusion, ax=None, title=None):
         drawn.append(confusion)
         return original(confusion, ax=ax, title=title)
 
-    monkeypatch.setattr(plotting, "plot_confusion", spy)
-    figure = explanation_figures.plot_confusion_matrix(["a", "a", "b"], ["a", "b", "b"], ["a", "b"], "t")
+    monkeypatch.setattr(figures, "plot_confusion", spy)
+    figure = figures.plot_confusion_matrix(["a", "a", "b"], ["a", "b", "b"], ["a", "b"], "t")
     assert len(drawn) == 1 and drawn[0].to_numpy().tolist() == [[1, 1], [0, 1]]
     texts = [t.get_text() for t in figure.axes[0].texts]
     assert texts == ["1\n0.50", "1\n0.50", "0\n0.00", "1\n1.00"]  # counts and row rates, as evaluate draws
@@ -48,9 +50,9 @@ def test_the_correlation_table_is_the_models_correlation_routine(monkeypatch):
 
 def test_one_floor_one_manifest_name_one_file_digest():
     import hybridtmd.embeddings as embeddings
-    from hybridtmd.baseline import MANIFEST_NAME as baseline_manifest
     from hybridtmd.model import calibration, samples
     from hybridtmd.model.persistence import MANIFEST_NAME
+    from hybridtmd.model.persistence import MANIFEST_NAME as baseline_manifest
 
     assert samples.PROBABILITY_FLOOR is calibration.PROBABILITY_FLOOR
     assert baseline_manifest is MANIFEST_NAME

@@ -74,7 +74,8 @@ def test_compare_fits_learnt_features_inside_training_folds(images, monkeypatch)
     """An embedder PCA must never see a test fold: compare fits it on each training fold only."""
     from sklearn.model_selection import StratifiedGroupKFold
 
-    from hybridtmd.evaluation import compare, split_limit
+    from hybridtmd.evaluation import compare
+    from hybridtmd.splits import split_limit
 
     X, y, groups = images
     seen: list[int] = []
@@ -97,7 +98,7 @@ def test_compare_fits_learnt_features_inside_training_folds(images, monkeypatch)
     assert set(result.folds["model"]) == {"hybrid", "descriptors", "embeddings", "fine-tune"}
     # issue 33: the comparison reports its own time and each arm's (fit + predict over its folds)
     from hybridtmd.evaluation.compare import arm_seconds
-    from hybridtmd.evaluation.report import time_line
+    from hybridtmd.reporting.evaluation import time_line
 
     arms = arm_seconds(result)
     assert list(arms) == ["hybrid", "descriptors", "embeddings", "fine-tune"] and all(v > 0 for v in arms.values())
@@ -163,7 +164,8 @@ def test_permutation_is_between_samples_and_paired_differences_are_corrected():
     from sklearn.dummy import DummyClassifier
     from sklearn.neighbors import KNeighborsClassifier
 
-    from hybridtmd.evaluation import evaluate, paired_differences, permutation_test, permute_between_samples
+    from hybridtmd.evaluation import evaluate, paired_differences, permutation_test
+    from hybridtmd.evaluation.significance import permute_between_samples
 
     rng = np.random.default_rng(0)
     groups = np.repeat(np.arange(30), 2)
@@ -190,7 +192,7 @@ def test_evaluation_report_has_sample_accuracy_permutation_and_paired_difference
     from sklearn.neighbors import KNeighborsClassifier
 
     from hybridtmd.evaluation import ablation
-    from hybridtmd.evaluation.report import write_evaluation_report
+    from hybridtmd.reporting.evaluation import write_evaluation_report
 
     rng = np.random.default_rng(1)
     groups = np.repeat(np.arange(20), 2)
@@ -288,7 +290,7 @@ def test_fold_scores_do_not_warn_when_a_prediction_names_a_class_absent_from_the
 def test_progress_bar_stages_are_lines_in_a_log(capsys):
     """Issue 33: off a terminal each stage of a long command is one line (done / total, seconds);
     a stage that counted nothing (the opening title) leaves none; show=False prints nothing."""
-    from hybridtmd._utils import ProgressBar
+    from hybridtmd._utils.progress import ProgressBar
 
     with ProgressBar(True, None, "evaluate") as bar:
         bar.stage("cross-validation", 3)

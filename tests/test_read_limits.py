@@ -19,14 +19,8 @@ from typer.testing import CliRunner
 
 from hybridtmd.cli import app
 from hybridtmd.errors import AFMInputError, HybridTMDError
-from hybridtmd.io import (
-    VENDOR_SUFFIXES,
-    RawImage,
-    load_image,
-    load_images,
-    register_reader,
-    unregister_reader,
-)
+from hybridtmd.io import RawImage, load_image, load_images, register_reader, unregister_reader
+from hybridtmd.io.readers import VENDOR_SUFFIXES
 
 runner = CliRunner()
 LIMIT_S = 1.0

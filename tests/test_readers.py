@@ -15,11 +15,11 @@ from hybridtmd.io import (
     RawImage,
     load_dataset,
     load_image,
-    reader_for,
     register_reader,
     save_image,
     unregister_reader,
 )
+from hybridtmd.io.readers import reader_for
 from hybridtmd.preprocess import Preprocessor
 
 
@@ -156,8 +156,8 @@ def test_transform_does_not_change_the_fitted_state(small_synthetic):
 
 
 def test_a_channel_without_a_direction_beside_its_retrace_is_the_trace():
-    from hybridtmd.io import ChannelSpec, default_channel
-    from hybridtmd.io.channels import implied_directions
+    from hybridtmd.io import default_channel
+    from hybridtmd.io.channels import ChannelSpec, implied_directions
 
     jpk = [ChannelSpec(0, "Height (retrace)", "m", direction="retrace"), ChannelSpec(1, "Height", "m"),
            ChannelSpec(2, "Phase", "deg", is_length=False)]

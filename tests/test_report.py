@@ -17,6 +17,8 @@ import pytest
 from hybridtmd import explanation as ex
 from hybridtmd.embeddings import CNNEmbedder
 from hybridtmd.model import HybridClassifier, HybridFeatures, default_head
+from hybridtmd.reporting import explanation as report_page
+from hybridtmd.reporting import render_report
 
 ARTEFACTS = Path(os.environ.get("HYBRIDTMD_TEST_ARTEFACTS", Path(__file__).resolve().parents[1] / "outputs" /
                                 "test-artefacts"))
@@ -47,7 +49,7 @@ def held_out(dataset):
 @pytest.fixture(scope="module")
 def report(held_out, dataset, tmp_path_factory):
     folder = tmp_path_factory.mktemp("report")
-    return ex.render_report(held_out, folder, images=dataset.images, max_cards=3)
+    return render_report(held_out, folder, images=dataset.images, max_cards=3)
 
 
 def test_every_image_is_explained_by_a_model_that_never_saw_its_sample(held_out, dataset):
@@ -145,7 +147,7 @@ def test_the_first_screen_is_the_answer_not_a_table(report):
 
 def test_cards_put_misclassified_images_first_then_by_confidence(report):
     predictions = pd.read_csv(report.parent / "predictions.csv")
-    order = ex.report.card_order(predictions)
+    order = report_page.card_order(predictions)
     ranked = predictions.iloc[order]
     wrong = ~ranked["correct"].to_numpy()
     assert not (np.diff(wrong.astype(int)) > 0).any()  # no misclassified image after a correct one
@@ -189,7 +191,7 @@ def test_latent_names_are_read_from_what_a_figure_draws():
 
 
 def test_long_tables_are_paged_and_downloadable(report):
-    from hybridtmd.explanation import page
+    from hybridtmd.reporting import page
 
     assert "paged" in page.table(pd.DataFrame({"x": range(page.ROWS_PER_PAGE + 1)}))
     assert "paged" not in page.table(pd.DataFrame({"x": range(page.ROWS_PER_PAGE)}))

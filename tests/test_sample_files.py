@@ -177,7 +177,7 @@ def test_afmreader_formats(name, afmreader):
 def test_afmreader_log_lines_are_off_unless_verbose(afmreader):
     from loguru import logger
 
-    from hybridtmd.io import set_third_party_logging
+    from hybridtmd.io.limits import set_third_party_logging
 
     records: list = []
     sink = logger.add(records.append, level="DEBUG", format="{name}: {message}")

@@ -90,7 +90,7 @@ def _hybrid(**options):
 def _xgboost(**options):
     from xgboost import XGBClassifier
 
-    from hybridtmd._utils import validate_params
+    from hybridtmd._utils.params import validate_params
     from hybridtmd.config import XGBOOST_OPTIONS
 
     return lambda: validate_params(XGBClassifier(**options), {k: XGBOOST_OPTIONS[k] for k in options})

@@ -124,21 +124,11 @@ needing the pretrained weights file for the built-in backbones, and raises
 inconsistent, or ``model.pt`` does not match its recorded digest.
 """
 
-from ..errors import ModelFileError
-from ..model.persistence import MANIFEST_NAME
-from ..splits import grouped_validation_split
 from .classifier import BackboneFallbackWarning, FineTuneClassifier
-from .network import TRAIN_STEP_FLOPS_FACTOR, estimate_flops
-from .persistence import MODEL_FORMAT_VERSION, WEIGHTS_NAME
+from .network import estimate_flops
 
 __all__ = [
     "BackboneFallbackWarning",
     "FineTuneClassifier",
-    "MANIFEST_NAME",
-    "MODEL_FORMAT_VERSION",
-    "ModelFileError",
-    "TRAIN_STEP_FLOPS_FACTOR",
-    "WEIGHTS_NAME",
     "estimate_flops",
-    "grouped_validation_split",
 ]

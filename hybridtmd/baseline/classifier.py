@@ -15,25 +15,15 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from .._utils import (
-    DEVICES,
-    Interval,
-    Options,
-    ProgressBar,
-    select_device,
-    validate_params,
-)
-from ..embeddings import (
-    CLIP_PERCENTILES,
-    INPUT_SIZE,
-    Backbone,
-    WeightsNotFoundError,
-    create_backbone,
-    image_views,
-    pooled,
-)
+from .._utils.devices import DEVICES, select_device
+from .._utils.params import Interval, Options, validate_params
+from .._utils.progress import ProgressBar
+from ..embeddings import Backbone, WeightsNotFoundError, create_backbone
+from ..embeddings.backbones import pooled
+from ..embeddings.inputs import CLIP_PERCENTILES, INPUT_SIZE, image_views
 from ..errors import ModelFileError
-from ..io import AFMImage, check_images
+from ..io import AFMImage
+from ..io.image import check_images
 from ..model.persistence import MANIFEST_NAME
 from ..preprocess import NORMALISE_PERCENTILES
 from .multilabel import ElementLoss, class_log_likelihood, element_matrix, material_elements

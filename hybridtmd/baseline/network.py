@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..embeddings import Backbone, build_architecture, pooled
+from ..embeddings import Backbone
+from ..embeddings.backbones import build_architecture, pooled
 
 if TYPE_CHECKING:  # torch is imported lazily, as in hybridtmd.embeddings
     import torch

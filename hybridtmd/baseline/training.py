@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._utils import ProgressBar
-from ..embeddings import d4_view
+from .._utils.progress import ProgressBar
+from ..embeddings.inputs import d4_view
 from ..splits import grouped_validation_split
 from .network import TRAIN_STEP_FLOPS_FACTOR, DevicePlan, split_batches
 

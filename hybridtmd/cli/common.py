@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .._utils import COUNT, POSITIVE, Check, Options, unmet
+from .._utils.params import COUNT, POSITIVE, Check, Options, unmet
 from .._version import __version__
 from ..errors import HybridTMDError
 from .messages import (  # noqa: F401  (the commands import them from here)
@@ -71,8 +71,7 @@ def main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the file readers' own log output.")] = False,
 ) -> None:
     """Explainable classification of TMD films from AFM height maps."""
-    from ..io import set_third_party_logging
-    from ..io.limits import max_pixels, read_timeout_s
+    from ..io.limits import max_pixels, read_timeout_s, set_third_party_logging
 
     set_third_party_logging(verbose)
     try:  # a bad limit in the environment is the run's error, not every file's reason
@@ -105,7 +104,7 @@ ReportFolder = Annotated[Path, typer.Option("-o", "--output", help="Report folde
 def parse_pattern(text: str | None) -> str | None:
     """``--pattern``: a regular expression with named groups label and group, or ``default`` for
     the paper's naming convention (:data:`hybridtmd.io.DEFAULT_FILENAME_PATTERN`)."""
-    from ..io import DEFAULT_FILENAME_PATTERN
+    from ..io.dataset import DEFAULT_FILENAME_PATTERN
 
     if text is None:
         return None
@@ -152,7 +151,7 @@ def parse_channel(text: str | None) -> str | int | None:
 
 def parse_z_unit(text: str | None) -> str | None:
     """``--z-unit``: a length unit."""
-    from ..io import is_length_unit
+    from ..io.image import is_length_unit
 
     if text is not None and not is_length_unit(text):
         raise typer.BadParameter(f"{text!r} is not a length unit (m, mm, um, nm, A, pm)")
@@ -220,27 +219,13 @@ def parse_channels(text: str | None, height_families: Any = "default") -> dict[s
         fail(f"--channels {text!r}: {exc}")
 
 
-def needed_channels(features: Any) -> list[str] | None:
-    """The channels HybridFeatures (a model's ``features_``) reads from each file; None for
-    height maps only."""
-    channels = getattr(features, "channels", None)
-    return None if channels is None else list(channels)
-
-
-def source_of(item: Any) -> str:
-    """The file of an image or of a mapping channel -> image (its height channel's)."""
-    from ..io import height_images
-
-    return str(height_images([item])[0].source)
-
-
 LowDataOption = Annotated[
     Any, typer.Option(parser=parse_low_data, metavar="CAPS", help="Training caps per class, e.g. 64,32,16,8.")]
 
 
 def check_option(value: Any, allowed: list[Any]) -> Any:
     """``value`` when it satisfies one of the constraints ``allowed`` (those of the estimators'
-    ``_parameter_constraints``, :func:`hybridtmd._utils.unmet`), else a usage error in their words."""
+    ``_parameter_constraints``, :func:`hybridtmd._utils.params.unmet`), else a usage error in their words."""
     if why := unmet(value, allowed):
         raise typer.BadParameter(why)
     return value
@@ -270,7 +255,8 @@ def read_options(channel: str | int | None = None, pixel_size_nm: Any = None, z_
 def read_dataset(source: Path, pattern: str | None = None, options: dict[str, Any] | None = None) -> Any:
     """The dataset at ``source`` (folder or manifest), or a one-line error and exit 2; its
     warnings (labels merged, rows repeated) are printed, one line each."""
-    from ..io import DEFAULT_FILENAME_PATTERN, load_dataset
+    from ..io import load_dataset
+    from ..io.dataset import DEFAULT_FILENAME_PATTERN
 
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -334,15 +320,13 @@ def input_manifest(inputs: list[Path]) -> Any:
 def expand_inputs(inputs: list[Path]) -> list[Path]:
     """Files to read: a folder gives every file of a readable type in it (names need not follow any
     convention), a manifest CSV its listed files, files themselves."""
-    from ..io import registered_suffix
+    from ..io.files import readable_files
 
     manifest = input_manifest(inputs)
     if manifest is not None:
         return manifest.paths
     if len(inputs) == 1 and inputs[0].is_dir():
-        # entries that are not regular files stay in: the reader reports them (a FIFO is never opened)
-        return sorted(p for p in inputs[0].iterdir()
-                      if not p.name.startswith(".") and registered_suffix(p) is not None)
+        return readable_files(inputs[0])  # the files the napari plugin's Batch widget finds too
     return list(inputs)
 
 
@@ -380,7 +364,7 @@ def model_from_config(config: Path | None, cache_dir: Path | None = None, channe
             fail(f"--channels needs the descriptors ({config}: [descriptors] enabled = false)")
         features.set_params(channels=parse_channels(channels, settings.descriptors.families))
     if features.embedder is not None and getattr(features.embedder, "device", "auto") == "cuda":
-        from .._utils import select_device
+        from .._utils.devices import select_device
 
         try:  # found now, not after the descriptors of every image are computed
             select_device("cuda")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
-from .._utils import path_text
+from .._utils.files import path_text
 from ..errors import HybridTMDError
 from .common import (
     ChannelOption,
@@ -30,7 +30,6 @@ from .common import (
     fail,
     load_dataset_images,
     load_level_config,
-    needed_channels,
     parse_channels,
     read_dataset,
     read_options,
@@ -67,7 +66,8 @@ def synth_command(
     seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Random seed; same seed, same files.")] = 0,
 ) -> None:
     """Write a synthetic TMD AFM dataset (paper's file-name convention + manifest)."""
-    from ..datasets import Artefacts, write_synthetic_dataset
+    from ..datasets import write_synthetic_dataset
+    from ..datasets.morphology import Artefacts
 
     if scan_min_um <= 0 or scan_max_um < scan_min_um:
         fail("scan sizes must satisfy 0 < --scan-min-um <= --scan-max-um")
@@ -143,7 +143,7 @@ def _print_file_info(path: Path, channels, image, image_info) -> None:
 
 def _loaded_unit(stored: str | None) -> str:
     """A channel's unit as loaded: lengths become nm (the stored unit said beside it)."""
-    from ..io import is_length_unit
+    from ..io.image import is_length_unit
 
     if not stored:
         return "no unit"
@@ -176,7 +176,7 @@ def level_command(
     z_scale: ZScaleOption = None,
 ) -> None:
     """Level AFM files (row alignment, background, scars...) and write float32 TIFFs in nm."""
-    from .._utils import track
+    from .._utils.progress import track
     from ..io import load_images, save_image
     from ..preprocess import level
 
@@ -235,7 +235,7 @@ def gallery_command(
 ) -> None:
     """Save a figure with example levelled height maps of every class (exit code 1 when files were
     skipped)."""
-    from ..plotting import save_class_gallery
+    from ..io.figures import save_class_gallery
     from ..preprocess import level
 
     use_file_backend()
@@ -424,7 +424,8 @@ def files_to_describe(source: Path, pattern: str | None, options: dict) -> Datas
 def _extract_to_csv(ds, output: Path, extractor) -> None:
     import pandas as pd
 
-    from .._utils import atomic_write_csv
+    from .._utils.files import atomic_write_csv
+    from ..io.files import needed_channels
 
     report = load_dataset_images(ds, needed_channels(extractor))
     errors = list(ds.skipped) + list(report.errors)

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .._utils import ProgressBar
+from .._utils.progress import ProgressBar
 from ..errors import HybridTMDError
 from .common import (
     CacheDirOption,
@@ -35,7 +35,6 @@ from .common import (
     fail,
     labelled_images,
     model_from_config,
-    needed_channels,
     read_options,
     report_errors,
     use_file_backend,
@@ -77,9 +76,10 @@ def _cross_validate(model: Any, table: Any, labels: Any, groups: Any, *, ablatio
     stage of ``bar`` counting its fits."""
     from .. import evaluation
     from ..model import LATENT_PREFIX, PHYS_PREFIX
+    from ..splits import grouped_splits
 
     hybrid = ({"hybrid": model}, table, labels, groups)
-    n_splits = len(evaluation.grouped_splits(labels, groups, common["cv"], n_repeats=common["n_repeats"],
+    n_splits = len(grouped_splits(labels, groups, common["cv"], n_repeats=common["n_repeats"],
                                              random_state=common["random_state"]))
     halves = sum(any(str(c).startswith(p) for c in table.columns) for p in (PHYS_PREFIX, LATENT_PREFIX))
     arms = 1 + (halves if ablation and halves > 1 else int(ablation))
@@ -88,7 +88,7 @@ def _cross_validate(model: Any, table: Any, labels: Any, groups: Any, *, ablatio
                           else evaluation.evaluate(*hybrid, n_jobs=n_jobs, **common))}
     if low_data:
         bar.stage("low-data (the paper's protocol)",
-                  evaluation.low_data_fit_count(hybrid[0], labels, n_splits, caps=low_data))
+                  evaluation.modalities.low_data_fit_count(hybrid[0], labels, n_splits, caps=low_data))
         results["low_data"] = evaluation.evaluate_low_data(*hybrid, caps=low_data, **common)
     if sequential:
         bar.stage("sequential", n_splits * (len(set(labels.tolist())) - 1))
@@ -145,8 +145,9 @@ def evaluate_command(
     use_file_backend()
     from sklearn.base import clone
 
-    from .._utils import counting_fits
-    from ..evaluation.report import console_metrics, write_evaluation_report
+    from .._utils.progress import counting_fits
+    from ..io.files import needed_channels
+    from ..reporting.evaluation import console_metrics, write_evaluation_report
 
     check_output_dir(output)  # found now, not after the cross-validation
     model = model_from_config(config, cache_dir, channels)
@@ -261,11 +262,13 @@ def compare_command(
     accuracy, macro-F1, per-class recall, wall time and FLOPs, and the fine-tune/hybrid cost ratio;
     the comparison's own time and each arm's."""
     use_file_backend()
-    from .._utils import counting_fits
+    from .._utils.progress import counting_fits
     from ..baseline import FineTuneClassifier
     from ..embeddings import list_backbones
-    from ..evaluation import compare, compute_ratios, grouped_splits, split_limit
-    from ..evaluation.report import format_ratios, time_line, write_comparison_report
+    from ..evaluation import compare
+    from ..evaluation.compare import compute_ratios
+    from ..reporting.evaluation import format_ratios, time_line, write_comparison_report
+    from ..splits import grouped_splits, split_limit
 
     check_output_dir(output)  # found now, not after the comparison
     model = model_from_config(config)

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from .._utils import path_text
+from .._utils.files import path_text
 
 console = Console()
 err_console = Console(stderr=True)
@@ -43,7 +43,7 @@ def as_flags(text: str) -> str:
 def safe_text(text: object) -> str:
     """``text`` fit for one terminal line: control characters (escape sequences, newlines) shown as
     ``\\x1b``, ``\\n``..., and a file name's bytes that are not valid text as ``\\xNN`` (as in the
-    tables: :func:`hybridtmd._utils.path_text`), never sent raw."""
+    tables: :func:`hybridtmd._utils.files.path_text`), never sent raw."""
     out = []
     for ch in path_text(str(text)):
         code = ord(ch)

@@ -8,7 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
-from .._utils import ProgressBar, counting_fits, path_text
+from .._utils.files import path_text
+from .._utils.progress import ProgressBar, counting_fits
 from ..errors import HybridTMDError
 from .common import (
     CacheDirOption,
@@ -34,11 +35,9 @@ from .common import (
     input_manifest,
     labelled_images,
     model_from_config,
-    needed_channels,
     read_dataset,
     read_options,
     report_errors,
-    source_of,
     use_file_backend,
     warn_line,
     write_table,
@@ -74,6 +73,7 @@ def train_command(
     --store --embeddings) the model is fitted on the store's rows of SOURCE's files, no image
     read: the same model as without it; its features are the store's (a --config or --channels
     that disagree with them is an error naming the field)."""
+    from ..io.files import needed_channels
     from ..model.persistence import check_model_target
 
     check_output_dir(output)
@@ -187,8 +187,7 @@ def predict_command(
     """
     import pandas as pd
 
-    from ..io import load_images
-    from ..model.conformal import set_columns
+    from ..model.predicting import predict_files, prediction_set_columns
 
     if store is not None:
         predict_into_store(model_dir, expand_inputs(inputs), store, by_sample=by_sample, alpha=alpha,
@@ -205,23 +204,13 @@ def predict_command(
         model.features_.embedder_.set_params(cache_dir=cache_dir)
     calibration = _usable_calibration(model, model_dir, alpha, by_sample)
     paths = expand_inputs(inputs)
-    report = load_images(paths, **read_options(channel, pixel_size_nm, z_unit, z_scale), on_error="skip",
-                         progress=len(paths) >= 20, channels=needed_channels(model.features_))
-    errors = list(report.errors)
-    frames = []
-    try:
-        frames.append(model.predict_frame(report.images, index=[path_text(source_of(im)) for im in report.images]))
-    except (HybridTMDError, ValueError, RuntimeError):
-        for image in report.images:  # isolate the image(s) that break the batch
-            try:
-                frames.append(model.predict_frame([image], index=[path_text(source_of(image))]))
-            except (HybridTMDError, ValueError, RuntimeError) as exc:
-                errors.append((source_of(image), f"{type(exc).__name__}: {exc}"))
-    if frames:
-        table = pd.concat(frames).rename_axis("file").reset_index()
+    # in passes of a few files (memory does not grow with the folder); a bad file loses only itself
+    with ProgressBar(len(paths) >= 20, len(paths), "predicting") as bar:
+        table, errors = predict_files(model, paths, progress=bar.advance,
+                                      **read_options(channel, pixel_size_nm, z_unit, z_scale))
+    if not table.empty:
         if calibration is not None:
-            sets = calibration.image_sets(table[[f"p_{c}" for c in model.classes_]].to_numpy(), alpha, model.classes_)
-            table = pd.concat([table, set_columns(sets, model.classes_, table.get("out_of_distribution"))], axis=1)
+            table = pd.concat([table, prediction_set_columns(model, table, alpha)], axis=1)
         write_table(table, output)
         n_ood = int(table["out_of_distribution"].sum()) if "out_of_distribution" in table else 0
         console.print(f"predicted {len(table)} of {len(paths)} file(s) into {output}"
@@ -230,7 +219,7 @@ def predict_command(
             _write_sample_verdicts(table, model.classes_, output.with_name(f"{output.stem}_samples.csv"),
                                    input_manifest(inputs), calibration, alpha)
     report_errors(errors)
-    if not frames:
+    if table.empty:
         fail("no file could be predicted", code=1)
     exit_for(errors)
 
@@ -275,7 +264,7 @@ def _write_sample_verdicts(table: Any, classes: Any, path: Path, manifest: Any =
     gets every class)."""
     import pandas as pd
 
-    from .._utils import atomic_write_csv
+    from .._utils.files import atomic_write_csv
     from ..model.conformal import set_columns
     from ..model.samples import pool_samples
 
@@ -311,7 +300,8 @@ def _table_to_explain(model: Any, model_dir: Path, inputs: list[Path]) -> ToExpl
     as ``extract`` writes them, give labels and samples)."""
     import pandas as pd
 
-    from ..model import FeatureMismatchError, align_columns
+    from ..model import FeatureMismatchError
+    from ..model.columns import align_columns
 
     if len(inputs) != 1 or inputs[0].suffix.lower() != ".csv":
         fail(f"{model_dir}: this model was trained on a feature table; pass one CSV with its columns")
@@ -336,6 +326,7 @@ def _images_to_explain(inputs: list[Path], read: dict, channels: list[str] | Non
     """Images (with ``channels``: mappings channel -> image) of files or a dataset, with their
     true labels and samples when the input is a labelled dataset; and the errors."""
     from ..io import load_dataset, load_images
+    from ..io.files import source_of
 
     paths = expand_inputs(inputs)
     report = load_images(paths, **read, on_error="skip", progress=len(paths) >= 20, channels=channels)
@@ -420,7 +411,8 @@ def explain_command(
     sample) unless --in-sample; the report's headline says which."""
     use_file_backend()
     check_output_dir(output)
-    from ..explanation import GROUP_BY
+    from ..explanation.groups import GROUP_BY
+    from ..io.files import needed_channels
     from ..model.conformal import DEFAULT_ALPHA
 
     if group_by not in GROUP_BY:
@@ -450,7 +442,7 @@ def explain_command(
 def _write_explanation(model: Any, to_explain: ToExplain, output: Path, folds: int | None,
                        options: dict[str, Any]) -> tuple[Path, str]:
     """Write the report: held out on ``folds`` folds, else by the saved model; (its path, how)."""
-    from ..explanation import write_held_out_report, write_report
+    from ..reporting import write_held_out_report, write_report
 
     images = None if model.features_ is None else to_explain.X
     options = dict(options)

@@ -70,7 +70,7 @@ def check_output_dir(path: Path) -> None:
 
 def write_table(frame: Any, path: Path) -> None:
     """Write a table atomically as CSV, or as parquet when ``path`` ends in ``.parquet``."""
-    from .._utils import atomic_path, atomic_write_csv
+    from .._utils.files import atomic_path, atomic_write_csv
 
     if path.suffix.lower() == ".parquet":
         with atomic_path(path, suffix=".parquet") as tmp:

@@ -27,34 +27,20 @@ two samples, and cross-validation that is not grouped by sample is optimistic.
 Class shares follow the paper (MoS2 46 %, WS2 18 %, WSe2 13 %, MoSe2 13 %, Mo-WSe2 10 %).
 """
 
-from .morphology import MATERIALS, Artefacts, MaterialMorphology, SampleParameters, class_counts, sample_parameters
-from .rendering import SAPPHIRE_STEP_NM, correlated_noise, domain_outline, render_image
+from .morphology import MATERIALS
 from .synthetic import (
-    BUNDLED_ARGUMENTS,
     SyntheticDataset,
     example_data_path,
     load_example_dataset,
     make_synthetic_dataset,
-    synthetic_filename,
     write_synthetic_dataset,
 )
 
 __all__ = [
-    "BUNDLED_ARGUMENTS",
     "MATERIALS",
-    "SAPPHIRE_STEP_NM",
-    "Artefacts",
-    "MaterialMorphology",
-    "SampleParameters",
     "SyntheticDataset",
-    "class_counts",
-    "correlated_noise",
-    "domain_outline",
     "example_data_path",
     "load_example_dataset",
     "make_synthetic_dataset",
-    "render_image",
-    "sample_parameters",
-    "synthetic_filename",
     "write_synthetic_dataset",
 ]

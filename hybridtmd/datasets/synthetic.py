@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._utils import atomic_path, atomic_write_text
+from .._utils.files import atomic_path, atomic_write_text
 from ..io import AFMImage, Dataset, load_dataset, save_image
 from .morphology import Artefacts, SampleParameters, class_counts, sample_parameters
 from .rendering import render_image

@@ -17,7 +17,8 @@ Families (each a module; ``list_descriptors()`` gives every column with unit and
 
 :mod:`.fast` holds the families' own implementations of scikit-image / scipy routines (DoG
 blobs, peak search, disk morphology, LBP, region perimeters and hulls), each equal to the
-library routine it replaces.
+library routine it replaces. :mod:`.maps` returns what two families look at, per image: the
+grain labels (:func:`grain_labels`) and the DoG blobs (:func:`blob_positions`), in nm.
 
 Quick use::
 
@@ -45,16 +46,9 @@ from . import spectral  # noqa: F401
 from . import grains  # noqa: F401
 from . import texture  # noqa: F401
 from .core import DescriptorConfig, Surface
-from .extract import (
-    DescriptorExtractor,
-    channel_selections,
-    column_descriptor,
-    extract_descriptors,
-    is_channel_selection,
-)
+from .extract import DescriptorExtractor, channel_selections, extract_descriptors
+from .maps import GrainLabels, blob_positions, grain_labels
 from .registry import (
-    DEFAULT,
-    RELEASE_0_1_0,
     DescriptorSpec,
     DescriptorValues,
     Family,
@@ -68,21 +62,20 @@ from .registry import (
 )
 
 __all__ = [
-    "DEFAULT",
-    "RELEASE_0_1_0",
     "DescriptorConfig",
     "DescriptorExtractor",
     "DescriptorSpec",
     "DescriptorValues",
     "Family",
+    "GrainLabels",
     "RegistryError",
     "Surface",
+    "blob_positions",
     "channel_selections",
-    "column_descriptor",
     "describe",
     "extract_descriptors",
-    "is_channel_selection",
     "family_names",
+    "grain_labels",
     "list_descriptors",
     "register_descriptor",
     "register_family",

@@ -37,7 +37,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from .._utils import NON_NEGATIVE, POSITIVE, Check, Interval, Options, validate_params
+from .._utils.params import NON_NEGATIVE, POSITIVE, Check, Interval, Options, validate_params
 from ..io import AFMImage
 from ..preprocess import NORMALISE_PERCENTILES, PERCENTILE_PAIR, normalise_height, resample
 from .release import RELEASE_0_1_0_SETTINGS

@@ -26,8 +26,11 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .._utils import Check, Options, track, validate_params, warn_at_user
-from ..io import HEIGHT_CHANNEL, AFMImage, channel_image, check_channel_maps, check_images
+from .._utils.params import Check, Options, validate_params
+from .._utils.progress import track
+from .._utils.user_warnings import warn_at_user
+from ..io import AFMImage
+from ..io.image import HEIGHT_CHANNEL, channel_image, check_channel_maps, check_images
 from ..preprocess import LevelConfig, level
 from .core import DescriptorConfig, Surface
 from .registry import (

@@ -38,6 +38,8 @@ __all__ = [
     "height_levels",
     "label_perimeters",  # defined in .fast, importable from here too
     "segment_grains",
+    "surface_grains",
+    "surface_levels",
     "triangularity",
 ]
 
@@ -253,18 +255,41 @@ def height_levels(height: np.ndarray, step_nm: float = 0.7, bin_nm: float = 0.02
 # --------------------------------------------------------------------------------------------
 
 
+def surface_levels(surface: Surface) -> np.ndarray:
+    """The height levels (nm, ascending) the layer descriptors count on ``surface``:
+    :func:`height_levels` with the surface's settings."""
+    cfg = surface.config
+    bounds = tuple(surface.height_percentiles[q] for q in LEVEL_PERCENTILES)
+    return height_levels(surface.height, cfg.monolayer_step_nm, cfg.level_bin_nm, cfg.min_level_fraction,
+                         bounds=bounds)[0]
+
+
+def surface_grains(surface: Surface, levels: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """The grain segmentation the ``grains`` family measures, of ``surface`` as given (the family
+    passes ``surface.reference``): :func:`segment_grains` with the surface's settings, the lowest
+    of ``levels`` (default :func:`surface_levels`) as the substrate. ``(labels, threshold_nm)``;
+    the labels are on the surface's pixel grid, 0 background, 1..n grains."""
+    cfg = surface.config
+    h = surface.height
+    if levels is None:
+        levels = surface_levels(surface)
+    dx, dy = surface.pixel_size_nm
+    min_area = max(cfg.min_grain_area_px, int(np.ceil(cfg.min_grain_area_nm2 / (dx * dy))))
+    smoothed = surface.smoothed(cfg.grain_smoothing_px) if cfg.grain_smoothing_px > 0 else h
+    return segment_grains(h, cfg.grain_threshold, cfg.grain_smoothing_px, min_area, smoothed=smoothed,
+                          substrate_nm=float(levels[0]), monolayer_step_nm=cfg.monolayer_step_nm,
+                          particle_height_nm=cfg.particle_height_nm)
+
+
 def grain_descriptors(surface: Surface) -> DescriptorValues:
     """All ``grains`` descriptors of a :class:`Surface` (see the module table), at the reference
     pixel size."""
     surface = surface.reference
-    cfg = surface.config
     out = DescriptorValues()
     h = surface.height
-    dx, dy = surface.pixel_size_nm
-    step = cfg.monolayer_step_nm
+    step = surface.config.monolayer_step_nm
 
-    bounds = tuple(surface.height_percentiles[q] for q in LEVEL_PERCENTILES)
-    levels, _ = height_levels(h, step, cfg.level_bin_nm, cfg.min_level_fraction, bounds=bounds)
+    levels = surface_levels(surface)
     out["layer_count"] = len(levels)
     if len(levels) > 1:
         out["layer_spacing_nm"] = float(np.median(np.diff(levels)))
@@ -276,11 +301,7 @@ def grain_descriptors(surface: Surface) -> DescriptorValues:
     if surface.is_flat:
         out.undefined([n for n in NAMES if n not in _LAYER], "flat image: nothing to segment")
         return out
-    min_area = max(cfg.min_grain_area_px, int(np.ceil(cfg.min_grain_area_nm2 / (dx * dy))))
-    smoothed = surface.smoothed(cfg.grain_smoothing_px) if cfg.grain_smoothing_px > 0 else h
-    labels, threshold = segment_grains(h, cfg.grain_threshold, cfg.grain_smoothing_px, min_area, smoothed=smoothed,
-                                       substrate_nm=float(levels[0]), monolayer_step_nm=step,
-                                       particle_height_nm=cfg.particle_height_nm)
+    labels, threshold = surface_grains(surface, levels)
     table = grain_table(labels, h, surface.pixel_size_nm)
     n = len(table)
     out["grain_count"] = n

@@ -76,6 +76,7 @@ __all__ = [
     "PAPER_REFERENCE",
     "defect_count",
     "dog_blob_count",
+    "dog_blobs",
     "gradient_anisotropy",
     "paper_descriptors",
     "paper_glcm",
@@ -83,6 +84,7 @@ __all__ = [
     "paper_smoothing",
     "quantised_gradient_anisotropy",
     "step_edge_count",
+    "surface_blobs",
     # fast equivalents of library routines, defined in .fast (importable from here too)
     "blob_dog",
     "box3_morphology",
@@ -234,18 +236,29 @@ def quantised_gradient_anisotropy(levels: np.ndarray, step: float = 1 / 255) -> 
 
 def dog_blob_count(image: np.ndarray, method: str = "paper", min_sigma: float = 5.0, max_sigma: float = 40.0,
                    threshold: float = 0.001) -> int:
-    """Number of difference-of-Gaussian blobs (sigma ratio 1.6, overlap 0.5).
+    """Number of difference-of-Gaussian blobs (sigma ratio 1.6, overlap 0.5): the length of
+    :func:`dog_blobs` (see there for the methods)."""
+    return int(len(dog_blobs(image, method, min_sigma, max_sigma, threshold)))
+
+
+def dog_blobs(image: np.ndarray, method: str = "paper", min_sigma: float = 5.0, max_sigma: float = 40.0,
+              threshold: float = 0.001) -> np.ndarray:
+    """Difference-of-Gaussian blobs (sigma ratio 1.6, overlap 0.5) as ``(n, 3)`` rows
+    ``(row, col, sigma)`` in pixels of ``image`` (a blob's radius is ``sqrt(2) sigma``,
+    skimage's convention).
 
     ``method="paper"`` is the paper's call, ``skimage.feature.blob_dog`` on the grey image
-    repeated into three channels (``H x W x 3``): a 3-D detection. ``"2d"`` is the 2-D detection
-    on ``image`` (:func:`blob_dog`). ``"fast"`` runs the 2-D detection on the 2x2 block mean with
-    halved sigmas and the same threshold: the Gaussian scale space of the downsampled image is
-    the downsampled scale space for sigma >= 2.5 output pixels (the block mean is a small extra
-    blur), and skimage's DoG normalisation ``1 / (sigma_ratio - 1)`` does not depend on sigma,
-    so the responses and the threshold keep their meaning. A quarter of the pixels; counts agree
-    with ``"2d"`` to Pearson r >= 0.95 and a median relative difference <= 5 %, and with the
-    paper's 3-D call to r >= 0.9, on synthetic images (``tests/test_descriptors.py``; measured
-    values in ``benchmarks/bench_descriptors.py``).
+    repeated into three channels (``H x W x 3``): a 3-D detection (the channel coordinate is
+    dropped). ``"2d"`` is the 2-D detection on ``image`` (:func:`blob_dog`). ``"fast"`` runs the
+    2-D detection on the 2x2 block mean with halved sigmas and the same threshold, and maps the
+    blobs back to ``image``'s pixels (block ``i`` is centred on pixel ``2i + 0.5``, sigmas
+    doubled): the Gaussian scale space of the downsampled image is the downsampled scale space
+    for sigma >= 2.5 output pixels (the block mean is a small extra blur), and skimage's DoG
+    normalisation ``1 / (sigma_ratio - 1)`` does not depend on sigma, so the responses and the
+    threshold keep their meaning. A quarter of the pixels; counts agree with ``"2d"`` to Pearson
+    r >= 0.95 and a median relative difference <= 5 %, and with the paper's 3-D call to r >= 0.9,
+    on synthetic images (``tests/test_descriptors.py``; measured values in
+    ``benchmarks/bench_descriptors.py``).
     """
     image = np.asarray(image, float)
     if method not in ("paper", "2d", "fast"):
@@ -254,14 +267,27 @@ def dog_blob_count(image: np.ndarray, method: str = "paper", min_sigma: float = 
         from skimage.feature import blob_dog as skimage_blob_dog
 
         rgb = np.repeat(image[:, :, None], 3, axis=2)
-        return int(len(skimage_blob_dog(rgb, min_sigma=min_sigma, max_sigma=max_sigma, threshold=threshold)))
+        found = skimage_blob_dog(rgb, min_sigma=min_sigma, max_sigma=max_sigma, threshold=threshold)
+        return np.asarray(found, float).reshape(-1, 4)[:, [0, 1, 3]]
     if method == "fast" and min(image.shape) >= 16:
         rows, cols = (image.shape[0] // 2) * 2, (image.shape[1] // 2) * 2
         # 2 x 2 block mean by strided slices, which avoid numpy's slower mean over reshaped axes
         image = ((image[0:rows:2, 0:cols:2] + image[1:rows:2, 0:cols:2])
                  + (image[0:rows:2, 1:cols:2] + image[1:rows:2, 1:cols:2])) * 0.25
-        min_sigma, max_sigma = min_sigma / 2, max_sigma / 2
-    return int(len(blob_dog(image, min_sigma, max_sigma, threshold)))
+        blobs = blob_dog(image, min_sigma / 2, max_sigma / 2, threshold)
+        return blobs * 2 + np.array([0.5, 0.5, 0.0])
+    return blob_dog(image, min_sigma, max_sigma, threshold)
+
+
+def surface_blobs(surface: Surface) -> np.ndarray:
+    """The blobs the ``paper`` family counts on ``surface`` (``paper_dog_blob_count``; on
+    ``surface.reference`` they are the ``morphology`` family's): :func:`dog_blobs` of the
+    normalised image with ``config.blob_method``, ``(n, 3)`` rows ``(row, col, sigma)`` in the
+    surface's pixels; none for an image without height contrast."""
+    img = surface.normalised
+    if img is None:
+        return np.empty((0, 3))
+    return dog_blobs(img, surface.config.blob_method)
 
 
 def paper_glcm(image_uint8: np.ndarray) -> dict[str, float]:
@@ -338,7 +364,7 @@ def paper_descriptors(surface: Surface, wanted: Collection[str] | None = None) -
         out["paper_anisotropy"] = quantised_gradient_anisotropy(surface.uint8, 1 / 255)
     if wants("paper_anisotropy_rad"):
         out["paper_anisotropy_rad"] = gradient_anisotropy(h, gradient=surface.gradient)
-    blobs = dog_blob_count(img, surface.config.blob_method)
+    blobs = len(surface_blobs(surface))
     out["paper_dog_blob_count"] = blobs
     out["paper_dog_blob_density_per_um2"] = blobs / area
     if wants(*(n for n in NAMES if n.startswith("paper_glcm_"))):

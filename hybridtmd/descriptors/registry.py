@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .release import RELEASE_0_1_0, RELEASE_0_1_0_COLUMNS, RELEASE_0_1_0_FAMILIES  # noqa: F401  (re-exported)
+from .release import RELEASE_0_1_0, RELEASE_0_1_0_COLUMNS, RELEASE_0_1_0_FAMILIES
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd

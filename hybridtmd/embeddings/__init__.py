@@ -53,66 +53,27 @@ with a :class:`CacheWarning`.
 """
 
 from .backbones import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     Backbone,
-    BackboneFactory,
     WeightsNotFoundError,
-    build_architecture,
     create_backbone,
     list_backbones,
-    load_efficientnet_lite0,
-    pooled,
     register_backbone,
-    shared_model,
-    state_dict_digest,
     unregister_backbone,
 )
-from .cache import CACHE_FORMAT_VERSION, CacheWarning, EmbeddingCache, cache_key
-from .embedder import PROGRESS_MIN_VIEWS, CNNEmbedder
-from .inputs import (
-    CLIP_PERCENTILES,
-    INPUT_SIZE,
-    d4_view,
-    d4_views,
-    height_tiles,
-    image_views,
-    tile_count,
-    to_input_tensor,
-)
-from .maps import LatentMaps, conservative_resize, feature_map, latent_maps
+from .cache import CacheWarning, EmbeddingCache
+from .embedder import CNNEmbedder
+from .maps import LatentMaps, latent_maps
 
 __all__ = [
     "Backbone",
-    "BackboneFactory",
-    "CACHE_FORMAT_VERSION",
-    "CLIP_PERCENTILES",
     "CNNEmbedder",
     "CacheWarning",
     "EmbeddingCache",
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-    "INPUT_SIZE",
     "LatentMaps",
-    "PROGRESS_MIN_VIEWS",
     "WeightsNotFoundError",
-    "build_architecture",
-    "cache_key",
     "create_backbone",
-    "conservative_resize",
-    "d4_view",
-    "d4_views",
-    "feature_map",
-    "height_tiles",
-    "image_views",
     "latent_maps",
     "list_backbones",
-    "load_efficientnet_lite0",
-    "pooled",
     "register_backbone",
-    "shared_model",
-    "state_dict_digest",
-    "tile_count",
-    "to_input_tensor",
     "unregister_backbone",
 ]

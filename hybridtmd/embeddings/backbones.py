@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import _utils
-from .._utils import array_digest
+from .._utils.digests import array_digest, file_sha256
 from ..errors import HybridTMDError, MissingDependencyError
 
 if TYPE_CHECKING:  # torch is imported lazily: `import hybridtmd.embeddings` stays cheap
@@ -261,13 +260,13 @@ _FILE_DIGESTS: dict[tuple[str, int, int], str] = {}
 
 
 def weights_sha256(path: str | Path) -> str:
-    """:func:`hybridtmd._utils.file_sha256` of a weights file, memoised per (path, size, mtime) so
+    """:func:`hybridtmd._utils.digests.file_sha256` of a weights file, memoised per (path, size, mtime) so
     weights are hashed once per process (model files are always hashed afresh)."""
     path = Path(path).resolve()
     stat = path.stat()
     memo_key = (str(path), stat.st_size, stat.st_mtime_ns)
     if memo_key not in _FILE_DIGESTS:
-        _FILE_DIGESTS[memo_key] = _utils.file_sha256(path)
+        _FILE_DIGESTS[memo_key] = file_sha256(path)
     return _FILE_DIGESTS[memo_key]
 
 

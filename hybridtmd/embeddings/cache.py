@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .._utils import array_digest, atomic_path, warn_at_user
+from .._utils.digests import array_digest
+from .._utils.files import atomic_path
+from .._utils.user_warnings import warn_at_user
 
 #: Bumped whenever the meaning of a cached vector changes (invalidates every old entry).
 #: 2: entries are ``.npz`` files holding their key and the vector's digest.

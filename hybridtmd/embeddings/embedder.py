@@ -14,9 +14,12 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .._utils import DEVICES, Interval, Options, ProgressBar, check_params, select_device
+from .._utils.devices import DEVICES, select_device
+from .._utils.params import Interval, Options, check_params
+from .._utils.progress import ProgressBar
 from ..errors import HybridTMDError
-from ..io import AFMImage, check_images
+from ..io import AFMImage
+from ..io.image import check_images
 from ..preprocess import NORMALISE_PERCENTILES
 from .backbones import Backbone, create_backbone, shared_model
 from .cache import CACHE_FORMAT_VERSION, EmbeddingCache, cache_key

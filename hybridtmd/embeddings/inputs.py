@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .._utils import Interval
+from .._utils.params import Interval
 from ..io import AFMImage
 from ..preprocess import PERCENTILE_PAIR, normalise_height, tile
 from .backbones import IMAGENET_MEAN, IMAGENET_STD
@@ -17,7 +17,7 @@ from .backbones import IMAGENET_MEAN, IMAGENET_STD
 if TYPE_CHECKING:
     import torch
 
-#: Parameter constraint (:func:`hybridtmd._utils.validate_params`) of a square CNN input side or
+#: Parameter constraint (:func:`hybridtmd._utils.params.validate_params`) of a square CNN input side or
 #: tile size in pixels.
 INPUT_SIZE = Interval(numbers.Integral, 16, None)
 #: Parameter constraint of ``clip_percentiles``: the height percentiles mapped to 0 and 1.

@@ -9,45 +9,24 @@ folds. :mod:`.figures` draws results, :mod:`.report` writes the report folders o
 ``hybridtmd evaluate`` and ``hybridtmd compare``.
 """
 
-from ..splits import FixedTestSplit, GroupLeakError, Split, check_grouped_split, grouped_splits, split_limit
-from .compare import compare, compute_ratios
-from .cv import cap_per_class, evaluate, evaluate_inputs
+from .compare import compare
+from .cv import evaluate
 from .figures import plot_confusion, plot_evaluation
-from .modalities import (
-    ablation,
-    element_targets,
-    evaluate_low_data,
-    evaluate_multilabel,
-    evaluate_sequential,
-    low_data_fit_count,
-)
-from .results import METRICS, MULTILABEL_METRICS, Evaluation
-from .significance import paired_differences, permutation_test, permute_between_samples
+from .modalities import ablation, evaluate_low_data, evaluate_multilabel, evaluate_sequential
+from .results import METRICS, Evaluation
+from .significance import paired_differences, permutation_test
 
 __all__ = [
-    "METRICS",
-    "MULTILABEL_METRICS",
     "Evaluation",
-    "FixedTestSplit",
-    "GroupLeakError",
-    "Split",
+    "METRICS",
     "ablation",
-    "paired_differences",
-    "permutation_test",
-    "permute_between_samples",
-    "cap_per_class",
-    "check_grouped_split",
     "compare",
-    "compute_ratios",
-    "element_targets",
     "evaluate",
-    "evaluate_inputs",
     "evaluate_low_data",
-    "low_data_fit_count",
     "evaluate_multilabel",
     "evaluate_sequential",
-    "grouped_splits",
+    "paired_differences",
+    "permutation_test",
     "plot_confusion",
     "plot_evaluation",
-    "split_limit",
 ]

@@ -12,8 +12,10 @@ import pandas as pd
 from sklearn.base import clone
 
 from ..baseline import FineTuneClassifier, estimate_flops
-from ..io import AFMImage, check_images
-from ..model import HybridClassifier, resolve_features
+from ..io import AFMImage
+from ..io.image import check_images
+from ..model import HybridClassifier
+from ..model.features import resolve_features
 from ..preprocess import level
 from .cv import evaluate_inputs
 from .results import Evaluation

@@ -17,8 +17,10 @@ import pandas as pd
 from sklearn.base import clone
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
 
-from .._utils import counting_fits, report_fits
-from ..model import HybridClassifier, is_image_sequence, resolve_features
+from .._utils.progress import counting_fits, report_fits
+from ..model import HybridClassifier
+from ..model.columns import is_image_sequence
+from ..model.features import resolve_features
 from ..model.samples import majority_labels, pool_samples, sample_accuracy
 from ..splits import Split, grouped_splits
 from .coverage import coverage_scores

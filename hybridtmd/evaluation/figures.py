@@ -1,13 +1,14 @@
-"""Figures of evaluations: metric bars, training curves and (:func:`hybridtmd.plotting.plot_confusion`,
-the one of every report) confusion matrices."""
+"""Figures of evaluations: metric bars, training curves and the confusion matrix (:func:`plot_confusion`,
+the one every report draws: evaluation and explanation)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from ..plotting import plot_confusion
 from .results import Evaluation
 
 
@@ -69,4 +70,45 @@ def plot_curves(curves: pd.DataFrame) -> Any:
     return fig
 
 
-__all__ = ["plot_confusion", "plot_curves", "plot_evaluation", "training_curves"]
+
+def plot_confusion(confusion: pd.DataFrame, ax: Any = None, title: str | None = None) -> Any:
+    """Confusion matrix (rows true, columns predicted: a DataFrame of counts), coloured by the
+    row-normalised rate (the recall of each true class on the diagonal), each cell its count and
+    rate; returns the Axes."""
+    import matplotlib.pyplot as plt
+
+    counts = confusion.to_numpy()
+    rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.2 + 0.9 * len(confusion), 1.0 + 0.9 * len(confusion)), layout="constrained")
+    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(confusion)), [str(c) for c in confusion.columns], rotation=30)
+    ax.set_yticks(range(len(confusion)), [str(c) for c in confusion.index])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for (i, j), n in np.ndenumerate(counts):
+        ax.text(j, i, f"{n}\n{rates[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                color="white" if rates[i, j] > 0.5 else "black")
+    if title:
+        ax.set_title(title)
+    return ax
+
+def plot_confusion_matrix(true: Sequence[str], predicted: Sequence[str], classes: Sequence[str], title: str,
+                          ax: Any = None) -> Any:
+    """The confusion matrix of ``true`` and ``predicted`` labels over ``classes``, drawn by
+    :func:`plot_confusion` (the evaluation report's too). Returns the Figure."""
+    import pandas as pd
+    from sklearn.metrics import confusion_matrix
+
+    classes = [str(c) for c in classes]
+    counts = confusion_matrix([str(t) for t in true], [str(p) for p in predicted], labels=classes)
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        _, ax = plt.subplots(figsize=(1.1 * len(classes) + 2.2, 1.0 * len(classes) + 1.6))
+    ax = plot_confusion(pd.DataFrame(counts, index=classes, columns=classes), ax=ax, title=title)
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+__all__ = ["plot_confusion", "plot_confusion_matrix", "plot_curves", "plot_evaluation", "training_curves"]

@@ -44,26 +44,21 @@ Evidence and stories (:mod:`.evidence`, :mod:`.story`, :func:`latent_correlates`
     which :func:`latent_label` appends to its name wherever it is shown; :mod:`.overlays` finds
     every latent name a report figure draws and maps it.
 
-Held-out explanations and the report (:mod:`.explained`, :mod:`.report`)
+Held-out explanations (:mod:`.explained`)
     :func:`explain_held_out` predicts and explains every image by an out-of-fold model (folds
-    grouped by sample); :func:`write_held_out_report` / :func:`write_report` write one
-    self-contained ``report.html`` that leads with the confusion matrix and the attribution per
-    feature group, then one collapsible card per image (latent maps over the height map, group
-    waterfall, drill-down, nearest examples).
+    grouped by sample); the reporting stage writes them as one self-contained ``report.html``
+    (:func:`hybridtmd.reporting.write_held_out_report`, :func:`hybridtmd.reporting.write_report`).
 """
 
 from __future__ import annotations
 
 from ..model import latent_correlates
-from .attributions import class_explanation, margins, predicted_class_index, tree_shap
-from .cards import drill_down, plot_drill_down, plot_group_waterfall, plot_latent_overlays, plot_nearest
+from .cards import plot_drill_down, plot_group_waterfall, plot_latent_overlays, plot_nearest
 from .descriptor_shapley import descriptor_shapley, screen_descriptors
 from .evidence import nearest_examples
 from .explained import ExplainedSet, explain_held_out, explain_set
 from .figures import (
-    group_shares,
     plot_beeswarm,
-    plot_confusion_matrix,
     plot_correlation_heatmap,
     plot_group_attribution,
     plot_group_shares,
@@ -72,25 +67,14 @@ from .figures import (
     plot_top_features,
     plot_waterfall,
 )
-from .groups import (
-    GROUP_BY,
-    GroupAttribution,
-    block_of,
-    feature_importance,
-    group_attributions,
-    member_positions,
-    regroup,
-)
+from .groups import GroupAttribution, feature_importance, group_attributions
 from .methods import explain
-from .names import display_names, format_unit, with_display_names
-from .report import render_report, write_held_out_report, write_report
-from .shapley import GroupExplanation, background_table, group_explanation, group_shapley, shapley_from_values
+from .shapley import GroupExplanation, group_explanation, group_shapley
 from .stats import (
     PAPER_FEATURES,
     LatentLinks,
     LatentPCA,
     correlation_table,
-    latent_drivers,
     latent_label,
     latent_pca_correlation,
     latent_physical_links,
@@ -104,35 +88,22 @@ __all__ = [
     "LatentLinks",
     "LatentPCA",
     "PAPER_FEATURES",
-    "background_table",
-    "block_of",
-    "class_explanation",
-    "descriptor_shapley",
     "class_stories",
     "correlation_table",
-    "display_names",
-    "drill_down",
+    "descriptor_shapley",
     "explain",
     "explain_held_out",
     "explain_set",
     "feature_importance",
-    "format_unit",
     "group_attributions",
-    "regroup",
-    "GROUP_BY",
     "group_explanation",
     "group_shapley",
-    "group_shares",
     "latent_correlates",
-    "latent_drivers",
     "latent_label",
     "latent_pca_correlation",
     "latent_physical_links",
-    "margins",
-    "member_positions",
     "nearest_examples",
     "plot_beeswarm",
-    "plot_confusion_matrix",
     "plot_correlation_heatmap",
     "plot_drill_down",
     "plot_group_attribution",
@@ -144,12 +115,5 @@ __all__ = [
     "plot_pca_scatter",
     "plot_top_features",
     "plot_waterfall",
-    "predicted_class_index",
-    "render_report",
     "screen_descriptors",
-    "shapley_from_values",
-    "tree_shap",
-    "with_display_names",
-    "write_held_out_report",
-    "write_report",
 ]

@@ -30,7 +30,7 @@ def plot_latent_overlays(maps: LatentMaps, labels: Sequence[str], title: str = "
     """The height map (nm colour bar, scale bar) and, beside it, each latent map laid over it
     (colour = the dimension's activation, transparent where low; smoothed for display only).
     ``labels`` name the maps (with their physical correlates)."""
-    from ..plotting import plot_height_map
+    from ..io.figures import plot_height_map
 
     plt = _pyplot()
     n = len(maps.names)
@@ -55,7 +55,7 @@ def plot_latent_overlays(maps: LatentMaps, labels: Sequence[str], title: str = "
 
 def plot_height(image: AFMImage) -> Any:
     """The height map alone (nm colour bar, scale bar), for a card without latent maps."""
-    from ..plotting import plot_height_map
+    from ..io.figures import plot_height_map
 
     fig, ax = _pyplot().subplots(figsize=(3.6, 3.2))
     plot_height_map(image, ax=ax)

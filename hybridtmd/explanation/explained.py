@@ -17,10 +17,12 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from .._utils import report_fits
-from ..io import check_channel_maps, height_images
-from ..model import PHYS_PREFIX, HybridClassifier, is_image_sequence, latent_correlates, resolve_features
+from .._utils.progress import report_fits
+from ..io.image import check_channel_maps, height_images
+from ..model import PHYS_PREFIX, HybridClassifier, latent_correlates
+from ..model.columns import is_image_sequence
 from ..model.conformal import DEFAULT_ALPHA, ConformalError, check_alpha
+from ..model.features import resolve_features
 from ..splits import check_fold_feasibility, grouped_splits
 from .descriptor_shapley import descriptor_shapley, screen_descriptors
 from .evidence import nearest_examples

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..model import LATENT_GROUP, feature_units
+from ..model import feature_units
+from ..model.columns import LATENT_GROUP
 from .attributions import class_explanation, class_index, class_name, per_class, predicted_class_index
 from .groups import feature_importance
 from .names import display_names, format_unit, with_display_names
@@ -166,7 +167,7 @@ def plot_image_explanation(image: AFMImage, explanation: Any, index: int, class_
     for ``class_`` (default: its predicted class), each with its value and unit. A binary
     explanation has one margin: the bars are the log-odds of the positive class whichever class
     the image is (blue bars push towards the other class). Returns the Figure."""
-    from ..plotting import plot_height_map
+    from ..io.figures import plot_height_map
 
     plt = _pyplot()
     k = _shown_class(explanation, index, class_)
@@ -223,20 +224,3 @@ def plot_group_shares(shares: pd.DataFrame, title: str, ax: Any = None) -> Any:
     ax.figure.tight_layout()
     return ax.figure
 
-
-def plot_confusion_matrix(true: Sequence[str], predicted: Sequence[str], classes: Sequence[str], title: str,
-                          ax: Any = None) -> Any:
-    """The confusion matrix of ``true`` and ``predicted`` labels over ``classes``, drawn by
-    :func:`hybridtmd.plotting.plot_confusion` (the evaluation report's too). Returns the Figure."""
-    import pandas as pd
-    from sklearn.metrics import confusion_matrix
-
-    from ..plotting import plot_confusion
-
-    classes = [str(c) for c in classes]
-    counts = confusion_matrix([str(t) for t in true], [str(p) for p in predicted], labels=classes)
-    if ax is None:
-        _, ax = _pyplot().subplots(figsize=(1.1 * len(classes) + 2.2, 1.0 * len(classes) + 1.6))
-    ax = plot_confusion(pd.DataFrame(counts, index=classes, columns=classes), ax=ax, title=title)
-    ax.figure.tight_layout()
-    return ax.figure

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..model import LATENT_GROUP
+from ..model.columns import LATENT_GROUP
 from .attributions import per_class
 
 PHYSICAL_BLOCK = "physical"

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .._utils import array_digest, atomic_write_csv, path_text, track
+from .._utils.digests import array_digest
+from .._utils.files import atomic_write_csv, path_text
+from .._utils.progress import track
 from ..errors import AFMInputError, AFMInputWarning, HybridTMDError
 from .image import AFMImage, height_images, warn_input
 from .manifest_checks import content_duplicates, is_non_regular, manifest_path, outside_folder, outside_warning
@@ -115,7 +117,7 @@ class Dataset:
 
     def to_frame(self):
         """The dataset as a pandas DataFrame (path, label, group[, split]); a name's bytes that are
-        not valid text are written ``\\xNN`` (:func:`hybridtmd._utils.path_text`)."""
+        not valid text are written ``\\xNN`` (:func:`hybridtmd._utils.files.path_text`)."""
         import pandas as pd
 
         frame = pd.DataFrame({"path": [path_text(p) for p in self.paths], "label": self.labels, "group": self.groups})

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .._utils import json_loads
+from .._utils.files import json_loads
 from ..errors import AFMInputError
 from .channels import ChannelSpec, resolve_channel
 from .image import unit_to_nm, warn_input

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .._utils import path_text, warn_at_user
+from .._utils.files import path_text
+from .._utils.user_warnings import warn_at_user
 from ..errors import AFMInputError, AFMInputWarning
 
 #: Smallest image side accepted at load time (pixels); smaller maps carry no morphology.
@@ -135,7 +136,7 @@ class AFMImage:
         non-height channel (phase, amplitude, adhesion, current...) keeps its own unit (``deg``,
         ``V``, ``mV``, ``Pa``...) and is not a height map (:attr:`is_height` is False).
 
-    Draw one with :func:`hybridtmd.plotting.plot_height_map`.
+    Draw one with :func:`hybridtmd.io.figures.plot_height_map`.
     """
 
     height: np.ndarray
@@ -189,7 +190,7 @@ class AFMImage:
     @property
     def name(self) -> str:
         """Short name for messages, plots and reports: the file name (its bytes that are not valid
-        text written ``\\xNN``: :func:`hybridtmd._utils.path_text`), or ``<array>``."""
+        text written ``\\xNN``: :func:`hybridtmd._utils.files.path_text`), or ``<array>``."""
         return path_text(Path(self.source).name) if self.source else "<array>"
 
     def with_height(self, height: np.ndarray, **metadata: Any) -> AFMImage:

@@ -16,7 +16,8 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
-from .._utils import path_text, text_path, track
+from .._utils.files import path_text, text_path
+from .._utils.progress import track
 
 #: Paths named in the warning about paths outside the manifest's folder.
 SHOWN_OUTSIDE = 3
@@ -24,7 +25,7 @@ SHOWN_OUTSIDE = 3
 
 def manifest_path(base: Path, text: str) -> Path:
     """The file a manifest row names: relative to the manifest's folder unless absolute. A name
-    written with ``\\xNN`` escapes (:func:`~hybridtmd._utils.path_text`, how hybridtmd writes
+    written with ``\\xNN`` escapes (:func:`~hybridtmd._utils.files.path_text`, how hybridtmd writes
     names that are not valid text) is that file when no file has the escaped name itself."""
     path = Path(text) if Path(text).is_absolute() else base / text
     if "\\" in text and not os.path.lexists(path):

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .._utils import atomic_path
+from .._utils.files import atomic_path
 from .image import AFMImage
 from .readers import TIFF_SUFFIXES
 

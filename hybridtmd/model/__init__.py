@@ -16,63 +16,48 @@
 :mod:`.links`          :func:`latent_correlates`: each latent column's physical correlate
 :mod:`.classifier`     :class:`HybridClassifier`: fit, predict, save and load
 :mod:`.persistence`    model directories without pickle (manifest, SHA-256, arrays)
+:mod:`.predicting`     many files: passes of a bounded size, a bad file isolated, a table's sets
 =====================  ===========================================================================
 """
 
 from ..errors import ModelFileError
-from ..splits import inner_grouped_splits
-from .classifier import MODEL_FORMAT_VERSION, HybridClassifier, load_model
+from .classifier import HybridClassifier, load_model
 from .columns import (
-    LATENT_GROUP,
     LATENT_PREFIX,
     PHYS_PREFIX,
-    SVM_PROBA_PREFIX,
     FeatureMismatchError,
     NonFiniteFeatureError,
     NonNumericFeatureError,
-    align_columns,
-    feature_groups_from_columns,
     feature_units,
-    is_image_sequence,
     latent_table,
 )
 from .continual import add_classes
 from .discriminant import DiscriminantHead
-from .features import HybridFeatures, resolve_features
-from .heads import KernelSVMHead, default_head, power_l2_normalise, signed_sqrt
+from .features import HybridFeatures
+from .heads import KernelSVMHead, default_head
 from .links import latent_correlates
 from .ood import NearestNeighborOOD
 from .selection import HEAD_NAMES
 from .stack import StackHead
 
 __all__ = [
-    "LATENT_GROUP",
-    "LATENT_PREFIX",
-    "HEAD_NAMES",
-    "SVM_PROBA_PREFIX",
-    "MODEL_FORMAT_VERSION",
-    "PHYS_PREFIX",
+    "DiscriminantHead",
     "FeatureMismatchError",
+    "HEAD_NAMES",
     "HybridClassifier",
     "HybridFeatures",
     "KernelSVMHead",
-    "DiscriminantHead",
-    "add_classes",
+    "LATENT_PREFIX",
     "ModelFileError",
     "NearestNeighborOOD",
     "NonFiniteFeatureError",
     "NonNumericFeatureError",
+    "PHYS_PREFIX",
     "StackHead",
-    "align_columns",
+    "add_classes",
     "default_head",
-    "feature_groups_from_columns",
     "feature_units",
-    "inner_grouped_splits",
-    "is_image_sequence",
     "latent_correlates",
     "latent_table",
     "load_model",
-    "power_l2_normalise",
-    "resolve_features",
-    "signed_sqrt",
 ]

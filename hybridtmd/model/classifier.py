@@ -29,9 +29,10 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from .._utils import Check, Options, array_digest, validate_params
+from .._utils.digests import array_digest
+from .._utils.params import Check, Options, validate_params
 from ..config import MODEL_OPTIONS, Config, ConfigError
-from ..descriptors.release import saved_head, saved_head_selection
+from ..descriptors.release import saved_head, saved_head_selection, with_saved_families
 from ..embeddings import CNNEmbedder
 from ..errors import ModelFileError
 from ..splits import inner_grouped_splits
@@ -46,7 +47,7 @@ from .columns import (
 )
 from .conformal import ConformalCalibration, ConformalMixin, calibration_split
 from .continual import ClassAdding
-from .features import HybridFeatures, resolve_features, unlevelled_extractor, with_saved_families
+from .features import HybridFeatures, resolve_features, unlevelled_extractor
 from .head_files import HEAD_KINDS, load_head, save_head
 from .heads import default_head
 from .links import fitted_links, links_from_arrays, links_to_arrays

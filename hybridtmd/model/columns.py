@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..descriptors import column_descriptor, list_descriptors
-from ..descriptors.extract import channel_unit
+from ..descriptors import list_descriptors
+from ..descriptors.extract import channel_unit, column_descriptor
 from ..errors import HybridTMDError
-from ..io import HEIGHT_CHANNEL, AFMImage
+from ..io import AFMImage
+from ..io.image import HEIGHT_CHANNEL
 
 PHYS_PREFIX = "phys__"
 LATENT_PREFIX = "latent__"

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 from sklearn.utils.validation import check_is_fitted
 
-from .._utils import Interval
+from .._utils.params import Interval
 from ..errors import HybridTMDError, ModelFileError
 from ..splits import grouped_validation_split
 from .samples import majority_labels, pool_samples, predict_samples

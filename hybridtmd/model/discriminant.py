@@ -36,7 +36,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._utils import Check, Interval, Options, validate_params
+from .._utils.params import Check, Interval, Options, validate_params
 from .heads import check_sample_weight, power_l2_normalise
 
 

@@ -23,13 +23,16 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
-from .._utils import Check, select_device, validate_params, warn_at_user
-from ..descriptors import DescriptorConfig, DescriptorExtractor, is_channel_selection
-from ..descriptors.extract import effective_config
-from ..descriptors.release import saved_level_flag, with_saved_families  # noqa: F401  (classifier imports it here)
+from .._utils.devices import select_device
+from .._utils.params import Check, validate_params
+from .._utils.user_warnings import warn_at_user
+from ..descriptors import DescriptorConfig, DescriptorExtractor
+from ..descriptors.extract import effective_config, is_channel_selection
+from ..descriptors.release import saved_level_flag
 from ..embeddings import CNNEmbedder
 from ..errors import ModelFileError
-from ..io import HEIGHT_CHANNEL, AFMImage, check_channel_maps, check_images, height_images
+from ..io import AFMImage
+from ..io.image import HEIGHT_CHANNEL, check_channel_maps, check_images, height_images
 from ..preprocess import LevelConfig, level
 from .columns import PHYS_PREFIX, feature_groups_from_columns, feature_units, latent_column_name
 

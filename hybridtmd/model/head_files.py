@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .._utils import atomic_path, json_loads
+from .._utils.files import atomic_path, json_loads
 from ..errors import ModelFileError
 from .discriminant import DiscriminantHead
 from .heads import KernelSVMHead

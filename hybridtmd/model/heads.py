@@ -19,7 +19,7 @@ from sklearn.utils import check_array
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._utils import Check, Interval, Options, validate_params
+from .._utils.params import Check, Interval, Options, validate_params
 from ..splits import inner_grouped_splits
 
 if TYPE_CHECKING:  # xgboost is imported when a head is made, so importing the model stage stays light

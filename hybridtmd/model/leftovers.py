@@ -15,7 +15,8 @@ import shutil
 import time
 from pathlib import Path
 
-from .._utils import path_text, warn_at_user
+from .._utils.files import path_text
+from .._utils.user_warnings import warn_at_user
 from .._version import __version__
 from ..errors import ModelFileError
 

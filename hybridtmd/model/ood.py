@@ -16,7 +16,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from .._utils import Interval, validate_params
+from .._utils.params import Interval, validate_params
 
 #: the fitted arrays a saved model stores (its arrays file names them ``ood_<name>``)
 STATE_ARRAYS = ("reference", "center", "scale")

@@ -36,7 +36,9 @@ from typing import Any
 
 import numpy as np
 
-from .._utils import atomic_path, atomic_write_text, file_sha256, json_loads, warn_at_user
+from .._utils.digests import file_sha256
+from .._utils.files import atomic_path, atomic_write_text, json_loads
+from .._utils.user_warnings import warn_at_user
 from .._version import __version__
 from ..errors import ModelFileError
 from .leftovers import check_format_version, clean_stale_staging

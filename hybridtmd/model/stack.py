@@ -33,7 +33,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._utils import Check, Interval, validate_params
+from .._utils.params import Check, Interval, validate_params
 from .columns import LATENT_PREFIX, SVM_PROBA_PREFIX
 from .heads import KernelSVMHead, check_sample_weight, default_head, power_l2_normalise
 from .split_points import centre_splits

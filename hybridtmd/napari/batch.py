@@ -1,5 +1,12 @@
 """The Batch widget: a folder of scans -> predictions table, with progress, the skipped files
-and their reasons, and CSV export (the table ``hybridtmd predict FOLDER`` writes)."""
+and their reasons, and CSV export (the table ``hybridtmd predict FOLDER --alpha`` writes).
+
+The folder's files are :func:`hybridtmd.io.readable_files` (the files ``hybridtmd predict``
+finds), predicted by :func:`~hybridtmd.model.predicting.predict_files` in passes of
+:data:`~hybridtmd.model.predicting.PASS_SIZE` files: memory holds one pass's images whatever the
+folder's size, and a file that cannot be read or predicted is listed with its reason while the
+others are predicted.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +17,9 @@ from magicgui.application import use_app
 from magicgui.widgets import FileEdit, ProgressBar, PushButton, Table, TextEdit
 from napari.viewer import Viewer
 
-from .classify import IMAGE_ERRORS, folder_files, predict_files
+from .._utils.files import atomic_write_csv
+from ..io import readable_files
+from .classify import IMAGE_ERRORS, predict_folder_files
 from .widgets import ModelWidget, table_value
 
 
@@ -18,7 +27,7 @@ class BatchWidget(ModelWidget):
     """Predict every readable file of a folder."""
 
     def __init__(self, napari_viewer: Viewer):
-        super().__init__(napari_viewer, "Predict folder")
+        super().__init__(napari_viewer, "Predict folder", sets=True)
         self.folder = FileEdit(mode="d", label="folder")
         self.progress = ProgressBar(value=0, min=0, max=1, label="files")
         self.table = Table(value={"data": [], "columns": []})
@@ -35,27 +44,28 @@ class BatchWidget(ModelWidget):
         """Predict the chosen folder; the table (None when the model or folder is unusable)."""
         try:
             model = self.model()
-            paths = folder_files(self.folder.value)
+            paths = readable_files(self.folder.value)
         except IMAGE_ERRORS as exc:
             self.say(str(exc))
             return None
         self.progress.max = max(len(paths), 1)
         self.progress.value = 0
-        table, skipped = predict_files(model, paths, progress=self._advance)
-        self.predictions = table
+        table, skipped, no_sets = predict_folder_files(model, paths, self.alpha.value, progress=self._advance)
+        self.predictions = table if not table.empty else None
         self.table.value = table_value(table.set_index("file"))
         self.skipped.value = "\n".join(f"skipped {Path(f).name}: {reason}" for f, reason in skipped)
         n_ood = int(table["out_of_distribution"].sum()) if "out_of_distribution" in table else 0
         self.say(f"predicted {len(table)} of {len(paths)} file(s); {len(skipped)} skipped"
-                 + (f"; {n_ood} flagged out of distribution" if n_ood else ""))
+                 + (f"; {n_ood} flagged out of distribution" if n_ood else "") + (f"\n{no_sets}" if no_sets else ""))
         return table
 
-    def _advance(self, done: int) -> None:
-        self.progress.value = done
-        use_app().process_events()  # redraw the bar between files (the loop runs in the GUI thread)
+    def _advance(self, files: int) -> None:
+        self.progress.value = min(self.progress.value + files, self.progress.max)
+        use_app().process_events()  # redraw the bar between passes (the loop runs in the GUI thread)
 
     def export_csv(self) -> Path | None:
-        """Write the predictions to the chosen CSV file; its path (None when there is nothing)."""
+        """Write the predictions to the chosen CSV file, atomically (an existing file is replaced
+        whole or not at all); its path (None when there is nothing to write)."""
         if self.predictions is None:
             self.say("predict a folder first")
             return None
@@ -63,7 +73,7 @@ class BatchWidget(ModelWidget):
         if path.suffix.lower() != ".csv":
             path = path.with_suffix(".csv")
         try:
-            self.predictions.to_csv(path, index=False)
+            atomic_write_csv(self.predictions, path, index=False)
         except OSError as exc:
             self.say(f"cannot write {path}: {exc.strerror or exc}")
             return None

@@ -3,9 +3,11 @@ predictions (with the conformal prediction set when the model has one) and a fol
 with the files that could not be read or predicted.
 
 Everything goes through the library: :meth:`HybridClassifier.load`, the model's own features
-(levelling, descriptors, embeddings) in :meth:`HybridClassifier.predict_frame`, and
-:func:`hybridtmd.io.load_images` for the files of a folder, so a layer or a file gets the
-prediction ``hybridtmd predict`` gives it.
+(levelling, descriptors, embeddings) in :meth:`HybridClassifier.predict_frame`, the prediction
+sets of :func:`~hybridtmd.model.predicting.prediction_set_columns`, and for a folder
+:func:`hybridtmd.io.readable_files` and :func:`~hybridtmd.model.predicting.predict_files` (passes
+of a few files, a bad file skipped with its reason), so a layer or a file gets the prediction,
+and a folder the table, that ``hybridtmd predict --alpha`` gives.
 """
 
 from __future__ import annotations
@@ -18,13 +20,16 @@ from typing import Any
 import pandas as pd
 
 from ..errors import AFMInputError, HybridTMDError
-from ..io import height_images, load_channels, load_images, registered_suffix
+from ..io import load_channels
+from ..io.files import needed_channels
+from ..io.image import height_images
 from ..model import HybridClassifier
-from ..model.conformal import set_labels
+from ..model.conformal import DEFAULT_ALPHA
+from ..model.predicting import PREDICT_ERRORS, predict_files, prediction_set_columns
 from .layers import METADATA_KEY, layer_image, layer_source
 
 #: errors that concern one image (a bad file, a feature that cannot be computed), not the model
-IMAGE_ERRORS = (HybridTMDError, ValueError, RuntimeError)
+IMAGE_ERRORS = PREDICT_ERRORS
 
 
 def load_image_model(directory: str | Path) -> tuple[HybridClassifier, list[str]]:
@@ -43,17 +48,11 @@ def load_image_model(directory: str | Path) -> tuple[HybridClassifier, list[str]
     return model, [str(w.message) for w in caught]
 
 
-def needed_channels(model: HybridClassifier) -> list[str] | None:
-    """The channels a multichannel model reads from each file; None for height maps only."""
-    channels = getattr(model.features_, "channels", None)
-    return None if channels is None else list(channels)
-
-
 def layer_input(model: HybridClassifier, layer: Any) -> Any:
     """What ``model`` predicts from for an image layer: its AFMImage, or, for a multichannel
     model, the channels the model needs read from the layer's file (the selected layer's channel
     as the height channel when it is a height map)."""
-    channels = needed_channels(model)
+    channels = needed_channels(model.features_)
     if channels is None:
         image = layer_image(layer)
         if not image.is_height:
@@ -69,69 +68,42 @@ def layer_input(model: HybridClassifier, layer: Any) -> Any:
     return load_channels(source, channels, channel=height)
 
 
-def prediction_sets(model: HybridClassifier, frame: pd.DataFrame, alpha: float = 0.1) -> list[str] | None:
-    """Each image's conformal prediction set as ``A|B`` text, from the probabilities of
-    :meth:`HybridClassifier.predict_frame` (``frame``; no second pass over the images), when the
-    model has a conformal calibration; None otherwise."""
-    calibration = getattr(model, "conformal_", None)
-    if calibration is None:
-        return None
-    proba = frame[[f"p_{c}" for c in model.classes_]].to_numpy()
+def with_sets(model: HybridClassifier, frame: pd.DataFrame, alpha: float = DEFAULT_ALPHA
+              ) -> tuple[pd.DataFrame, str | None]:
+    """``frame`` (predictions of :meth:`HybridClassifier.predict_frame`) with the conformal
+    prediction-set columns ``set``, ``set_size``, ``set_note`` when the model has a conformal
+    calibration (:func:`~hybridtmd.model.predicting.prediction_set_columns`, as ``hybridtmd
+    predict --alpha``); and why there are none when it has one that cannot serve ``alpha``."""
+    if getattr(model, "conformal_", None) is None or frame.empty:
+        return frame, None
     try:
-        sets = calibration.image_sets(proba, alpha, model.classes_)
-    except (HybridTMDError, ValueError):  # too few calibration images for alpha
-        return None
-    return set_labels(sets, model.classes_)
-
-
-def predict_items(model: HybridClassifier, items: Sequence[Any], names: Sequence[str]) -> pd.DataFrame:
-    """:meth:`HybridClassifier.predict_frame` of ``items`` indexed by ``names``, with a
-    ``prediction_set`` column when the model makes sets."""
-    frame = model.predict_frame(list(items), index=list(names))
-    sets = prediction_sets(model, frame)
-    if sets is not None:
-        frame.insert(2, "prediction_set", sets)
-    return frame
+        sets = prediction_set_columns(model, frame, alpha)
+    except (HybridTMDError, ValueError) as exc:  # too few calibration images for alpha
+        return frame, f"no prediction sets at alpha {alpha:g}: {exc}"
+    return pd.concat([frame, sets], axis=1), None
 
 
 def summary_line(name: str, row: pd.Series) -> str:
     """One prediction in words: label, confidence, set and OOD flag."""
     text = f"{name}: {row['label']} (confidence {row['confidence']:.2f})"
-    if "prediction_set" in row:
-        text += f", set {{{row['prediction_set'].replace('|', ', ')}}}"
+    if "set" in row:
+        text += f", set {{{row['set'].replace('|', ', ')}}}"
     if "out_of_distribution" in row:
         flagged = bool(row["out_of_distribution"])
         text += ", OUT OF DISTRIBUTION: do not trust the label" if flagged else ", in distribution"
     return text
 
 
-def folder_files(folder: str | Path) -> list[Path]:
-    """The files of ``folder`` that hybridtmd has a reader for (hidden files left out), sorted."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise AFMInputError(folder, "not a folder")
-    return sorted(p for p in folder.iterdir() if not p.name.startswith(".") and registered_suffix(p) is not None)
-
-
-def predict_files(model: HybridClassifier, paths: Sequence[Path],
-                  progress: Callable[[int], Any] | None = None) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
-    """Predict every file: the table (one row per predicted file, column ``file`` first) and the
-    skipped files as ``(file, reason)``; ``progress(i)`` is called after each file."""
-    channels = needed_channels(model)
-    frames, skipped = [], []
-    for i, path in enumerate(paths, start=1):
-        report = load_images([path], channels=channels, on_error="skip")
-        skipped.extend(report.errors)
-        if report.images:
-            try:
-                frames.append(predict_items(model, report.images, [str(path)]))
-            except IMAGE_ERRORS as exc:
-                skipped.append((str(path), f"{type(exc).__name__}: {exc}"))
-        if progress is not None:
-            progress(i)
-    if not frames:
-        return pd.DataFrame(columns=["file", "label", "confidence"]), skipped
-    return pd.concat(frames).rename_axis("file").reset_index(), skipped
+def predict_folder_files(model: HybridClassifier, paths: Sequence[Path], alpha: float = DEFAULT_ALPHA,
+                         progress: Callable[[int], Any] | None = None
+                         ) -> tuple[pd.DataFrame, list[tuple[str, str]], str | None]:
+    """Predict the files (:func:`~hybridtmd.model.predicting.predict_files`: passes of a few
+    files; ``progress(n)`` after each pass of ``n`` files): the table with its prediction sets
+    when the model makes them, the skipped files as ``(file, reason)`` and why there are no sets
+    (None when there are, or the model makes none)."""
+    table, skipped = predict_files(model, paths, progress=progress)
+    table, no_sets = with_sets(model, table, alpha)
+    return table, skipped, no_sets
 
 
 def height_of(item: Any) -> Any:

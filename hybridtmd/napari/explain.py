@@ -1,11 +1,14 @@
 """One image's explanation for the Explain widget, without napari: the attribution per feature
-group, the top physical drivers with their values, and the maps of its top latent dimensions.
+group, the top physical drivers with their values, the maps of its top latent dimensions, and
+the grains and DoG blobs its descriptors counted.
 
 The numbers are the library's: :func:`~hybridtmd.explanation.explain_set` (exact TreeSHAP summed
 over the groups for tree heads, exact group Shapley values otherwise, as in the HTML report),
-:func:`~hybridtmd.explanation.plot_group_waterfall` for the bar figure and
+:func:`~hybridtmd.explanation.plot_group_waterfall` for the bar figure,
 :func:`~hybridtmd.embeddings.latent_maps` for the maps, which are in the image's own pixels and
-so lie on the scan with its scale.
+so lie on the scan with its scale, and :func:`~hybridtmd.descriptors.grain_labels` /
+:func:`~hybridtmd.descriptors.blob_positions` for the segmentation and blobs the model's
+descriptors measured (with the model's levelling and descriptor settings), in nm on the scan.
 """
 
 from __future__ import annotations
@@ -16,9 +19,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..descriptors import GrainLabels, blob_positions, grain_labels
+from ..descriptors.extract import effective_config
 from ..embeddings import LatentMaps, latent_maps
-from ..explanation import display_names, explain_set, latent_label, plot_group_waterfall
+from ..explanation import explain_set, latent_label, plot_group_waterfall
 from ..explanation.attributions import per_class
+from ..explanation.names import display_names
 from ..model import LATENT_PREFIX, PHYS_PREFIX, HybridClassifier
 from .classify import height_of
 
@@ -38,6 +44,11 @@ class ImageExplanation:
     latent : LatentMaps or None  maps of the top latent dimensions (None without an embedder)
     latent_labels : list of str  the maps' names with their physical correlates
     figure : ndarray (H, W, 4) uint8  the group waterfall rendered for the widget
+    grains : GrainLabels or None  the segmentation the model's ``grains`` descriptors measured
+        (None when the model has none)
+    blobs : DataFrame or None  the DoG blobs its blob descriptor counted (``x_nm``, ``y_nm``,
+        ``sigma_nm``, ``radius_nm``), None when it has none
+    blob_family : str or None  whose blobs: ``"morphology"`` or ``"paper"``
     """
 
     label: str
@@ -49,6 +60,9 @@ class ImageExplanation:
     latent: LatentMaps | None
     latent_labels: list[str]
     figure: np.ndarray
+    grains: GrainLabels | None = None
+    blobs: pd.DataFrame | None = None
+    blob_family: str | None = None
 
 
 def figure_pixels(fig: Any, dpi: float = 64) -> np.ndarray:
@@ -106,6 +120,31 @@ def top_latent(explained: Any, k: int, top: int) -> list[str]:
     return [latent[j] for j in np.argsort(-np.abs(scores), kind="stable")[:top]]
 
 
+def descriptor_maps(model: HybridClassifier, item: Any) -> tuple[GrainLabels | None, pd.DataFrame | None,
+                                                                  str | None]:
+    """The grain labels and DoG blobs behind the model's descriptors of one model input, computed
+    as the model computed them (its levelling, its descriptor settings): ``(grains, blobs,
+    blob_family)``, each None when the model has no such descriptor. The ``morphology`` blobs
+    are preferred to the ``paper`` ones when the model has both. The image is levelled once, with
+    the model's settings (or its extractor's when the model does not level): a custom extractor
+    that levels again inside a levelling model is approximated by the single levelling."""
+    features = model.features_
+    extractor = getattr(features, "descriptors_", None)
+    if extractor is None:
+        return None, None, None
+    columns = {str(c) for c in extractor.get_feature_names_out()}
+    # the model levels once before its descriptors (features), or its extractor levels itself
+    options = {"config": effective_config(extractor.families, extractor.config),
+               "level_images": bool(features.level_images or extractor.level_images),
+               "level_config": features.level_config if features.level_images else extractor.level_config}
+    image = height_of(item)
+    grains = grain_labels(image, **options) if columns & {"grain_count", "grain_density_per_um2"} else None
+    family = ("morphology" if "morph_dog_blob_density_per_um2" in columns else
+              "paper" if columns & {"paper_dog_blob_count", "paper_dog_blob_density_per_um2"} else None)
+    blobs = blob_positions(image, family=family, **options) if family else None
+    return grains, blobs, family
+
+
 def explain_item(model: HybridClassifier, item: Any, *, drivers: int = 5, latent: int = 3) -> ImageExplanation:
     """Explain ``model``'s prediction for one model input (an AFMImage, or channel -> AFMImage)."""
     explained = explain_set(model, [item], top_descriptors=drivers)
@@ -119,6 +158,8 @@ def explain_item(model: HybridClassifier, item: Any, *, drivers: int = 5, latent
     maps = latent_maps(model, height_of(item), dims) if dims else None
     labels = [latent_label(n, explained.correlates) for n in maps.names] if maps is not None else []
     figure = figure_pixels(plot_group_waterfall(explained.groups, 0, k, explained.unit))
+    grains, blobs, blob_family = descriptor_maps(model, item)
     return ImageExplanation(label=str(explained.predicted_labels[0]), shown_class=classes[out], unit=explained.unit,
                             method=explained.method, groups=groups, drivers=physical_drivers(explained, k, drivers),
-                            latent=maps, latent_labels=labels, figure=figure)
+                            latent=maps, latent_labels=labels, figure=figure, grains=grains, blobs=blobs,
+                            blob_family=blob_family)

@@ -75,7 +75,17 @@ def layer_source(layer: Any) -> str | None:
     return None if info is None else info.get("source")
 
 
-def overlay_kwargs(layer: Any, name: str, **extra: Any) -> dict[str, Any]:
-    """Layer keywords that put an overlay exactly on ``layer``: same scale, translation and units."""
-    return {"name": name, "scale": tuple(layer.scale), "translate": tuple(layer.translate),
+def overlay_kwargs(layer: Any, name: str, *, pixel_size_nm: tuple[float, float] | None = None,
+                   origin_nm: tuple[float, float] = (0.0, 0.0), **extra: Any) -> dict[str, Any]:
+    """Layer keywords that put an overlay exactly on ``layer`` (its translation and units).
+
+    An overlay in the scan's own pixels takes the layer's scale. One on another grid - the
+    descriptors' reference grid - gives that grid's ``pixel_size_nm`` (x, y) and where its first
+    pixel centre lies in the scan's frame, ``origin_nm`` (x, y; 0 = the centre of the scan's first
+    pixel): the overlay's scale is that pixel size and its translation the layer's shifted by
+    the origin. Data already in nm (points) use ``pixel_size_nm=(1, 1)``.
+    """
+    scale = tuple(layer.scale) if pixel_size_nm is None else (float(pixel_size_nm[1]), float(pixel_size_nm[0]))
+    ty, tx = (float(t) for t in layer.translate)
+    return {"name": name, "scale": scale, "translate": (ty + origin_nm[1], tx + origin_nm[0]),
             "units": tuple(str(u) for u in getattr(layer, "units", ("nm", "nm"))), **extra}

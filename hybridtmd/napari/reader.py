@@ -12,7 +12,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..io import load_channels, registered_suffix
+from ..io import load_channels
+from ..io.readers import registered_suffix
 from .layers import image_layer_data
 
 LayerData = tuple[Any, dict[str, Any], str]

@@ -175,7 +175,7 @@ def test_numbers_out_of_range_are_usage_errors(tiny_data, descriptor_model, tmp_
 
 
 def test_report_cards_refuse_negative_counts():
-    from hybridtmd.explanation.report import render_report
+    from hybridtmd.reporting import render_report
 
     with pytest.raises(ValueError, match="top_latent must be a whole number >= 0"):
         render_report(None, "unused", top_latent=-2)

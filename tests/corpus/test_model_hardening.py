@@ -87,7 +87,7 @@ def test_any_manifest_edit_breaks_the_directory_digest(saved, tmp_path, edit):
 
 
 def test_another_models_arrays_with_an_updated_hash_are_refused(table, saved, tmp_path):
-    from hybridtmd._utils import file_sha256
+    from hybridtmd._utils.digests import file_sha256
 
     X, y = table
     other = small_model().fit(X.iloc[::-1], y[::-1]).save(tmp_path / "other")

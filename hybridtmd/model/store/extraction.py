@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..._utils import atomic_path, atomic_write_text, path_text
+from ..._utils.files import atomic_path, atomic_write_text, path_text
 from ...descriptors import DescriptorExtractor
 from ...descriptors.extract import COARSE_PIXELS_MESSAGE, coarse_pixel_sides, effective_config, warn_coarse_pixels
 from ...descriptors.registry import resolve_families
@@ -58,7 +58,7 @@ def warn_padding(partition_size: int, embedder: CNNEmbedder | None) -> None:
     for rows it throws away (partitions of 10 cost 3x per image those of 32 in bench_scale.py)."""
     batch = None if embedder is None else int(embedder.batch_size)
     if batch and partition_size % batch and partition_size > 1:
-        from ..._utils import warn_at_user
+        from ..._utils.user_warnings import warn_at_user
 
         warn_at_user(f"partition_size {partition_size} is not a multiple of the embedder's batch_size {batch}: "
                      f"every partition pads its last batch to {batch} images; use a multiple of {batch}")

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..._utils import atomic_write_text, json_loads
+from ..._utils.files import atomic_write_text, json_loads
 from ..._version import __version__
 from ...errors import HybridTMDError, MissingDependencyError
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..._utils import ProgressBar
+from ..._utils.progress import ProgressBar
 from ...errors import HybridTMDError, MissingDependencyError
 from .manifest import EXTRA_HINT, MANIFEST, finished, open_store
 from .reading import sidecars

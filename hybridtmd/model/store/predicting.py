@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..._utils import atomic_path, atomic_write_text, json_loads, path_text
+from ..._utils.files import atomic_path, atomic_write_text, json_loads, path_text
 from ...errors import HybridTMDError
 from ...io import load_images
 from .extraction import load_settings, warn_padding

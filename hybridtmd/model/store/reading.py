@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..._utils import json_loads
+from ..._utils.files import json_loads
 from ...errors import HybridTMDError
 from .manifest import finished, part_file, read_manifest, require_pyarrow
 

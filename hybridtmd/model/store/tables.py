@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..._utils import path_text
+from ..._utils.files import path_text
 from ...descriptors import DescriptorConfig, DescriptorExtractor
 from ...embeddings import CNNEmbedder
 from ...errors import HybridTMDError, ModelFileError

@@ -86,7 +86,7 @@ def fit_xgboost_dask(store_dir: str | Path, dataset: Any, *, client: Any = None,
     import numpy as np
     import pandas as pd
 
-    from ..._utils import path_text
+    from ..._utils.files import path_text
     from ..heads import default_head
     from .manifest import read_manifest
     from .partitions import dask_client

@@ -19,19 +19,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._utils import Interval, atomic_write_csv, atomic_write_text
-from ..io import check_channel_maps, height_images
-from ..model import LATENT_GROUP, LATENT_PREFIX, PHYS_PREFIX, HybridClassifier, is_image_sequence
+from .._utils.files import atomic_write_csv, atomic_write_text, save_figure
+from .._utils.params import Interval
+from ..evaluation.figures import plot_confusion_matrix
+from ..explanation import cards, figures, overlays
+from ..explanation.attributions import per_class
+from ..explanation.explained import ExplainedSet, explain_held_out, explain_set
+from ..explanation.groups import block_of, regroup
+from ..explanation.stability import driver_stability, stability_sentence
+from ..explanation.stats import latent_label, latent_pca_correlation
+from ..explanation.story import class_stories
+from ..io.image import check_channel_maps, height_images
+from ..model import LATENT_PREFIX, PHYS_PREFIX, HybridClassifier
+from ..model.columns import LATENT_GROUP, is_image_sequence
 from ..model.conformal import DEFAULT_ALPHA, set_columns
 from ..model.samples import sample_metrics
-from ..plotting import save_figure
-from . import cards, figures, overlays, page
-from .attributions import per_class
-from .explained import ExplainedSet, explain_held_out, explain_set
-from .groups import block_of, regroup
-from .stability import driver_stability, stability_sentence
-from .stats import latent_label, latent_pca_correlation
-from .story import class_stories
+from . import page
 
 esc = page.esc
 
@@ -209,7 +212,7 @@ def _card(explained: ExplainedSet, i: int, images: Sequence[Any], saved: _Figure
 
 
 def _groups_of(explained: ExplainedSet) -> dict[str, list[str]]:
-    from ..model import feature_groups_from_columns
+    from ..model.columns import feature_groups_from_columns
 
     return regroup(feature_groups_from_columns([str(c) for c in explained.table.columns]), explained.group_by)
 
@@ -223,7 +226,7 @@ def _answer(explained: ExplainedSet, predictions: pd.DataFrame, saved: _Figures,
         headline = ", ".join(f"{name} {value:.3f}" if isinstance(value, float) else f"{value} {name}"
                              for name, value in metrics.items())
         out.append(f"<p class='lead'>Accuracy {esc(when)}: {esc(headline)}.{esc(caveat)}{_ood_line(explained)}</p>")
-        confusion = saved.save(figures.plot_confusion_matrix(predictions["label"], predictions["predicted"],
+        confusion = saved.save(plot_confusion_matrix(predictions["label"], predictions["predicted"],
                                                              explained.classes, f"confusion matrix ({short})"),
                                "confusion_matrix.png")
         first = page.figure(confusion, f"Rows: true class, columns: predicted ({short}); the diagonal gives recall.")

@@ -1,5 +1,4 @@
-"""Figures of height maps (one image with nm colourbar and scale bar, a per-class gallery) and the
-one confusion matrix every report draws (evaluation, explanation).
+"""Figures of height maps: one image with its nm colourbar and scale bar, a per-class gallery.
 
 Figures only: the images arrive loaded and levelled (:mod:`hybridtmd.io`, :mod:`hybridtmd.preprocess`).
 """
@@ -8,16 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._utils import atomic_path
+from .._utils.files import save_figure
 
 if TYPE_CHECKING:
-    import pandas as pd
 
-    from .io import AFMImage
+    from .image import AFMImage
 
 
 def _nice_length(target: float) -> float:
@@ -114,41 +112,4 @@ def save_class_gallery(
     return save_figure(fig, output, dpi=110)
 
 
-def plot_confusion(confusion: pd.DataFrame, ax: Any = None, title: str | None = None) -> Any:
-    """Confusion matrix (rows true, columns predicted: a DataFrame of counts), coloured by the
-    row-normalised rate (the recall of each true class on the diagonal), each cell its count and
-    rate; returns the Axes."""
-    import matplotlib.pyplot as plt
-
-    counts = confusion.to_numpy()
-    rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(1.2 + 0.9 * len(confusion), 1.0 + 0.9 * len(confusion)), layout="constrained")
-    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(confusion)), [str(c) for c in confusion.columns], rotation=30)
-    ax.set_yticks(range(len(confusion)), [str(c) for c in confusion.index])
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    for (i, j), n in np.ndenumerate(counts):
-        ax.text(j, i, f"{n}\n{rates[i, j]:.2f}", ha="center", va="center", fontsize=8,
-                color="white" if rates[i, j] > 0.5 else "black")
-    if title:
-        ax.set_title(title)
-    return ax
-
-
-def save_figure(fig: Any, path: str | Path, *, dpi: int = 120, tight: bool = False) -> Path:
-    """Write a matplotlib figure as PNG atomically (readers never see half a file) and close it.
-
-    ``tight``: crop to the drawn content (for figures whose long labels overflow their axes).
-    """
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight" if tight else None)
-    plt.close(fig)
-    return path
-
-
-__all__ = ["plot_confusion", "plot_gallery", "plot_height_map", "save_class_gallery", "save_figure"]
+__all__ = ["plot_gallery", "plot_height_map", "save_class_gallery"]

@@ -9,12 +9,11 @@ from typing import Any
 
 import pandas as pd
 
-from .._utils import atomic_write_csv, atomic_write_text
-from ..plotting import save_figure
-from .compare import arm_seconds
-from .figures import plot_confusion, plot_curves, plot_evaluation, training_curves
-from .results import Evaluation
-from .significance import paired_differences
+from .._utils.files import atomic_write_csv, atomic_write_text, save_figure
+from ..evaluation.compare import arm_seconds
+from ..evaluation.figures import plot_confusion, plot_curves, plot_evaluation, training_curves
+from ..evaluation.results import Evaluation
+from ..evaluation.significance import paired_differences
 
 #: Columns of the Markdown tables: every modality but multilabel reports class metrics.
 CLASS_METRICS = ("accuracy", "sample_accuracy", "balanced_accuracy", "macro_f1", "fit_seconds")
