@@ -9,8 +9,10 @@ predictions written per partition, resumable - a *prediction store*::
       pred-000000.errors.json   its bad files (unreadable, or failing the model); written last
       ...
 
-Each task loads only its partition's files (memory per worker is bounded by the partition, not
-by the number of files) and the model once per worker process; the driver holds the paths only.
+Each task predicts its partition's files with :func:`hybridtmd.model.predicting.predict_files`
+(an image the model cannot take is a bad file, not a lost partition). It loads only those files
+(memory per worker is bounded by the partition, not by the number of files) and the model once
+per worker process; the driver holds the paths only.
 Workers need the model folder and the files at the same paths (a shared filesystem).
 """
 
@@ -27,7 +29,7 @@ import pandas as pd
 
 from ..._utils.files import atomic_path, atomic_write_text, json_loads, path_text
 from ...errors import HybridTMDError
-from ...io import load_images
+from ..predicting import predict_files
 from .extraction import load_settings, warn_padding
 from .manifest import base_manifest, part_file, read_manifest, require_pyarrow
 from .partitions import Result, StoreReport, check_partition_size, check_scheduler, run_store
@@ -69,39 +71,19 @@ class _Task:
     load: dict[str, Any]
 
 
-def _frames(model: Any, images: list[Any], names: list[str]) -> tuple[list[pd.DataFrame], list[tuple[str, str]]]:
-    """The predictions of ``images``: one batch, or image by image when the batch fails, so one
-    image the model cannot take does not cost its partition."""
-    try:
-        return [model.predict_frame(images, index=names)], []
-    except (HybridTMDError, ValueError, RuntimeError):
-        frames, errors = [], []
-        for image, name in zip(images, names, strict=True):
-            try:
-                frames.append(model.predict_frame([image], index=[name]))
-            except (HybridTMDError, ValueError, RuntimeError) as exc:
-                errors.append((name, f"{type(exc).__name__}: {exc}"))
-        return frames, errors
-
-
 def _predict_partition(task: _Task) -> Result:
     """Load one partition's files, predict them, write the table then the sidecar (runs in the worker)."""
     try:
         model = _model(task.model_dir, task.digest)
-        load = task.load
-        report = load_images(task.paths, pixel_size_nm=load["pixel_size_nm"], channel=load["channel"],
-                             z_unit=load["z_unit"], z_scale=load["z_scale"], channels=load["channels"],
-                             on_error="skip")
-        names = [path_text(task.paths[i]) for i in report.indices]
-        frames, failed = _frames(model, report.images, names) if report.images else ([], [])
-        columns = ["label", "confidence", *(f"p_{c}" for c in model.classes_),
-                   *(["ood_score", "out_of_distribution"] if model.ood_ is not None else [])]
-        table = (pd.concat(frames) if frames else pd.DataFrame(columns=columns)).rename_axis("file").reset_index()
+        read = {k: task.load[k] for k in ("pixel_size_nm", "channel", "z_unit", "z_scale")}
+        # one pass per partition: the partition already bounds the memory, and the embedder
+        # sees whole batches
+        table, bad = predict_files(model, task.paths, pass_size=max(1, len(task.paths)), **read)
         table.attrs = {}  # the model card is the model's, not each partition's
         with atomic_path(part_file(Path(task.out_dir), task.index, "parquet", PREFIX)) as tmp:
             table.to_parquet(tmp, engine="pyarrow", index=False)
-        bad = [[path_text(p), r] for p, r in report.errors] + [[p, r] for p, r in failed]
-        sidecar = {"partition": task.index, "n_files": len(task.paths), "n_rows": len(table), "bad_files": bad}
+        sidecar = {"partition": task.index, "n_files": len(task.paths), "n_rows": len(table),
+                   "bad_files": [[path_text(p), r] for p, r in bad]}
         atomic_write_text(part_file(Path(task.out_dir), task.index, "errors.json", PREFIX), json.dumps(sidecar))
         return task.index, None, {}
     except Exception as exc:
