@@ -247,3 +247,12 @@ def test_evaluate_from_the_store_is_evaluate_on_the_files(store, data, config, t
         folds.append(table.drop(columns=[c for c in table.columns if c.endswith("_seconds")]))
     assert len(folds[0]) == 2
     pd.testing.assert_frame_equal(*folds)
+
+
+def test_python_api_address_that_does_not_answer_is_one_error(tmp_path, data):
+    """Not the client's traceback after its default 30 s: one error after CONNECT_TIMEOUT_S (5 s)."""
+    pytest.importorskip("distributed")
+    _, ds = data
+    with pytest.raises(HybridTMDError, match=r"dask scheduler tcp://127\.0\.0\.1:1: no answer within 5 s"):
+        extract_to_store(ds.paths[:2], tmp_path / "s", extractor=DescriptorExtractor(families=["areal"]),
+                         address="tcp://127.0.0.1:1", progress=False)

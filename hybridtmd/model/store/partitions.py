@@ -23,7 +23,7 @@ from .reading import sidecars
 
 SCHEDULERS = ("serial", "joblib", "dask")
 #: seconds a client waits for a scheduler address before the run fails
-CONNECT_TIMEOUT_S = 10
+CONNECT_TIMEOUT_S = 5
 
 #: what a partition's task returns: its index, None or the failure reason, and what the driver
 #: collects from a finished partition (a dict, empty for a failure)
