@@ -19,7 +19,8 @@ PredictionStoreOption = Annotated[Path | None, typer.Option(
     help="Streaming prediction into this folder: one parquet file of predictions per partition of files, "
          "resumable (needs pyarrow and, for the default scheduler dask, distributed).")]
 SchedulerOption = Annotated[str | None, typer.Option(
-    help="With --store: serial | joblib (--n-jobs processes) | dask (default: serial, dask if --address).")]
+    help="With --store: serial | joblib (--n-jobs processes) | dask (--address, else a LocalCluster of --n-jobs "
+         "processes). Default: dask for predict; for extract serial, dask with --address.")]
 AddressOption = Annotated[str | None, typer.Option(help="With --store: dask scheduler, e.g. tcp://host:8786.")]
 PartitionSizeOption = Annotated[int | None, typer.Option(
     min=1, help="With --store: files per partition (unit of work and of resume; default 256).")]
