@@ -256,3 +256,28 @@ def test_python_api_address_that_does_not_answer_is_one_error(tmp_path, data):
     with pytest.raises(HybridTMDError, match=r"dask scheduler tcp://127\.0\.0\.1:1: no answer within 5 s"):
         extract_to_store(ds.paths[:2], tmp_path / "s", extractor=DescriptorExtractor(families=["areal"]),
                          address="tcp://127.0.0.1:1", progress=False)
+
+
+def test_predict_a_feature_store_from_its_rows(models, store, data, tmp_path):
+    from hybridtmd.model.store import read_predictions
+
+    folder, _ = data
+    result = runner.invoke(app, ["predict", str(models / "m1"), str(store), "--store", str(tmp_path / "rows"),
+                                 "--scheduler", "serial"])
+    assert result.exit_code == 0, result.output
+    assert "3 partition(s) written" in _text(result)
+    result = runner.invoke(app, ["predict", str(models / "m1"), str(folder), "-o", str(tmp_path / "files.csv")])
+    assert result.exit_code == 0, result.output
+    got, files = read_predictions(tmp_path / "rows"), pd.read_csv(tmp_path / "files.csv")
+    assert got["file"].tolist() == files["file"].tolist() and got["label"].tolist() == files["label"].tolist()
+    columns = [c for c in files.columns if c.startswith("p_")]
+    assert np.abs(got[columns].to_numpy() - files[columns].to_numpy()).max() <= CROSS_ISA_BOUND
+    # a model whose features are not the store's is refused, naming the field
+    from hybridtmd.model.store import predict_store_rows
+
+    other = tmp_path / "other.toml"
+    other.write_text(CONFIG.replace('families = ["areal", "spectral"]', 'families = ["areal"]'))
+    result = runner.invoke(app, ["train", str(folder), "-o", str(tmp_path / "m3"), "--config", str(other)])
+    assert result.exit_code == 0, result.output
+    with pytest.raises(HybridTMDError, match=r"features differ from those of the model .*descriptors\.families"):
+        predict_store_rows(tmp_path / "m3", store, tmp_path / "rows3", scheduler="serial", progress=False)

@@ -183,14 +183,15 @@ def predict_command(
     cluster (a LocalCluster of --n-jobs processes, or --address), each partition's predictions
     written to DIR/pred-NNNNNN.parquet as it finishes (bad files in its .errors.json); memory
     does not grow with the number of files, and the same command after a crash predicts only the
-    partitions not yet written.
+    partitions not yet written. An input that is a feature store (extract --store --embeddings)
+    is predicted from its rows, partition by partition, no image read.
     """
     import pandas as pd
 
     from ..model.predicting import predict_files, prediction_set_columns
 
     if store is not None:
-        predict_into_store(model_dir, expand_inputs(inputs), store, by_sample=by_sample, alpha=alpha,
+        predict_into_store(model_dir, list(inputs), store, by_sample=by_sample, alpha=alpha,
                            scheduler=scheduler, address=address, partition_size=partition_size, n_jobs=n_jobs,
                            read=read_options(channel, pixel_size_nm, z_unit, z_scale))
         return

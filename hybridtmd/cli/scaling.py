@@ -101,12 +101,13 @@ def store_table(store: Path, dataset: Any) -> Any:
     return data
 
 
-def predict_into_store(model_dir: Path, paths: list[Path], store: Path, *, by_sample: bool, alpha: float | None,
+def predict_into_store(model_dir: Path, inputs: list[Path], store: Path, *, by_sample: bool, alpha: float | None,
                        scheduler: str | None, address: str | None, partition_size: int | None, n_jobs: int,
                        read: dict[str, Any]) -> None:
-    """``predict --store``: every file into the prediction store, then the run's report."""
-    from ..model.store import predict_to_store
-    from .common import check_output_dir
+    """``predict --store``: every file of ``inputs`` (or, when the one input is a feature store,
+    every row of it) into the prediction store, then the run's report."""
+    from ..model.store import predict_store_rows, predict_to_store
+    from .common import check_output_dir, expand_inputs
 
     if by_sample or alpha is not None:
         fail("--by-sample and --alpha are not available with --store yet: predict the partitions, then pool "
@@ -114,12 +115,21 @@ def predict_into_store(model_dir: Path, paths: list[Path], store: Path, *, by_sa
     check_output_dir(store)
     if address is not None:
         check_reachable(address)
-    if not paths:
+    rows = len(inputs) == 1 and (inputs[0] / "store.json").is_file()  # a feature store: its rows, no image read
+    paths = [] if rows else expand_inputs(inputs)
+    if not rows and not paths:
         fail("no file to predict")
+    if rows and (partition_size is not None or any(v is not None for v in read.values())):
+        fail(f"{inputs[0]} is a feature store: its partitions and reading options are its own "
+             "(--partition-size and reading options do not apply)")
     try:
-        done = predict_to_store(model_dir, paths, store, partition_size=partition_size or 256,
-                                scheduler=scheduler or "dask", n_jobs=n_jobs, address=address,
-                                progress=len(paths) >= 20, read=read)
+        if rows:
+            done = predict_store_rows(model_dir, inputs[0], store, scheduler=scheduler or "dask", n_jobs=n_jobs,
+                                      address=address, progress=True)
+        else:
+            done = predict_to_store(model_dir, paths, store, partition_size=partition_size or 256,
+                                    scheduler=scheduler or "dask", n_jobs=n_jobs, address=address,
+                                    progress=len(paths) >= 20, read=read)
     except (HybridTMDError, ValueError, TypeError) as exc:
         fail(str(exc))
     if done.complete:

@@ -72,18 +72,19 @@ Modules
                        :func:`store_features` (the HybridFeatures the rows came from)
 :mod:`.training`       :func:`fit_from_store`: a HybridClassifier fitted on the rows, no image read;
                        :func:`fit_xgboost_dask`: the XGBoost head on a store larger than memory
-:mod:`.predicting`     :func:`predict_to_store`: a saved model over any number of files, per partition
+:mod:`.predicting`     :func:`predict_to_store`: a saved model over any number of files, per partition;
+                       :func:`predict_store_rows`: over a feature store's rows, no image read
 =====================  ===========================================================================
 """
 
 from .extraction import extract_to_store
 from .manifest import read_manifest
 from .partitions import SCHEDULERS, StoreReport
-from .predicting import predict_to_store, read_predictions
+from .predicting import predict_store_rows, predict_to_store, read_predictions
 from .reading import read_store, read_store_reasons, store_errors
 from .tables import StoreTable, check_store_features, features_table, store_features
 from .training import fit_from_store, fit_xgboost_dask
 
 __all__ = ["SCHEDULERS", "StoreReport", "StoreTable", "check_store_features", "extract_to_store", "features_table",
-           "fit_from_store", "fit_xgboost_dask", "predict_to_store", "read_manifest", "read_predictions", "read_store",
-           "read_store_reasons", "store_errors", "store_features"]
+           "fit_from_store", "fit_xgboost_dask", "predict_store_rows", "predict_to_store", "read_manifest",
+           "read_predictions", "read_store", "read_store_reasons", "store_errors", "store_features"]

@@ -28,12 +28,14 @@ from typing import Any
 import pandas as pd
 
 from ..._utils.files import atomic_path, atomic_write_text, json_loads, path_text
+from ..._version import __version__
 from ...errors import HybridTMDError
 from ..predicting import predict_files
 from .extraction import load_settings, warn_padding
 from .manifest import base_manifest, part_file, read_manifest, require_pyarrow
 from .partitions import Result, StoreReport, check_partition_size, check_scheduler, run_store
 from .reading import check_complete
+from .tables import check_store_features, model_columns
 
 PREDICTIONS = "predictions.json"
 PREDICTION_FORMAT = "hybridtmd-prediction-store"
@@ -157,6 +159,75 @@ def predict_to_store(
     return run_store(out_dir, manifest, paths, task, _predict_partition, scheduler=scheduler, n_jobs=n_jobs,
                      client=client, address=address, progress=progress, description="predictions",
                      name=PREDICTIONS, prefix=PREFIX)[0]
+
+
+@dataclass
+class _RowsTask:
+    index: int
+    paths: list[str]  # placeholders: the rows come from the feature store's partition `index`
+    out_dir: str
+    model_dir: str
+    digest: str
+    store_dir: str
+
+
+def _predict_rows(task: _RowsTask) -> Result:
+    """Predict one partition of a feature store from its rows (runs in the worker)."""
+    try:
+        model = _model(task.model_dir, task.digest)
+        store = Path(task.store_dir)
+        rows = pd.read_parquet(part_file(store, task.index, "parquet"), engine="pyarrow")
+        bad = json_loads(part_file(store, task.index, "errors.json").read_text(encoding="utf-8"))["bad_files"]
+        table = rows.drop(columns="path").set_axis(model_columns(list(rows.columns)), axis=1)
+        frame = model.predict_frame(table, index=rows["path"].tolist()) if len(rows) else pd.DataFrame(
+            columns=["label", "confidence"])
+        frame = frame.rename_axis("file").reset_index()
+        frame.attrs = {}
+        with atomic_path(part_file(Path(task.out_dir), task.index, "parquet", PREFIX)) as tmp:
+            frame.to_parquet(tmp, engine="pyarrow", index=False)
+        sidecar = {"partition": task.index, "n_files": len(task.paths), "n_rows": len(frame), "bad_files": bad}
+        atomic_write_text(part_file(Path(task.out_dir), task.index, "errors.json", PREFIX), json.dumps(sidecar))
+        return task.index, None, {}
+    except Exception as exc:
+        return task.index, f"{type(exc).__name__}: {exc}", {}
+
+
+def predict_store_rows(model_dir: str | Path, store_dir: str | Path, out_dir: str | Path, *,
+                       scheduler: str | None = "dask", n_jobs: int | None = None, client: Any = None,
+                       address: str | None = None, progress: bool = True) -> StoreReport:
+    """Predict the rows of the complete feature store ``store_dir`` (no image read) into the
+    prediction store ``out_dir``, one task per partition of the feature store, resumable.
+
+    The model's features must be the store's (:func:`~hybridtmd.model.store.check_store_features`:
+    a :class:`HybridTMDError` naming the store and each differing field otherwise). The other
+    parameters and the result are those of :func:`predict_to_store`; the bad files of the feature
+    store are the prediction store's.
+    """
+    from sklearn.base import clone
+
+    scheduler = check_scheduler(scheduler, client, address)
+    require_pyarrow()
+    model_dir, out_dir, store_dir = Path(model_dir).resolve(), Path(out_dir), Path(store_dir)
+    digest = _model_digest(model_dir)
+    model = _model(str(model_dir), digest)
+    if model.features_ is None:
+        raise HybridTMDError(f"{model_dir}: this model was trained on a feature table without its features' "
+                             "settings; predicting a feature store needs a model trained on images or on a store")
+    features = read_manifest(store_dir)
+    check_complete(store_dir, features)
+    check_store_features(store_dir, clone(model.features_), f"the model {model_dir}")
+    manifest = {k: features[k] for k in ("n_paths", "paths_sha256", "partition_size", "n_partitions")} | {
+        "format": PREDICTION_FORMAT, "format_version": features["format_version"],
+        "hybridtmd_version": __version__, "model": {"path": str(model_dir), "directory_digest": digest},
+        "feature_store": str(store_dir.resolve())}
+
+    def task(index: int, chunk: list[str]) -> _RowsTask:
+        return _RowsTask(index, chunk, str(out_dir), str(model_dir), digest, str(store_dir))
+
+    # the rows of partition i are in the feature store: only the number of files per partition matters here
+    return run_store(out_dir, manifest, [""] * int(features["n_paths"]), task, _predict_rows, scheduler=scheduler,
+                     n_jobs=n_jobs, client=client, address=address, progress=progress,
+                     description="predictions", name=PREDICTIONS, prefix=PREFIX)[0]
 
 
 def read_predictions(out_dir: str | Path) -> pd.DataFrame:
