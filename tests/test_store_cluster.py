@@ -226,8 +226,10 @@ def test_a_killed_worker_loses_no_partition(tmp_path, data, monkeypatch, always)
         # the dead worker's other assigned task may fail with it: each failed one is listed, none written
         failed = [i for i, _ in report.failed]
         assert 1 in failed and all("KilledWorker" in reason for _, reason in report.failed)
-        assert not any((s / f"part-{i:06d}.{kind}").exists() for i in failed for kind in ("parquet", "errors.json"))
         assert not report.complete and sorted(failed + report.written) == [0, 1, 2]
+        for i in range(3):  # every partition has both files (written) or neither (failed): none half-written
+            present = [(s / f"part-{i:06d}.{kind}").exists() for kind in ("parquet", "errors.json")]
+            assert present == [i in report.written] * 2
         monkeypatch.undo()
         report = extract_to_store(paths, s, extractor=extractor, partition_size=2, progress=False)
         assert report.written == failed

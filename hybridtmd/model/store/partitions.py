@@ -199,6 +199,11 @@ def run_store(store_dir: Path, manifest: dict[str, Any], paths: Sequence[str],
                 found.append(returned)
                 (report.written.append(index) if failure is None else report.failed.append((index, failure)))
     _remove_temporaries(store_dir, prefix)  # those of workers that died during this run
+    # a worker that dies just after finishing a partition takes the report of it along, and dask
+    # marks the task failed; its files are complete (the sidecar is written last): it is finished
+    done = [i for i, _ in report.failed if finished(store_dir, i, prefix)]
+    report.written += done
+    report.failed = [(i, r) for i, r in report.failed if i not in done]
     report.written.sort()
     report.failed.sort()
     for sidecar in sidecars(store_dir, n_parts, prefix):
