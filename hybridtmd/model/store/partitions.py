@@ -197,7 +197,10 @@ def run_store(store_dir: Path, manifest: dict[str, Any], paths: Sequence[str],
                                                            address=address, stack=stack):
                 bar.advance(sizes[index])
                 found.append(returned)
-                (report.written.append(index) if failure is None else report.failed.append((index, failure)))
+                if failure is None:
+                    report.written.append(index)
+                else:
+                    report.failed.append((index, failure))
     _remove_temporaries(store_dir, prefix)  # those of workers that died during this run
     # a worker that dies just after finishing a partition takes the report of it along, and dask
     # marks the task failed; its files are complete (the sidecar is written last): it is finished
