@@ -20,7 +20,7 @@ STAGES: list[set[str]] = [
     {"datasets"},
     {"descriptors", "embeddings"},
     {"config"},
-    {"model", "store"},
+    {"model"},
     {"explanation", "baseline"},
     {"evaluation"},
     {"reporting"},  # reports of explanations and evaluations, for people

@@ -244,3 +244,21 @@ def test_held_out_explanations_of_channel_maps_group_by_channel(scans, small_syn
     assert list(explained.groups.feature_names) == ["height", "phase"]
     assert explained.names == [scan["height"].name for scan in items]
     assert all(isinstance(im, AFMImage) for im in explained.train_images)  # height maps for the thumbnails
+
+
+def test_feature_store_with_channels_equals_the_in_memory_rows(gwy_dataset, tmp_path):
+    pytest.importorskip("pyarrow")
+    from hybridtmd.model.store import extract_to_store, features_table, read_manifest, store_features
+
+    folder, lone = gwy_dataset
+    paths = [*sorted(folder.glob("*.gwy"))[:4], lone]
+    extractor = DescriptorExtractor(families=["areal"], channels=CHANNELS, progress=False)
+    report = extract_to_store(paths, tmp_path / "s", extractor=extractor, partition_size=2, progress=False)
+    assert report.complete and [Path(p).name for p, _ in report.errors] == [lone.name]  # it lacks the phase
+    assert read_manifest(tmp_path / "s")["load"]["channels"] == ["height", "phase"]
+    rows = features_table(tmp_path / "s")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        memory = _features().fit_transform(load_images(paths[:4], channels=["height", "phase"]).images)
+    pd.testing.assert_frame_equal(rows.table, memory, check_exact=True)
+    assert store_features(tmp_path / "s").feature_units_["phys__phase__sq"] == "deg"  # the unit seen in the files

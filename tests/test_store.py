@@ -1,4 +1,4 @@
-"""Feature store (hybridtmd.store): identical to serial extraction on every scheduler, resumes after a
+"""Feature store (hybridtmd.model.store): identical to serial extraction on every scheduler, resumes after a
 crash without recomputing finished partitions, refuses a mismatched resume, reports bad files, CLI."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ pytest.importorskip("pyarrow")
 from hybridtmd.descriptors import DescriptorExtractor  # noqa: E402
 from hybridtmd.errors import HybridTMDError  # noqa: E402
 from hybridtmd.io import load_images  # noqa: E402
-from hybridtmd.store import extract_to_store, read_manifest, read_store, read_store_reasons, store_errors  # noqa: E402
+from hybridtmd.model.store import extract_to_store, read_manifest, read_store, read_store_reasons, store_errors  # noqa: E402
 
 FAMILIES = ["areal", "spectral"]
 PART = 5  # 12 files -> partitions of 5, 5, 2

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -25,7 +25,6 @@ from .common import (
     check_output_file,
     command,
     console,
-    err_console,
     exit_for,
     expand_inputs,
     fail,
@@ -40,6 +39,7 @@ from .common import (
     warn_line,
     write_table,
 )
+from .scaling import AddressOption, PartitionSizeOption, SchedulerOption, check_reachable, extract_into_store
 
 if TYPE_CHECKING:
     from ..io import Dataset
@@ -335,15 +335,12 @@ def extract_command(
         Path | None, typer.Option(help="Write/resume a partitioned parquet feature store in this folder instead "
                                        "of one CSV (needs pyarrow).")
     ] = None,
-    scheduler: Annotated[
-        str | None, typer.Option(help="With --store: serial | joblib (--n-jobs processes) | dask (default: serial, "
-                                      "dask if --address).")
-    ] = None,
-    address: Annotated[str | None, typer.Option(help="With --store: dask scheduler, e.g. tcp://host:8786.")] = None,
-    partition_size: Annotated[
-        int | None, typer.Option(min=1, help="With --store: files per partition (unit of work and of resume; "
-                                             "default 256).")
-    ] = None,
+    embeddings: Annotated[bool, typer.Option(
+        help="With --store: also the frozen-CNN embeddings of each image (the --config file's \\[embeddings] "
+             "table, default EfficientNet-Lite0), beside the descriptors.")] = False,
+    scheduler: SchedulerOption = None,
+    address: AddressOption = None,
+    partition_size: PartitionSizeOption = None,
 ) -> None:
     """Physical descriptors of every image of a dataset, one row per image.
 
@@ -357,11 +354,12 @@ def extract_command(
     the descriptors of each channel (phase columns phase__<name>, in the channel's unit); a file
     lacking one of the channels is a bad file.
 
-    With --store DIR: the same descriptors go to a feature store (hybridtmd.store: one parquet
-    file per partition, column path then descriptors; read it with hybridtmd.store.read_store).
-    Running the same command again after a crash computes only the unfinished partitions;
-    another file list or other settings on the same folder is an error. Labels stay in the dataset
-    manifest (join on path).
+    With --store DIR: the same descriptors go to a feature store (hybridtmd.model.store: one parquet
+    file per partition, column path then descriptors, with --embeddings then latent__ columns; read
+    it with hybridtmd.model.store.read_store, or train/evaluate --store DIR). Running the same
+    command again after a crash computes only the unfinished partitions; another file list or
+    other settings (families, channels, reading options, backbone, weights) on the same folder is
+    an error. Labels stay in the dataset manifest (joined on path by train and evaluate).
     """
     from ..descriptors import DescriptorExtractor
 
@@ -370,31 +368,42 @@ def extract_command(
     else:
         check_output_dir(store)
     if address is not None:
-        _check_reachable(address)
+        check_reachable(address)
     level_config = load_level_config(config)
     ds = files_to_describe(source, pattern, read_options(channel, pixel_size_nm, z_unit, z_scale))
     names = [f.strip() for f in families.split(",") if f.strip()] or "default"
     per_channel = parse_channels(channels, names)
-    if per_channel is not None and store is not None:
-        fail("--channels is not supported with --store yet")
     try:
         extractor = DescriptorExtractor(families=names, level_images=level_images, level_config=level_config,
                                         n_jobs=n_jobs, progress=len(ds) >= 20, channels=per_channel)
         extractor.get_feature_names_out()  # unknown family names fail here, before any work
     except (HybridTMDError, ValueError) as exc:
         fail(str(exc))
-    if store is None and (scheduler is not None or address is not None or partition_size is not None):
-        fail("--scheduler, --address and --partition-size need --store")
+    if store is None and (scheduler is not None or address is not None or partition_size is not None or embeddings):
+        fail("--scheduler, --address, --partition-size and --embeddings need --store")
     if store is not None:
-        if z_unit is not None or z_scale is not None:
-            fail("--z-unit and --z-scale are not supported with --store yet")
         if any(options for options in ds.row_options or []):  # the store would read every file alike
             fail(f"{source}: the manifest sets reading options per file (pixel_size_nm, channel, z_unit, z_scale "
                  "columns), which --store does not read yet; extract without --store")
-        _extract_to_store(ds, store, extractor, scheduler=scheduler, n_jobs=n_jobs, address=address,
-                          partition_size=partition_size, read=read_options(channel, pixel_size_nm))
+        extract_into_store(ds, store, extractor, store_embedder(config) if embeddings else None, scheduler=scheduler,
+                           n_jobs=n_jobs, address=address, partition_size=partition_size,
+                           read=read_options(channel, pixel_size_nm, z_unit, z_scale))
     else:
         _extract_to_csv(ds, output, extractor)
+
+
+def store_embedder(config: Path | None) -> Any:
+    """The embedder of ``extract --store --embeddings``: the config's [embeddings] table."""
+    from ..config import load_config
+    from ..embeddings import CNNEmbedder
+
+    try:
+        settings = load_config(config).embeddings
+    except HybridTMDError as exc:
+        fail(str(exc))
+    if not settings.enabled:
+        fail(f"--embeddings: {config} switches the embeddings off ([embeddings] enabled = false)")
+    return CNNEmbedder(**settings.options)
 
 
 def files_to_describe(source: Path, pattern: str | None, options: dict) -> Dataset:
@@ -410,45 +419,6 @@ def files_to_describe(source: Path, pattern: str | None, options: dict) -> Datas
     if not paths:
         fail(f"{source}: no file of a readable type in the folder")
     return Dataset(paths, [""] * len(paths), [""] * len(paths), **options)
-
-
-def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
-    """Fail at once when a dask scheduler address does not answer (not after the client's 30 s)."""
-    import socket
-    from urllib.parse import urlparse
-
-    parsed = urlparse(address if "://" in address else f"tcp://{address}")
-    try:
-        host, port = parsed.hostname, parsed.port
-    except ValueError:
-        host, port = None, None
-    if not host or not port:
-        fail(f"--address {address!r}: expected tcp://HOST:PORT")
-    try:
-        socket.create_connection((host, port), timeout=timeout_s).close()
-    except OSError as exc:
-        fail(f"--address {address}: no dask scheduler answers there ({exc})")
-
-
-def _extract_to_store(ds, store: Path, extractor, *, scheduler: str | None, n_jobs: int, address: str | None,
-                      partition_size: int | None, read: dict) -> None:
-    from ..store import extract_to_store
-
-    try:
-        done = extract_to_store(ds.paths, store, extractor=extractor, partition_size=partition_size or 256,
-                                scheduler=scheduler, n_jobs=n_jobs, address=address, progress=len(ds) >= 20,
-                                pixel_size_nm=read["pixel_size_nm"], channel=read["channel"])
-    except (HybridTMDError, ValueError) as exc:
-        fail(str(exc))
-    console.print(f"{store}: {len(done.written)} partition(s) written, {len(done.already_done)} already done, "
-                  f"{len(done.failed)} failed (of {done.n_partitions}); {done.n_rows} row(s)")
-    for index, reason in done.failed:
-        err_console.print(f"  partition {index} failed: {escape(reason)}", soft_wrap=True, highlight=False)
-    if done.failed:
-        err_console.print("run the same command again to retry the failed partition(s)")
-    errors = list(ds.skipped) + done.errors
-    report_errors(errors)
-    exit_for(errors + done.failed)
 
 
 def _extract_to_csv(ds, output: Path, extractor) -> None:

@@ -39,6 +39,7 @@ from .common import (
     report_errors,
     use_file_backend,
 )
+from .scaling import StoreOption, store_table
 
 FixedTestOption = Annotated[bool, typer.Option(
     "--fixed-test", help="The paper's protocol for data sets with a test split (files named ..._test or a "
@@ -134,11 +135,13 @@ def evaluate_command(
     z_unit: ZUnitOption = None,
     z_scale: ZScaleOption = None,
     channels: ChannelsOption = None,
+    store: StoreOption = None,
 ) -> None:
     """Grouped cross-validation report of the hybrid classifier: per-fold CSV, summary Markdown
     (image- and sample-level accuracy, paired differences; with --permutations N the grouped
     permutation p-value), confusion matrix and ablation figure (folds never share a sample).
-    --channels: the descriptors of those channels of every file."""
+    --channels: the descriptors of those channels of every file. --store DIR: the rows of a
+    feature store (extract --store) for SOURCE's files, no image read."""
     use_file_backend()
     from sklearn.base import clone
 
@@ -149,18 +152,21 @@ def evaluate_command(
     check_output_dir(output)  # found now, not after the cross-validation
     model = model_from_config(config, cache_dir, channels)
     read = read_options(channel, pixel_size_nm, z_unit, z_scale)
-    dataset, images, labels, groups, _, errors = labelled_images(source, pattern, read, n_folds=folds,
-                                                                 channels=needed_channels(model.features))
-    cv, folds_sentence = outer_folds(dataset, folds, fixed_test)
     if not model.features.is_per_image():  # a table of all images would let the PCA see the test folds
         fail("evaluate needs per-image features (no [embeddings] pca_components): a PCA fitted on every image "
              "would see the test folds; remove pca_components to evaluate", code=2)
-    features = clone(model.features)
-    if quiet:  # their own bars (descriptors, embedding) too
-        features.set_params(**{f"{half}__progress": False for half in ("descriptors", "embedder")
-                               if getattr(features, half) is not None})
-    with contextlib.nullcontext() if quiet else console.status(f"computing features of {len(images)} images..."):
-        table = features.fit_transform(images)
+    if store is not None:
+        dataset, table, labels, groups, errors = _store_rows(store, source, pattern, read, folds)
+    else:
+        dataset, images, labels, groups, _, errors = labelled_images(source, pattern, read, n_folds=folds,
+                                                                     channels=needed_channels(model.features))
+        features = clone(model.features)
+        if quiet:  # their own bars (descriptors, embedding) too
+            features.set_params(**{f"{half}__progress": False for half in ("descriptors", "embedder")
+                                   if getattr(features, half) is not None})
+        with contextlib.nullcontext() if quiet else console.status(f"computing features of {len(images)} images..."):
+            table = features.fit_transform(images)
+    cv, folds_sentence = outer_folds(dataset, folds, fixed_test)
     common = {"cv": cv, "n_repeats": repeats, "random_state": seed}
     model.set_params(features=None)  # the table holds the features: every fold, arm and permutation reuses it
     permutation = None
@@ -175,7 +181,7 @@ def evaluate_command(
                                                 permutations=permutations, n_jobs=n_jobs, common=common, bar=bar)
         except (HybridTMDError, ValueError) as exc:
             fail(str(exc), code=1)
-    protocol = (f"{len(images)} images, {len(set(groups.tolist()))} samples; {folds_sentence} "
+    protocol = (f"{len(table)} images, {len(set(groups.tolist()))} samples; {folds_sentence} "
                 f"x {repeats} repeat(s), seed {seed}; mean ± std over folds; sample_accuracy: the images of "
                 f"each test sample decided together (mean log-probability)."
                 + ("" if permutations else " No permutation test (the default, for speed): `--permutations 19` adds "
@@ -193,6 +199,19 @@ def evaluate_command(
     console.print(f"report written to {output} (summary.md, evaluation.png, *_folds.csv)")
     report_errors(errors)
     exit_for(errors)
+
+
+def _store_rows(store: Path, source: Path, pattern: str | None, read: dict[str, Any], folds: int) -> tuple:
+    """``evaluate --store``: (dataset of the rows, table, labels, groups, bad files) from the store."""
+    from .common import read_dataset
+
+    dataset = read_dataset(source, pattern, read)
+    try:
+        dataset.check_folds(folds)
+    except ValueError as exc:
+        fail(str(exc))
+    data = store_table(store, dataset)
+    return dataset.subset(data.indices), data.table, data.labels, data.groups, data.errors
 
 
 def _print_coverage(result: Any) -> None:

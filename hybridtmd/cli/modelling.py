@@ -18,6 +18,7 @@ from .common import (
     ConfigOption,
     LabelledDataset,
     ModelDirArgument,
+    NJobsOption,
     PatternOption,
     PixelSizeOption,
     QuietOption,
@@ -34,11 +35,21 @@ from .common import (
     input_manifest,
     labelled_images,
     model_from_config,
+    read_dataset,
     read_options,
     report_errors,
     use_file_backend,
     warn_line,
     write_table,
+)
+from .scaling import (
+    AddressOption,
+    PartitionSizeOption,
+    PredictionStoreOption,
+    SchedulerOption,
+    StoreOption,
+    predict_into_store,
+    store_model,
 )
 
 
@@ -54,10 +65,14 @@ def train_command(
     z_unit: ZUnitOption = None,
     z_scale: ZScaleOption = None,
     channels: ChannelsOption = None,
+    store: StoreOption = None,
 ) -> None:
     """Fit the hybrid classifier (descriptors + embeddings -> XGBoost) and save it (no pickle).
     With --channels (or channels in the config's descriptors table) the model describes those
-    channels of every file, and predict reads them again."""
+    channels of every file, and predict reads them again. With --store DIR (made by extract
+    --store --embeddings) the model is fitted on the store's rows of SOURCE's files, no image
+    read: the same model as without it; its features are the store's (a --config or --channels
+    that disagree with them is an error naming the field)."""
     from ..io.files import needed_channels
     from ..model.persistence import check_model_target
 
@@ -67,14 +82,20 @@ def train_command(
     except HybridTMDError as exc:
         fail(str(exc))
     model = model_from_config(config, cache_dir, channels)
-    _, images, labels, groups, _, errors = labelled_images(source, pattern,
-                                                           read_options(channel, pixel_size_nm, z_unit, z_scale),
-                                                           channels=needed_channels(model.features))
-    with console.status(f"computing features of {len(images)} images and fitting..."):
-        try:
-            model.fit(images, labels, groups=groups)
-        except (HybridTMDError, ValueError) as exc:
-            fail(str(exc), code=1)
+    read = read_options(channel, pixel_size_nm, z_unit, z_scale)
+    if store is not None:
+        with console.status(f"fitting on the rows of the feature store {store}..."):
+            model, data = store_model(store, model, read_dataset(source, pattern, read),
+                                      check=config is not None or channels is not None)
+        errors = data.errors
+    else:
+        _, images, labels, groups, _, errors = labelled_images(source, pattern, read,
+                                                               channels=needed_channels(model.features))
+        with console.status(f"computing features of {len(images)} images and fitting..."):
+            try:
+                model.fit(images, labels, groups=groups)
+            except (HybridTMDError, ValueError) as exc:
+                fail(str(exc), code=1)
     try:
         model.save(output)
     except (HybridTMDError, OSError) as exc:  # e.g. the disk filled up: the previous model is intact
@@ -143,6 +164,11 @@ def predict_command(
                                                 "conformal prediction set, holding the true class with "
                                                 "probability 1 - alpha: columns set and set_size (a model "
                                                 "trained with [model] conformal).")] = None,
+    store: PredictionStoreOption = None,
+    scheduler: SchedulerOption = None,
+    address: AddressOption = None,
+    partition_size: PartitionSizeOption = None,
+    n_jobs: NJobsOption = -1,
 ) -> None:
     """Predict the material of AFM files: label, confidence, probability per class, OOD flag.
 
@@ -152,11 +178,25 @@ def predict_command(
     --by-sample the images of one sample are also decided together. A multichannel model reads
     the channels it was trained on from each file (--channel picks the height channel); a file
     lacking one is reported and skipped.
+
+    With --store DIR, a folder of any size: the files in partitions (--partition-size) on a dask
+    cluster (a LocalCluster of --n-jobs processes, or --address), each partition's predictions
+    written to DIR/pred-NNNNNN.parquet as it finishes (bad files in its .errors.json); memory
+    does not grow with the number of files, and the same command after a crash predicts only the
+    partitions not yet written. An input that is a feature store (extract --store --embeddings)
+    is predicted from its rows, partition by partition, no image read.
     """
     import pandas as pd
 
     from ..model.predicting import predict_files, prediction_set_columns
 
+    if store is not None:
+        predict_into_store(model_dir, list(inputs), store, by_sample=by_sample, alpha=alpha,
+                           scheduler=scheduler, address=address, partition_size=partition_size, n_jobs=n_jobs,
+                           read=read_options(channel, pixel_size_nm, z_unit, z_scale))
+        return
+    if scheduler is not None or address is not None or partition_size is not None:
+        fail("--scheduler, --address and --partition-size need --store")
     check_output_file(output, inputs=list(inputs))
     model = load_classifier(model_dir)
     if model.features_ is None:

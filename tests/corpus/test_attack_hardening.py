@@ -220,7 +220,7 @@ def byte_named(tmp_path):
 
 
 def test_extract_store_takes_file_names_that_are_not_text(byte_named, tmp_path):
-    from hybridtmd.store import read_store
+    from hybridtmd.model.store import read_store
 
     store = tmp_path / "store"
     result = run("extract", byte_named, "--store", store, "--families", "areal")
