@@ -21,17 +21,12 @@ import typer
 from .._utils.params import COUNT, POSITIVE, Check, Options, unmet
 from .._version import __version__
 from ..errors import HybridTMDError
-from .messages import (  # noqa: F401  (the commands import them from here)
-    as_flags,
+from .messages import (
     console,
-    err_console,
-    exit_for,
     fail,
     report_errors,
-    safe_text,
     warn_line,
 )
-from .outputs import check_not_input_folder, check_output_dir, check_output_file, write_table  # noqa: F401
 
 app = typer.Typer(
     name="hybridtmd",

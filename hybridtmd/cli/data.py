@@ -11,6 +11,7 @@ from rich.markup import escape
 from .._utils.files import path_text
 from ..errors import HybridTMDError
 from .common import (
+    LEVEL_CONFIG_HELP,
     ChannelOption,
     ChannelsOption,
     LevelConfigOption,
@@ -20,25 +21,17 @@ from .common import (
     ZScaleOption,
     ZUnitOption,
     check_finite,
-    check_not_input_folder,
-    check_output_dir,
-    check_output_file,
     command,
-    console,
-    exit_for,
     expand_inputs,
-    fail,
     load_dataset_images,
     load_level_config,
     parse_channels,
     read_dataset,
     read_options,
-    report_errors,
-    safe_text,
     use_file_backend,
-    warn_line,
-    write_table,
 )
+from .messages import console, exit_for, fail, report_errors, safe_text, warn_line
+from .outputs import check_not_input_folder, check_output_dir, check_output_file, write_table
 from .scaling import AddressOption, PartitionSizeOption, SchedulerOption, check_reachable, extract_into_store
 
 if TYPE_CHECKING:
@@ -323,7 +316,8 @@ def extract_command(
         help="Comma-separated descriptor families or descriptor names (default: the default set; release-0.1.0: "
              "that release's).")] = "default",
     channels: ChannelsOption = None,
-    config: LevelConfigOption = None,
+    config: Annotated[Path | None, typer.Option(help=LEVEL_CONFIG_HELP[:-1] + " (and, with --store --embeddings, "
+                                                     "an \\[embeddings] table).")] = None,
     level_images: Annotated[bool, typer.Option("--level/--no-level", help="Level images first.")] = True,
     n_jobs: NJobsOption = 1,
     pattern: PatternOption = None,

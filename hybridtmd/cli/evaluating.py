@@ -28,17 +28,14 @@ from .common import (
     ZScaleOption,
     ZUnitOption,
     check_finite,
-    check_output_dir,
     command,
-    console,
-    exit_for,
-    fail,
     labelled_images,
     model_from_config,
     read_options,
-    report_errors,
     use_file_backend,
 )
+from .messages import console, exit_for, fail, report_errors
+from .outputs import check_output_dir
 from .scaling import StoreOption, store_table
 
 FixedTestOption = Annotated[bool, typer.Option(

@@ -25,23 +25,17 @@ from .common import (
     ReportFolder,
     ZScaleOption,
     ZUnitOption,
-    check_output_dir,
-    check_output_file,
     command,
-    console,
-    exit_for,
     expand_inputs,
-    fail,
     input_manifest,
     labelled_images,
     model_from_config,
     read_dataset,
     read_options,
-    report_errors,
     use_file_backend,
-    warn_line,
-    write_table,
 )
+from .messages import console, exit_for, fail, report_errors, warn_line
+from .outputs import check_output_dir, check_output_file, write_table
 from .scaling import (
     AddressOption,
     PartitionSizeOption,

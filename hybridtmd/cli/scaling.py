@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from ..errors import HybridTMDError
-from .common import console, err_console, exit_for, fail, report_errors
+from .messages import console, err_console, exit_for, fail, report_errors
 
 StoreOption = Annotated[Path | None, typer.Option(
     help="Feature store folder (hybridtmd extract --store): fit on its rows (labels and groups from SOURCE, joined "
@@ -107,7 +107,8 @@ def predict_into_store(model_dir: Path, inputs: list[Path], store: Path, *, by_s
     """``predict --store``: every file of ``inputs`` (or, when the one input is a feature store,
     every row of it) into the prediction store, then the run's report."""
     from ..model.store import predict_store_rows, predict_to_store
-    from .common import check_output_dir, expand_inputs
+    from .common import expand_inputs
+    from .outputs import check_output_dir
 
     if by_sample or alpha is not None:
         fail("--by-sample and --alpha are not available with --store yet: predict the partitions, then pool "

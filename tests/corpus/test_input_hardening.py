@@ -15,7 +15,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from hybridtmd.cli import app
-from hybridtmd.cli.common import safe_text
+from hybridtmd.cli.messages import safe_text
 from hybridtmd.errors import AFMInputError, AFMInputWarning
 from hybridtmd.io import AFMImage, load_dataset, load_image, load_images, save_image
 
