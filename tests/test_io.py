@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -331,3 +332,12 @@ def test_plot_has_nm_colourbar_and_scale_bar(rough_image):
     assert fig.axes[-1].get_ylabel() == "height (nm)"
     assert any(t.get_text() == "100 nm" for t in ax.texts)
     plt.close(fig)
+
+
+def test_the_sample_of_a_file_is_its_names_group_field_else_the_file():
+    from hybridtmd.io.dataset import sample_of_file
+
+    assert sample_of_file("scans/x_MoS2_y_S17_2.tif") == "S17"
+    assert sample_of_file(Path("a/b/x_WS2_y_S3.npz")) == "S3"
+    assert sample_of_file("a/odd-name.tif") == "a/odd-name.tif"  # not named by the convention: its own sample
+    assert sample_of_file("x_MoS2_y_S17.tif", pattern=r"^(?P<group>[^_]+)_") == "x"

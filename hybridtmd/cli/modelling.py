@@ -225,17 +225,6 @@ NAME_SAMPLES = ("samples from file names (<x>_<MATERIAL>_<x>_<SAMPLE>_...: the S
                 "is its own sample)")
 
 
-def sample_of(path: str) -> str:
-    """The sample of a file without a manifest: the default naming convention's group, else the
-    file itself (its path: two scans of one name in other formats are two samples)."""
-    import re
-
-    from ..io.dataset import DEFAULT_FILENAME_PATTERN
-
-    match = re.match(DEFAULT_FILENAME_PATTERN, Path(path).name)
-    return match.group("group") if match else path
-
-
 def _usable_calibration(model: Any, model_dir: Path, alpha: float | None, by_sample: bool) -> Any:
     """The model's conformal calibration when ``--alpha`` is given (None otherwise), checked
     before any file is read: a model without one, or an alpha it cannot serve, is one error."""
@@ -254,12 +243,14 @@ def _usable_calibration(model: Any, model_dir: Path, alpha: float | None, by_sam
 def _write_sample_verdicts(table: Any, classes: Any, path: Path, manifest: Any = None, calibration: Any = None,
                            alpha: float | None = None) -> None:
     """Pool the image probabilities of ``table`` per sample and write one row per sample; the
-    samples are the ``manifest`` dataset's groups when given, else :func:`sample_of` each file.
+    samples are the ``manifest`` dataset's groups when given, else each file's by its name
+    (:func:`hybridtmd.io.dataset.sample_of_file`).
     With ``calibration``, each sample's conformal set (a sample with an out-of-distribution image
     gets every class)."""
     import pandas as pd
 
     from .._utils.files import atomic_write_csv
+    from ..io.dataset import sample_of_file
     from ..model.conformal import set_columns
     from ..model.samples import pool_samples
 
@@ -267,7 +258,7 @@ def _write_sample_verdicts(table: Any, classes: Any, path: Path, manifest: Any =
         group_of = {path_text(p): str(g) for p, g in zip(manifest.paths, manifest.groups, strict=True)}
         groups, rule = [group_of[f] for f in table["file"]], MANIFEST_SAMPLES
     else:
-        groups, rule = [sample_of(f) for f in table["file"]], NAME_SAMPLES
+        groups, rule = [sample_of_file(f) for f in table["file"]], NAME_SAMPLES
     verdicts = pool_samples(table[[f"p_{c}" for c in classes]].to_numpy(), groups, classes)
     files = table.groupby(groups, sort=False)["file"].agg(";".join)
     verdicts.insert(4, "files", files.loc[verdicts.index].to_numpy())

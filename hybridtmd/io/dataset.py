@@ -442,6 +442,15 @@ def write_manifest(dataset: Dataset, path: str | Path) -> Path:
     return path
 
 
+def sample_of_file(path: str | os.PathLike, pattern: str = DEFAULT_FILENAME_PATTERN) -> str:
+    """The sample of a file found without a manifest: the ``group`` field of ``pattern`` matched
+    against the file's name (:data:`DEFAULT_FILENAME_PATTERN`: ``<x>_<MATERIAL>_<x>_<SAMPLE>_...``),
+    else the file itself (its path, so two scans of one name in other folders or formats are two
+    samples)."""
+    match = re.match(pattern, Path(path).name)
+    return match.group("group") if match else os.fspath(path)
+
+
 __all__ = [
     "DEFAULT_FILENAME_PATTERN",
     "MISSING_LABELS",
@@ -451,5 +460,6 @@ __all__ = [
     "LoadReport",
     "load_dataset",
     "load_images",
+    "sample_of_file",
     "write_manifest",
 ]
