@@ -17,7 +17,7 @@ from hybridtmd.splits import grouped_splits
 NPZ = Path("/work/shared/data/paper_embeddings/mocvd1_center_resnet18_imagenet.npz")
 
 
-def main(seeds: list[int], out: Path) -> None:
+def main(seeds: list[int], out: Path, auto: bool = False) -> None:
     with np.load(NPZ, allow_pickle=False) as data:
         X, y, groups = latent_table(data["X"]), data["y"].astype(str), data["groups"].astype(str)
     records = []
@@ -33,6 +33,16 @@ def main(seeds: list[int], out: Path) -> None:
                     train = newest_class_cap(train_k, y, groups, order[k - 1], cap, rng)
                     rec = {"seed": seed, "fold": split.fold, "k": k, "cap": cap or 0, "test": test, "train": train}
                     t = time.perf_counter()
+                    if auto:
+                        model = HybridClassifier(features=None, ood_neighbors=None).fit(
+                            X.iloc[train], y[train], groups=groups[train])
+                        rec["auto_choice"] = model.head_selection_["choice"]
+                        rec["auto_proba"] = model.predict_proba(X.iloc[test])
+                        rec["auto_pred"] = model.predict(X.iloc[test])
+                        rec["auto_s"] = time.perf_counter() - t
+                        records.append(rec)
+                        print(seed, split.fold, k, cap, rec["auto_choice"], f"{rec['auto_s']:.1f}s", flush=True)
+                        continue
                     svm = HybridClassifier(features=None, classifier="svm", ood_neighbors=None).fit(
                         X.iloc[train], y[train], groups=groups[train])
                     rec["svm_classes"] = svm.classes_
@@ -51,4 +61,4 @@ def main(seeds: list[int], out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main([int(s) for s in sys.argv[2:]], Path(sys.argv[1]))
+    main([int(s) for s in sys.argv[2:] if s != "auto"], Path(sys.argv[1]), "auto" in sys.argv)
