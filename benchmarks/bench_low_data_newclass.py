@@ -56,7 +56,8 @@ def table(folds: pd.DataFrame) -> pd.DataFrame:
 
 
 def markdown(summary: pd.DataFrame, units: int) -> str:
-    lines = [f"| model | setting | {' | '.join(LOW_DATA_METRICS.values())} |", "|" + "---|" * (2 + len(LOW_DATA_METRICS))]
+    lines = [f"| model | setting | {' | '.join(LOW_DATA_METRICS.values())} |",
+             "|" + "---|" * (2 + len(LOW_DATA_METRICS))]
     for (model, setting), row in summary.iterrows():
         lines.append(f"| {model} | {setting} | " + " | ".join(
             f"{row[(m, 'mean')]:.3f} ± {row[(m, 'std')]:.3f}" for m in LOW_DATA_METRICS) + " |")
@@ -78,7 +79,8 @@ def goal(summary: pd.DataFrame) -> str:
             if not setting.startswith("mean") and acc < ref - 0.01:
                 failed.append(f"{setting} accuracy {acc:.3f} < {ref - 0.01:.3f}")
             capped = setting.count("-") == 1 or setting.endswith((", 8", ", 16"))
-            bal, bref = own.loc[setting, ("balanced_accuracy", "mean")], base.loc[setting, ("balanced_accuracy", "mean")]
+            bal = own.loc[setting, ("balanced_accuracy", "mean")]
+            bref = base.loc[setting, ("balanced_accuracy", "mean")]
             if capped and not setting.startswith("mean") and bal <= bref:
                 failed.append(f"{setting} balanced accuracy {bal:.3f} <= {bref:.3f}")
         for cap, need in (("16", 0.5), ("8", 0.3)):

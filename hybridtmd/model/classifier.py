@@ -42,8 +42,8 @@ from .columns import (
 )
 from .conformal import ConformalCalibration, ConformalMixin, calibration_split
 from .continual import ClassAdding
-from .few_shot import fit_gate, load_gate
 from .features import HybridFeatures, resolve_features, unlevelled_extractor, with_saved_families
+from .few_shot import fit_gate, load_gate
 from .head_files import HEAD_KINDS, load_head, save_head
 from .heads import default_head
 from .links import fitted_links, links_from_arrays, links_to_arrays
