@@ -43,7 +43,7 @@ from .columns import (
 from .conformal import ConformalCalibration, ConformalMixin, calibration_split
 from .continual import ClassAdding
 from .features import HybridFeatures, resolve_features, unlevelled_extractor, with_saved_families
-from .few_shot import fit_gate, load_gate
+from .few_shot import few_shot_mask, fit_gate, load_gate
 from .head_files import HEAD_KINDS, load_head, save_head
 from .heads import default_head
 from .links import fitted_links, links_from_arrays, links_to_arrays
@@ -272,10 +272,10 @@ class HybridClassifier(ConformalMixin, ClassAdding, ClassifierMixin, BaseEstimat
         self.features_ = features
         return table
 
-    def _select_head(self, X: np.ndarray, y_enc: np.ndarray, weights: np.ndarray, groups: np.ndarray
-                     ) -> dict[str, Any]:
+    def _select_head(self, X: np.ndarray, y_enc: np.ndarray, weights: np.ndarray, groups: np.ndarray) -> dict:
+        few = None if self.few_shot is None else few_shot_mask(np.bincount(y_enc))  # the gate decides those
         return choose_head(self.classifier, self.feature_names_, X, y_enc, weights, groups, self.selection_folds,
-                           self.random_state, self.n_jobs)
+                           self.random_state, self.n_jobs, few)
 
     def _fit_head(self, X: np.ndarray, y_enc: np.ndarray, weights: np.ndarray, groups: np.ndarray,
                   stacklevel: int = 3) -> Any:
