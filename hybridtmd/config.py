@@ -60,6 +60,7 @@ MODEL_OPTIONS: dict[str, list[Any]] = {
     "calibration": [Options(("temperature",)), None],
     "calibration_folds": [Interval(_INT, 2, None)],  # one fold has no held-out predictions
     "selection_folds": [Interval(_INT, 2, None)],
+    "few_shot": [Options(("discriminant",)), None],
     "ood_neighbors": [Interval(_INT, 1, None), None],
     "ood_quantile": [FRACTION],
     "conformal": [Options(("marginal", "class")), None],

@@ -61,18 +61,23 @@ def default_model(eight_new):
 
 
 def test_the_default_estimator_predicts_a_class_learnt_from_8_images(eight_new, default_model):
-    """With 120 images of each old class and 8 of the new one, the default head is chosen by
-    inner balanced accuracy, and the new class is predicted for its unseen samples (before:
-    the SVM/stack won on accuracy and never named it)."""
+    """With 120 images of each old class and 8 of the new one, ``auto`` chooses the head by inner
+    balanced accuracy over the old classes (the 8 images are too few for inner folds to judge)
+    and the few-shot gate names the new class for some of its unseen samples (before: the
+    SVM/stack won and never named it; this fails if the class is never predicted)."""
     X, y, groups, train, test = eight_new
     assert (y[train] == "C").sum() == 8
     record = default_model.head_selection_
-    assert record["criterion"] == "mean inner balanced accuracy"
+    assert record["criterion"] == "mean inner balanced accuracy without the few-shot classes"
     assert "discriminant" in record["candidates"]
+    assert record["few_shot_classes"] == ["C"]
     predicted = default_model.predict(X.iloc[test])
     newest = y[test] == "C"
-    assert np.mean(predicted[newest] == "C") >= 0.25
+    assert np.mean(predicted[newest] == "C") >= 0.15
     assert np.mean(predicted == y[test]) > 0.5
+    without = HybridClassifier(features=None, ood_neighbors=None, few_shot=None).fit(
+        X.iloc[train], y[train], groups=groups[train])
+    assert without.head_selection_["criterion"] == "mean inner balanced accuracy"
 
 
 def test_selection_metric_is_balanced_accuracy_only_for_imbalanced_classes():
@@ -145,3 +150,80 @@ def test_previous_variant_continues_the_discriminant_hybrid_only(eight_new):
     previous = folds[folds["variant"] == "previous"]
     assert set(previous["model"]) == {"discriminant"} and set(previous["setting"]) == {"2-3", "2-3-8"}
     assert previous["newest_recall"].notna().all()
+
+
+def test_the_few_shot_gate_makes_the_svm_name_a_class_of_8_images(eight_new, tmp_path):
+    """The SVM head alone never names the class of 8 images on these samples; with the gate (the
+    default ``few_shot``) it does, and the gated rows' probabilities agree with the label. The
+    gate saves and loads with the model; a balanced table gets no gate."""
+    X, y, groups, train, test = eight_new
+    svm = KernelSVMHead(C_grid=(1.0, 10.0), gamma_grid=(1.0,))
+    alone = HybridClassifier(features=None, classifier=svm, few_shot=None, ood_neighbors=None).fit(
+        X.iloc[train], y[train], groups=groups[train])
+    gated = HybridClassifier(features=None, classifier=svm, ood_neighbors=None).fit(
+        X.iloc[train], y[train], groups=groups[train])
+    newest = y[test] == "C"
+    assert not (alone.predict(X.iloc[test]) == "C").any()
+    predicted = gated.predict(X.iloc[test])
+    assert np.mean(predicted[newest] == "C") >= 0.15
+    assert np.mean(predicted == y[test]) >= np.mean(alone.predict(X.iloc[test]) == y[test])
+    assert gated.head_selection_["few_shot_classes"] == ["C"]
+    proba = gated.predict_proba(X.iloc[test])
+    named = predicted == "C"
+    np.testing.assert_array_equal(gated.classes_[proba[named].argmax(axis=1)], predicted[named])
+    loaded = HybridClassifier.load(gated.save(tmp_path / "m"))
+    np.testing.assert_array_equal(loaded.predict(X.iloc[test]), predicted)
+    old = train[y[train] != "C"]
+    assert HybridClassifier(features=None, classifier=svm, ood_neighbors=None).fit(
+        X.iloc[old], y[old]).few_shot_ is None
+
+
+def test_few_shot_mask_is_a_tenth_of_the_largest_class():
+    from hybridtmd.model.few_shot import few_shot_mask
+
+    assert few_shot_mask([120, 120, 8]).tolist() == [False, False, True]
+    assert few_shot_mask([120, 12, 11]).tolist() == [False, False, True]
+    assert not few_shot_mask([100, 40, 30]).any()
+
+
+def test_distance_correction_is_half_the_noise_of_a_class_mean():
+    """The discriminant's correction: with every image its own sample, a class mean of n images
+    has ``v = tr(Σ⁻¹B) / n``, and the intercepts differ from the uncorrected head's by ``v / 2``
+    (so the class of 8 images gains about 15x what a class of 120 gains)."""
+    X, y, groups, train, _ = embedding_table(3)
+    labels = np.unique(y[train], return_inverse=True)[1]
+    plain = DiscriminantHead(distance_correction=False).fit(X.iloc[train].to_numpy(), labels)
+    head = DiscriminantHead().fit(X.iloc[train].to_numpy(), labels)
+    within, between = head.noise_traces_
+    assert within == 0.0 and between > 0
+    np.testing.assert_allclose(head.mean_noise_, between / np.bincount(labels), rtol=1e-9)
+    np.testing.assert_allclose(head.intercept_ - plain.intercept_, head.mean_noise_ / 2, rtol=1e-9)
+    assert head.mean_noise_[2] > 10 * head.mean_noise_[0]
+    # images of one sample are not independent: the same 8 images as 2 samples of 4 are a noisier mean
+    grouped = DiscriminantHead().fit(X.iloc[train].to_numpy(), labels, groups=groups[train])
+    assert grouped.noise_traces_[0] > 0
+    assert grouped.mean_noise([4, 4]) > grouped.mean_noise([1] * 8)
+
+
+def test_svm_probabilities_of_a_class_without_out_of_fold_images_are_not_one_hot():
+    """A class of one sample is in no inner test fold that trains on it, so Platt scaling cannot
+    be fitted; the head then tempers its decision values instead of returning one-hot votes."""
+    X, y, groups, train, test = embedding_table(4, new_train=3)
+    one_sample = train[y[train] == "C"]
+    assert len(np.unique(groups[one_sample])) == 1
+    head = KernelSVMHead(C_grid=(1.0,), gamma_grid=(1.0,)).fit(X.iloc[train].to_numpy(), y[train],
+                                                                groups=groups[train])
+    assert head.calibration_coef_ is None and head.calibration_temperature_ > 0
+    proba = head.predict_proba(X.iloc[test].to_numpy())
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert ((proba > 0.01) & (proba < 0.99)).any()
+
+
+def test_inner_balanced_accuracy_leaves_out_the_few_shot_classes():
+    from hybridtmd.model.selection import inner_score
+
+    y_true = np.array([0, 0, 1, 1, 2])
+    y_pred = np.array([0, 2, 1, 1, 0])
+    assert inner_score("balanced accuracy", y_true, y_pred) == pytest.approx((0.5 + 1 + 0) / 3)
+    # an old image called class 2 still counts against the head
+    assert inner_score("balanced accuracy", y_true, y_pred, np.array([False, False, True])) == pytest.approx(0.75)

@@ -4,15 +4,11 @@
 ``predict_frame``, ``predict_set``. ``X`` is either a sequence of :class:`~hybridtmd.io.AFMImage`
 (features computed by ``features``; for multichannel ``features``, mappings channel -> AFMImage)
 or a precomputed feature table (DataFrame or 2-D array, e.g. cached features or the paper's
-embedding table), so both use the same estimator. String labels in, string labels out. Default
-head: XGBoost (exact TreeSHAP explanations). Options: balanced class weights, temperature-scaled
-probabilities fitted on grouped out-of-fold predictions (:mod:`.calibration`), an
-out-of-distribution score that flags images unlike any training sample (:mod:`.ood`), and
-conformal prediction sets calibrated on held-out samples (:mod:`.conformal`).
-
-Model files are the head (XGBoost's JSON, or the kernel-SVM head's settings), a JSON manifest
-and an ``.npz`` of arrays: no pickle, so loading never runs code (:meth:`HybridClassifier.save`,
-:meth:`HybridClassifier.load`, :mod:`.persistence`).
+embedding table). String labels in, string labels out. The head is chosen by inner CV
+(:mod:`.selection`); a class of few images is also judged by a discriminant (:mod:`.few_shot`).
+Options: balanced class weights, temperature scaling (:mod:`.calibration`), an
+out-of-distribution score (:mod:`.ood`), conformal prediction sets (:mod:`.conformal`). Model
+files hold no pickle (:meth:`HybridClassifier.save`, :mod:`.persistence`).
 """
 
 from __future__ import annotations
@@ -48,6 +44,7 @@ from .columns import (
 from .conformal import ConformalCalibration, ConformalMixin, calibration_split
 from .continual import ClassAdding
 from .features import HybridFeatures, resolve_features, unlevelled_extractor
+from .few_shot import few_shot_mask, fit_gate, load_gate
 from .head_files import HEAD_KINDS, load_head, save_head
 from .heads import default_head
 from .links import fitted_links, links_from_arrays, links_to_arrays
@@ -80,7 +77,7 @@ ARRAYS_NAME = "arrays.npz"
 OOD_ARRAY_PREFIX = "ood_"
 #: the constructor parameters a manifest stores (features are stored as their settings, the head
 #: as its files)
-SAVED_PARAMS = ("class_weight", "calibration", "calibration_folds", "selection_folds", "ood_neighbors",
+SAVED_PARAMS = ("class_weight", "calibration", "calibration_folds", "selection_folds", "few_shot", "ood_neighbors",
                 "ood_quantile", "conformal", "random_state", "n_jobs")
 MANIFEST_ENTRIES = ("params", "features", "classes", "classes_dtype", "n_features_in", "feature_names",
                     "feature_names_from_table", "feature_groups", "temperature", "ood_threshold", "training",
@@ -95,17 +92,17 @@ class HybridClassifier(ConformalMixin, ClassAdding, ClassifierMixin, BaseEstimat
     features : HybridFeatures, "default" or None
         How images become a table; ``"default"`` is :class:`HybridFeatures` ``()``. Unused when
         ``fit`` receives a table. ``None``: the model accepts tables only.
-    classifier : "auto", "xgboost", "svm", "stack", estimator, list of those, or None
-        The head. ``"auto"`` (default): the best of XGBoost, the kernel SVM and (for tables with
-        embedding columns) the stack, by mean accuracy over ``selection_folds`` inner folds of
-        the training data grouped by sample (:mod:`.selection`; ``head_selection_`` records the
-        choice and the scores). A list: the same choice among the heads it names or gives.
-        ``None``/``"xgboost"``: :func:`default_head` (XGBoost; exact TreeSHAP, saved as JSON).
-        ``"svm"``: :class:`KernelSVMHead` (RBF SVM tuned by inner grouped CV; its ``latent__``
-        columns power- and L2-normalised as one block). ``"stack"``:
-        :class:`~hybridtmd.model.stack.StackHead` (XGBoost on descriptors + normalised embedding +
-        out-of-fold SVM probabilities; exact TreeSHAP of its XGBoost margin). Any scikit-learn
-        classifier works for fit/predict (saving needs one of the three).
+    classifier : "auto", "xgboost", "svm", "stack", "discriminant", estimator, list of those, or None
+        The head. ``"auto"`` (default): the best of XGBoost, the kernel SVM, (for tables with
+        embedding columns) the stack and the discriminant, by mean inner accuracy (balanced
+        accuracy for imbalanced classes) over ``selection_folds`` folds of the training data
+        grouped by sample (:mod:`.selection`; ``head_selection_`` records the choice and the
+        scores). A list: the same choice among the heads it names or gives.
+        ``None``/``"xgboost"``: :func:`default_head` (XGBoost; exact TreeSHAP, saved as JSON). Any
+        scikit-learn classifier works for fit/predict (saving needs one of the named heads).
+    few_shot : "discriminant" or None
+        Classes with fewer than a tenth of the largest class's images are also judged by a discriminant
+        head; where the two experts' product names one, it is predicted (:mod:`.few_shot`). None: head alone.
     class_weight : "balanced", dict or None
         ``balanced`` weights each image by ``n / (n_classes * n_class)`` (multiplied with any
         ``sample_weight``), so rare materials count as much as common ones; a dict gives a weight
@@ -171,6 +168,7 @@ class HybridClassifier(ConformalMixin, ClassAdding, ClassifierMixin, BaseEstimat
         calibration: str | None = None,
         calibration_folds: int = 5,
         selection_folds: int = 2,
+        few_shot: str | None = "discriminant",
         ood_neighbors: int | None = 5,
         ood_quantile: float = 0.99,
         conformal: str | None = None,
@@ -183,6 +181,7 @@ class HybridClassifier(ConformalMixin, ClassAdding, ClassifierMixin, BaseEstimat
         self.calibration = calibration
         self.calibration_folds = calibration_folds
         self.selection_folds = selection_folds
+        self.few_shot = few_shot
         self.ood_neighbors = ood_neighbors
         self.ood_quantile = ood_quantile
         self.conformal = conformal
@@ -234,6 +233,7 @@ class HybridClassifier(ConformalMixin, ClassAdding, ClassifierMixin, BaseEstimat
         X_fit, y_fit, w_fit, g_fit = X_arr[fit], y_enc[fit], weights[fit], groups[fit]
         self.head_selection_ = self._select_head(X_fit, y_fit, w_fit, g_fit)
         self.classifier_ = self._fit_head(X_fit, y_fit, w_fit, g_fit)
+        self.few_shot_ = fit_gate(self, X_fit, y_fit, w_fit, g_fit)
         self._set_head_features()
         self.temperature_ = self._fit_temperature(X_fit, y_fit, g_fit, w_fit) if self.calibration else None
         self.conformal_ = None if held is None else ConformalCalibration.from_probabilities(
@@ -272,10 +272,10 @@ class HybridClassifier(ConformalMixin, ClassAdding, ClassifierMixin, BaseEstimat
         self.features_ = features
         return table
 
-    def _select_head(self, X: np.ndarray, y_enc: np.ndarray, weights: np.ndarray, groups: np.ndarray
-                     ) -> dict[str, Any]:
+    def _select_head(self, X: np.ndarray, y_enc: np.ndarray, weights: np.ndarray, groups: np.ndarray) -> dict:
+        few = None if self.few_shot is None else few_shot_mask(np.bincount(y_enc))  # the gate decides those
         return choose_head(self.classifier, self.feature_names_, X, y_enc, weights, groups, self.selection_folds,
-                           self.random_state, self.n_jobs)
+                           self.random_state, self.n_jobs, few)
 
     def _fit_head(self, X: np.ndarray, y_enc: np.ndarray, weights: np.ndarray, groups: np.ndarray,
                   stacklevel: int = 3) -> Any:
@@ -319,8 +319,7 @@ class HybridClassifier(ConformalMixin, ClassAdding, ClassifierMixin, BaseEstimat
             table = self.features_.transform(X)
         elif isinstance(X, pd.DataFrame) and hasattr(self, "feature_names_in_"):
             table = align_columns(X, self.feature_names_in_, stacklevel=3)
-        X_arr = checked_array(self, table, lambda n: row_names(X, table, n), reset=False, columns=self.feature_names_)
-        return X_arr
+        return checked_array(self, table, lambda n: row_names(X, table, n), reset=False, columns=self.feature_names_)
 
     def transform_features(self, X: Any) -> pd.DataFrame:
         """The feature table the model sees for ``X`` (images or a table), columns ``feature_names_``."""
@@ -345,26 +344,32 @@ class HybridClassifier(ConformalMixin, ClassAdding, ClassifierMixin, BaseEstimat
         return self._proba(self._table_array(X))
 
     def _proba(self, table: np.ndarray) -> np.ndarray:
+        return self._decide(table)[0]
+
+    def _decide(self, table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities and encoded labels: the head's (temperature-scaled), then the few-shot gate's."""
         proba = self.classifier_.predict_proba(table)
         if self.temperature_ is not None and self.temperature_ != 1.0:
             proba = apply_temperature(proba, self.temperature_)
-        return proba
+        labels = np.asarray(self.classifier_.predict(table), dtype=int)
+        gate = getattr(self, "few_shot_", None)
+        return (proba, labels) if gate is None else gate.apply(table, proba, labels)
 
     def predict(self, X: Any) -> np.ndarray:
-        """The class of each image, as given in ``fit`` (the head's decision: for XGBoost the most
-        probable class; calibration never changes it)."""
+        """The class of each image, as given in ``fit`` (the head's decision - for XGBoost the most
+        probable class; calibration never changes it - or the few-shot gate's)."""
         return self._labels(self._table_array(X))  # checks fitted first
 
     def _labels(self, table: np.ndarray) -> np.ndarray:
-        return self.classes_[np.asarray(self.classifier_.predict(table), dtype=int)]
+        return self.classes_[self._decide(table)[1]]
 
     def predict_frame(self, X: Any, index: Sequence[str] | None = None) -> pd.DataFrame:
         """A table per image: ``label``, ``confidence``, ``p_<class>`` for every class and, when
         fitted with an OOD reference, ``ood_score`` and ``out_of_distribution``; its
         ``attrs["model_card"]`` is :meth:`model_card`."""
         table = self._table_array(X)
-        proba = self._proba(table)
-        frame = pd.DataFrame({"label": self._labels(table), "confidence": proba.max(axis=1)}, index=index)
+        proba, labels = self._decide(table)
+        frame = pd.DataFrame({"label": self.classes_[labels], "confidence": proba.max(axis=1)}, index=index)
         for j, c in enumerate(self.classes_):
             frame[f"p_{c}"] = proba[:, j]
         if self.ood_ is not None:
@@ -406,8 +411,9 @@ class HybridClassifier(ConformalMixin, ClassAdding, ClassifierMixin, BaseEstimat
                 arrays |= {OOD_ARRAY_PREFIX + k: v for k, v in self.ood_.state().items()}
             arrays |= links_to_arrays(getattr(self, "latent_links_", None))
             arrays |= {} if self.conformal_ is None else self.conformal_.to_arrays()
-            write_arrays(target / ARRAYS_NAME, arrays)
-            entries = manifest_entries(self, head_kind, metrics, SAVED_PARAMS) | (
+            gate = (None, {}) if getattr(self, "few_shot_", None) is None else self.few_shot_.to_state()
+            write_arrays(target / ARRAYS_NAME, arrays | gate[1])
+            entries = manifest_entries(self, head_kind, metrics, SAVED_PARAMS) | {"few_shot": gate[0]} | (
                 {} if self.conformal_ is None else {"conformal": self.conformal_.summary()})
             write_manifest(target, MODEL_FORMAT, MODEL_FORMAT_VERSION, entries,
                            files=(CLASSIFIER_NAME, ARRAYS_NAME), libraries=("scikit-learn", "xgboost"), key=key)
@@ -478,6 +484,7 @@ class HybridClassifier(ConformalMixin, ClassAdding, ClassifierMixin, BaseEstimat
             self.feature_names_, (manifest.get("features") or {}).get("channel_units"))
         self.conformal_ = ConformalCalibration.from_saved(manifest.get("conformal"), arrays, self.conformal,
                                                           len(self.classes_), arrays_path)
+        self.few_shot_ = load_gate(manifest.get("few_shot"), arrays, arrays_path)
         self.ood_ = None
         if self.ood_threshold_ is not None:
             missing = {OOD_ARRAY_PREFIX + name for name in STATE_ARRAYS} - set(arrays)

@@ -3,7 +3,8 @@
 A lab that has trained (and saved) a model and then scans a new material should not have to refit
 on every old image. With the discriminant head (:class:`~.discriminant.DiscriminantHead`) a class
 is its mean in the head's standardised space; the shared covariance, learnt from the old classes,
-stays. So a new class is learnt from its own images alone: their mean is computed, the class
+stays. So a new class is learnt from its own images alone: their mean (and, from the sizes of its
+samples, its small-sample distance correction) is computed, the class
 priors are set again from ``class_weight`` (``"balanced"``: equal), and the new images join the
 out-of-distribution reference (so they are no longer flagged as unknown). Nothing else changes:
 the old classes keep their means, the standardisation and covariance are the old ones, and
@@ -61,8 +62,12 @@ def add_classes(model: HybridClassifier, X: Any, y: Any, groups: Any = None) -> 
     means |= {label: Z[y[new] == label].mean(axis=0) for label in added.tolist()}
     counts = dict(model.training_summary_["class_counts"])
     counts |= {str(label): int((y[new] == label).sum()) for label in added.tolist()}
+    # the new class's small-sample distance correction from its own samples' sizes
+    noise = {label: head.mean_noise_[j] for j, label in enumerate(model.classes_.tolist())}
+    noise |= {label: head.mean_noise(np.unique(groups[new][y[new] == label], return_counts=True)[1])
+              for label in added.tolist()}
     head.set_class_means(np.stack([means[c] for c in classes.tolist()]),
-                         class_priors(model.class_weight, classes, counts))
+                         class_priors(model.class_weight, classes, counts), [noise[c] for c in classes.tolist()])
     model.classes_ = classes
     if model.ood_ is not None:  # the new images are known now: they join the reference
         model.ood_.add_reference(table[new])

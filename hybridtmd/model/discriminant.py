@@ -13,7 +13,21 @@ Steps: training-median imputation → :func:`~.heads.power_l2_normalise` (signed
 embedding block scaled to unit norm per image) → standardisation → class means and one pooled
 within-class covariance, shrunk towards a scaled identity by the Ledoit-Wolf estimate (Ledoit &
 Wolf, *J. Multivariate Anal.* 88, 2004; 512 dimensions from a few hundred images need it) →
-linear scores ``z·Σ⁻¹μ_c - ½ μ_cᵀΣ⁻¹μ_c + log π_c``.
+linear scores ``z·Σ⁻¹μ_c - ½ μ_cᵀΣ⁻¹μ_c + log π_c + ½ v_c``.
+
+**The small-sample distance correction** ``½ v_c``. The linear score is ``-½`` the squared
+Mahalanobis distance to the class mean (up to terms shared by all classes). A mean estimated
+from ``n_c`` images is itself noisy, and that noise lengthens the expected squared distance of
+*every* image to it by ``v_c = tr(Σ⁻¹ Cov(μ̂_c))``: about ``d / n_c`` for ``d`` effective
+dimensions, so 512 dimensions and 8 images put the new class ≈ 32 units of squared distance
+farther from its own images than it is, while a class of 400 images pays ≈ 1 - far more than its
+prior (log 50 ≈ 4) and the reason the new class is hardly ever named. Adding ``½ v_c`` makes the
+score an unbiased estimate of the score with the true mean. Images of one sample are not
+independent, so ``Cov(μ̂_c)`` is taken from the sample structure: with within-sample and
+between-sample residual covariances ``W`` and ``B`` (pooled over the classes, from ``groups``),
+``v_c = tr(Σ⁻¹W)/n_c + tr(Σ⁻¹B)·Σ_s m_s²/n_c²`` for samples of ``m_s`` images. Without ``groups``
+every image is its own sample. No constant is tuned: the correction follows from the fitted
+covariance and the class sizes alone.
 
 The class priors ``π_c`` are the classes' shares of the **sample weights**: with the default
 ``class_weight="balanced"`` of :class:`~hybridtmd.model.HybridClassifier` every class has the
@@ -57,28 +71,42 @@ class DiscriminantHead(ClassifierMixin, BaseEstimator):
         Columns L2-normalised together per image after the square root (as
         :class:`~.heads.KernelSVMHead`; :class:`~hybridtmd.model.HybridClassifier` passes its
         ``latent__`` columns).
+    distance_correction : bool
+        Add the small-sample distance correction ``½ v_c`` to each class's score (see above).
 
     Attributes
     ----------
     classes_, means_, coef_, intercept_, priors_, covariance_, shrinkage_ :
         The classes, their means (standardised space), the linear scores' weights ``(n_classes,
         n_features)`` and intercepts, the priors, the shrunk pooled covariance and its shrinkage.
+    noise_traces_ : ndarray of 2 floats
+        ``tr(Σ⁻¹W)`` and ``tr(Σ⁻¹B)``: the within- and between-sample spread in units of the
+        covariance, which :meth:`mean_noise` turns into a class's ``v_c``.
+    mean_noise_ : ndarray
+        ``v_c`` of each class (added to the intercepts as ``½ v_c`` when ``distance_correction``).
     """
 
     _parameter_constraints: dict = {  # noqa: RUF012 (scikit-learn's convention: a class attribute)
         "shrinkage": [Options(("ledoit_wolf",)), Interval(numbers.Real, 0, 1)],
         "l2_normalize": [Options(("all",)), None, Check(_column_indices, "a sequence of column indices")],
+        "distance_correction": [Options((True, False))],
     }
 
     #: fitted arrays, the ``.npz`` part of :meth:`to_state`
     STATE_ARRAYS = ("classes_", "impute_values_", "center_", "scale_", "l2_columns_", "means_", "coef_",
                     "intercept_", "priors_", "covariance_")
+    #: fitted arrays added by the distance correction (absent from older model files: no correction)
+    NOISE_ARRAYS = ("noise_traces_", "mean_noise_")
 
-    def __init__(self, shrinkage: str | float = "ledoit_wolf", l2_normalize: str | Sequence[int] | None = "all"):
+    def __init__(self, shrinkage: str | float = "ledoit_wolf", l2_normalize: str | Sequence[int] | None = "all",
+                 distance_correction: bool = True):
         self.shrinkage = shrinkage
         self.l2_normalize = l2_normalize
+        self.distance_correction = distance_correction
 
-    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> DiscriminantHead:
+    def fit(self, X: Any, y: Any, sample_weight: Any = None, groups: Any = None) -> DiscriminantHead:
+        """Fit on ``X``, ``y``; ``groups`` (sample ids) give the distance correction its sample
+        structure (None: every image its own sample)."""
         from sklearn.covariance import ledoit_wolf
 
         validate_params(self, self._parameter_constraints)
@@ -112,20 +140,56 @@ class DiscriminantHead(ClassifierMixin, BaseEstimator):
         # a covariance with zero variance everywhere (one image per class): the identity
         floor = 1e-9 * max(np.trace(covariance) / len(covariance), 1.0)
         self.covariance_ = covariance + floor * np.eye(len(covariance))
-        return self.set_class_means(means, totals / totals.sum())
+        groups = np.arange(len(y_enc)) if groups is None else np.asarray(groups)
+        if len(groups) != len(y_enc):
+            raise ValueError(f"groups has {len(groups)} entries for {len(y_enc)} images")
+        _, sample = np.unique(groups, return_inverse=True)
+        self.noise_traces_ = self._noise_traces(residuals, sample[used])
+        noise = [self.mean_noise(np.bincount(sample[used & (y_enc == c)])) for c in range(n_classes)]
+        return self.set_class_means(means, totals / totals.sum(), np.array(noise))
 
-    def set_class_means(self, means: np.ndarray, priors: np.ndarray) -> DiscriminantHead:
+    def _noise_traces(self, residuals: np.ndarray, sample: np.ndarray) -> np.ndarray:
+        """``[tr(Σ⁻¹W), tr(Σ⁻¹B)]`` of the residuals (rows: images, ``sample``: their samples):
+        ``W`` pools the deviations from each sample's mean (one degree of freedom per sample
+        lost), ``B`` is the rest of the residual covariance."""
+        precision = np.linalg.inv(self.covariance_)
+        _, sample, sizes = np.unique(sample, return_inverse=True, return_counts=True)
+        sample_means = np.zeros((len(sizes), residuals.shape[1]))
+        np.add.at(sample_means, sample, residuals)
+        within = residuals - (sample_means / sizes[:, None])[sample]
+        total = float(np.sum(precision * (residuals.T @ residuals))) / len(residuals)
+        dof = int(np.sum(sizes - 1))
+        spread = float(np.sum(precision * (within.T @ within))) / dof if dof else 0.0
+        spread = min(spread, total)
+        return np.array([spread, total - spread])
+
+    def mean_noise(self, sizes: Any) -> float:
+        """``v_c`` of a class whose samples hold ``sizes`` images: ``tr(Σ⁻¹W)/n + tr(Σ⁻¹B)·Σm²/n²``."""
+        check_is_fitted(self, "noise_traces_")
+        sizes = np.asarray(sizes, float)
+        sizes = sizes[sizes > 0]
+        n = sizes.sum()
+        within, between = self.noise_traces_
+        return float(within / n + between * np.sum(sizes ** 2) / n ** 2)
+
+    def set_class_means(self, means: np.ndarray, priors: np.ndarray, mean_noise: Any = None) -> DiscriminantHead:
         """Classes ``0 .. len(means) - 1`` with these means (standardised space, see
-        :meth:`standardise`) and priors, scored with the fitted covariance: how a fitted head
-        learns a new class from a few images without refitting (its mean is all it needs)."""
+        :meth:`standardise`), priors and ``v_c`` (:meth:`mean_noise`; None: zeros), scored with
+        the fitted covariance: how a fitted head learns a new class from a few images without
+        refitting (its mean and size are all it needs)."""
         check_is_fitted(self, "covariance_")
         means, priors = np.asarray(means, float), np.asarray(priors, float)
-        if means.shape[1:] != (self.n_features_in_,) or priors.shape != (len(means),) or not (priors > 0).all():
-            raise ValueError(f"need one mean of {self.n_features_in_} values and one positive prior per class")
+        noise = np.zeros(len(means)) if mean_noise is None else np.asarray(mean_noise, float)
+        if means.shape[1:] != (self.n_features_in_,) or priors.shape != (len(means),) or not (priors > 0).all() \
+                or noise.shape != (len(means),):
+            raise ValueError(f"need one mean of {self.n_features_in_} values, one positive prior and one noise "
+                             "term per class")
         self.classes_ = np.arange(len(means))
-        self.means_, self.priors_ = means, priors / priors.sum()
+        self.means_, self.priors_, self.mean_noise_ = means, priors / priors.sum(), noise
         self.coef_ = np.linalg.solve(self.covariance_, means.T).T
         self.intercept_ = -0.5 * np.einsum("cd,cd->c", means, self.coef_) + np.log(self.priors_)
+        if self.distance_correction:
+            self.intercept_ = self.intercept_ + 0.5 * noise
         return self
 
     def standardise(self, X: Any) -> np.ndarray:
@@ -162,19 +226,23 @@ class DiscriminantHead(ClassifierMixin, BaseEstimator):
         """``(settings, arrays)``: JSON settings and plain numeric arrays (:attr:`STATE_ARRAYS`)."""
         check_is_fitted(self, "coef_")
         l2 = self.l2_normalize
-        settings = {"params": {"shrinkage": self.shrinkage,
+        settings = {"params": {"shrinkage": self.shrinkage, "distance_correction": self.distance_correction,
                                "l2_normalize": list(l2) if isinstance(l2, (tuple, list)) else l2},
                     "n_features_in": int(self.n_features_in_), "shrinkage": self.shrinkage_}
-        return settings, {name: np.asarray(getattr(self, name)) for name in self.STATE_ARRAYS}
+        return settings, {name: np.asarray(getattr(self, name)) for name in self.STATE_ARRAYS + self.NOISE_ARRAYS}
 
     @classmethod
     def from_state(cls, settings: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> DiscriminantHead:
         """The head :meth:`to_state` described (``KeyError``/``TypeError`` on a malformed state)."""
         params = dict(settings["params"])
         l2 = params.get("l2_normalize")
-        head = cls(shrinkage=params["shrinkage"], l2_normalize=tuple(l2) if isinstance(l2, list) else l2)
+        # saved before the distance correction existed: no correction, as those models predicted
+        head = cls(shrinkage=params["shrinkage"], l2_normalize=tuple(l2) if isinstance(l2, list) else l2,
+                   distance_correction=bool(params.get("distance_correction", False)))
         for name in cls.STATE_ARRAYS:
             setattr(head, name, np.asarray(arrays[name]))
+        head.noise_traces_ = np.asarray(arrays.get("noise_traces_", np.zeros(2)), float)
+        head.mean_noise_ = np.asarray(arrays.get("mean_noise_", np.zeros(len(head.classes_))), float)
         head.n_features_in_ = int(settings["n_features_in"])
         head.shrinkage_ = float(settings["shrinkage"])
         expected = (len(head.classes_), head.n_features_in_)

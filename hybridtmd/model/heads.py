@@ -21,6 +21,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._utils.params import Check, Interval, Options, validate_params
 from ..splits import inner_grouped_splits
+from .calibration import fit_temperature
 
 if TYPE_CHECKING:  # xgboost is imported when a head is made, so importing the model stage stays light
     from xgboost import XGBClassifier
@@ -106,7 +107,9 @@ class KernelSVMHead(ClassifierMixin, BaseEstimator):
     (Hsu, Chang & Lin, *A practical guide to support vector classification*) by accuracy over
     ``inner_folds`` ``StratifiedGroupKFold`` folds of the *training* data (grouped by sample when
     ``fit`` gets ``groups``), never by test folds. Probabilities: a multinomial logistic regression on the
-    out-of-fold SVM decision values of the chosen ``C`` (multiclass Platt scaling).
+    out-of-fold SVM decision values of the chosen ``C`` (multiclass Platt scaling); when a class
+    has no out-of-fold image (a material of one sample), a softmax of the decision values divided
+    by one temperature fitted on the out-of-fold rows there are (one-hot votes before).
 
     The fitted head is plain arrays (imputation values, standardisation, support vectors, dual
     coefficients, intercepts, calibration weights): ``decision_function`` evaluates scikit-learn's
@@ -205,6 +208,12 @@ class KernelSVMHead(ClassifierMixin, BaseEstimator):
             calibrator = LogisticRegression(C=1.0, max_iter=1000).fit(values[seen], y_enc[seen])
             self.calibration_coef_, self.calibration_intercept_ = calibrator.coef_, calibrator.intercept_
             self.calibration_classes_ = calibrator.classes_
+        # without every class out of fold (a material of one sample): a softmax of the decision
+        # values with one temperature, which needs no per-class fit, instead of one-hot votes
+        self.calibration_temperature_ = 1.0
+        if self.calibration_coef_ is None and best in oof and oof[best][1].any():
+            values, seen = oof[best]
+            self.calibration_temperature_ = fit_temperature(self._logits(values[seen]), y_enc[seen])
         self.oof_proba_ = None
         if best in oof:  # the chosen grid point's out-of-fold probabilities (NaN: not in a test fold)
             values, seen = oof[best]
@@ -300,8 +309,10 @@ class KernelSVMHead(ClassifierMixin, BaseEstimator):
         """Probabilities of decision values (multiclass Platt scaling; one-hot votes without it)."""
         from scipy.special import expit, softmax
 
-        if self.calibration_coef_ is None:  # too little data for out-of-fold calibration: one-hot votes
-            return np.eye(len(self.classes_))[self._vote(values)]
+        if self.calibration_coef_ is None:  # too little data for Platt scaling: tempered decision values
+            if self.calibration_temperature_ is None:  # saved before the temperature existed: one-hot votes
+                return np.eye(len(self.classes_))[self._vote(values)]
+            return softmax(self._logits(values) / self.calibration_temperature_, axis=1)
         logits = values @ self.calibration_coef_.T + self.calibration_intercept_
         if logits.shape[1] == 1:  # scikit-learn's binary logistic regression
             calibrated = np.column_stack([expit(-logits[:, 0]), expit(logits[:, 0])])
@@ -310,6 +321,11 @@ class KernelSVMHead(ClassifierMixin, BaseEstimator):
         proba = np.zeros((len(values), len(self.classes_)))
         proba[:, self.calibration_classes_] = calibrated
         return proba
+
+    @staticmethod
+    def _logits(values: np.ndarray) -> np.ndarray:
+        """Decision values as one logit per class: two classes' single value ``v`` as ``[0, v]``."""
+        return np.column_stack([np.zeros(len(values)), values[:, 0]]) if values.shape[1] == 1 else values
 
     def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """``(settings, arrays)``: JSON-serialisable settings and scalars, and plain numeric arrays
@@ -320,6 +336,7 @@ class KernelSVMHead(ClassifierMixin, BaseEstimator):
         settings = {"params": {k: list(v) if isinstance(v, (tuple, list)) else v for k, v in self.get_params().items()},
                     "n_features_in": int(self.n_features_in_), "gamma": self.gamma_,
                     "best_C": self.best_C_, "best_gamma_factor": self.best_gamma_factor_,
+                    "calibration_temperature": self.calibration_temperature_,
                     "cv_scores": [[c, g, s] for (c, g), s in self.cv_scores_.items()]}
         return settings, arrays
 
@@ -342,6 +359,8 @@ class KernelSVMHead(ClassifierMixin, BaseEstimator):
         head.gamma_ = float(settings["gamma"])
         head.best_C_, head.best_gamma_factor_ = float(settings["best_C"]), float(settings["best_gamma_factor"])
         head.cv_scores_ = {(float(c), float(g)): float(s) for c, g, s in settings["cv_scores"]}
+        temperature = settings.get("calibration_temperature")
+        head.calibration_temperature_ = None if temperature is None else float(temperature)
         return head
 
     def __sklearn_tags__(self):

@@ -153,18 +153,22 @@ def selection_metric(y_enc: np.ndarray) -> str:
     return "balanced accuracy" if counts.max() > IMBALANCE_RATIO * counts.min() else "accuracy"
 
 
-def inner_score(metric: str, y_true: np.ndarray, y_pred: np.ndarray) -> float:
+def inner_score(metric: str, y_true: np.ndarray, y_pred: np.ndarray, ignored: np.ndarray | None = None) -> float:
     """``metric`` (:func:`selection_metric`) of one inner test side: balanced accuracy is the
-    mean recall over the classes present there."""
+    mean recall over the classes present there, leaving out the ``ignored`` ones (a mask over the
+    encoded classes: the few-shot classes, which the gate of :mod:`.few_shot` decides)."""
     if metric == "accuracy":
         return float(np.mean(y_pred == y_true))
-    return float(np.mean([np.mean(y_pred[y_true == c] == c) for c in np.unique(y_true)]))
+    judged = [c for c in np.unique(y_true) if ignored is None or not ignored[c]]
+    return float(np.mean([np.mean(y_pred[y_true == c] == c) for c in judged])) if judged else float("nan")
 
 
 def select_head(candidates: dict[str, Any], X: np.ndarray, y_enc: np.ndarray, weights: np.ndarray,
-                groups: np.ndarray, n_folds: int, random_state: int | None) -> dict[str, Any]:
+                groups: np.ndarray, n_folds: int, random_state: int | None,
+                ignored: np.ndarray | None = None) -> dict[str, Any]:
     """Score every candidate on inner grouped folds of the training rows by
-    :func:`selection_metric`; the report ``head_selection_`` stores: ``choice``, the
+    :func:`selection_metric` (balanced accuracy without the ``ignored`` classes, see
+    :func:`inner_score`); the report ``head_selection_`` stores: ``choice``, the
     ``criterion``, per-candidate inner ``scores`` (one per fold), their ``mean`` and ``std``,
     ``fit_seconds`` (inner fits, summed over folds), the folds, and ``selection_seconds``.
     Without two usable inner folds (too few samples per class) the first candidate is taken and
@@ -172,7 +176,9 @@ def select_head(candidates: dict[str, Any], X: np.ndarray, y_enc: np.ndarray, we
     start = time.perf_counter()
     names = list(candidates)
     metric = selection_metric(y_enc)
-    report: dict[str, Any] = {"candidates": names, "criterion": f"mean inner {metric}",
+    ignored = None if ignored is None or not np.any(ignored) or metric == "accuracy" else np.asarray(ignored, bool)
+    criterion = f"mean inner {metric}" + ("" if ignored is None else " without the few-shot classes")
+    report: dict[str, Any] = {"candidates": names, "criterion": criterion,
                               "inner_folds": 0, "grouped_by": "sample"}
     splits = inner_grouped_splits(y_enc, groups, n_folds, random_state) if len(names) > 1 else []
     if not splits:
@@ -190,27 +196,28 @@ def select_head(candidates: dict[str, Any], X: np.ndarray, y_enc: np.ndarray, we
             head = _fit_in_fold(clone(candidates[name]), X[train], y_enc[train], weights[train], groups[train], svms)
             predicted = np.asarray(head.predict(X[test])).astype(int).ravel()
             seconds[name] += time.perf_counter() - tick
-            scores[name].append(inner_score(metric, y_enc[test], predicted))
-    mean = {n: float(np.mean(s)) for n, s in scores.items()}
+            scores[name].append(inner_score(metric, y_enc[test], predicted, ignored))
+    mean = {n: float(np.nanmean(s)) if not np.isnan(s).all() else 0.0 for n, s in scores.items()}
     best = max(mean.values())
     report |= {"choice": next(n for n in names if mean[n] == best), "inner_folds": len(splits),
                "scores": scores, "mean": mean, "std": {n: float(np.std(s)) for n, s in scores.items()},
-               "fit_seconds": seconds, "reason": f"highest mean inner {metric}"}
+               "fit_seconds": seconds, "reason": f"highest {criterion}"}
     report["selection_seconds"] = time.perf_counter() - start
     return report
 
 
 def choose_head(classifier: Any, feature_names: Sequence[str], X: np.ndarray, y_enc: np.ndarray,
                 weights: np.ndarray, groups: np.ndarray, n_folds: int, random_state: int | None,
-                n_jobs: int | None) -> dict[str, Any]:
+                n_jobs: int | None, ignored: np.ndarray | None = None) -> dict[str, Any]:
     """The head selection record of a :class:`~hybridtmd.model.HybridClassifier`'s ``classifier``:
-    :func:`select_head` for ``"auto"`` or a list, else the one head it names or gives."""
+    :func:`select_head` for ``"auto"`` or a list (``ignored``: the few-shot classes), else the one
+    head it names or gives."""
     if not (classifier == "auto" or isinstance(classifier, list)):
         name = classifier if isinstance(classifier, str) else (
             "xgboost" if classifier is None else type(classifier).__name__)
         return {"choice": name, "candidates": [name], "reason": "given as classifier"}
     candidates = candidate_heads(classifier, feature_names, random_state, n_jobs)
-    return select_head(candidates, X, y_enc, weights, groups, n_folds, random_state)
+    return select_head(candidates, X, y_enc, weights, groups, n_folds, random_state, ignored)
 
 
 def make_head(classifier: Any, selection: dict[str, Any], feature_names: Sequence[str], random_state: int | None,
