@@ -179,7 +179,7 @@ def test_the_few_shot_gate_makes_the_svm_name_a_class_of_8_images(eight_new, tmp
 
 
 def test_few_shot_mask_is_a_tenth_of_the_largest_class():
-    from hybridtmd.model.few_shot import few_shot_mask
+    from hybridtmd.model.discriminant import few_shot_mask
 
     assert few_shot_mask([120, 120, 8]).tolist() == [False, False, True]
     assert few_shot_mask([120, 12, 11]).tolist() == [False, False, True]
@@ -193,7 +193,8 @@ def test_distance_correction_is_half_the_noise_of_a_class_mean():
     X, y, groups, train, _ = embedding_table(3)
     labels = np.unique(y[train], return_inverse=True)[1]
     plain = DiscriminantHead(distance_correction=False).fit(X.iloc[train].to_numpy(), labels)
-    head = DiscriminantHead().fit(X.iloc[train].to_numpy(), labels)
+    head = DiscriminantHead().fit(X.iloc[train].to_numpy(), labels)  # "few_shot": class 2 has 8 images
+    assert head.distance_corrected_
     within, between = head.noise_traces_
     assert within == 0.0 and between > 0
     np.testing.assert_allclose(head.mean_noise_, between / np.bincount(labels), rtol=1e-9)

@@ -43,8 +43,9 @@ from .columns import (
 )
 from .conformal import ConformalCalibration, ConformalMixin, calibration_split
 from .continual import ClassAdding
+from .discriminant import few_shot_mask
 from .features import HybridFeatures, resolve_features, unlevelled_extractor
-from .few_shot import few_shot_mask, fit_gate, load_gate
+from .few_shot import fit_gate, load_gate
 from .head_files import HEAD_KINDS, load_head, save_head
 from .heads import default_head
 from .links import fitted_links, links_from_arrays, links_to_arrays
@@ -85,7 +86,7 @@ MANIFEST_ENTRIES = ("params", "features", "classes", "classes_dtype", "n_feature
 
 
 class HybridClassifier(ConformalMixin, ClassAdding, ClassifierMixin, BaseEstimator):
-    """Classify AFM images (or their feature table) with gradient-boosted trees.
+    """Classify AFM images (or their feature table): features, a chosen head, calibrated outputs.
 
     Parameters
     ----------
@@ -105,8 +106,7 @@ class HybridClassifier(ConformalMixin, ClassAdding, ClassifierMixin, BaseEstimat
         head; where the two experts' product names one, it is predicted (:mod:`.few_shot`). None: head alone.
     class_weight : "balanced", dict or None
         ``balanced`` weights each image by ``n / (n_classes * n_class)`` (multiplied with any
-        ``sample_weight``), so rare materials count as much as common ones; a dict gives a weight
-        per class label.
+        ``sample_weight``), so rare materials count as much as common ones; a dict: weight per label.
     calibration : "temperature" or None
         Temperature scaling (Guo et al., ICML 2017): one scalar ``T`` dividing the log-probabilities,
         fitted by log-loss on out-of-fold predictions of ``calibration_folds`` folds grouped by

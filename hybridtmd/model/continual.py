@@ -67,7 +67,8 @@ def add_classes(model: HybridClassifier, X: Any, y: Any, groups: Any = None) -> 
     noise |= {label: head.mean_noise(np.unique(groups[new][y[new] == label], return_counts=True)[1])
               for label in added.tolist()}
     head.set_class_means(np.stack([means[c] for c in classes.tolist()]),
-                         class_priors(model.class_weight, classes, counts), [noise[c] for c in classes.tolist()])
+                         class_priors(model.class_weight, classes, counts), [noise[c] for c in classes.tolist()],
+                         counts=[counts[str(c)] for c in classes.tolist()])
     model.classes_ = classes
     if model.ood_ is not None:  # the new images are known now: they join the reference
         model.ood_.add_reference(table[new])

@@ -11,7 +11,7 @@ well than the SVM (about 5 points of accuracy on the paper's embeddings).
 So :class:`~hybridtmd.model.HybridClassifier` (``few_shot="discriminant"``, the default) keeps
 its head for the well-sampled classes and lets the two experts decide together about the few:
 
-* the **few-shot classes** are those with fewer than ``1 /`` :data:`FEW_SHOT_RATIO` of the
+* the **few-shot classes** are those with fewer than ``1 /`` :data:`~.discriminant.FEW_SHOT_RATIO` of the
   largest class's training images (none in a balanced table: then nothing changes);
 * a discriminant head is fitted on the same training rows (sample weights and groups);
 * for each image the product of the experts, ``log p_head(c) + log p_discriminant(c)``
@@ -35,20 +35,12 @@ import numpy as np
 
 from ..errors import ModelFileError
 from .calibration import log_probabilities
-from .discriminant import DiscriminantHead
+from .discriminant import DiscriminantHead, few_shot_mask
 from .selection import fit_head, named_head
 
-#: a class with fewer than 1/FEW_SHOT_RATIO of the largest class's training images is few-shot
-FEW_SHOT_RATIO = 10
 #: prefix of the gate's discriminant arrays in a model's arrays file
 FEW_SHOT_ARRAY_PREFIX = "few_shot__"
 
-
-def few_shot_mask(counts: Any) -> np.ndarray:
-    """True for the classes (``counts``: training images per class) with fewer than
-    ``1 / FEW_SHOT_RATIO`` of the largest class's images."""
-    counts = np.asarray(counts, float)
-    return counts * FEW_SHOT_RATIO < counts.max()
 
 
 class FewShotGate:
