@@ -1,0 +1,97 @@
+"""CPU time of the descriptor pass per family on levelled 512² images (issue 30, item 4).
+
+Prints, for each default family and for the whole default set on one shared
+:class:`~hybridtmd.descriptors.core.Surface`, the CPU seconds per image
+(``time.process_time``, single process, BLAS/OpenMP threads pinned to 1) and images/s/core
+(1 / CPU s). CPU time rather than wall time because the development machine is shared with
+other jobs: another process's load lengthens wall time but not this process's CPU time.
+Goal: the full default set >= 15 images/s/core at 512² (<= 0.067 CPU s per image).
+
+A family timed alone pays for the Surface arrays it shares with the others (normalised image,
+reference grid, smoothing...); the ``ALL`` row pays for them once, so the rows do not add up.
+
+Run: ``python benchmarks/bench_descriptor_speed.py [--images 5] [--repeats 3] [--size 512]
+[--profile]`` (``--profile`` prints the top cProfile entries of the full set).
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from hybridtmd.datasets import make_synthetic_dataset  # noqa: E402
+from hybridtmd.descriptors import DescriptorConfig  # noqa: E402
+from hybridtmd.descriptors.core import Surface  # noqa: E402
+from hybridtmd.descriptors.registry import resolve_families  # noqa: E402
+from hybridtmd.preprocess import level  # noqa: E402
+
+GOAL_IMAGES_PER_S = 15.0
+
+
+def cpu_per_image(images, func, repeats: int) -> float:
+    """Mean over images of the least CPU time of ``repeats`` calls of ``func(image)``."""
+    best = []
+    for im in images:
+        times = []
+        for _ in range(repeats):
+            t0 = time.process_time()
+            func(im)
+            times.append(time.process_time() - t0)
+        best.append(min(times))
+    return float(np.mean(best))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=5, help="images (one per class)")
+    parser.add_argument("--repeats", type=int, default=3, help="CPU-time repeats per image (least kept)")
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--profile", action="store_true", help="cProfile the full default set")
+    args = parser.parse_args()
+    data = make_synthetic_dataset(n_samples=max(args.images, 5), images_per_sample=1, size_px=args.size, seed=11)
+    images = [level(im) for im in data.images[: args.images]]
+    config = DescriptorConfig()
+    families = resolve_families("default")
+    wanted = [n for fam in families for n in fam.names]
+
+    def full(im) -> None:
+        surface = Surface(im, config, wanted)
+        for fam in families:
+            fam.compute(surface)
+
+    for im in images:  # warm caches (per-shape transfer functions, imports)
+        full(im)
+    if args.profile:
+        import cProfile
+        import pstats
+
+        profiler = cProfile.Profile(time.process_time)
+        profiler.enable()
+        for im in images:
+            full(im)
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
+        return
+    print(f"{args.size}² px, {len(images)} levelled images, CPU time (shared machine), OMP_NUM_THREADS="
+          f"{os.environ['OMP_NUM_THREADS']}")
+    print(f"{'family':<20}{'CPU s/image':>12}{'images/s/core':>15}")
+    for fam in families:
+        seconds = cpu_per_image(images, lambda im, f=fam: f.compute(Surface(im, config, wanted)), args.repeats)
+        print(f"{fam.name:<20}{seconds:>12.4f}{1 / seconds:>15.2f}")
+    total = cpu_per_image(images, full, args.repeats)
+    print(f"{'ALL (default set)':<20}{total:>12.4f}{1 / total:>15.2f}")
+    verdict = "met" if 1 / total >= GOAL_IMAGES_PER_S else "NOT met"
+    print(f"goal >= {GOAL_IMAGES_PER_S:g} images/s/core ({1 / GOAL_IMAGES_PER_S:.3f} CPU s/image): "
+          f"{1 / total:.2f} ({verdict})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""Fast equivalent of ``skimage.feature.canny`` for the paper's step edges (see :mod:`.fast`).
+
+scikit-image's Canny spends most of its time in five ``scipy.ndimage.correlate1d`` passes of
+3-tap kernels (the Gaussian of the image and of the all-ones mask, then two Sobel filters of two
+passes each), and ndimage's passes along the rows' axis (axis 0) are slow: it copies every
+strided column into a line buffer. :func:`correlate1d_taps` computes the same short correlations
+with whole-array numpy operations on shifted slices, in ndimage's order of operations
+(``x * w[r]``, then ``+= (x[i - j] + x[i + j]) * w[r - j]`` for ``j = r .. 1``; ``-`` for an
+antisymmetric kernel), so every value is identical bit for bit; the Gaussian of the mask depends
+only on the shape and is cached. Non-maximum suppression (:func:`non_maximum_suppression`) reproduces scikit-image's compiled
+helper, vectorised over the candidate pixels; the hysteresis is scikit-image's, with the
+labels of the strong segments marked without sorting them.
+``tests/test_descriptors_speed.py`` checks the edges against ``skimage.feature.canny`` bit for bit;
+``benchmarks/bench_descriptor_speed.py --canny`` times both.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = ["canny", "correlate1d_taps", "gaussian_weights", "non_maximum_suppression"]
+
+_EPS = float(np.finfo(float).eps)
+
+
+@functools.lru_cache(maxsize=32)
+def gaussian_weights(sigma: float, truncate: float = 4.0) -> np.ndarray:
+    """The kernel of ``scipy.ndimage.gaussian_filter1d(., sigma, truncate=truncate)``, exactly:
+    its response to a unit impulse (the impulse makes every other term of the sum an exact zero)."""
+    radius = int(truncate * float(sigma) + 0.5)
+    impulse = np.zeros(2 * radius + 1)
+    impulse[radius] = 1.0
+    weights = ndimage.gaussian_filter1d(impulse, sigma, mode="constant", truncate=truncate)[::-1].copy()
+    weights.flags.writeable = False
+    return weights
+
+
+def correlate1d_taps(array: np.ndarray, weights: np.ndarray | list[float], axis: int, mode: str) -> np.ndarray:
+    """``scipy.ndimage.correlate1d(array, weights, axis, mode=mode)`` (``mode`` "constant" with
+    zero outside, or "reflect") for a symmetric or antisymmetric kernel of odd length no longer
+    than twice the array's extent plus one, bit for bit (ndimage's arithmetic order).
+    """
+    x = np.ascontiguousarray(array, dtype=float)  # results keep the input's layout
+    w = np.asarray(weights, float)
+    r = len(w) // 2
+    mirrored = w[::-1]
+    if len(w) % 2 != 1 or r > x.shape[axis]:
+        raise ValueError("correlate1d_taps needs an odd kernel no wider than the array plus its reflection")
+    if np.all(np.abs(w - mirrored) <= _EPS):
+        combine = np.add
+    elif np.all(np.abs(w + mirrored) <= _EPS):
+        combine = np.subtract
+    else:
+        raise ValueError("correlate1d_taps needs a symmetric or antisymmetric kernel")
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (r, r)
+    padded = np.pad(x, pad, mode="constant" if mode == "constant" else "symmetric")  # numpy's symmetric = ndimage's reflect
+    n = x.shape[axis]
+
+    def shifted(j: int) -> np.ndarray:  # x[i + j] along axis
+        index = [slice(None)] * x.ndim
+        index[axis] = slice(r + j, r + j + n)
+        return padded[tuple(index)]
+
+    out = x * w[r]
+    term = np.empty_like(out)
+    for j in range(r, 0, -1):
+        combine(shifted(-j), shifted(j), out=term)
+        term *= w[r - j]
+        out += term
+    return out
+
+
+def _gaussian_constant(array: np.ndarray, sigma: float) -> np.ndarray:
+    """``scipy.ndimage.gaussian_filter(array, sigma, mode="constant")`` (2-D, truncate 4)."""
+    w = gaussian_weights(float(sigma))
+    return correlate1d_taps(correlate1d_taps(array, w, 0, "constant"), w, 1, "constant")
+
+
+@functools.lru_cache(maxsize=16)
+def _bleed_over(shape: tuple[int, int], sigma: float) -> np.ndarray:
+    """skimage's ``gaussian(ones, sigma, mode="constant") + eps`` (the division that undoes the
+    zero border of the smoothing), which depends only on the shape."""
+    out = _gaussian_constant(np.ones(shape), sigma) + _EPS
+    out.flags.writeable = False
+    return out
+
+
+def _sobel(array: np.ndarray, axis: int) -> np.ndarray:
+    """``scipy.ndimage.sobel(array, axis)`` of a 2-D array (reflect border)."""
+    derivative = correlate1d_taps(array, [-1.0, 0.0, 1.0], axis, "reflect")
+    return correlate1d_taps(derivative, [1.0, 2.0, 1.0], 1 - axis, "reflect")
+
+
+def non_maximum_suppression(isobel: np.ndarray, jsobel: np.ndarray, magnitude: np.ndarray,
+                            low_threshold: float) -> np.ndarray:
+    """scikit-image's bilinear non-maximum suppression of Canny (its compiled helper) for an
+    unmasked image: ``magnitude`` where it is at least ``low_threshold`` (rounded to float32,
+    the helper's parameter type; 1e-14 for 0), not on the image border, and not below the
+    magnitude interpolated at one pixel along the gradient on either side; 0 elsewhere.
+
+    The interpolation follows the helper exactly: the gradient ``(isobel, jsobel)`` picks one of
+    four octant pairs - the two neighbours along the axis of the larger component and the
+    diagonal one between them, weighted ``w`` = smaller / larger component - and the value is
+    ``diagonal * w + axial * (1 - w)``. Evaluated for the candidate pixels only, by flat offsets.
+    """
+    rows, cols = magnitude.shape
+    low = float(np.float32(low_threshold)) if low_threshold != 0 else float(np.float32(1e-14))
+    flat = magnitude.ravel()
+    candidate = np.zeros(magnitude.shape, bool)
+    np.greater_equal(magnitude[1:-1, 1:-1], low, out=candidate[1:-1, 1:-1])
+    at = np.flatnonzero(candidate)
+    m, gi, gj = flat[at], isobel.ravel()[at], jsobel.ravel()[at]
+    ai, aj = np.abs(gi), np.abs(gj)
+    same_sign = (gi <= 0) == (gj <= 0)
+    # neighbours along the rows' axis (x +- 1) when |isobel| dominates; ties go to the columns'
+    # axis for gradients of equal sign and to the rows' axis otherwise (the helper's branches)
+    along_rows = np.where(same_sign, ai > aj, ai >= aj)
+    w = np.where(along_rows, aj, ai) / np.where(along_rows, ai, aj)
+    row_step = np.where(same_sign, cols, -cols)
+    axial = np.where(along_rows, row_step, 1)
+    diagonal = np.where(same_sign, cols + 1, 1 - cols)
+    rest = 1.0 - w
+    keep = flat[at + diagonal] * w + flat[at + axial] * rest <= m
+    keep &= flat[at - diagonal] * w + flat[at - axial] * rest <= m
+    out = np.zeros(magnitude.shape)
+    out.ravel()[at[keep]] = m[keep]
+    return out
+
+
+def canny(image: np.ndarray, sigma: float = 1.0, low_threshold: float = 0.1, high_threshold: float = 0.2) -> np.ndarray:
+    """``skimage.feature.canny(image, sigma, low_threshold, high_threshold)`` of a 2-D float
+    image (no mask, zero border, absolute thresholds): the same edge mask, bit for bit, with
+    the filtering of :func:`correlate1d_taps` and :func:`non_maximum_suppression` (scikit-image's
+    own function is called when the kernel radius ``int(4 sigma + 0.5)`` exceeds the image)."""
+    image = np.ascontiguousarray(image, dtype=float)
+    if image.ndim != 2 or min(image.shape) < max(int(4.0 * float(sigma) + 0.5), 2):
+        from skimage.feature import canny as skimage_canny
+
+        return skimage_canny(image, sigma, low_threshold, high_threshold)
+    smoothed = _gaussian_constant(image, sigma)
+    smoothed /= _bleed_over(image.shape, float(sigma))
+    jsobel, isobel = _sobel(smoothed, 1), _sobel(smoothed, 0)
+    magnitude = isobel * isobel
+    magnitude += jsobel * jsobel
+    np.sqrt(magnitude, out=magnitude)
+    low_masked = non_maximum_suppression(isobel, jsobel, magnitude, low_threshold)
+    low_mask = low_masked > 0
+    labels, count = ndimage.label(low_mask, np.ones((3, 3), bool))
+    if count == 0:
+        return low_mask
+    # segments of the low mask with a pixel above the high threshold (skimage's np.unique of
+    # their labels, without the sort)
+    good = np.zeros(count + 1, bool)
+    good[labels[low_mask & (low_masked >= high_threshold)]] = True
+    return good[labels]

@@ -1,0 +1,94 @@
+"""The speed paths of the descriptor pass (issue 30, item 4) change no value.
+
+Each replaced library routine is compared with the library bit for bit on synthetic images
+(random, smooth and 8-bit-quantised like the paper's input; several shapes, down to a few
+pixels), and each default family is computed with the library routine patched back in (the
+code before the change) and with the speed path: every descriptor value must be identical -
+the replacements reproduce the library's arithmetic, so no tolerance is needed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import ndimage
+from skimage.feature import canny as skimage_canny
+
+from hybridtmd.datasets import make_synthetic_dataset
+from hybridtmd.descriptors import DescriptorConfig
+from hybridtmd.descriptors import paper as paper_module
+from hybridtmd.descriptors.core import Surface
+from hybridtmd.descriptors.fast_canny import canny, correlate1d_taps, gaussian_weights
+from hybridtmd.descriptors.registry import resolve_families
+from hybridtmd.preprocess import level
+
+SHAPES = ((64, 80), (33, 17), (5, 7), (3, 3), (2, 9))
+
+
+def _images(rng, shape):
+    """A random, a smooth, an 8-bit-quantised smooth image in [0, 1] and a rotated view (not
+    C-contiguous)."""
+    smooth = ndimage.gaussian_filter(rng.random(shape), 2)
+    smooth = (smooth - smooth.min()) / np.ptp(smooth)
+    return rng.random(shape), smooth, np.rint(smooth * 255) / 255, np.rot90(smooth)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_canny_equals_skimage_bit_for_bit(shape):
+    rng = np.random.default_rng(sum(shape))
+    for img in _images(rng, shape):
+        for sigma in (0.3, 0.1, 0.6, 1.0):
+            assert np.array_equal(canny(img, sigma), skimage_canny(img, sigma)), (shape, sigma)
+        assert np.array_equal(canny(img, 0.3, 0.05, 0.3), skimage_canny(img, 0.3, 0.05, 0.3))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_correlate1d_taps_equals_ndimage_bit_for_bit(shape):
+    rng = np.random.default_rng(len(shape) + shape[0])
+    kernels = [gaussian_weights(0.3), gaussian_weights(1.0), np.array([-1.0, 0.0, 1.0]), np.array([1.0, 2.0, 1.0])]
+    for img in _images(rng, shape):
+        for weights in kernels:
+            for axis in (0, 1):
+                if len(weights) // 2 > img.shape[axis]:
+                    continue
+                for mode in ("constant", "reflect"):
+                    ours = correlate1d_taps(img, weights, axis, mode)
+                    assert np.array_equal(ours, ndimage.correlate1d(img, weights, axis, mode=mode))
+    assert np.array_equal(gaussian_weights(1.0)[::-1], gaussian_weights(1.0))
+    with pytest.raises(ValueError, match="symmetric"):
+        correlate1d_taps(np.ones((5, 5)), [1.0, 2.0, 3.0], 0, "reflect")
+
+
+def _family_values(images, config):
+    families = resolve_families("default")
+    wanted = [n for fam in families for n in fam.names]
+    rows = []
+    for im in images:
+        surface = Surface(im, config, wanted)
+        rows.append({k: v for fam in families for k, v in fam.compute(surface).items()})
+    return rows
+
+
+def _assert_same(before, after):
+    for row_before, row_after in zip(before, after, strict=True):
+        assert row_before.keys() == row_after.keys()
+        for name, value in row_before.items():
+            other = row_after[name]
+            assert (math.isnan(value) and math.isnan(other)) or value == other, name
+
+
+@pytest.fixture(scope="module")
+def levelled_images():
+    data = make_synthetic_dataset(n_samples=5, images_per_sample=1, size_px=160, seed=3)
+    return [level(im) for im in data.images]
+
+
+@pytest.mark.parametrize("config", [DescriptorConfig(), DescriptorConfig.release_0_1_0()])
+def test_default_families_unchanged_by_the_speed_paths(levelled_images, config, monkeypatch):
+    """Every default descriptor, with the library routines (before) and the speed paths (after)."""
+    after = _family_values(levelled_images, config)
+    monkeypatch.setattr(paper_module, "canny", skimage_canny)
+    before = _family_values(levelled_images, config)
+    _assert_same(before, after)
