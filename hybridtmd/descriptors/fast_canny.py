@@ -108,19 +108,27 @@ def non_maximum_suppression(isobel: np.ndarray, jsobel: np.ndarray, magnitude: n
     candidate = np.zeros(magnitude.shape, bool)
     np.greater_equal(magnitude[1:-1, 1:-1], low, out=candidate[1:-1, 1:-1])
     at = np.flatnonzero(candidate)
-    m, gi, gj = flat[at], isobel.ravel()[at], jsobel.ravel()[at]
+    m, gi, gj = flat.take(at), isobel.ravel().take(at), jsobel.ravel().take(at)
     ai, aj = np.abs(gi), np.abs(gj)
-    same_sign = (gi <= 0) == (gj <= 0)
-    # neighbours along the rows' axis (x +- 1) when |isobel| dominates; ties go to the columns'
-    # axis for gradients of equal sign and to the rows' axis otherwise (the helper's branches)
-    along_rows = np.where(same_sign, ai > aj, ai >= aj)
-    w = np.where(along_rows, aj, ai) / np.where(along_rows, ai, aj)
-    row_step = np.where(same_sign, cols, -cols)
-    axial = np.where(along_rows, row_step, 1)
-    diagonal = np.where(same_sign, cols + 1, 1 - cols)
+    # w = smaller / larger component, whichever branch the helper takes (on a tie both give 1,
+    # and the axial neighbour's weight 1 - w is 0, so the tie's choice of axis does not matter)
+    w = np.minimum(ai, aj)
+    w /= np.maximum(ai, aj)
     rest = 1.0 - w
-    keep = flat[at + diagonal] * w + flat[at + axial] * rest <= m
-    keep &= flat[at - diagonal] * w + flat[at - axial] * rest <= m
+    # flat offsets of the + side neighbours (the - side is the point reflection): the diagonal
+    # one below-right for gradients of one sign, above-right otherwise; the axial one along the
+    # rows' axis (same rows' direction) when |isobel| is the larger, else the right neighbour
+    vertical = np.where((gi <= 0) == (gj <= 0), cols, -cols)
+    axial = np.where(ai > aj, vertical, 1)
+    diagonal = vertical + 1
+    keep = np.ones(len(at), bool)
+    for sign in (1, -1):
+        value = flat.take(at + sign * diagonal)
+        value *= w
+        near = flat.take(at + sign * axial)
+        near *= rest
+        value += near  # diagonal * w + axial * (1 - w), the helper's order
+        keep &= value <= m
     out = np.zeros(magnitude.shape)
     out.ravel()[at[keep]] = m[keep]
     return out
