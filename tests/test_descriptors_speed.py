@@ -14,6 +14,7 @@ import math
 import numpy as np
 import pytest
 from scipy import ndimage
+from skimage.feature import blob_dog as skimage_blob_dog
 from skimage.feature import canny as skimage_canny
 
 from hybridtmd.datasets import make_synthetic_dataset
@@ -90,5 +91,23 @@ def test_default_families_unchanged_by_the_speed_paths(levelled_images, config, 
     """Every default descriptor, with the library routines (before) and the speed paths (after)."""
     after = _family_values(levelled_images, config)
     monkeypatch.setattr(paper_module, "canny", skimage_canny)
+    monkeypatch.setattr(paper_module, "blob_dog", lambda image, low, high, threshold: skimage_blob_dog(
+        image, min_sigma=low, max_sigma=high, threshold=threshold))
     before = _family_values(levelled_images, config)
     _assert_same(before, after)
+
+
+def test_local_maxima_of_a_transposed_view_equal_peak_local_max():
+    """The DoG stack's (row, col, level) view is searched in memory order: same peaks, same order."""
+    from skimage.feature import peak_local_max
+
+    from hybridtmd.descriptors.fast import local_maxima
+
+    rng = np.random.default_rng(4)
+    cube = np.round(ndimage.gaussian_filter(rng.random((5, 40, 30)), 1), 3)  # rounded: tied values
+    for view in (cube.transpose(1, 2, 0), cube, cube.transpose(2, 0, 1), np.zeros((4, 4, 3))):
+        expected = peak_local_max(view, threshold_abs=0.4, footprint=np.ones((3, 3, 3)), exclude_border=0)
+        assert np.array_equal(local_maxima(view, 0.4), expected)
+    flat = np.round(ndimage.gaussian_filter(rng.random((30, 20)), 1), 2).T
+    assert np.array_equal(local_maxima(flat, 0.0),
+                          peak_local_max(flat, threshold_abs=0.0, footprint=np.ones((3, 3)), exclude_border=0))

@@ -25,6 +25,8 @@ from scipy import ndimage
 __all__ = ["canny", "correlate1d_taps", "gaussian_weights", "non_maximum_suppression"]
 
 _EPS = float(np.finfo(float).eps)
+#: candidate pixels per chunk of the non-maximum suppression
+_NMS_CHUNK = 8192
 
 
 @functools.lru_cache(maxsize=32)
@@ -107,30 +109,33 @@ def non_maximum_suppression(isobel: np.ndarray, jsobel: np.ndarray, magnitude: n
     flat = magnitude.ravel()
     candidate = np.zeros(magnitude.shape, bool)
     np.greater_equal(magnitude[1:-1, 1:-1], low, out=candidate[1:-1, 1:-1])
-    at = np.flatnonzero(candidate)
-    m, gi, gj = flat.take(at), isobel.ravel().take(at), jsobel.ravel().take(at)
-    ai, aj = np.abs(gi), np.abs(gj)
-    # w = smaller / larger component, whichever branch the helper takes (on a tie both give 1,
-    # and the axial neighbour's weight 1 - w is 0, so the tie's choice of axis does not matter)
-    w = np.minimum(ai, aj)
-    w /= np.maximum(ai, aj)
-    rest = 1.0 - w
-    # flat offsets of the + side neighbours (the - side is the point reflection): the diagonal
-    # one below-right for gradients of one sign, above-right otherwise; the axial one along the
-    # rows' axis (same rows' direction) when |isobel| is the larger, else the right neighbour
-    vertical = np.where((gi <= 0) == (gj <= 0), cols, -cols)
-    axial = np.where(ai > aj, vertical, 1)
-    diagonal = vertical + 1
-    keep = np.ones(len(at), bool)
-    for sign in (1, -1):
-        value = flat.take(at + sign * diagonal)
-        value *= w
-        near = flat.take(at + sign * axial)
-        near *= rest
-        value += near  # diagonal * w + axial * (1 - w), the helper's order
-        keep &= value <= m
     out = np.zeros(magnitude.shape)
-    out.ravel()[at[keep]] = m[keep]
+    found = np.flatnonzero(candidate)
+    # in chunks whose temporaries stay in the CPU cache (the work is memory-bound)
+    for start in range(0, len(found), _NMS_CHUNK):
+        at = found[start : start + _NMS_CHUNK]
+        m, gi, gj = flat.take(at), isobel.ravel().take(at), jsobel.ravel().take(at)
+        ai, aj = np.abs(gi), np.abs(gj)
+        # w = smaller / larger component, whichever branch the helper takes (on a tie both give
+        # 1, and the axial neighbour's weight 1 - w is 0, so the tie's choice of axis is moot)
+        w = np.minimum(ai, aj)
+        w /= np.maximum(ai, aj)
+        rest = 1.0 - w
+        # flat offsets of the + side neighbours (the - side is the point reflection): the
+        # diagonal one below-right for gradients of one sign, above-right otherwise; the axial
+        # one along the rows' axis when |isobel| is the larger, else the right neighbour
+        vertical = np.where((gi <= 0) == (gj <= 0), cols, -cols)
+        axial = np.where(ai > aj, vertical, 1)
+        diagonal = vertical + 1
+        keep = np.ones(len(at), bool)
+        for sign in (1, -1):
+            value = flat.take(at + sign * diagonal)
+            value *= w
+            near = flat.take(at + sign * axial)
+            near *= rest
+            value += near  # diagonal * w + axial * (1 - w), the helper's order
+            keep &= value <= m
+        out.ravel()[at[keep]] = m[keep]
     return out
 
 
