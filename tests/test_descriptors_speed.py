@@ -21,7 +21,7 @@ from hybridtmd.datasets import make_synthetic_dataset
 from hybridtmd.descriptors import DescriptorConfig
 from hybridtmd.descriptors import paper as paper_module
 from hybridtmd.descriptors.core import Surface
-from hybridtmd.descriptors.fast_canny import canny, correlate1d_taps, gaussian_weights
+from hybridtmd.descriptors.fast_filters import canny, correlate1d_taps, gaussian_weights
 from hybridtmd.descriptors.registry import resolve_families
 from hybridtmd.preprocess import level
 

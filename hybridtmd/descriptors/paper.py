@@ -68,7 +68,7 @@ from .fast import (
     peak_mask,
     reflect_and_nearest_smoothing,
 )
-from .fast_canny import canny
+from .fast_filters import canny
 from .registry import DescriptorValues, annotate_descriptors, register_family
 
 __all__ = [
@@ -150,7 +150,7 @@ _PHYSICAL_HEIGHT = ("paper_rms_roughness_nm", "paper_local_variation_nm")
 def step_edge_count(image: np.ndarray, sigma: float = 0.3) -> int:
     """Number of step edges: ``skimage.feature.canny`` edges (``sigma``; skimage's default
     thresholds 0.1/0.2 for float images; computed by the identical
-    :func:`~hybridtmd.descriptors.fast_canny.canny`), closed by a 3x3 dilation and erosion,
+    :func:`~hybridtmd.descriptors.fast_filters.canny`), closed by a 3x3 dilation and erosion,
     counted as 4-connected components."""
     edges = canny(np.asarray(image, float), sigma=sigma)
     # border values as skimage's binary_dilation (False) / binary_erosion (True) used by the paper

@@ -1,4 +1,4 @@
-"""Fast equivalent of ``skimage.feature.canny`` for the paper's step edges (see :mod:`.fast`).
+"""Fast equivalent of ``skimage.feature.canny`` and of its short ndimage correlations (see :mod:`.fast`).
 
 scikit-image's Canny spends most of its time in five ``scipy.ndimage.correlate1d`` passes of
 3-tap kernels (the Gaussian of the image and of the all-ones mask, then two Sobel filters of two
