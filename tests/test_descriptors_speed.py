@@ -20,6 +20,7 @@ from skimage.feature import canny as skimage_canny
 from hybridtmd.datasets import make_synthetic_dataset
 from hybridtmd.descriptors import DescriptorConfig
 from hybridtmd.descriptors import paper as paper_module
+from hybridtmd.descriptors import texture as texture_module
 from hybridtmd.descriptors.core import Surface
 from hybridtmd.descriptors.fast_filters import canny, correlate1d_taps, gaussian_weights
 from hybridtmd.descriptors.registry import resolve_families
@@ -72,6 +73,12 @@ def _family_values(images, config):
     return rows
 
 
+def _graycoprops_each(glcm, props):
+    from skimage.feature import graycoprops
+
+    return {prop: graycoprops(glcm, prop) for prop in props}
+
+
 def _assert_same(before, after):
     for row_before, row_after in zip(before, after, strict=True):
         assert row_before.keys() == row_after.keys()
@@ -91,6 +98,8 @@ def test_default_families_unchanged_by_the_speed_paths(levelled_images, config, 
     """Every default descriptor, with the library routines (before) and the speed paths (after)."""
     after = _family_values(levelled_images, config)
     monkeypatch.setattr(paper_module, "canny", skimage_canny)
+    monkeypatch.setattr(paper_module, "glcm_properties", _graycoprops_each)
+    monkeypatch.setattr(texture_module, "glcm_properties", _graycoprops_each)
     monkeypatch.setattr(paper_module, "blob_dog", lambda image, low, high, threshold: skimage_blob_dog(
         image, min_sigma=low, max_sigma=high, threshold=threshold))
     before = _family_values(levelled_images, config)
@@ -111,3 +120,21 @@ def test_local_maxima_of_a_transposed_view_equal_peak_local_max():
     flat = np.round(ndimage.gaussian_filter(rng.random((30, 20)), 1), 2).T
     assert np.array_equal(local_maxima(flat, 0.0),
                           peak_local_max(flat, threshold_abs=0.0, footprint=np.ones((3, 3)), exclude_border=0))
+
+
+def test_glcm_properties_equal_graycoprops_bit_for_bit():
+    from skimage.feature import graycomatrix, graycoprops
+
+    from hybridtmd.descriptors.fast_glcm import glcm_properties
+
+    rng = np.random.default_rng(6)
+    props = ("contrast", "dissimilarity", "homogeneity", "energy", "ASM", "correlation", "entropy")
+    for levels, image in ((256, rng.integers(0, 256, (40, 50))), (32, rng.integers(0, 32, (30, 20))),
+                          (8, np.full((9, 9), 3))):  # a constant image: zero deviations
+        glcm = graycomatrix(image.astype(np.uint8), [1, 2, 4], np.deg2rad([0, 45, 90, 135]), levels=levels,
+                            symmetric=True, normed=True)
+        ours = glcm_properties(glcm, props)
+        for prop in props:
+            assert np.array_equal(ours[prop], graycoprops(glcm, prop)), (levels, prop)
+    with pytest.raises(ValueError, match="properties"):
+        glcm_properties(glcm, ["mean_abs"])
