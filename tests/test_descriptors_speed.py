@@ -138,3 +138,13 @@ def test_glcm_properties_equal_graycoprops_bit_for_bit():
             assert np.array_equal(ours[prop], graycoprops(glcm, prop)), (levels, prop)
     with pytest.raises(ValueError, match="properties"):
         glcm_properties(glcm, ["mean_abs"])
+
+
+@pytest.mark.parametrize("shape", SHAPES[:-1])
+def test_sobel_equals_ndimage_up_to_the_sign_of_zero(shape):
+    from hybridtmd.descriptors.fast_filters import sobel
+
+    rng = np.random.default_rng(shape[1])
+    for img in (*_images(rng, shape), np.zeros(shape), np.full(shape, -1.0)):
+        for axis in (0, 1):
+            assert np.array_equal(sobel(img, axis), ndimage.sobel(img, axis))  # -0.0 == 0.0
