@@ -20,6 +20,10 @@ one with the routine it replaces (``test_reimplementations_match_skimage``,
 * :func:`label_perimeters` - ``skimage.measure.regionprops(labels)[i].perimeter``;
 * :func:`label_maxima` - ``scipy.ndimage.maximum(values, labels, index)``;
 * :func:`hull_areas` - the area of ``scipy.spatial.ConvexHull`` of all pixel squares of a label.
+
+Two more modules hold speed paths of the same kind: :mod:`.fast_filters` (``skimage.feature.canny``
+and its short ndimage correlations) and :mod:`.fast_glcm` (``skimage.feature.graycoprops`` of
+several properties at once); ``tests/test_descriptors_speed.py`` checks them.
 """
 
 from __future__ import annotations
