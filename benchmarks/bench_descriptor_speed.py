@@ -14,7 +14,8 @@ with the others (normalised image, reference grid, smoothing...); the ``ALL`` ro
 once, so the rows do not add up.
 
 Run: ``python benchmarks/bench_descriptor_speed.py [--images 5] [--repeats 3] [--size 512]
-[--profile]`` (``--profile`` prints the top cProfile entries of the full set).
+[--profile] [--routines]`` (``--profile`` prints the top cProfile entries of the full set;
+``--routines`` times the re-implemented library routines against the library's).
 """
 
 from __future__ import annotations
@@ -51,12 +52,35 @@ def cpu_per_image(images, func, repeats: int) -> float:
     return float(np.mean(best))
 
 
+def routines(grey_images, repeats: int) -> None:
+    """CPU ms per image of each re-implemented library routine and of the library's, on the
+    paper's normalised images (the routines' equality is tested in tests/test_descriptors_speed.py)."""
+    from skimage.feature import canny as skimage_canny
+    from skimage.feature import graycomatrix, graycoprops
+
+    from hybridtmd.descriptors.fast_filters import canny
+    from hybridtmd.descriptors.fast_glcm import glcm_properties
+
+    props = ("contrast", "dissimilarity", "homogeneity", "energy", "correlation", "ASM")
+    u8 = [np.rint(g * 255).astype(np.uint8) for g in grey_images]
+    glcms = [graycomatrix(u, [1], [0], levels=256, symmetric=True, normed=True) for u in u8]
+    cases = [("canny(sigma=0.3)", grey_images, lambda g: skimage_canny(g, 0.3), lambda g: canny(g, 0.3)),
+             ("graycoprops x 6", glcms, lambda m: [graycoprops(m, p) for p in props],
+              lambda m: glcm_properties(m, props))]
+    print(f"{'routine':<20}{'library ms':>12}{'hybridtmd ms':>14}{'ratio':>8}")
+    for name, inputs, library, ours in cases:
+        theirs, mine = cpu_per_image(inputs, library, repeats), cpu_per_image(inputs, ours, repeats)
+        print(f"{name:<20}{theirs * 1e3:>12.2f}{mine * 1e3:>14.2f}{theirs / mine:>8.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=5, help="images (one per class)")
     parser.add_argument("--repeats", type=int, default=3, help="CPU-time repeats per image (least kept)")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--profile", action="store_true", help="cProfile the full default set")
+    parser.add_argument("--routines", action="store_true",
+                        help="time the re-implemented library routines against the library instead")
     args = parser.parse_args()
     data = make_synthetic_dataset(n_samples=max(args.images, 5), images_per_sample=1, size_px=args.size, seed=11)
     images = [level(im) for im in data.images[: args.images]]
@@ -71,6 +95,9 @@ def main() -> None:
 
     for im in images:  # warm caches (per-shape transfer functions, imports)
         full(im)
+    if args.routines:
+        routines([Surface(im, config).normalised for im in images], args.repeats)
+        return
     if args.profile:
         import cProfile
         import pstats

@@ -7,11 +7,11 @@ strided column into a line buffer. :func:`correlate1d_taps` computes the same sh
 with whole-array numpy operations on shifted slices, in ndimage's order of operations
 (``x * w[r]``, then ``+= (x[i - j] + x[i + j]) * w[r - j]`` for ``j = r .. 1``; ``-`` for an
 antisymmetric kernel), so every value is identical bit for bit; the Gaussian of the mask depends
-only on the shape and is cached. Non-maximum suppression (:func:`non_maximum_suppression`) reproduces scikit-image's compiled
-helper, vectorised over the candidate pixels; the hysteresis is scikit-image's, with the
-labels of the strong segments marked without sorting them.
-``tests/test_descriptors_speed.py`` checks the edges against ``skimage.feature.canny`` bit for bit;
-``benchmarks/bench_descriptor_speed.py --canny`` times both.
+only on the shape and is cached. Non-maximum suppression (:func:`non_maximum_suppression`)
+reproduces scikit-image's compiled helper, vectorised over the candidate pixels; the hysteresis is
+scikit-image's, with the labels of the strong segments marked without sorting them.
+``tests/test_descriptors_speed.py`` checks the edges against ``skimage.feature.canny`` bit for
+bit; ``benchmarks/bench_descriptor_speed.py --routines`` times both.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@
 paper's GLCM asks for six properties of one matrix and the texture family's for six more. Here
 the matrix is normalised once and the grids are built once per call, and each property is then
 evaluated with ``graycoprops``' own expressions on the same arrays, so every value is identical
-bit for bit (``tests/test_descriptors_speed.py``).
+bit for bit (``tests/test_descriptors_speed.py``; timed by ``benchmarks/bench_descriptor_speed.py
+--routines``).
 """
 
 from __future__ import annotations
