@@ -20,6 +20,7 @@ work on :class:`~hybridtmd.io.AFMImage`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import numbers
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -254,12 +255,14 @@ def resample(image: AFMImage, pixel_size_nm: float | Sequence[float], method: st
     return dataclasses.replace(image, height=new, pixel_size_nm=actual, metadata=metadata)  # keeps z_unit
 
 
+@functools.lru_cache(maxsize=32)
 def area_weights(n_in: int, n_out: int) -> np.ndarray:
-    """``(n_out, n_in)`` matrix averaging ``n_in`` pixels into ``n_out`` over the same length:
-    entry ``(i, j)`` is the fraction of output pixel ``i`` that input pixel ``j`` covers."""
+    """``(n_out, n_in)`` matrix averaging ``n_in`` pixels into ``n_out`` over the same length: entry ``(i, j)``
+    is the fraction of output pixel ``i`` that pixel ``j`` covers (read-only, cached per shape)."""
     edges_in, edges_out = np.arange(n_in + 1) / n_in, np.arange(n_out + 1) / n_out
     right, left = np.minimum(edges_out[1:, None], edges_in[1:]), np.maximum(edges_out[:-1, None], edges_in[:-1])
-    return np.clip(right - left, 0.0, None) * n_out
+    (weights := np.clip(right - left, 0.0, None) * n_out).flags.writeable = False
+    return weights
 
 
 #: Height percentiles mapped to 0 and 1 by :func:`normalise_height`: the one normalisation of

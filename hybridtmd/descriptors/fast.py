@@ -20,6 +20,10 @@ one with the routine it replaces (``test_reimplementations_match_skimage``,
 * :func:`label_perimeters` - ``skimage.measure.regionprops(labels)[i].perimeter``;
 * :func:`label_maxima` - ``scipy.ndimage.maximum(values, labels, index)``;
 * :func:`hull_areas` - the area of ``scipy.spatial.ConvexHull`` of all pixel squares of a label.
+
+Two more modules hold speed paths of the same kind: :mod:`.fast_filters` (``skimage.feature.canny``
+and its short ndimage correlations) and :mod:`.fast_glcm` (``skimage.feature.graycoprops`` of
+several properties at once); ``tests/test_descriptors_speed.py`` checks them.
 """
 
 from __future__ import annotations
@@ -81,18 +85,30 @@ def dog_stack(image: np.ndarray, sigmas: list[float], scale: float = 1.0, trunca
     ``(len(sigmas) - 1, rows, cols)``, with ``G`` as :func:`gaussian_stack`. The differences are
     taken on the separable transfer functions (the filters are linear), which saves one
     transform and equals differencing the blurred images up to rounding."""
-    rows, cols = np.shape(image)
-    pairs = [(gaussian_transfer(rows, s, truncate), gaussian_transfer(cols, s, truncate)) for s in sigmas]
-    # G_a - G_b is not separable, so the difference is formed from the 2-D transfer products;
-    # scale is folded into the row factor of each term
     from scipy import fft
 
+    rows, cols = np.shape(image)
+    transfers = _dog_transfers(rows, cols, tuple(float(s) for s in sigmas), float(scale), float(truncate))
     coefficients = fft.dctn(np.asarray(image, float), type=2)
     out = np.empty((len(sigmas) - 1, rows, cols))
-    for i, ((ra, ca), (rb, cb)) in enumerate(zip(pairs[:-1], pairs[1:], strict=True)):
-        transfer = np.outer(scale * ra, ca) - np.outer(scale * rb, cb)
+    for i, transfer in enumerate(transfers):
         out[i] = fft.idctn(coefficients * transfer, type=2)
     return out
+
+
+@functools.lru_cache(maxsize=8)
+def _dog_transfers(rows: int, cols: int, sigmas: tuple[float, ...], scale: float, truncate: float) -> list[np.ndarray]:
+    """The 2-D DCT-domain transfer functions of :func:`dog_stack` (read-only), which depend only
+    on the shape and the sigmas: computed once per image shape."""
+    pairs = [(gaussian_transfer(rows, s, truncate), gaussian_transfer(cols, s, truncate)) for s in sigmas]
+    transfers = []
+    # G_a - G_b is not separable, so the difference is formed from the 2-D transfer products;
+    # scale is folded into the row factor of each term
+    for (ra, ca), (rb, cb) in zip(pairs[:-1], pairs[1:], strict=True):
+        transfer = np.outer(scale * ra, ca) - np.outer(scale * rb, cb)
+        transfer.flags.writeable = False
+        transfers.append(transfer)
+    return transfers
 
 
 def max_filter3(array: np.ndarray) -> np.ndarray:
@@ -125,10 +141,20 @@ def peak_mask(array: np.ndarray, threshold: float) -> np.ndarray:
 def local_maxima(array: np.ndarray, threshold: float) -> np.ndarray:
     """Coordinates of ``skimage.feature.peak_local_max(array, threshold_abs=threshold,
     footprint=np.ones((3,) * ndim), exclude_border=0)``, in the same order (highest first,
-    ties in C order; :func:`peak_mask`)."""
-    coords = np.nonzero(peak_mask(array, threshold))
-    order = np.argsort(-array[coords], kind="stable")
-    return np.transpose(coords)[order]
+    ties in C order; :func:`peak_mask`).
+
+    The mask is computed in the array's memory order (a transposed view, such as the
+    ``(row, col, level)`` view of a DoG stack, is not copied) and the peaks are then sorted by
+    value and by their C-order index in ``array``'s own axes."""
+    order = np.argsort([-abs(stride) for stride in array.strides], kind="stable")
+    base = array.transpose(order)  # the same array with its axes in memory order
+    coords_base = np.nonzero(peak_mask(base, threshold))
+    values = base[coords_base]
+    coords = [None] * array.ndim
+    for i, axis in enumerate(order.tolist()):
+        coords[axis] = coords_base[i]
+    flat = np.ravel_multi_index(coords, array.shape) if values.size else np.empty(0, np.intp)
+    return np.transpose(coords)[np.lexsort((flat, -values))]
 
 
 def blob_dog(image: np.ndarray, min_sigma: float = 5.0, max_sigma: float = 40.0, threshold: float = 0.001,

@@ -68,6 +68,8 @@ from .fast import (
     peak_mask,
     reflect_and_nearest_smoothing,
 )
+from .fast_filters import canny
+from .fast_glcm import glcm_properties
 from .registry import DescriptorValues, annotate_descriptors, register_family
 
 __all__ = [
@@ -148,10 +150,9 @@ _PHYSICAL_HEIGHT = ("paper_rms_roughness_nm", "paper_local_variation_nm")
 
 def step_edge_count(image: np.ndarray, sigma: float = 0.3) -> int:
     """Number of step edges: ``skimage.feature.canny`` edges (``sigma``; skimage's default
-    thresholds 0.1/0.2 for float images), closed by a 3x3 dilation and erosion, counted as
-    4-connected components."""
-    from skimage.feature import canny
-
+    thresholds 0.1/0.2 for float images; computed by the identical
+    :func:`~hybridtmd.descriptors.fast_filters.canny`), closed by a 3x3 dilation and erosion,
+    counted as 4-connected components."""
     edges = canny(np.asarray(image, float), sigma=sigma)
     # border values as skimage's binary_dilation (False) / binary_erosion (True) used by the paper
     closed = box3_morphology(box3_morphology(edges, "dilation"), "erosion")
@@ -291,12 +292,13 @@ def surface_blobs(surface: Surface) -> np.ndarray:
 
 
 def paper_glcm(image_uint8: np.ndarray) -> dict[str, float]:
-    """GLCM properties of the paper (distance 1, angle 0, 256 levels, symmetric, normed)."""
-    from skimage.feature import graycomatrix, graycoprops
+    """GLCM properties of the paper (distance 1, angle 0, 256 levels, symmetric, normed):
+    ``skimage.feature.graycoprops`` of each (:func:`~hybridtmd.descriptors.fast_glcm.glcm_properties`)."""
+    from skimage.feature import graycomatrix
 
     glcm = graycomatrix(image_uint8, distances=[1], angles=[0], levels=256, symmetric=True, normed=True)
-    return {prop.lower(): float(graycoprops(glcm, prop).mean())
-            for prop in ("contrast", "dissimilarity", "homogeneity", "energy", "correlation", "ASM")}
+    props = ("contrast", "dissimilarity", "homogeneity", "energy", "correlation", "ASM")
+    return {prop.lower(): float(values.mean()) for prop, values in glcm_properties(glcm, props).items()}
 
 
 def paper_grains(image: np.ndarray, domain_radius: int = 5, *, smoothed: np.ndarray | None = None) -> dict[str, float]:

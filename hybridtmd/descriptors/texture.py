@@ -34,6 +34,7 @@ import numpy as np
 
 from .core import Surface
 from .fast import uniform_lbp
+from .fast_glcm import glcm_properties
 from .registry import DescriptorValues, annotate_descriptors, register_family
 
 REFERENCE = ("Haralick, Shanmugam & Dinstein, IEEE TSMC 3, 610 (1973); Ojala, Pietikainen & Maenpaa, "
@@ -96,14 +97,13 @@ def glcm_features(image_uint8: np.ndarray, distances: tuple[int, ...] = GLCM_DIS
                   levels: int = GLCM_LEVELS) -> dict[str, float]:
     """Angle-averaged GLCM properties of an 8-bit image re-quantised to ``levels`` grey levels
     (``levels`` must divide 256). Keys ``glcm_<prop>_d<d>px`` and ``glcm_contrast_anisotropy_d<d0>px``."""
-    from skimage.feature import graycomatrix, graycoprops
+    from skimage.feature import graycomatrix
 
     q = (np.asarray(image_uint8, np.uint8) // (256 // levels)).astype(np.uint8)
     angles = np.deg2rad([0, 45, 90, 135])
     glcm = graycomatrix(q, distances=list(distances), angles=angles, levels=levels, symmetric=True, normed=True)
     out = {}
-    for prop in GLCM_PROPS:
-        values = graycoprops(glcm, prop)  # (distances, angles)
+    for prop, values in glcm_properties(glcm, GLCM_PROPS).items():  # (distances, angles)
         for k, d in enumerate(distances):
             out[f"glcm_{prop}_d{d}px"] = float(values[k].mean())
         if prop == "contrast":
