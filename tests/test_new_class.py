@@ -228,3 +228,18 @@ def test_inner_balanced_accuracy_leaves_out_the_few_shot_classes():
     assert inner_score("balanced accuracy", y_true, y_pred) == pytest.approx((0.5 + 1 + 0) / 3)
     # an old image called class 2 still counts against the head
     assert inner_score("balanced accuracy", y_true, y_pred, np.array([False, False, True])) == pytest.approx(0.75)
+
+
+def test_distance_correction_waits_for_a_few_shot_class():
+    """``distance_correction="few_shot"`` (the default) adds the correction only when a class has
+    fewer than a tenth of the largest class's images: with classes of comparable size the head is
+    the uncorrected one (it is a candidate of ``auto`` on every table)."""
+    X, y, groups, train, _ = embedding_table(5, new_train=60)  # 63 images against 120: no few-shot class
+    labels = np.unique(y[train], return_inverse=True)[1]
+    Z = X.iloc[train].to_numpy()
+    default = DiscriminantHead().fit(Z, labels, groups=groups[train])
+    plain = DiscriminantHead(distance_correction=False).fit(Z, labels, groups=groups[train])
+    forced = DiscriminantHead(distance_correction=True).fit(Z, labels, groups=groups[train])
+    assert not default.distance_corrected_ and forced.distance_corrected_
+    np.testing.assert_array_equal(default.intercept_, plain.intercept_)
+    assert not np.allclose(forced.intercept_, plain.intercept_)
