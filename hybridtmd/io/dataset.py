@@ -18,9 +18,10 @@ from .._utils.digests import array_digest
 from .._utils.files import atomic_write_csv, path_text
 from .._utils.progress import track
 from ..errors import AFMInputError, AFMInputWarning, HybridTMDError
+from .files import readable_files
 from .image import AFMImage, height_images, warn_input
 from .manifest_checks import content_duplicates, is_non_regular, manifest_path, outside_folder, outside_warning
-from .readers import load_channels, load_image, registered_suffix
+from .readers import load_channels, load_image
 
 #: Default file-name convention of the seed paper: underscore-separated fields
 #: ``<anything>_<MATERIAL>_<anything>_<SAMPLEID>[_<more>...].<ext>``; a last field of
@@ -271,11 +272,8 @@ NOT_REGULAR = "not a regular file (a folder, FIFO, device or broken link)"
 
 def _dataset_from_names(folder: Path, regex: re.Pattern, *, recursive: bool, options: dict) -> Dataset:
     """Labels, groups and splits parsed from the names of the readable files in ``folder``."""
-    files = sorted(folder.rglob("*") if recursive else folder.iterdir())
     paths, labels, groups, splits, skipped = [], [], [], [], []
-    for f in files:
-        if f.name.startswith(".") or registered_suffix(f) is None:
-            continue
+    for f in readable_files(folder, recursive=recursive):
         if not f.is_file():  # named like an AFM file, so reported rather than silently left out
             skipped.append((str(f), NOT_REGULAR))
             continue

@@ -18,9 +18,10 @@ from .readers import registered_suffix
 __all__ = ["needed_channels", "readable_files", "source_of"]
 
 
-def readable_files(folder: str | Path) -> list[Path]:
-    """The entries of ``folder`` whose suffix hybridtmd has a reader for
-    (:func:`~hybridtmd.io.registered_suffix`), hidden ones (``.name``) left out, sorted by name.
+def readable_files(folder: str | Path, *, recursive: bool = False) -> list[Path]:
+    """The entries of ``folder`` (and of its subfolders with ``recursive``) whose suffix hybridtmd
+    has a reader for (:func:`~hybridtmd.io.registered_suffix`), hidden ones (``.name``) left out,
+    sorted by path.
 
     Entries that are not regular files stay in (a folder named ``x.tif``, a FIFO): reading them
     reports them, and a FIFO is never opened.
@@ -33,7 +34,8 @@ def readable_files(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise AFMInputError(folder, "not a folder")
-    return sorted(p for p in folder.iterdir() if not p.name.startswith(".") and registered_suffix(p) is not None)
+    entries = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in entries if not p.name.startswith(".") and registered_suffix(p) is not None)
 
 
 def needed_channels(reader: Any) -> list[str] | None:

@@ -29,7 +29,8 @@ import pandas as pd
 
 from ..._utils.files import atomic_path, atomic_write_text, json_loads, path_text
 from ..._version import __version__
-from ...errors import HybridTMDError
+from ...errors import HybridTMDError, ModelFileError
+from ..persistence import MANIFEST_NAME, read_json
 from ..predicting import predict_files
 from .extraction import load_settings, warn_padding
 from .manifest import base_manifest, part_file, read_manifest, require_pyarrow
@@ -45,9 +46,10 @@ _MODELS: dict[tuple[str, str], Any] = {}
 
 
 def _model_digest(model_dir: Path) -> str:
+    """The directory digest a model's manifest records (the manifest read as every model file is)."""
     try:
-        return str(json_loads((model_dir / "manifest.json").read_text(encoding="utf-8"))["directory_digest"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return str(read_json(model_dir / MANIFEST_NAME)["directory_digest"])
+    except (OSError, ModelFileError, KeyError, TypeError) as exc:
         raise HybridTMDError(f"{model_dir}: not a saved model ({type(exc).__name__}: {exc})") from None
 
 
